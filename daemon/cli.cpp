@@ -1,0 +1,169 @@
+#include "daemon/cli.hpp"
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <cstring>
+#include <string.h>
+
+#include "daemon/commands.hpp"
+
+namespace rad::daemon {
+namespace {
+
+constexpr const char* kProgram = "rolesanywhere-agent";
+constexpr const char* kSecretFlags[] = {"--pkcs8-password"};
+
+void print_error(const std::string& message) { std::fprintf(stderr, "%s: %s\n", kProgram, message.c_str()); }
+
+// add_identity_flags declares the certificate/key flags shared by credential-process and sign-string.
+void add_identity_flags(CLI::App& cmd, IdentityOptions& o, std::string& password_holder) {
+    cmd.add_option("--certificate", o.certificate, "Certificate: PEM or DER leaf, combined PEM, or PKCS#12 bundle");
+    cmd.add_option("--private-key", o.private_key,
+                   "Private key file: PEM PKCS#1, SEC1, PKCS#8 or encrypted PKCS#8 (mode 0600 or 0400)");
+    auto* pw = cmd.add_option("--pkcs8-password", password_holder,
+                              "Passphrase of an encrypted key or PKCS#12 file (compatibility; prefer "
+                              "--pkcs8-password-file, argv is visible to other users)");
+    auto* pw_file = cmd.add_option("--pkcs8-password-file", o.pkcs8_password_file,
+                                   "File holding the passphrase (one trailing newline is ignored)");
+    auto* pw_env = cmd.add_option("--pkcs8-password-env", o.pkcs8_password_env,
+                                  "Name of an environment variable holding the passphrase");
+    pw->excludes(pw_file)->excludes(pw_env);
+    pw_file->excludes(pw_env);
+    cmd.add_flag("--allow-insecure-key-permissions", o.allow_insecure_key_permissions,
+                 "Accept key and passphrase files readable by group or others, or symlinks");
+    auto* selector = cmd.add_option("--cert-selector", o.cert_selector, "OS certificate store selector (macOS/Windows only)");
+    auto* store = cmd.add_option("--system-store-name", o.system_store_name, "Windows certificate store name (Windows only)");
+    auto* latest = cmd.add_flag("--use-latest-expiring-certificate", o.use_latest_expiring_certificate,
+                                "Pick the latest-expiring match in an OS store (macOS/Windows only)");
+    selector->excludes("--certificate")->excludes("--private-key");
+    store->excludes("--certificate")->excludes("--private-key");
+    latest->excludes("--private-key");
+}
+
+void add_debug_flag(CLI::App& cmd, bool& debug) {
+    cmd.add_flag("--debug", debug, "Diagnostics on stderr (never secrets or response bodies)");
+}
+
+int finish(const Result<void>& result) {
+    if (result) {
+        return 0;
+    }
+    print_error(result.error().message);
+    return exit_code(result.error().code);
+}
+
+}  // namespace
+
+void scrub_secret_arguments(int argc, char** argv) {
+    for (int i = 1; i < argc; ++i) {
+        for (const char* flag : kSecretFlags) {
+            const std::size_t n = std::strlen(flag);
+            if (std::strcmp(argv[i], flag) == 0 && i + 1 < argc) {
+                explicit_bzero(argv[i + 1], std::strlen(argv[i + 1]));
+            } else if (std::strncmp(argv[i], flag, n) == 0 && argv[i][n] == '=') {
+                explicit_bzero(argv[i] + n + 1, std::strlen(argv[i] + n + 1));
+            }
+        }
+    }
+}
+
+int run_cli(int argc, char** argv) {
+    CLI::App app{"rolesanywhere-agent: AWS credentials for on-premises hosts through IAM Roles Anywhere", kProgram};
+    app.require_subcommand(0, 1);
+    app.set_help_all_flag("--help-all", "Show the help of every command");
+
+    // credential-process
+    CredentialOptions cp;
+    std::string cp_password;
+    auto* credential_process = app.add_subcommand(
+        "credential-process", "Print temporary credentials as credential_process JSON (Version 1) and exit");
+    add_identity_flags(*credential_process, cp.identity, cp_password);
+    credential_process->add_option("--intermediates", cp.identity.intermediates,
+                                   "PEM bundle of intermediate CA certificates, sent in X-Amz-X509-Chain");
+    credential_process->add_option("--trust-anchor-arn", cp.trust_anchor_arn, "ARN of the trust anchor");
+    credential_process->add_option("--profile-arn", cp.profile_arn, "ARN of the Roles Anywhere profile");
+    credential_process->add_option("--role-arn", cp.role_arn, "ARN of the role to assume");
+    credential_process->add_option("--session-duration", cp.session_duration,
+                                   "Lifetime of the credentials in seconds, 900 to 43200")
+        ->default_val(3600);
+    credential_process->add_option("--role-session-name", cp.role_session_name,
+                                   "Role session name (the profile must accept it)");
+    credential_process->add_option("--region", cp.region, "Signing region (default: the trust anchor's)");
+    credential_process->add_option("--endpoint", cp.endpoint,
+                                   "Base URL of the Roles Anywhere endpoint (default: from the region)");
+    credential_process->add_flag("--use-fips-endpoint", cp.use_fips_endpoint, "Use the FIPS endpoint of the region");
+    credential_process->add_option("--ca-bundle", cp.ca_bundle,
+                                   "PEM file of CA certificates to trust instead of the system store "
+                                   "(default: $AWS_CA_BUNDLE)");
+    credential_process->add_flag("--no-verify-ssl", cp.no_verify_ssl,
+                                 "Do not verify the server certificate (insecure; compatibility)");
+    credential_process->add_flag("--with-proxy", cp.with_proxy,
+                                 "Accepted for compatibility: HTTPS_PROXY/NO_PROXY are always honoured");
+    credential_process->add_option("--connect-timeout", cp.connect_timeout_seconds,
+                                   "Seconds allowed for the TCP connect and for the TLS handshake")
+        ->default_val(5);
+    credential_process->add_option("--timeout", cp.timeout_seconds,
+                                   "Seconds allowed for one CreateSession attempt, end to end")
+        ->default_val(20);
+    add_debug_flag(*credential_process, cp.debug);
+
+    // sign-string
+    SignStringOptions ss;
+    std::string ss_password;
+    auto* sign_string = app.add_subcommand("sign-string", "Sign the fixed test string with the key (diagnostic)");
+    add_identity_flags(*sign_string, ss.identity, ss_password);
+    sign_string->add_option("--digest", ss.digest, "SHA256, SHA384 or SHA512")->default_val("SHA256");
+    sign_string->add_option("--format", ss.format, "json, text or bin")->default_val("json");
+    add_debug_flag(*sign_string, ss.debug);
+
+    // read-certificate-data
+    ReadCertificateDataOptions rcd;
+    auto* read_certificate_data =
+        app.add_subcommand("read-certificate-data", "Print the certificate's key type, DER and serial as JSON");
+    read_certificate_data->add_option("--certificate", rcd.certificate, "Certificate file (PEM or DER)");
+    auto* rcd_selector =
+        read_certificate_data->add_option("--cert-selector", rcd.cert_selector, "OS store selector (macOS/Windows only)");
+    auto* rcd_store = read_certificate_data->add_option("--system-store-name", rcd.system_store_name,
+                                                        "Windows store name (Windows only)");
+    rcd_selector->excludes("--certificate");
+    rcd_store->excludes("--certificate");
+    add_debug_flag(*read_certificate_data, rcd.debug);
+
+    auto* version = app.add_subcommand("version", "Print the version");
+
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::CallForHelp& e) {
+        return app.exit(e);
+    } catch (const CLI::CallForAllHelp& e) {
+        return app.exit(e);
+    } catch (const CLI::ParseError& e) {
+        print_error(std::string(e.what()) + " (see --help)");
+        return 64;
+    }
+    scrub_secret_arguments(argc, argv);
+
+    if (*version) {
+        std::printf("%s\n", kVersion);
+        return 0;
+    }
+    if (*credential_process) {
+        if (credential_process->count("--pkcs8-password") > 0) {
+            cp.identity.pkcs8_password.emplace(std::move(cp_password));
+        }
+        return finish(run_credential_process(cp, stdout, Diagnostics{cp.debug, stderr}));
+    }
+    if (*sign_string) {
+        if (sign_string->count("--pkcs8-password") > 0) {
+            ss.identity.pkcs8_password.emplace(std::move(ss_password));
+        }
+        return finish(run_sign_string(ss, stdout, Diagnostics{ss.debug, stderr}));
+    }
+    if (*read_certificate_data) {
+        return finish(run_read_certificate_data(rcd, stdout, Diagnostics{rcd.debug, stderr}));
+    }
+    std::fputs(app.help().c_str(), stderr);
+    return 64;
+}
+
+}  // namespace rad::daemon

@@ -1,0 +1,324 @@
+#include "daemon/commands.hpp"
+
+#include <cstdlib>
+#include <random>
+#include <string.h>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "common/encoding.hpp"
+#include "daemon/https_client.hpp"
+#include "daemon/session_client.hpp"
+#include "pki/identity.hpp"
+#include "signer/credentials.hpp"
+#include "signer/sigv4x509.hpp"
+
+#ifndef RAD_VERSION
+#define RAD_VERSION "0.0.0"
+#endif
+
+namespace rad::daemon {
+
+const char* const kVersion = RAD_VERSION;
+
+namespace {
+
+std::optional<std::string> env_value(const char* name) {
+    if (const char* v = std::getenv(name)) {
+        return std::string(v);
+    }
+    return std::nullopt;
+}
+
+bool env_true(const char* name) {
+    const auto v = env_value(name);
+    return v && (*v == "true" || *v == "TRUE" || *v == "True" || *v == "1");
+}
+
+Result<void> refuse_os_store(const std::string& cert_selector, const std::string& system_store_name,
+                             bool use_latest_expiring_certificate) {
+    if (!cert_selector.empty() || !system_store_name.empty() || use_latest_expiring_certificate) {
+        return make_error(Errc::usage,
+                          "--cert-selector, --system-store-name and --use-latest-expiring-certificate select OS "
+                          "certificate stores, which exist only on macOS and Windows; use --certificate and "
+                          "--private-key");
+    }
+    return {};
+}
+
+Result<void> refuse_hardware_reference(const std::string& value, const char* flag) {
+    if (value.starts_with("pkcs11:") || value.starts_with("handle:")) {
+        return make_error(Errc::usage, std::string(flag) + ": \"" + value.substr(0, value.find(':')) +
+                                           ":\" keys (PKCS#11 tokens, TPM handles) are not supported by this "
+                                           "build; give a PEM, DER or PKCS#12 file");
+    }
+    return {};
+}
+
+// read_passphrase gathers the passphrase from the one source the user named. The environment variable's
+// bytes are wiped in place afterwards, so /proc/<pid>/environ no longer shows them.
+Result<std::optional<Secret>> read_passphrase(const IdentityOptions& options) {
+    if (options.pkcs8_password) {
+        if (options.pkcs8_password->empty()) {
+            return std::optional<Secret>{};  // the helper's rule: an empty password means none
+        }
+        return std::optional<Secret>(options.pkcs8_password->clone());
+    }
+    if (!options.pkcs8_password_file.empty()) {
+        auto secret = read_passphrase_file(options.pkcs8_password_file,
+                                           SecretFilePolicy{options.allow_insecure_key_permissions});
+        if (!secret) {
+            return secret.error();
+        }
+        return std::optional<Secret>(std::move(*secret));
+    }
+    if (!options.pkcs8_password_env.empty()) {
+        char* value = std::getenv(options.pkcs8_password_env.c_str());
+        if (value == nullptr) {
+            return make_error(Errc::usage, "--pkcs8-password-env: environment variable " +
+                                               options.pkcs8_password_env + " is not set");
+        }
+        Secret secret{std::string_view(value)};
+        explicit_bzero(value, strlen(value));
+        return std::optional<Secret>(std::move(secret));
+    }
+    return std::optional<Secret>{};
+}
+
+Result<pki::Identity> load_identity_from(const IdentityOptions& options, bool check_validity_period) {
+    if (auto r = refuse_os_store(options.cert_selector, options.system_store_name,
+                                 options.use_latest_expiring_certificate);
+        !r) {
+        return r.error();
+    }
+    if (options.certificate.empty()) {
+        return make_error(Errc::usage, "--certificate is required (a PEM, DER or PKCS#12 file)");
+    }
+    if (auto r = refuse_hardware_reference(options.certificate, "--certificate"); !r) {
+        return r.error();
+    }
+    if (auto r = refuse_hardware_reference(options.private_key, "--private-key"); !r) {
+        return r.error();
+    }
+    auto passphrase = read_passphrase(options);
+    if (!passphrase) {
+        return passphrase.error();
+    }
+    pki::IdentitySource source;
+    source.certificate = options.certificate;
+    source.private_key = options.private_key;
+    source.intermediates = options.intermediates;
+    source.passphrase = std::move(*passphrase);
+    source.key_file_policy.allow_loose_permissions = options.allow_insecure_key_permissions;
+    source.check_validity_period = check_validity_period;
+    return pki::load_identity(source, std::chrono::system_clock::now());
+}
+
+Result<signer::ResolvedEndpoint> resolve(const CredentialOptions& options) {
+    signer::EndpointOptions endpoint;
+    endpoint.trust_anchor_arn = options.trust_anchor_arn;
+    endpoint.profile_arn = options.profile_arn;
+    endpoint.role_arn = options.role_arn;
+    endpoint.region = options.region;
+    endpoint.endpoint = options.endpoint;
+    // The reference helper reads the SDK's endpoint variables through config.LoadDefaultConfig; we honour
+    // them only when --endpoint is absent, so that the flag always wins.
+    if (endpoint.endpoint.empty()) {
+        endpoint.endpoint = env_value("AWS_ENDPOINT_URL_ROLESANYWHERE").value_or(env_value("AWS_ENDPOINT_URL").value_or(""));
+    }
+    endpoint.use_fips = options.use_fips_endpoint || env_true("AWS_USE_FIPS_ENDPOINT");
+    return signer::resolve_endpoint(endpoint);
+}
+
+std::chrono::milliseconds seconds_to_ms(double seconds) {
+    return std::chrono::milliseconds(static_cast<long long>(seconds * 1000.0));
+}
+
+}  // namespace
+
+void Diagnostics::warn(const std::string& line) const { std::fprintf(stream, "rolesanywhere-agent: warning: %s\n", line.c_str()); }
+
+void Diagnostics::trace(const std::string& line) const {
+    if (debug) {
+        std::fprintf(stream, "rolesanywhere-agent: debug: %s\n", line.c_str());
+    }
+}
+
+Result<void> run_credential_process(const CredentialOptions& options, std::FILE* out, const Diagnostics& diag) {
+    if (options.role_arn.empty() || options.profile_arn.empty() || options.trust_anchor_arn.empty()) {
+        return make_error(Errc::usage, "--trust-anchor-arn, --profile-arn and --role-arn are all required");
+    }
+    if (auto r = signer::check_session_duration(options.session_duration); !r) {
+        return r.error();
+    }
+    if (options.connect_timeout_seconds <= 0 || options.timeout_seconds <= 0) {
+        return make_error(Errc::usage, "--connect-timeout and --timeout must be positive numbers of seconds");
+    }
+    auto endpoint = resolve(options);
+    if (!endpoint) {
+        return endpoint.error();
+    }
+    auto identity = load_identity_from(options.identity, true);
+    if (!identity) {
+        return identity.error();
+    }
+    diag.trace("certificate subject=\"" + identity->leaf.subject() + "\" serial=" + identity->leaf.serial_decimal() +
+               " key=" + identity->key.description() + " chain=" + std::to_string(identity->chain.size()));
+    diag.trace("endpoint " + endpoint->url.scheme + "://" + endpoint->url.host_header() + endpoint->url.path +
+               " region=" + endpoint->region);
+
+    HttpsClientOptions client;
+    client.verify_peer = !options.no_verify_ssl;
+    if (options.no_verify_ssl) {
+        diag.warn("--no-verify-ssl: the server certificate is not checked; anyone on the path can read and "
+                  "forge the credentials");
+    }
+    client.ca_bundle = !options.ca_bundle.empty() ? options.ca_bundle : env_value("AWS_CA_BUNDLE").value_or("");
+    client.connect_timeout = seconds_to_ms(options.connect_timeout_seconds);
+    client.tls_timeout = seconds_to_ms(options.connect_timeout_seconds);
+    client.total_timeout = seconds_to_ms(options.timeout_seconds);
+    client.user_agent = std::string("rolesanywhere-agent/") + kVersion;
+    // Like the reference helper since 1.7.0, the proxy variables apply whether or not --with-proxy is given.
+    auto proxy = proxy_for(endpoint->url, env_value);
+    if (!proxy) {
+        return proxy.error();
+    }
+    client.proxy = std::move(*proxy);
+    if (client.proxy) {
+        diag.trace("using proxy " + client.proxy->host + ":" + client.proxy->port);
+    }
+
+    signer::CreateSessionParams params;
+    params.profile_arn = options.profile_arn;
+    params.role_arn = options.role_arn;
+    params.trust_anchor_arn = options.trust_anchor_arn;
+    params.duration_seconds = options.session_duration;
+    params.role_session_name = options.role_session_name;
+
+    std::mt19937_64 rng{std::random_device{}()};
+    std::uniform_real_distribution<double> uniform(0.0, 1.0);
+    SessionClientHooks hooks;
+    hooks.send = [&](const signer::Url& url, const signer::HttpRequest& request) {
+        return send_request(url, request, client);
+    };
+    hooks.now = [] { return std::chrono::system_clock::now(); };
+    hooks.sleep = [](std::chrono::milliseconds d) { std::this_thread::sleep_for(d); };
+    hooks.jitter01 = [&] { return uniform(rng); };
+    hooks.on_attempt_failed = [&](int attempt, const Error& error, std::chrono::milliseconds delay) {
+        diag.trace("attempt " + std::to_string(attempt) + " failed (" + errc_name(error.code) + "): " + error.message +
+                   "; retrying in " + std::to_string(delay.count()) + " ms");
+    };
+    auto credentials = fetch_credentials(*identity, params, *endpoint, RetryOptions{}, hooks);
+    if (!credentials) {
+        return credentials.error();
+    }
+    diag.trace("credentials issued: access key " + signer::redact_access_key_id(credentials->access_key_id));
+    const Secret document = signer::credential_process_json(*credentials);
+    if (std::fwrite(document.reveal().data(), 1, document.size(), out) != document.size() || std::fflush(out) != 0) {
+        return make_error(Errc::internal, "cannot write the credentials to standard output");
+    }
+    return {};
+}
+
+Result<void> run_sign_string(const SignStringOptions& options, std::FILE* out, const Diagnostics& diag) {
+    pki::Digest digest;
+    if (options.digest == "SHA256") {
+        digest = pki::Digest::sha256;
+    } else if (options.digest == "SHA384") {
+        digest = pki::Digest::sha384;
+    } else if (options.digest == "SHA512") {
+        digest = pki::Digest::sha512;
+    } else {
+        return make_error(Errc::usage, "--digest must be SHA256, SHA384 or SHA512 (got \"" + options.digest + "\")");
+    }
+    if (options.format != "json" && options.format != "text" && options.format != "bin") {
+        return make_error(Errc::usage, "--format must be json, text or bin (got \"" + options.format + "\")");
+    }
+    // sign-string needs only the key: --certificate matters to the helper for PKCS#11 URIs alone.
+    auto passphrase = read_passphrase(options.identity);
+    if (!passphrase) {
+        return passphrase.error();
+    }
+    if (auto r = refuse_os_store(options.identity.cert_selector, options.identity.system_store_name,
+                                 options.identity.use_latest_expiring_certificate);
+        !r) {
+        return r.error();
+    }
+    if (options.identity.private_key.empty()) {
+        return make_error(Errc::usage, "--private-key is required");
+    }
+    if (auto r = refuse_hardware_reference(options.identity.private_key, "--private-key"); !r) {
+        return r.error();
+    }
+    auto key = pki::PrivateKey::load(options.identity.private_key, passphrase->has_value() ? &**passphrase : nullptr,
+                                     SecretFilePolicy{options.identity.allow_insecure_key_permissions});
+    if (!key) {
+        return key.error();
+    }
+    if (auto r = pki::check_supported(*key, options.identity.private_key); !r) {
+        return r.error();
+    }
+    diag.trace("key " + key->description());
+    auto public_key = key->sign_string_public_key();
+    if (!public_key) {
+        return public_key.error();
+    }
+    // reference-helper.md §1.6: fixed text || "1" || SHA256("IAM RA" || public key), raw digest bytes.
+    std::string message = "AWS Roles Anywhere Credential Helper Signing Test1";
+    const auto suffix = pki::sha256("IAM RA" + *public_key);
+    message.append(reinterpret_cast<const char*>(suffix.data()), suffix.size());
+    auto signature = key->sign(message, digest);
+    if (!signature) {
+        return signature.error();
+    }
+    std::string output;
+    if (options.format == "bin") {
+        output.assign(reinterpret_cast<const char*>(signature->data()), signature->size());
+    } else if (options.format == "text") {
+        output = hex_lower(*signature);
+    } else {
+        output = "\"" + hex_lower(*signature) + "\"";
+    }
+    if (std::fwrite(output.data(), 1, output.size(), out) != output.size() || std::fflush(out) != 0) {
+        return make_error(Errc::internal, "cannot write the signature to standard output");
+    }
+    return {};
+}
+
+Result<void> run_read_certificate_data(const ReadCertificateDataOptions& options, std::FILE* out,
+                                       const Diagnostics& diag) {
+    if (auto r = refuse_os_store(options.cert_selector, options.system_store_name, false); !r) {
+        return r.error();
+    }
+    if (options.certificate.empty()) {
+        return make_error(Errc::usage, "--certificate is required");
+    }
+    if (auto r = refuse_hardware_reference(options.certificate, "--certificate"); !r) {
+        return r.error();
+    }
+    auto certificate = pki::load_certificate(options.certificate);
+    if (!certificate) {
+        return certificate.error();
+    }
+    auto key_type = certificate->key_type();
+    if (!key_type) {
+        return key_type.error();
+    }
+    diag.trace("certificate subject=\"" + certificate->subject() + "\" issuer=\"" + certificate->issuer() + "\"");
+    const bool rsa = *key_type == pki::KeyType::rsa;
+    // Key order as the helper prints it (a Go struct marshalled in field order), hence ordered_json.
+    nlohmann::ordered_json doc;
+    doc["keyType"] = rsa ? "RSA" : "EC";
+    doc["certificateData"] = certificate->der_base64();
+    doc["serialNumber"] = certificate->serial_decimal();
+    doc["supportedAlgorithms"] = rsa ? nlohmann::json::array({"RSASHA256", "RSASHA384", "RSASHA512"})
+                                     : nlohmann::json::array({"ECSHA256", "ECSHA384", "ECSHA512"});
+    const std::string text = doc.dump();
+    if (std::fwrite(text.data(), 1, text.size(), out) != text.size() || std::fflush(out) != 0) {
+        return make_error(Errc::internal, "cannot write to standard output");
+    }
+    return {};
+}
+
+}  // namespace rad::daemon

@@ -1,0 +1,81 @@
+#pragma once
+// The one-shot commands of the command line, compatible with aws_signing_helper 1.8.0 (reference-helper.md §1).
+// Each takes parsed options, writes its result to `out` and returns a Result; main() turns an Error into one
+// line on stderr and a sysexits code. Argument parsing lives in cli.cpp.
+
+#include <cstdio>
+#include <filesystem>
+#include <optional>
+#include <string>
+
+#include "common/error.hpp"
+#include "common/secret.hpp"
+
+namespace rad::daemon {
+
+// IdentityOptions are the flags that name the certificate, key and passphrase.
+struct IdentityOptions {
+    std::string certificate;
+    std::string private_key;
+    std::string intermediates;
+    // At most one passphrase source is set (the parser enforces it).
+    std::optional<Secret> pkcs8_password;  // --pkcs8-password (compatibility; argv is scrubbed by main)
+    std::string pkcs8_password_file;       // --pkcs8-password-file
+    std::string pkcs8_password_env;        // --pkcs8-password-env NAME
+    bool allow_insecure_key_permissions = false;
+    // OS certificate store flags, accepted for compatibility; they are errors on Linux.
+    std::string cert_selector;
+    std::string system_store_name;
+    bool use_latest_expiring_certificate = false;
+};
+
+// CredentialOptions are the flags of credential-process (and later serve/update).
+struct CredentialOptions {
+    IdentityOptions identity;
+    std::string role_arn, profile_arn, trust_anchor_arn;
+    int session_duration = 3600;
+    std::string role_session_name;
+    std::string region;
+    std::string endpoint;
+    bool use_fips_endpoint = false;
+    bool no_verify_ssl = false;
+    bool with_proxy = false;
+    std::string ca_bundle;
+    double connect_timeout_seconds = 5;
+    double timeout_seconds = 20;
+    bool debug = false;
+};
+
+struct SignStringOptions {
+    IdentityOptions identity;
+    std::string digest = "SHA256";
+    std::string format = "json";
+    bool debug = false;
+};
+
+struct ReadCertificateDataOptions {
+    std::string certificate;
+    std::string cert_selector;
+    std::string system_store_name;
+    bool debug = false;
+};
+
+// Diagnostics receives --debug lines and warnings (stderr in production). It never gets secrets.
+struct Diagnostics {
+    bool debug = false;
+    std::FILE* stream = stderr;
+    void warn(const std::string& line) const;
+    void trace(const std::string& line) const;  // only with --debug
+};
+
+[[nodiscard]] Result<void> run_credential_process(const CredentialOptions& options, std::FILE* out,
+                                                  const Diagnostics& diag);
+[[nodiscard]] Result<void> run_sign_string(const SignStringOptions& options, std::FILE* out,
+                                           const Diagnostics& diag);
+[[nodiscard]] Result<void> run_read_certificate_data(const ReadCertificateDataOptions& options, std::FILE* out,
+                                                     const Diagnostics& diag);
+
+// kVersion is the agent's version string.
+extern const char* const kVersion;
+
+}  // namespace rad::daemon

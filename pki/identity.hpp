@@ -1,0 +1,47 @@
+#pragma once
+// Identity is what signs a CreateSession request: the leaf certificate, the intermediates sent along, and the
+// private key of the leaf. load_identity runs every local check before anything goes on the wire.
+
+#include <filesystem>
+#include <optional>
+#include <vector>
+
+#include "common/error.hpp"
+#include "common/file_read.hpp"
+#include "common/secret.hpp"
+#include "pki/certificate.hpp"
+#include "pki/private_key.hpp"
+
+namespace rad::pki {
+
+struct Identity {
+    Certificate leaf;
+    // chain is sent as X-Amz-X509-Chain, in this order (file order for --intermediates).
+    std::vector<Certificate> chain;
+    PrivateKey key;
+};
+
+// IdentitySource says where the identity comes from, as the command-line flags (or config) name it.
+struct IdentitySource {
+    // certificate: PEM or DER leaf, or a PKCS#12 bundle (.p12/.pfx, detected by content).
+    std::filesystem::path certificate;
+    // private_key: PEM key file. Empty: the key is taken from the certificate file (combined PEM or PKCS#12).
+    std::filesystem::path private_key;
+    // intermediates: PEM bundle. Not allowed together with a PKCS#12 certificate (its chain is used).
+    std::filesystem::path intermediates;
+    // passphrase decrypts an encrypted PKCS#8 key or the PKCS#12 bundle; nullopt when none was given
+    // (a PKCS#12 file is then tried with the empty password).
+    std::optional<Secret> passphrase;
+    SecretFilePolicy key_file_policy;
+    // check_validity_period: false only for read-certificate-data, which must describe expired certs too.
+    bool check_validity_period = true;
+};
+
+// load_identity loads and checks: files readable, formats, passphrase, supported key, leaf rules
+// (check_leaf at `now`), key matches the leaf, chain in issuer order. The first failure is returned.
+[[nodiscard]] Result<Identity> load_identity(const IdentitySource& source, SystemTime now);
+
+// is_pkcs12 is true when `bytes` look like a DER PKCS#12 PFX (used to route --certificate).
+bool is_pkcs12(std::string_view bytes);
+
+}  // namespace rad::pki

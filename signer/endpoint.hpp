@@ -1,0 +1,53 @@
+#pragma once
+// ARNs and the Roles Anywhere endpoint: which region signs, which URL is called.
+
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "common/error.hpp"
+
+namespace rad::signer {
+
+// Arn is "arn:<partition>:<service>:<region>:<account>:<resource>".
+struct Arn {
+    std::string partition, service, region, account, resource;
+};
+
+// parse_arn splits an ARN. `what` names the flag or field in the usage error, e.g. "--trust-anchor-arn".
+[[nodiscard]] Result<Arn> parse_arn(std::string_view text, std::string_view what);
+
+// Url is a parsed http(s) base URL.
+struct Url {
+    std::string scheme;  // "https" or "http"
+    std::string host;    // without brackets for IPv6 literals
+    std::string port;    // always set: explicit, or 443/80 from the scheme
+    bool explicit_port = false;
+    std::string path;    // base path prefix without a trailing '/', usually empty
+    // host_header is "host" or "host:port" (explicit port only), IPv6 in brackets.
+    std::string host_header() const;
+};
+
+// parse_url accepts "https://host[:port][/prefix]" and "http://..." ; `what` names the flag in errors.
+[[nodiscard]] Result<Url> parse_url(std::string_view text, std::string_view what);
+
+// EndpointOptions are the inputs that choose the URL and signing region of CreateSession.
+struct EndpointOptions {
+    std::string trust_anchor_arn, profile_arn, role_arn;
+    std::string region;     // --region; empty: the trust anchor's region
+    std::string endpoint;   // --endpoint; empty: derived from region and partition
+    bool use_fips = false;  // --use-fips-endpoint
+};
+
+struct ResolvedEndpoint {
+    std::string region;  // the signing region
+    Url url;             // where POST <url.path>/sessions goes
+};
+
+// resolve_endpoint validates the three ARNs (trust anchor and profile are rolesanywhere ARNs in the same
+// region, role is an iam ARN), picks the region, and builds https://rolesanywhere[-fips].<region>.<suffix>
+// (amazonaws.com, amazonaws.com.cn for aws-cn) unless an endpoint is given. Errors are Errc::usage naming
+// the flag.
+[[nodiscard]] Result<ResolvedEndpoint> resolve_endpoint(const EndpointOptions& options);
+
+}  // namespace rad::signer
