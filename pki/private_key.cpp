@@ -1,0 +1,400 @@
+#include "pki/private_key.hpp"
+
+#include <openssl/core_names.h>
+#include <openssl/err.h>
+#include <openssl/objects.h>
+#include <openssl/rsa.h>
+#include <openssl/x509.h>
+
+#include <array>
+#include <cstdlib>
+
+#include "common/encoding.hpp"
+#include "pki/ossl.hpp"
+
+namespace rad::pki {
+
+struct PrivateKey::Impl {
+    ossl::EvpPkeyPtr pkey;
+    // type is meaningful only for supported keys; from_pem and adopt never hand out any other kind.
+    KeyType type = KeyType::rsa;
+};
+
+namespace {
+
+constexpr std::string_view kPassphraseFlags = "--pkcs8-password-file or --pkcs8-password-env";
+
+// ec_curve is OpenSSL's name of an EC key's curve ("prime256v1"), empty when it has none.
+std::string ec_curve(const EVP_PKEY* pkey) {
+    std::array<char, 80> name{};
+    std::size_t length = 0;
+    if (EVP_PKEY_get_group_name(pkey, name.data(), name.size(), &length) != 1) {
+        ossl::clear_errors();
+        return {};
+    }
+    return std::string(name.data(), length);
+}
+
+// nist_name maps the three curves Roles Anywhere accepts to their NIST names; empty for any other curve.
+std::string_view nist_name(std::string_view curve) {
+    if (curve == "prime256v1" || curve == "P-256") {
+        return "P-256";
+    }
+    if (curve == "secp384r1" || curve == "P-384") {
+        return "P-384";
+    }
+    if (curve == "secp521r1" || curve == "P-521") {
+        return "P-521";
+    }
+    return {};
+}
+
+std::string describe(const EVP_PKEY* pkey) {
+    switch (EVP_PKEY_get_base_id(pkey)) {
+        case EVP_PKEY_RSA:
+            return "RSA-" + std::to_string(EVP_PKEY_get_bits(pkey));
+        case EVP_PKEY_EC: {
+            const std::string curve = ec_curve(pkey);
+            const std::string_view nist = nist_name(curve);
+            return "EC " + (nist.empty() ? curve : std::string(nist));
+        }
+        case EVP_PKEY_ED25519:
+            return "Ed25519";
+        case EVP_PKEY_ED448:
+            return "Ed448";
+        default: {
+            const char* name = EVP_PKEY_get0_type_name(pkey);
+            return name != nullptr ? name : "an unknown key type";
+        }
+    }
+}
+
+// passphrase_view is the passphrase as OpenSSL's (pointer, int length) pair wants it.
+struct PassphraseView {
+    const char* data;
+    int length;
+};
+
+PassphraseView passphrase_view(const Secret& passphrase) {
+    return PassphraseView{passphrase.reveal().data(), static_cast<int>(passphrase.reveal().size())};
+}
+
+bool is_unsupported_encryption(unsigned long err) {
+    if (ERR_GET_LIB(err) != ERR_LIB_EVP) {
+        return false;
+    }
+    switch (ERR_GET_REASON(err)) {
+        case EVP_R_UNKNOWN_CIPHER:
+        case EVP_R_UNKNOWN_PBE_ALGORITHM:
+        case EVP_R_UNSUPPORTED_ALGORITHM:
+        case EVP_R_UNSUPPORTED_CIPHER:
+        case EVP_R_UNSUPPORTED_KEYLENGTH:
+        case EVP_R_UNSUPPORTED_KEY_DERIVATION_FUNCTION:
+        case EVP_R_UNSUPPORTED_PRF:
+        case EVP_R_UNSUPPORTED_SALT_TYPE:
+            return true;
+        default:
+            return false;
+    }
+}
+
+Result<ossl::EvpPkeyPtr> from_pkcs8_info(const PKCS8_PRIV_KEY_INFO* info, std::string_view origin) {
+    ossl::EvpPkeyPtr pkey(EVP_PKCS82PKEY_ex(info, nullptr, nullptr));
+    if (!pkey) {
+        return make_error(Errc::input_invalid, std::string(origin) +
+                                                   ": the PKCS#8 private key cannot be decoded (" +
+                                                   ossl::take_error_reason() + ")");
+    }
+    return pkey;
+}
+
+Result<ossl::EvpPkeyPtr> decode_pkcs8(std::string_view der, std::string_view origin) {
+    const unsigned char* p = ossl::bytes(der);
+    ossl::Pkcs8InfoPtr info(d2i_PKCS8_PRIV_KEY_INFO(nullptr, &p, static_cast<long>(der.size())));
+    if (!info) {
+        return make_error(Errc::input_invalid, std::string(origin) + ": malformed PRIVATE KEY block (" +
+                                                   ossl::take_error_reason() + ")");
+    }
+    return from_pkcs8_info(info.get(), origin);
+}
+
+Result<ossl::EvpPkeyPtr> decode_encrypted_pkcs8(std::string_view der,
+                                                const Secret* passphrase,
+                                                std::string_view origin) {
+    const std::string where(origin);
+    const unsigned char* p = ossl::bytes(der);
+    ossl::X509SigPtr sig(d2i_X509_SIG(nullptr, &p, static_cast<long>(der.size())));
+    if (!sig) {
+        return make_error(Errc::input_invalid, where + ": malformed ENCRYPTED PRIVATE KEY block (" +
+                                                   ossl::take_error_reason() + ")");
+    }
+    const X509_ALGOR* algorithm = nullptr;
+    const ASN1_OCTET_STRING* ciphertext = nullptr;
+    X509_SIG_get0(sig.get(), &algorithm, &ciphertext);
+    const ASN1_OBJECT* oid = nullptr;
+    X509_ALGOR_get0(&oid, nullptr, nullptr, algorithm);
+    // PBES1 (DES, RC2, 3DES with MD5 or SHA-1) is refused like the reference helper does: it is weak and
+    // only legacy tools write it.
+    if (OBJ_obj2nid(oid) != NID_pbes2) {
+        return make_error(Errc::input_invalid,
+                          where +
+                              ": the key is encrypted with a legacy scheme (PBES1); re-encrypt it with "
+                              "openssl pkcs8 -topk8 -v2 aes-256-cbc");
+    }
+    if (passphrase == nullptr) {
+        return make_error(Errc::wrong_passphrase,
+                          where + ": the private key is encrypted and no passphrase was given (" +
+                              std::string(kPassphraseFlags) + ")");
+    }
+    const PassphraseView pass = passphrase_view(*passphrase);
+    ossl::Pkcs8InfoPtr info(PKCS8_decrypt_ex(sig.get(), pass.data, pass.length, nullptr, nullptr));
+    if (!info) {
+        // A wrong passphrase shows up as a bad CBC padding or as garbage that is not DER; only an algorithm
+        // OpenSSL does not know is something else.
+        const unsigned long err = ERR_peek_last_error();
+        if (is_unsupported_encryption(err)) {
+            return make_error(Errc::input_invalid,
+                              where + ": unsupported key encryption (" + ossl::take_error_reason() + ")");
+        }
+        ossl::clear_errors();
+        return make_error(Errc::wrong_passphrase, where + ": wrong passphrase for the encrypted private key");
+    }
+    auto pkey = from_pkcs8_info(info.get(), origin);
+    if (!pkey) {
+        // Decrypted bytes that happen to end in valid padding but are not a key: still a wrong passphrase.
+        return make_error(Errc::wrong_passphrase, where + ": wrong passphrase for the encrypted private key");
+    }
+    return pkey;
+}
+
+Result<ossl::EvpPkeyPtr> decode_traditional(std::string_view der,
+                                            int type,
+                                            std::string_view label,
+                                            std::string_view origin) {
+    const unsigned char* p = ossl::bytes(der);
+    ossl::EvpPkeyPtr pkey(d2i_PrivateKey(type, nullptr, &p, static_cast<long>(der.size())));
+    if (!pkey) {
+        return make_error(Errc::input_invalid, std::string(origin) + ": malformed " + std::string(label) +
+                                                   " block (" + ossl::take_error_reason() + ")");
+    }
+    return pkey;
+}
+
+Result<ossl::EvpPkeyPtr> decode_pem_key(std::string_view pem,
+                                        const Secret* passphrase,
+                                        std::string_view origin) {
+    const std::string where(origin);
+    auto blocks = ossl::read_pem_blocks(pem, origin);
+    if (!blocks) {
+        return blocks.error();
+    }
+    // The first key block wins; CERTIFICATE blocks (combined files) and EC PARAMETERS are passed over.
+    for (const ossl::PemBlock& block : *blocks) {
+        const std::string_view name = block.name();
+        if (name != "PRIVATE KEY" && name != "ENCRYPTED PRIVATE KEY" && name != "RSA PRIVATE KEY" &&
+            name != "EC PRIVATE KEY") {
+            continue;
+        }
+        if (block.header().find("ENCRYPTED") != std::string_view::npos) {
+            return make_error(Errc::input_invalid,
+                              where +
+                                  ": legacy OpenSSL-encrypted PEM (Proc-Type: 4,ENCRYPTED) is not supported; "
+                                  "convert it with openssl pkcs8 -topk8 -v2 aes-256-cbc");
+        }
+        if (name == "PRIVATE KEY") {
+            return decode_pkcs8(block.der(), origin);
+        }
+        if (name == "ENCRYPTED PRIVATE KEY") {
+            return decode_encrypted_pkcs8(block.der(), passphrase, origin);
+        }
+        if (name == "RSA PRIVATE KEY") {
+            return decode_traditional(block.der(), EVP_PKEY_RSA, name, origin);
+        }
+        return decode_traditional(block.der(), EVP_PKEY_EC, name, origin);
+    }
+    return make_error(Errc::input_invalid,
+                      where +
+                          ": no private key found (expected a PEM PRIVATE KEY, ENCRYPTED "
+                          "PRIVATE KEY, RSA PRIVATE KEY or EC PRIVATE KEY block)");
+}
+
+}  // namespace
+
+Result<PrivateKey> PrivateKey::load(const std::filesystem::path& path,
+                                    const Secret* passphrase,
+                                    SecretFilePolicy policy) {
+    auto contents = read_secret_file(path, policy);
+    if (!contents) {
+        return contents.error();
+    }
+    // `contents` is a Secret: the file bytes are wiped when it goes out of scope, after parsing.
+    return from_pem(contents->reveal(), passphrase, path.string());
+}
+
+Result<PrivateKey> PrivateKey::from_pem(std::string_view pem,
+                                        const Secret* passphrase,
+                                        std::string_view origin) {
+    auto pkey = decode_pem_key(pem, passphrase, origin);
+    if (!pkey) {
+        return pkey.error();
+    }
+    return adopt(pkey->release(), origin);
+}
+
+Result<PrivateKey> PrivateKey::adopt(EVP_PKEY* key, std::string_view origin) {
+    ossl::EvpPkeyPtr owned(key);
+    if (!owned) {
+        return make_error(Errc::input_invalid, std::string(origin) + ": no private key");
+    }
+    auto impl = std::make_shared<Impl>();
+    impl->type = EVP_PKEY_get_base_id(owned.get()) == EVP_PKEY_RSA ? KeyType::rsa : KeyType::ec;
+    impl->pkey = std::move(owned);
+    PrivateKey result(std::move(impl));
+    if (auto r = check_supported(result, origin); !r) {
+        return r.error();
+    }
+    return result;
+}
+
+KeyType PrivateKey::key_type() const noexcept {
+    return impl_->type;
+}
+
+std::string PrivateKey::description() const {
+    return describe(impl_->pkey.get());
+}
+
+bool PrivateKey::matches(const Certificate& certificate) const {
+    const EVP_PKEY* public_key = X509_get0_pubkey(certificate.native());
+    const bool same = public_key != nullptr && EVP_PKEY_eq(public_key, impl_->pkey.get()) == 1;
+    ossl::clear_errors();
+    return same;
+}
+
+Result<std::vector<std::uint8_t>> PrivateKey::sign(std::string_view message, Digest digest) const {
+    ossl::EvpMdCtxPtr ctx(EVP_MD_CTX_new());
+    EVP_PKEY_CTX* pctx = nullptr;  // owned by ctx
+    if (!ctx || EVP_DigestSignInit(ctx.get(), &pctx, ossl::md(digest), nullptr, impl_->pkey.get()) != 1) {
+        return make_error(Errc::crypto_failure, "cannot start a signature: " + ossl::take_error_reason());
+    }
+    if (impl_->type == KeyType::rsa && EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PADDING) <= 0) {
+        return make_error(Errc::crypto_failure,
+                          "cannot select RSA PKCS#1 v1.5 padding: " + ossl::take_error_reason());
+    }
+    const auto* data = ossl::bytes(message);
+    std::size_t length = 0;
+    if (EVP_DigestSign(ctx.get(), nullptr, &length, data, message.size()) != 1) {
+        return make_error(Errc::crypto_failure, "cannot size the signature: " + ossl::take_error_reason());
+    }
+    std::vector<std::uint8_t> signature(length);
+    if (EVP_DigestSign(ctx.get(), signature.data(), &length, data, message.size()) != 1) {
+        return make_error(Errc::crypto_failure, "signing failed: " + ossl::take_error_reason());
+    }
+    // ECDSA signatures are DER and usually shorter than the maximum size reported first.
+    signature.resize(length);
+    return signature;
+}
+
+Result<std::string> PrivateKey::sign_string_public_key() const {
+    EVP_PKEY* pkey = impl_->pkey.get();
+    if (impl_->type == KeyType::rsa) {
+        unsigned char* out = nullptr;
+        const int length = i2d_PublicKey(pkey, &out);
+        ossl::OpensslBytes owner(out);
+        if (length <= 0) {
+            return make_error(Errc::crypto_failure,
+                              "cannot encode the RSA public key: " + ossl::take_error_reason());
+        }
+        return std::string(reinterpret_cast<const char*>(out), static_cast<std::size_t>(length));
+    }
+    // Built from the coordinates rather than the key's own point encoding, which may be the compressed form.
+    BIGNUM* x_raw = nullptr;
+    BIGNUM* y_raw = nullptr;
+    const int x_ok = EVP_PKEY_get_bn_param(pkey, OSSL_PKEY_PARAM_EC_PUB_X, &x_raw);
+    ossl::BignumPtr x(x_raw);
+    const int y_ok = EVP_PKEY_get_bn_param(pkey, OSSL_PKEY_PARAM_EC_PUB_Y, &y_raw);
+    ossl::BignumPtr y(y_raw);
+    if (x_ok != 1 || y_ok != 1) {
+        return make_error(Errc::crypto_failure,
+                          "cannot read the EC public point: " + ossl::take_error_reason());
+    }
+    const int field_bytes = (EVP_PKEY_get_bits(pkey) + 7) / 8;
+    std::string point(1 + 2 * static_cast<std::size_t>(field_bytes), '\0');
+    point[0] = '\x04';
+    auto* out = reinterpret_cast<unsigned char*>(point.data());
+    if (BN_bn2binpad(x.get(), out + 1, field_bytes) != field_bytes ||
+        BN_bn2binpad(y.get(), out + 1 + field_bytes, field_bytes) != field_bytes) {
+        return make_error(Errc::crypto_failure,
+                          "cannot encode the EC public point: " + ossl::take_error_reason());
+    }
+    return point;
+}
+
+EVP_PKEY* PrivateKey::native() const noexcept {
+    return impl_->pkey.get();
+}
+
+Result<void> check_supported(const PrivateKey& key, std::string_view origin) {
+    const EVP_PKEY* pkey = key.native();
+    const std::string where(origin);
+    switch (EVP_PKEY_get_base_id(pkey)) {
+        case EVP_PKEY_RSA: {
+            const int bits = EVP_PKEY_get_bits(pkey);
+            if (bits < 2048) {
+                return make_error(Errc::unsupported_key, where + ": RSA key of " + std::to_string(bits) +
+                                                             " bits; at least 2048 bits are required");
+            }
+            return {};
+        }
+        case EVP_PKEY_EC: {
+            const std::string curve = ec_curve(pkey);
+            if (nist_name(curve).empty()) {
+                return make_error(Errc::unsupported_key, where + ": EC key on curve " +
+                                                             (curve.empty() ? "(unnamed)" : curve) +
+                                                             "; only P-256, P-384 and P-521 are supported");
+            }
+            return {};
+        }
+        default:
+            return make_error(
+                Errc::unsupported_key,
+                where + ": " + describe(pkey) +
+                    " keys are not supported; use RSA (2048 bits or more) or EC P-256/P-384/P-521");
+    }
+}
+
+bool verify(const Certificate& certificate,
+            std::string_view message,
+            std::span<const std::uint8_t> signature,
+            Digest digest) {
+    EVP_PKEY* public_key = X509_get0_pubkey(certificate.native());
+    ossl::EvpMdCtxPtr ctx(EVP_MD_CTX_new());
+    EVP_PKEY_CTX* pctx = nullptr;  // owned by ctx
+    bool ok = public_key != nullptr && ctx &&
+              EVP_DigestVerifyInit(ctx.get(), &pctx, ossl::md(digest), nullptr, public_key) == 1;
+    if (ok && EVP_PKEY_get_base_id(public_key) == EVP_PKEY_RSA) {
+        ok = EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PADDING) > 0;
+    }
+    ok = ok && EVP_DigestVerify(ctx.get(), signature.data(), signature.size(), ossl::bytes(message),
+                                message.size()) == 1;
+    ossl::clear_errors();
+    return ok;
+}
+
+std::vector<std::uint8_t> sha256(std::string_view data) {
+    std::vector<std::uint8_t> digest(32);
+    unsigned int length = 0;
+    // SHA-256 through the default provider cannot fail short of memory exhaustion; abort rather than
+    // return a digest of zeros that would sign the wrong thing.
+    if (EVP_Digest(data.data(), data.size(), digest.data(), &length, EVP_sha256(), nullptr) != 1 ||
+        length != 32) {
+        std::abort();
+    }
+    return digest;
+}
+
+std::string sha256_hex(std::string_view data) {
+    return hex_lower(sha256(data));
+}
+
+}  // namespace rad::pki
