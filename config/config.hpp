@@ -1,0 +1,117 @@
+#pragma once
+// The agent's configuration file (TOML): one [agent] table of global settings and one [profiles.NAME] table
+// per identity. load_config() checks everything that can be checked without the network or the key
+// material: syntax, unknown keys, types, ranges, addresses, that named files exist, and that the file itself
+// is not writable by group or others. Each error is one line "FILE:LINE: what is wrong"
+// (Errc::config_invalid, exit 78). Semantic checks that need the signer (ARN syntax, region agreement) are
+// the daemon's, which uses line_of() to point at the offending key.
+
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/error.hpp"
+#include "common/secret.hpp"
+
+namespace rad::config {
+
+// kDefaultConfigPath is where `serve` looks when --config is not given.
+inline constexpr std::string_view kDefaultConfigPath = "/etc/rolesanywhere-agent/config.toml";
+
+// ListenAddress is "127.0.0.1:9911", "[::1]:9911" or "localhost:9911".
+struct ListenAddress {
+    std::string host;  // IPv6 without brackets
+    std::uint16_t port = 0;
+    std::string to_string() const;
+};
+
+// parse_listen_address parses "host:port" (port 0..65535, IPv6 in brackets).
+[[nodiscard]] Result<ListenAddress> parse_listen_address(std::string_view text);
+
+// Source maps a key of the file to the line it was set on, for messages.
+struct Source {
+    std::string file;
+    std::map<std::string, int, std::less<>> lines;  // "key" -> line
+    int table_line = 0;                             // the line of the [table] header
+    // where is "FILE:LINE" of `key`, or of the table header when the key was not set.
+    std::string where(std::string_view key) const;
+};
+
+struct ProfileConfig {
+    std::string name;
+    // Identity. Paths may be "credential:NAME" (systemd LoadCredential=): resolved against
+    // $CREDENTIALS_DIRECTORY at load time, so the fields below always hold real paths.
+    std::filesystem::path certificate, private_key, intermediates, passphrase_file;
+    // passphrase_value: a passphrase given on the command line (`serve` with the reference helper's flags);
+    // never read from the file.
+    std::shared_ptr<const Secret> passphrase_value;
+    bool allow_insecure_key_permissions = false;
+    // CreateSession.
+    std::string trust_anchor_arn, profile_arn, role_arn;
+    std::string region, endpoint;
+    bool use_fips_endpoint = false;
+    std::filesystem::path ca_bundle;
+    bool no_verify_ssl = false;
+    int session_duration = 3600;
+    std::string role_session_name;
+    // Surfaces.
+    std::vector<ListenAddress> imds_listen;  // empty: not served over IMDS
+    std::string ecs_path;                    // empty: not served over the container endpoint
+    std::filesystem::path ecs_token_file;
+    std::string credentials_file_profile;    // empty: no credentials-file surface
+    std::filesystem::path credentials_file;  // empty: $AWS_SHARED_CREDENTIALS_FILE or ~/.aws/credentials
+    Source source;
+};
+
+enum class LogFormat { text, json };
+enum class LogLevel { debug, info, warning, error };
+
+struct AgentSettings {
+    LogLevel log_level = LogLevel::info;
+    LogFormat log_format = LogFormat::text;
+    // The credential_process fast path. Empty path: no Unix socket.
+    std::filesystem::path socket_path = "/run/rolesanywhere-agent/agent.sock";
+    unsigned socket_mode = 0660;
+    std::string socket_group;
+    std::vector<std::uint32_t> allowed_uids;  // peers allowed besides the agent's own uid and root
+    std::vector<std::uint32_t> allowed_gids;
+    std::optional<ListenAddress> ecs_listen;  // needed when a profile sets ecs_path
+    bool allow_imdsv1 = false;
+    int hop_limit = 1;  // IP TTL / hop limit of IMDS and ECS responses
+    int max_connections = 256;
+    // Refresh: a point in [refresh_window_min, refresh_window_max] of the credentials' lifetime.
+    double refresh_window_min = 0.5, refresh_window_max = 0.6;
+    int retry_cap_seconds = 300;
+    Source source;
+};
+
+struct AgentConfig {
+    std::filesystem::path path;
+    AgentSettings agent;
+    std::vector<ProfileConfig> profiles;  // in file order
+    const ProfileConfig* find_profile(std::string_view name) const;
+};
+
+// ConfigEnvironment is what load_config reads besides the file: $CREDENTIALS_DIRECTORY (systemd).
+struct ConfigEnvironment {
+    std::optional<std::filesystem::path> credentials_directory;
+    // check_files: verify that named files exist (off for unit tests of the pure parser).
+    bool check_files = true;
+};
+
+// parse_config parses TOML text; `origin` is the file name used in messages.
+[[nodiscard]] Result<AgentConfig> parse_config(std::string_view text,
+                                               const std::filesystem::path& origin,
+                                               const ConfigEnvironment& environment);
+
+// load_config reads `path` (refusing a file writable by group or others, or not a regular file) and parses
+// it.
+[[nodiscard]] Result<AgentConfig> load_config(const std::filesystem::path& path,
+                                              const ConfigEnvironment& environment);
+
+}  // namespace rad::config

@@ -1,0 +1,249 @@
+// The configuration file: what parses, and for each mistake the FILE:LINE and the words of the error.
+#include "config/config.hpp"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+
+#include <gtest/gtest.h>
+
+namespace rad::config {
+namespace {
+
+const ConfigEnvironment kNoFiles{std::nullopt, false};
+
+const char* const kMinimal = R"([profiles.web]
+certificate = "/etc/ra/web.pem"
+private_key = "/etc/ra/web.key"
+trust_anchor_arn = "arn:aws:rolesanywhere:us-east-1:123456789012:trust-anchor/ta"
+profile_arn = "arn:aws:rolesanywhere:us-east-1:123456789012:profile/p"
+role_arn = "arn:aws:iam::123456789012:role/web"
+)";
+
+Result<AgentConfig> parse(const std::string& text, const ConfigEnvironment& env = kNoFiles) {
+    return parse_config(text, "agent.toml", env);
+}
+
+// error_of parses `text`, requires a config_invalid error and returns its message.
+std::string error_of(const std::string& text, const ConfigEnvironment& env = kNoFiles) {
+    auto r = parse(text, env);
+    EXPECT_FALSE(r) << "expected an error for:\n" << text;
+    if (r) {
+        return {};
+    }
+    EXPECT_EQ(r.error().code, Errc::config_invalid);
+    return r.error().message;
+}
+
+TEST(Config, MinimalProfileGetsDefaults) {
+    auto r = parse(kMinimal);
+    ASSERT_TRUE(r) << r.error().message;
+    ASSERT_EQ(r->profiles.size(), 1u);
+    const auto& p = r->profiles[0];
+    EXPECT_EQ(p.name, "web");
+    EXPECT_EQ(p.certificate, "/etc/ra/web.pem");
+    EXPECT_EQ(p.session_duration, 3600);
+    EXPECT_TRUE(p.imds_listen.empty());
+    EXPECT_EQ(r->agent.socket_path, "/run/rolesanywhere-agent/agent.sock");
+    EXPECT_EQ(r->agent.socket_mode, 0660u);
+    EXPECT_EQ(r->agent.hop_limit, 1);
+    EXPECT_FALSE(r->agent.allow_imdsv1);
+    EXPECT_EQ(r->find_profile("web"), &p);
+    EXPECT_EQ(r->find_profile("nope"), nullptr);
+    EXPECT_EQ(p.source.where("role_arn"), "agent.toml:6");
+}
+
+TEST(Config, FullFile) {
+    auto r = parse(std::string(R"([agent]
+log_level = "debug"
+log_format = "json"
+socket_path = "/run/x/agent.sock"
+socket_mode = "0600"
+socket_group = "aws"
+allowed_uids = [1000, 1001]
+allowed_gids = [50]
+ecs_listen = "127.0.0.1:9912"
+allow_imdsv1 = true
+hop_limit = 2
+max_connections = 64
+refresh_window = [0.4, 0.7]
+retry_cap_seconds = 120
+
+)") + kMinimal + R"(session_duration = 900
+role_session_name = "web-1"
+region = "us-east-1"
+endpoint = "https://127.0.0.1:8443"
+imds_listen = ["127.0.0.1:9911", "[::1]:9911"]
+ecs_path = "/creds/web"
+ecs_token_file = "/run/x/web.token"
+credentials_file_profile = "web"
+credentials_file = "/root/.aws/credentials"
+)");
+    ASSERT_TRUE(r) << r.error().message;
+    EXPECT_EQ(r->agent.log_level, LogLevel::debug);
+    EXPECT_EQ(r->agent.log_format, LogFormat::json);
+    EXPECT_EQ(r->agent.socket_mode, 0600u);
+    EXPECT_EQ(r->agent.allowed_uids, (std::vector<std::uint32_t>{1000, 1001}));
+    ASSERT_TRUE(r->agent.ecs_listen);
+    EXPECT_EQ(r->agent.ecs_listen->port, 9912);
+    EXPECT_DOUBLE_EQ(r->agent.refresh_window_min, 0.4);
+    const auto& p = r->profiles[0];
+    EXPECT_EQ(p.session_duration, 900);
+    ASSERT_EQ(p.imds_listen.size(), 2u);
+    EXPECT_EQ(p.imds_listen[1].host, "::1");
+    EXPECT_EQ(p.imds_listen[1].to_string(), "[::1]:9911");
+    EXPECT_EQ(p.ecs_path, "/creds/web");
+}
+
+struct BadCase {
+    std::string text;
+    std::string expected;  // a substring of the message, starting with FILE:LINE
+};
+
+class ConfigErrors : public ::testing::TestWithParam<BadCase> {};
+
+TEST_P(ConfigErrors, NameTheLineAndTheProblem) {
+    const std::string message = error_of(GetParam().text);
+    EXPECT_NE(message.find(GetParam().expected), std::string::npos) << message;
+    EXPECT_EQ(message.find('\n'), std::string::npos) << "one line: " << message;
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Table,
+    ConfigErrors,
+    ::testing::Values(
+        BadCase{"[profiles.web\n", "agent.toml:1: "},
+        BadCase{std::string(kMinimal) + "sesion_duration = 900\n",
+                "agent.toml:7: profiles.web.sesion_duration: unknown key"},
+        BadCase{std::string(kMinimal) + "session_duration = 899\n",
+                "agent.toml:7: profiles.web.session_duration: must be between 900 and 43200 (got 899)"},
+        BadCase{std::string(kMinimal) + "session_duration = 43201\n", "must be between 900 and 43200"},
+        BadCase{std::string(kMinimal) + "session_duration = \"1h\"\n",
+                "agent.toml:7: profiles.web.session_duration: must be an integer"},
+        BadCase{std::string(kMinimal) + "imds_listen = \"127.0.0.1\"\n",
+                "agent.toml:7: profiles.web.imds_listen: "},
+        BadCase{std::string(kMinimal) + "imds_listen = \"127.0.0.1:70000\"\n", "port 0-65535"},
+        BadCase{std::string(kMinimal) + "ecs_path = \"/c\"\necs_token_file = \"/t\"\n",
+                "agent.toml:7: profiles.web.ecs_path: needs agent.ecs_listen"},
+        BadCase{"[agent]\necs_listen = \"127.0.0.1:1\"\n" + std::string(kMinimal) + "ecs_path = \"/c\"\n",
+                "ecs_token_file: is required when ecs_path is set"},
+        BadCase{"[agent]\nlog_level = \"loud\"\n" + std::string(kMinimal),
+                "agent.toml:2: agent.log_level: must be debug"},
+        BadCase{"[agent]\nsocket_mode = \"0666\"\n" + std::string(kMinimal),
+                "agent.toml:2: agent.socket_mode: must not give others"},
+        BadCase{"[agent]\nhop_limit = 0\n" + std::string(kMinimal),
+                "agent.toml:2: agent.hop_limit: must be between 1 and 255"},
+        BadCase{"[agent]\nrefresh_window = [0.6, 0.5]\n" + std::string(kMinimal),
+                "agent.toml:2: agent.refresh_window"},
+        BadCase{"[agent]\nport = 1\n" + std::string(kMinimal), "agent.toml:2: agent.port: unknown key"},
+        BadCase{"title = \"x\"\n" + std::string(kMinimal), "agent.toml:1: (top level).title: unknown key"},
+        BadCase{"[agent]\n", "no profile defined"},
+        BadCase{"[profiles.web]\ncertificate = \"/c\"\n",
+                "agent.toml:1: profiles.web.trust_anchor_arn: is required"},
+        BadCase{"[profiles.\"we b\"]\n", "profile name \"we b\" must be"},
+        BadCase{std::string(kMinimal) +
+                    "imds_listen = \"127.0.0.1:9911\"\n[profiles.api]\ncertificate = \"/c\"\n"
+                    "trust_anchor_arn = \"a\"\nprofile_arn = \"b\"\nrole_arn = \"c\"\nimds_listen = "
+                    "\"127.0.0.1:9911\"\n",
+                "agent.toml:13: profiles.api.imds_listen: 127.0.0.1:9911 is already the IMDS listener of "
+                "profile web"},
+        BadCase{std::string(kMinimal) + "certificate = \"credential:web.pem\"\n", "agent.toml:"}));
+
+TEST(Config, CredentialReferencesResolveAgainstCredentialsDirectory) {
+    std::string text = kMinimal;
+    text.replace(text.find("\"/etc/ra/web.pem\""), std::strlen("\"/etc/ra/web.pem\""),
+                 "\"credential:web.pem\"");
+    EXPECT_NE(error_of(text).find("agent.toml:2: profiles.web.certificate: \"credential:web.pem\" needs "
+                                  "$CREDENTIALS_DIRECTORY"),
+              std::string::npos);
+    auto r = parse(text, ConfigEnvironment{"/run/credentials/rolesanywhere-agent.service", false});
+    ASSERT_TRUE(r) << r.error().message;
+    EXPECT_EQ(r->profiles[0].certificate, "/run/credentials/rolesanywhere-agent.service/web.pem");
+    text.replace(text.find("credential:web.pem"), std::strlen("credential:web.pem"), "credential:../x");
+    EXPECT_NE(error_of(text, ConfigEnvironment{"/run/c", false}).find("is not credential:NAME"),
+              std::string::npos);
+}
+
+class ConfigFiles : public ::testing::Test {
+  protected:
+    void SetUp() override {
+        char pattern[] = "/tmp/rad-config-XXXXXX";
+        ASSERT_NE(::mkdtemp(pattern), nullptr);
+        dir_ = pattern;
+        std::ofstream(dir_ / "web.pem") << "x";
+        std::ofstream(dir_ / "web.key") << "x";
+    }
+    void TearDown() override { std::filesystem::remove_all(dir_); }
+
+    std::filesystem::path write(const std::string& text, mode_t mode) {
+        const auto path = dir_ / "agent.toml";
+        std::ofstream(path) << text;
+        ::chmod(path.c_str(), mode);
+        return path;
+    }
+    std::string config_text() const {
+        std::string text = kMinimal;
+        text.replace(text.find("/etc/ra/web.pem"), std::strlen("/etc/ra/web.pem"),
+                     (dir_ / "web.pem").string());
+        text.replace(text.find("/etc/ra/web.key"), std::strlen("/etc/ra/web.key"),
+                     (dir_ / "web.key").string());
+        return text;
+    }
+
+    std::filesystem::path dir_;
+};
+
+TEST_F(ConfigFiles, LoadsWhenFilesExist) {
+    auto r = load_config(write(config_text(), 0600), ConfigEnvironment{});
+    ASSERT_TRUE(r) << r.error().message;
+    EXPECT_EQ(r->profiles[0].private_key, dir_ / "web.key");
+}
+
+TEST_F(ConfigFiles, MissingNamedFileIsReportedWithItsLine) {
+    std::filesystem::remove(dir_ / "web.key");
+    auto r = load_config(write(config_text(), 0600), ConfigEnvironment{});
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().code, Errc::config_invalid);
+    EXPECT_NE(r.error().message.find("agent.toml:3: profiles.web.private_key: " +
+                                     (dir_ / "web.key").string() + ": no such file"),
+              std::string::npos)
+        << r.error().message;
+}
+
+TEST_F(ConfigFiles, RefusesConfigWritableByOthers) {
+    for (mode_t mode : {0620, 0602, 0666}) {
+        auto r = load_config(write(config_text(), mode), ConfigEnvironment{});
+        ASSERT_FALSE(r);
+        EXPECT_EQ(r.error().code, Errc::config_invalid);
+        EXPECT_NE(r.error().message.find("writable by group or others"), std::string::npos);
+    }
+    EXPECT_TRUE(load_config(write(config_text(), 0644), ConfigEnvironment{}));
+}
+
+TEST_F(ConfigFiles, MissingConfigFile) {
+    auto r = load_config(dir_ / "absent.toml", ConfigEnvironment{});
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().code, Errc::config_invalid);
+    EXPECT_NE(r.error().message.find("absent.toml"), std::string::npos);
+}
+
+TEST(ListenAddress, Parses) {
+    auto a = parse_listen_address("127.0.0.1:9911");
+    ASSERT_TRUE(a);
+    EXPECT_EQ(a->host, "127.0.0.1");
+    EXPECT_EQ(a->port, 9911);
+    auto b = parse_listen_address("[::1]:0");
+    ASSERT_TRUE(b);
+    EXPECT_EQ(b->host, "::1");
+    EXPECT_FALSE(parse_listen_address("::1:80"));
+    EXPECT_FALSE(parse_listen_address("host:"));
+    EXPECT_FALSE(parse_listen_address(":80"));
+    EXPECT_FALSE(parse_listen_address("h:8x"));
+    EXPECT_FALSE(parse_listen_address("h:123456"));
+}
+
+}  // namespace
+}  // namespace rad::config
