@@ -1,0 +1,234 @@
+// ARN parsing, base-URL parsing and the choice of endpoint and signing region.
+
+#include "signer/endpoint.hpp"
+
+#include <gtest/gtest.h>
+
+namespace rad::signer {
+namespace {
+
+constexpr const char* kTrustAnchor = "arn:aws:rolesanywhere:eu-west-1:123456789012:trust-anchor/ta-1";
+constexpr const char* kProfile = "arn:aws:rolesanywhere:eu-west-1:123456789012:profile/pr-1";
+constexpr const char* kRole = "arn:aws:iam::123456789012:role/app/reader";
+
+EndpointOptions options(std::string partition = "aws", std::string region = "eu-west-1") {
+    EndpointOptions o;
+    o.trust_anchor_arn = "arn:" + partition + ":rolesanywhere:" + region + ":123456789012:trust-anchor/ta-1";
+    o.profile_arn = "arn:" + partition + ":rolesanywhere:" + region + ":123456789012:profile/pr-1";
+    o.role_arn = "arn:" + partition + ":iam::123456789012:role/app/reader";
+    return o;
+}
+
+TEST(ParseArnTest, SplitsTheSixFieldsAndKeepsColonsInTheResource) {
+    auto arn = parse_arn(kRole, "--role-arn");
+    ASSERT_TRUE(arn) << arn.error().message;
+    EXPECT_EQ(arn.value().partition, "aws");
+    EXPECT_EQ(arn.value().service, "iam");
+    EXPECT_EQ(arn.value().region, "");
+    EXPECT_EQ(arn.value().account, "123456789012");
+    EXPECT_EQ(arn.value().resource, "role/app/reader");
+
+    auto odd = parse_arn("arn:aws:svc:r:1:a:b:c", "--x");
+    ASSERT_TRUE(odd);
+    EXPECT_EQ(odd.value().resource, "a:b:c");
+}
+
+TEST(ParseArnTest, RejectsMalformedArnsNamingTheFlag) {
+    for (const char* bad :
+         {"", "arn", "arn:aws:iam", "urn:aws:iam::1:role/x", "arn::iam::1:role/x", "arn:aws:::1:x",
+          "arn:aws:iam::1:", "arn:aws:iam::1:role/with space", "arn:aws:iam::1:role/x\n"}) {
+        auto arn = parse_arn(bad, "--role-arn");
+        ASSERT_FALSE(arn) << bad;
+        EXPECT_EQ(arn.error().code, Errc::usage);
+        EXPECT_NE(arn.error().message.find("--role-arn"), std::string::npos) << arn.error().message;
+        EXPECT_EQ(arn.error().message.find('\n'), std::string::npos) << arn.error().message;
+    }
+}
+
+TEST(ParseUrlTest, AcceptsHostsPortsIpv6AndPathPrefixes) {
+    struct Row {
+        const char* text;
+        const char *scheme, *host, *port;
+        bool explicit_port;
+        const char *path, *host_header;
+    };
+    const Row rows[] = {
+        {"https://rolesanywhere.us-east-1.amazonaws.com", "https", "rolesanywhere.us-east-1.amazonaws.com",
+         "443", false, "", "rolesanywhere.us-east-1.amazonaws.com"},
+        {"http://127.0.0.1:8080", "http", "127.0.0.1", "8080", true, "", "127.0.0.1:8080"},
+        {"HTTPS://Example.COM/", "https", "example.com", "443", false, "", "example.com"},
+        {"https://example.com:443/prefix/", "https", "example.com", "443", true, "/prefix",
+         "example.com:443"},
+        {"http://example.com/a/b", "http", "example.com", "80", false, "/a/b", "example.com"},
+        {"https://[::1]:9443/base", "https", "::1", "9443", true, "/base", "[::1]:9443"},
+        {"http://[2001:DB8::1]", "http", "2001:db8::1", "80", false, "", "[2001:db8::1]"},
+        {"https://host:1", "https", "host", "1", true, "", "host:1"},
+        {"https://host:65535", "https", "host", "65535", true, "", "host:65535"},
+        {"https://host:00080", "https", "host", "80", true, "", "host:80"},
+    };
+    for (const auto& row : rows) {
+        auto url = parse_url(row.text, "--endpoint");
+        ASSERT_TRUE(url) << row.text << ": " << url.error().message;
+        EXPECT_EQ(url.value().scheme, row.scheme) << row.text;
+        EXPECT_EQ(url.value().host, row.host) << row.text;
+        EXPECT_EQ(url.value().port, row.port) << row.text;
+        EXPECT_EQ(url.value().explicit_port, row.explicit_port) << row.text;
+        EXPECT_EQ(url.value().path, row.path) << row.text;
+        EXPECT_EQ(url.value().host_header(), row.host_header) << row.text;
+    }
+}
+
+TEST(ParseUrlTest, RejectsWhatCannotBeABaseUrl) {
+    for (const char* bad : {"",
+                            "example.com",
+                            "ftp://example.com",
+                            "https://",
+                            "https://:443",
+                            "https://host:0",
+                            "https://host:65536",
+                            "https://host:",
+                            "https://host:80a",
+                            "https://host:123456",
+                            "https://user:pw@host",
+                            "https://host/?q=1",
+                            "https://host/#frag",
+                            "https://[::1",
+                            "https://[::1]x",
+                            "https://[zz::1]",
+                            "https://[]",
+                            "https://ho st",
+                            "https://host/pa th",
+                            "https://-host"}) {
+        auto url = parse_url(bad, "--endpoint");
+        ASSERT_FALSE(url) << bad;
+        EXPECT_EQ(url.error().code, Errc::usage);
+        EXPECT_NE(url.error().message.find("--endpoint"), std::string::npos) << url.error().message;
+    }
+}
+
+TEST(ResolveEndpointTest, DerivesUrlAndRegionFromTheTrustAnchorPerPartition) {
+    struct Row {
+        std::string partition, region, expected_host;
+        bool fips;
+    };
+    const Row rows[] = {
+        {"aws", "eu-west-1", "rolesanywhere.eu-west-1.amazonaws.com", false},
+        {"aws", "us-east-1", "rolesanywhere-fips.us-east-1.amazonaws.com", true},
+        {"aws-cn", "cn-north-1", "rolesanywhere.cn-north-1.amazonaws.com.cn", false},
+        {"aws-us-gov", "us-gov-west-1", "rolesanywhere.us-gov-west-1.amazonaws.com", false},
+        {"aws-us-gov", "us-gov-east-1", "rolesanywhere-fips.us-gov-east-1.amazonaws.com", true},
+    };
+    for (const auto& row : rows) {
+        EndpointOptions o = options(row.partition, row.region);
+        o.use_fips = row.fips;
+        auto resolved = resolve_endpoint(o);
+        ASSERT_TRUE(resolved) << row.partition << " " << row.region << ": " << resolved.error().message;
+        EXPECT_EQ(resolved.value().region, row.region);
+        EXPECT_EQ(resolved.value().url.scheme, "https");
+        EXPECT_EQ(resolved.value().url.host, row.expected_host);
+        EXPECT_EQ(resolved.value().url.port, "443");
+        EXPECT_FALSE(resolved.value().url.explicit_port);
+        EXPECT_EQ(resolved.value().url.path, "");
+        EXPECT_EQ(resolved.value().url.host_header(), row.expected_host);
+    }
+}
+
+TEST(ResolveEndpointTest, RegionFlagOverridesTheSigningAndEndpointRegion) {
+    EndpointOptions o = options();
+    o.region = "ap-northeast-1";
+    auto resolved = resolve_endpoint(o);
+    ASSERT_TRUE(resolved) << resolved.error().message;
+    EXPECT_EQ(resolved.value().region, "ap-northeast-1");
+    EXPECT_EQ(resolved.value().url.host, "rolesanywhere.ap-northeast-1.amazonaws.com");
+}
+
+TEST(ResolveEndpointTest, EndpointOverrideKeepsItsPathAndIpv6Literal) {
+    EndpointOptions o = options();
+    o.endpoint = "https://[fd00::2]:8443/proxy/ra/";
+    o.use_fips = true;  // an explicit endpoint wins over FIPS
+    auto resolved = resolve_endpoint(o);
+    ASSERT_TRUE(resolved) << resolved.error().message;
+    EXPECT_EQ(resolved.value().region, "eu-west-1");
+    EXPECT_EQ(resolved.value().url.host, "fd00::2");
+    EXPECT_EQ(resolved.value().url.path, "/proxy/ra");
+    EXPECT_EQ(resolved.value().url.host_header(), "[fd00::2]:8443");
+}
+
+void expect_usage_error(const EndpointOptions& o, std::initializer_list<std::string_view> mentions) {
+    auto resolved = resolve_endpoint(o);
+    ASSERT_FALSE(resolved);
+    EXPECT_EQ(resolved.error().code, Errc::usage);
+    for (const auto mention : mentions) {
+        EXPECT_NE(resolved.error().message.find(mention), std::string::npos)
+            << "'" << mention << "' not in: " << resolved.error().message;
+    }
+}
+
+TEST(ResolveEndpointTest, RegionMismatchNamesBothFlags) {
+    EndpointOptions o = options();
+    o.profile_arn = "arn:aws:rolesanywhere:eu-central-1:123456789012:profile/pr-1";
+    expect_usage_error(o, {"--trust-anchor-arn", "--profile-arn", "eu-west-1", "eu-central-1"});
+}
+
+TEST(ResolveEndpointTest, RejectsArnsOfTheWrongServiceOrResource) {
+    EndpointOptions o = options();
+    o.trust_anchor_arn = kProfile;
+    expect_usage_error(o, {"--trust-anchor-arn", "trust-anchor/"});
+
+    o = options();
+    o.profile_arn = kTrustAnchor;
+    expect_usage_error(o, {"--profile-arn", "profile/"});
+
+    o = options();
+    o.role_arn = "arn:aws:sts::123456789012:assumed-role/x/y";
+    expect_usage_error(o, {"--role-arn", "iam"});
+
+    o = options();
+    o.role_arn = "arn:aws:iam::123456789012:user/bob";
+    expect_usage_error(o, {"--role-arn", "role/"});
+
+    o = options();
+    o.trust_anchor_arn = "arn:aws:rolesanywhere:eu-west-1:123456789012:trust-anchor/";
+    expect_usage_error(o, {"--trust-anchor-arn"});
+
+    o = options();
+    o.trust_anchor_arn = "not-an-arn";
+    expect_usage_error(o, {"--trust-anchor-arn"});
+
+    o = options();
+    o.role_arn.clear();
+    expect_usage_error(o, {"--role-arn", "required"});
+}
+
+TEST(ResolveEndpointTest, RejectsMixedPartitionsBadRegionsAndFipsPseudoRegions) {
+    EndpointOptions o = options();
+    o.role_arn = "arn:aws-cn:iam::123456789012:role/r";
+    expect_usage_error(o, {"partition"});
+
+    o = options("aws", "EU_WEST_1");
+    expect_usage_error(o, {"--trust-anchor-arn", "region"});
+
+    o = options();
+    o.region = "us-east-1.evil.example";
+    expect_usage_error(o, {"--region"});
+
+    o = options();
+    o.region = "us-gov-west-1-fips";
+    expect_usage_error(o, {"--region", "--use-fips-endpoint"});
+
+    o = options("aws-cn", "cn-north-1");
+    o.use_fips = true;
+    expect_usage_error(o, {"--use-fips-endpoint", "aws-cn"});
+
+    o = options("aws-unknown", "xx-1");
+    expect_usage_error(o, {"--endpoint", "aws-unknown"});
+    o.endpoint = "https://ra.example.test";
+    EXPECT_TRUE(resolve_endpoint(o));
+
+    o = options();
+    o.endpoint = "ftp://x";
+    expect_usage_error(o, {"--endpoint"});
+}
+
+}  // namespace
+}  // namespace rad::signer
