@@ -29,6 +29,7 @@ enum class Errc {
     upstream_tls,           // 69 EX_UNAVAILABLE, retryable: handshake failed, untrusted or wrong-host cert
     upstream_malformed,     // 69 EX_UNAVAILABLE, retryable: an answer that is not valid CreateSession output
     upstream_rejected,      // 77 EX_NOPERM, not retryable: 400/403/404, e.g. AccessDeniedException
+    agent_unavailable,      // 69 EX_UNAVAILABLE: no agent answers on its socket (and no fallback allowed)
     internal,               // 70 EX_SOFTWARE
 };
 
@@ -46,7 +47,9 @@ template <class T>
 using Result = boost::system::result<T, Error>;
 
 // make_error builds an Error value; `return make_error(Errc::input_missing, "...")` converts to any Result.
-inline Error make_error(Errc code, std::string message) { return Error{code, std::move(message), {}}; }
+inline Error make_error(Errc code, std::string message) {
+    return Error{code, std::move(message), {}};
+}
 
 // is_retryable is true for failures that may go away by themselves (network, throttling, 5xx).
 bool is_retryable(Errc code) noexcept;

@@ -72,7 +72,7 @@ int line_of(const toml::node& node) {
 // (unknown keys are errors: a typo must not silently turn a setting off). The first error wins; later
 // reads return defaults so that the caller can read straight through and check once at the end.
 class TableReader {
-  public:
+public:
     TableReader(const toml::table& table, Source& source, std::string context, std::optional<Error>& error)
         : table_(table), source_(source), context_(std::move(context)), error_(error) {
         for (auto&& [key, node] : table_) {
@@ -198,7 +198,7 @@ class TableReader {
         }
     }
 
-  private:
+private:
     const toml::table& table_;
     Source& source_;
     std::string context_;
@@ -318,6 +318,14 @@ void read_agent(const toml::table& table, AgentSettings& agent, std::optional<Er
             r.fail("ecs_listen", address.error().message);
         } else {
             agent.ecs_listen = *address;
+        }
+    }
+    if (auto health = r.string("health_listen")) {
+        auto address = parse_listen_address(*health);
+        if (!address) {
+            r.fail("health_listen", address.error().message);
+        } else {
+            agent.health_listen = *address;
         }
     }
     r.boolean_into("allow_imdsv1", agent.allow_imdsv1);

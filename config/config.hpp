@@ -80,7 +80,8 @@ struct AgentSettings {
     std::string socket_group;
     std::vector<std::uint32_t> allowed_uids;  // peers allowed besides the agent's own uid and root
     std::vector<std::uint32_t> allowed_gids;
-    std::optional<ListenAddress> ecs_listen;  // needed when a profile sets ecs_path
+    std::optional<ListenAddress> ecs_listen;     // needed when a profile sets ecs_path
+    std::optional<ListenAddress> health_listen;  // /healthz and /metrics; off when unset
     bool allow_imdsv1 = false;
     int hop_limit = 1;  // IP TTL / hop limit of IMDS and ECS responses
     int max_connections = 256;

@@ -1,10 +1,11 @@
 #include "daemon/cli.hpp"
 
+#include <string.h>
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <cstring>
-#include <string.h>
 
+#include "daemon/agent_commands.hpp"
 #include "daemon/commands.hpp"
 
 namespace rad::daemon {
@@ -13,11 +14,14 @@ namespace {
 constexpr const char* kProgram = "rolesanywhere-agent";
 constexpr const char* kSecretFlags[] = {"--pkcs8-password"};
 
-void print_error(const std::string& message) { std::fprintf(stderr, "%s: %s\n", kProgram, message.c_str()); }
+void print_error(const std::string& message) {
+    std::fprintf(stderr, "%s: %s\n", kProgram, message.c_str());
+}
 
 // add_identity_flags declares the certificate/key flags shared by credential-process and sign-string.
 void add_identity_flags(CLI::App& cmd, IdentityOptions& o, std::string& password_holder) {
-    cmd.add_option("--certificate", o.certificate, "Certificate: PEM or DER leaf, combined PEM, or PKCS#12 bundle");
+    cmd.add_option("--certificate", o.certificate,
+                   "Certificate: PEM or DER leaf, combined PEM, or PKCS#12 bundle");
     cmd.add_option("--private-key", o.private_key,
                    "Private key file: PEM PKCS#1, SEC1, PKCS#8 or encrypted PKCS#8 (mode 0600 or 0400)");
     auto* pw = cmd.add_option("--pkcs8-password", password_holder,
@@ -31,8 +35,10 @@ void add_identity_flags(CLI::App& cmd, IdentityOptions& o, std::string& password
     pw_file->excludes(pw_env);
     cmd.add_flag("--allow-insecure-key-permissions", o.allow_insecure_key_permissions,
                  "Accept key and passphrase files readable by group or others, or symlinks");
-    auto* selector = cmd.add_option("--cert-selector", o.cert_selector, "OS certificate store selector (macOS/Windows only)");
-    auto* store = cmd.add_option("--system-store-name", o.system_store_name, "Windows certificate store name (Windows only)");
+    auto* selector = cmd.add_option("--cert-selector", o.cert_selector,
+                                    "OS certificate store selector (macOS/Windows only)");
+    auto* store = cmd.add_option("--system-store-name", o.system_store_name,
+                                 "Windows certificate store name (Windows only)");
     auto* latest = cmd.add_flag("--use-latest-expiring-certificate", o.use_latest_expiring_certificate,
                                 "Pick the latest-expiring match in an OS store (macOS/Windows only)");
     selector->excludes("--certificate")->excludes("--private-key");
@@ -42,6 +48,40 @@ void add_identity_flags(CLI::App& cmd, IdentityOptions& o, std::string& password
 
 void add_debug_flag(CLI::App& cmd, bool& debug) {
     cmd.add_flag("--debug", debug, "Diagnostics on stderr (never secrets or response bodies)");
+}
+
+// add_credential_flags declares the flags shared by credential-process, serve and update (reference-helper.md
+// §1.1).
+void add_credential_flags(CLI::App& cmd, CredentialOptions& o, std::string& password_holder) {
+    add_identity_flags(cmd, o.identity, password_holder);
+    cmd.add_option("--intermediates", o.identity.intermediates,
+                   "PEM bundle of intermediate CA certificates, sent in X-Amz-X509-Chain");
+    cmd.add_option("--trust-anchor-arn", o.trust_anchor_arn, "ARN of the trust anchor");
+    cmd.add_option("--profile-arn", o.profile_arn, "ARN of the Roles Anywhere profile");
+    cmd.add_option("--role-arn", o.role_arn, "ARN of the role to assume");
+    cmd.add_option("--session-duration", o.session_duration,
+                   "Lifetime of the credentials in seconds, 900 to 43200")
+        ->default_val(3600);
+    cmd.add_option("--role-session-name", o.role_session_name,
+                   "Role session name (the profile must accept it)");
+    cmd.add_option("--region", o.region, "Signing region (default: the trust anchor's)");
+    cmd.add_option("--endpoint", o.endpoint,
+                   "Base URL of the Roles Anywhere endpoint (default: from the region)");
+    cmd.add_flag("--use-fips-endpoint", o.use_fips_endpoint, "Use the FIPS endpoint of the region");
+    cmd.add_option(
+        "--ca-bundle", o.ca_bundle,
+        "PEM file of CA certificates to trust instead of the system store (default: $AWS_CA_BUNDLE)");
+    cmd.add_flag("--no-verify-ssl", o.no_verify_ssl,
+                 "Do not verify the server certificate (insecure; compatibility)");
+    cmd.add_flag("--with-proxy", o.with_proxy,
+                 "Accepted for compatibility: HTTPS_PROXY/NO_PROXY are always honoured");
+    cmd.add_option("--connect-timeout", o.connect_timeout_seconds,
+                   "Seconds allowed for the TCP connect and for the TLS handshake")
+        ->default_val(5);
+    cmd.add_option("--timeout", o.timeout_seconds,
+                   "Seconds allowed for one CreateSession attempt, end to end")
+        ->default_val(20);
+    add_debug_flag(cmd, o.debug);
 }
 
 int finish(const Result<void>& result) {
@@ -68,7 +108,8 @@ void scrub_secret_arguments(int argc, char** argv) {
 }
 
 int run_cli(int argc, char** argv) {
-    CLI::App app{"rolesanywhere-agent: AWS credentials for on-premises hosts through IAM Roles Anywhere", kProgram};
+    CLI::App app{"rolesanywhere-agent: AWS credentials for on-premises hosts through IAM Roles Anywhere",
+                 kProgram};
     app.require_subcommand(0, 1);
     app.set_help_all_flag("--help-all", "Show the help of every command");
 
@@ -77,40 +118,80 @@ int run_cli(int argc, char** argv) {
     std::string cp_password;
     auto* credential_process = app.add_subcommand(
         "credential-process", "Print temporary credentials as credential_process JSON (Version 1) and exit");
-    add_identity_flags(*credential_process, cp.identity, cp_password);
-    credential_process->add_option("--intermediates", cp.identity.intermediates,
-                                   "PEM bundle of intermediate CA certificates, sent in X-Amz-X509-Chain");
-    credential_process->add_option("--trust-anchor-arn", cp.trust_anchor_arn, "ARN of the trust anchor");
-    credential_process->add_option("--profile-arn", cp.profile_arn, "ARN of the Roles Anywhere profile");
-    credential_process->add_option("--role-arn", cp.role_arn, "ARN of the role to assume");
-    credential_process->add_option("--session-duration", cp.session_duration,
-                                   "Lifetime of the credentials in seconds, 900 to 43200")
-        ->default_val(3600);
-    credential_process->add_option("--role-session-name", cp.role_session_name,
-                                   "Role session name (the profile must accept it)");
-    credential_process->add_option("--region", cp.region, "Signing region (default: the trust anchor's)");
-    credential_process->add_option("--endpoint", cp.endpoint,
-                                   "Base URL of the Roles Anywhere endpoint (default: from the region)");
-    credential_process->add_flag("--use-fips-endpoint", cp.use_fips_endpoint, "Use the FIPS endpoint of the region");
-    credential_process->add_option("--ca-bundle", cp.ca_bundle,
-                                   "PEM file of CA certificates to trust instead of the system store "
-                                   "(default: $AWS_CA_BUNDLE)");
-    credential_process->add_flag("--no-verify-ssl", cp.no_verify_ssl,
-                                 "Do not verify the server certificate (insecure; compatibility)");
-    credential_process->add_flag("--with-proxy", cp.with_proxy,
-                                 "Accepted for compatibility: HTTPS_PROXY/NO_PROXY are always honoured");
-    credential_process->add_option("--connect-timeout", cp.connect_timeout_seconds,
-                                   "Seconds allowed for the TCP connect and for the TLS handshake")
-        ->default_val(5);
-    credential_process->add_option("--timeout", cp.timeout_seconds,
-                                   "Seconds allowed for one CreateSession attempt, end to end")
-        ->default_val(20);
-    add_debug_flag(*credential_process, cp.debug);
+    add_credential_flags(*credential_process, cp, cp_password);
+    FastPathOptions fast;
+    auto* fast_profile = credential_process->add_option(
+        "--profile", fast.profile,
+        "Ask the running agent for this profile of its configuration (fast path); sign from the same "
+        "configuration when no agent runs");
+    credential_process
+        ->add_option("--config", fast.config_path,
+                     "Configuration file for --profile (default /etc/rolesanywhere-agent/config.toml)")
+        ->needs(fast_profile);
+    credential_process->add_option("--socket", fast.socket_path, "The agent's Unix socket for --profile")
+        ->needs(fast_profile);
+    credential_process
+        ->add_flag("--no-fallback", fast.no_fallback,
+                   "With --profile: fail (exit 69) instead of signing here when no agent answers")
+        ->needs(fast_profile);
+    credential_process
+        ->add_option(
+            "--min-lifetime", fast.min_lifetime_seconds,
+            "With --profile: seconds of life the credentials must have left (default: 900, at most 40 % of "
+            "the session duration)")
+        ->needs(fast_profile);
+    for (const char* flag : {"--certificate", "--private-key", "--trust-anchor-arn", "--profile-arn",
+                             "--role-arn", "--intermediates"}) {
+        fast_profile->excludes(flag);
+    }
+
+    // serve
+    ServeOptions sv;
+    std::string sv_password;
+    auto* serve = app.add_subcommand(
+        "serve",
+        "Run the agent: refresh credentials in the background and serve them (IMDSv2, container endpoint, "
+        "credential_process socket, credentials file)");
+    add_credential_flags(*serve, sv.credentials, sv_password);
+    serve->add_option(
+        "--config", sv.config_path,
+        "Configuration file (default /etc/rolesanywhere-agent/config.toml when no certificate flags "
+        "are given)");
+    serve->add_option("--port", sv.port, "IMDS port on 127.0.0.1 when serving from flags (default 9911)")
+        ->default_val(9911);
+    serve->add_option("--hop-limit", sv.hop_limit, "IP TTL / hop limit of responses (default 1)")
+        ->default_val(1);
+    serve->add_option("--socket", sv.socket_path,
+                      "Also serve the credential_process fast path on this Unix socket");
+    serve->add_option("--log-level", sv.log_level, "debug, info, warning or error");
+    serve->add_option("--log-format", sv.log_format, "text (key=value, journald priorities) or json");
+
+    // update
+    UpdateOptions up;
+    std::string up_password;
+    auto* update = app.add_subcommand(
+        "update",
+        "Keep a profile of the shared credentials file (~/.aws/credentials) filled with fresh credentials");
+    add_credential_flags(*update, up.credentials, up_password);
+    update
+        ->add_option("--profile", up.profile,
+                     "Section of the credentials file to write (default \"default\")")
+        ->default_val("default");
+    update->add_flag("--once", up.once, "Write once and exit instead of refreshing until stopped");
+    update->add_option("--log-level", up.log_level, "debug, info, warning or error")->default_val("info");
+
+    // status
+    StatusOptions st;
+    auto* status = app.add_subcommand("status", "Show what the running agent holds, per profile");
+    status->add_option("--config", st.config_path, "Configuration file (to find the socket)");
+    status->add_option("--socket", st.socket_path, "The agent's Unix socket");
+    status->add_flag("--json", st.json, "Print the status as JSON");
 
     // sign-string
     SignStringOptions ss;
     std::string ss_password;
-    auto* sign_string = app.add_subcommand("sign-string", "Sign the fixed test string with the key (diagnostic)");
+    auto* sign_string =
+        app.add_subcommand("sign-string", "Sign the fixed test string with the key (diagnostic)");
     add_identity_flags(*sign_string, ss.identity, ss_password);
     sign_string->add_option("--digest", ss.digest, "SHA256, SHA384 or SHA512")->default_val("SHA256");
     sign_string->add_option("--format", ss.format, "json, text or bin")->default_val("json");
@@ -118,11 +199,11 @@ int run_cli(int argc, char** argv) {
 
     // read-certificate-data
     ReadCertificateDataOptions rcd;
-    auto* read_certificate_data =
-        app.add_subcommand("read-certificate-data", "Print the certificate's key type, DER and serial as JSON");
+    auto* read_certificate_data = app.add_subcommand(
+        "read-certificate-data", "Print the certificate's key type, DER and serial as JSON");
     read_certificate_data->add_option("--certificate", rcd.certificate, "Certificate file (PEM or DER)");
-    auto* rcd_selector =
-        read_certificate_data->add_option("--cert-selector", rcd.cert_selector, "OS store selector (macOS/Windows only)");
+    auto* rcd_selector = read_certificate_data->add_option("--cert-selector", rcd.cert_selector,
+                                                           "OS store selector (macOS/Windows only)");
     auto* rcd_store = read_certificate_data->add_option("--system-store-name", rcd.system_store_name,
                                                         "Windows store name (Windows only)");
     rcd_selector->excludes("--certificate");
@@ -148,10 +229,31 @@ int run_cli(int argc, char** argv) {
         return 0;
     }
     if (*credential_process) {
+        if (!fast.profile.empty()) {
+            fast.timeout_seconds = cp.timeout_seconds;
+            return finish(run_fast_path(fast, stdout, Diagnostics{cp.debug, stderr}));
+        }
         if (credential_process->count("--pkcs8-password") > 0) {
             cp.identity.pkcs8_password.emplace(std::move(cp_password));
         }
         return finish(run_credential_process(cp, stdout, Diagnostics{cp.debug, stderr}));
+    }
+    if (*serve) {
+        sv.credentials_given = serve->count("--certificate") > 0 || serve->count("--trust-anchor-arn") > 0 ||
+                               serve->count("--profile-arn") > 0 || serve->count("--role-arn") > 0;
+        if (serve->count("--pkcs8-password") > 0) {
+            sv.credentials.identity.pkcs8_password.emplace(std::move(sv_password));
+        }
+        return run_serve(std::move(sv));
+    }
+    if (*update) {
+        if (update->count("--pkcs8-password") > 0) {
+            up.credentials.identity.pkcs8_password.emplace(std::move(up_password));
+        }
+        return run_update(up);
+    }
+    if (*status) {
+        return finish(run_status(st, stdout));
     }
     if (*sign_string) {
         if (sign_string->count("--pkcs8-password") > 0) {

@@ -6,8 +6,8 @@ namespace rad::daemon {
 
 int run_cli(int argc, char** argv);
 
-// scrub_secret_arguments overwrites the values of secret-bearing flags (--pkcs8-password) in argv in place, so
-// that /proc/<pid>/cmdline and ps no longer show them. Call it after parsing.
+// scrub_secret_arguments overwrites the values of secret-bearing flags (--pkcs8-password) in argv in place,
+// so that /proc/<pid>/cmdline and ps no longer show them. Call it after parsing.
 void scrub_secret_arguments(int argc, char** argv);
 
 }  // namespace rad::daemon

@@ -1,8 +1,8 @@
 #include "daemon/commands.hpp"
 
+#include <string.h>
 #include <cstdlib>
 #include <random>
-#include <string.h>
 #include <thread>
 
 #include <nlohmann/json.hpp>
@@ -36,13 +36,15 @@ bool env_true(const char* name) {
     return v && (*v == "true" || *v == "TRUE" || *v == "True" || *v == "1");
 }
 
-Result<void> refuse_os_store(const std::string& cert_selector, const std::string& system_store_name,
+Result<void> refuse_os_store(const std::string& cert_selector,
+                             const std::string& system_store_name,
                              bool use_latest_expiring_certificate) {
     if (!cert_selector.empty() || !system_store_name.empty() || use_latest_expiring_certificate) {
-        return make_error(Errc::usage,
-                          "--cert-selector, --system-store-name and --use-latest-expiring-certificate select OS "
-                          "certificate stores, which exist only on macOS and Windows; use --certificate and "
-                          "--private-key");
+        return make_error(
+            Errc::usage,
+            "--cert-selector, --system-store-name and --use-latest-expiring-certificate select OS "
+            "certificate stores, which exist only on macOS and Windows; use --certificate and "
+            "--private-key");
     }
     return {};
 }
@@ -125,7 +127,8 @@ Result<signer::ResolvedEndpoint> resolve(const CredentialOptions& options) {
     // The reference helper reads the SDK's endpoint variables through config.LoadDefaultConfig; we honour
     // them only when --endpoint is absent, so that the flag always wins.
     if (endpoint.endpoint.empty()) {
-        endpoint.endpoint = env_value("AWS_ENDPOINT_URL_ROLESANYWHERE").value_or(env_value("AWS_ENDPOINT_URL").value_or(""));
+        endpoint.endpoint =
+            env_value("AWS_ENDPOINT_URL_ROLESANYWHERE").value_or(env_value("AWS_ENDPOINT_URL").value_or(""));
     }
     endpoint.use_fips = options.use_fips_endpoint || env_true("AWS_USE_FIPS_ENDPOINT");
     return signer::resolve_endpoint(endpoint);
@@ -137,7 +140,9 @@ std::chrono::milliseconds seconds_to_ms(double seconds) {
 
 }  // namespace
 
-void Diagnostics::warn(const std::string& line) const { std::fprintf(stream, "rolesanywhere-agent: warning: %s\n", line.c_str()); }
+void Diagnostics::warn(const std::string& line) const {
+    std::fprintf(stream, "rolesanywhere-agent: warning: %s\n", line.c_str());
+}
 
 void Diagnostics::trace(const std::string& line) const {
     if (debug) {
@@ -145,7 +150,7 @@ void Diagnostics::trace(const std::string& line) const {
     }
 }
 
-Result<void> run_credential_process(const CredentialOptions& options, std::FILE* out, const Diagnostics& diag) {
+Result<PreparedSession> prepare_session(const CredentialOptions& options, const Diagnostics& diag) {
     if (options.role_arn.empty() || options.profile_arn.empty() || options.trust_anchor_arn.empty()) {
         return make_error(Errc::usage, "--trust-anchor-arn, --profile-arn and --role-arn are all required");
     }
@@ -163,18 +168,21 @@ Result<void> run_credential_process(const CredentialOptions& options, std::FILE*
     if (!identity) {
         return identity.error();
     }
-    diag.trace("certificate subject=\"" + identity->leaf.subject() + "\" serial=" + identity->leaf.serial_decimal() +
-               " key=" + identity->key.description() + " chain=" + std::to_string(identity->chain.size()));
+    diag.trace("certificate subject=\"" + identity->leaf.subject() +
+               "\" serial=" + identity->leaf.serial_decimal() + " key=" + identity->key.description() +
+               " chain=" + std::to_string(identity->chain.size()));
     diag.trace("endpoint " + endpoint->url.scheme + "://" + endpoint->url.host_header() + endpoint->url.path +
                " region=" + endpoint->region);
 
     HttpsClientOptions client;
     client.verify_peer = !options.no_verify_ssl;
     if (options.no_verify_ssl) {
-        diag.warn("--no-verify-ssl: the server certificate is not checked; anyone on the path can read and "
-                  "forge the credentials");
+        diag.warn(
+            "--no-verify-ssl: the server certificate is not checked; anyone on the path can read and "
+            "forge the credentials");
     }
-    client.ca_bundle = !options.ca_bundle.empty() ? options.ca_bundle : env_value("AWS_CA_BUNDLE").value_or("");
+    client.ca_bundle =
+        !options.ca_bundle.empty() ? options.ca_bundle : env_value("AWS_CA_BUNDLE").value_or("");
     client.connect_timeout = seconds_to_ms(options.connect_timeout_seconds);
     client.tls_timeout = seconds_to_ms(options.connect_timeout_seconds);
     client.total_timeout = seconds_to_ms(options.timeout_seconds);
@@ -195,27 +203,41 @@ Result<void> run_credential_process(const CredentialOptions& options, std::FILE*
     params.trust_anchor_arn = options.trust_anchor_arn;
     params.duration_seconds = options.session_duration;
     params.role_session_name = options.role_session_name;
+    return PreparedSession{std::move(*identity), std::move(*endpoint), std::move(params), std::move(client)};
+}
 
-    std::mt19937_64 rng{std::random_device{}()};
-    std::uniform_real_distribution<double> uniform(0.0, 1.0);
+SessionClientHooks production_hooks(const HttpsClientOptions& client, const Diagnostics& diag) {
+    auto rng = std::make_shared<std::mt19937_64>(std::random_device{}());
     SessionClientHooks hooks;
-    hooks.send = [&](const signer::Url& url, const signer::HttpRequest& request) {
+    hooks.send = [&client](const signer::Url& url, const signer::HttpRequest& request) {
         return send_request(url, request, client);
     };
     hooks.now = [] { return std::chrono::system_clock::now(); };
     hooks.sleep = [](std::chrono::milliseconds d) { std::this_thread::sleep_for(d); };
-    hooks.jitter01 = [&] { return uniform(rng); };
-    hooks.on_attempt_failed = [&](int attempt, const Error& error, std::chrono::milliseconds delay) {
-        diag.trace("attempt " + std::to_string(attempt) + " failed (" + errc_name(error.code) + "): " + error.message +
-                   "; retrying in " + std::to_string(delay.count()) + " ms");
+    hooks.jitter01 = [rng] { return std::uniform_real_distribution<double>(0.0, 1.0)(*rng); };
+    hooks.on_attempt_failed = [diag](int attempt, const Error& error, std::chrono::milliseconds delay) {
+        diag.trace("attempt " + std::to_string(attempt) + " failed (" + errc_name(error.code) +
+                   "): " + error.message + "; retrying in " + std::to_string(delay.count()) + " ms");
     };
-    auto credentials = fetch_credentials(*identity, params, *endpoint, RetryOptions{}, hooks);
+    return hooks;
+}
+
+Result<void> run_credential_process(const CredentialOptions& options,
+                                    std::FILE* out,
+                                    const Diagnostics& diag) {
+    auto session = prepare_session(options, diag);
+    if (!session) {
+        return session.error();
+    }
+    auto credentials = fetch_credentials(session->identity, session->params, session->endpoint,
+                                         RetryOptions{}, production_hooks(session->client, diag));
     if (!credentials) {
         return credentials.error();
     }
     diag.trace("credentials issued: access key " + signer::redact_access_key_id(credentials->access_key_id));
     const Secret document = signer::credential_process_json(*credentials);
-    if (std::fwrite(document.reveal().data(), 1, document.size(), out) != document.size() || std::fflush(out) != 0) {
+    if (std::fwrite(document.reveal().data(), 1, document.size(), out) != document.size() ||
+        std::fflush(out) != 0) {
         return make_error(Errc::internal, "cannot write the credentials to standard output");
     }
     return {};
@@ -230,7 +252,8 @@ Result<void> run_sign_string(const SignStringOptions& options, std::FILE* out, c
     } else if (options.digest == "SHA512") {
         digest = pki::Digest::sha512;
     } else {
-        return make_error(Errc::usage, "--digest must be SHA256, SHA384 or SHA512 (got \"" + options.digest + "\")");
+        return make_error(Errc::usage,
+                          "--digest must be SHA256, SHA384 or SHA512 (got \"" + options.digest + "\")");
     }
     if (options.format != "json" && options.format != "text" && options.format != "bin") {
         return make_error(Errc::usage, "--format must be json, text or bin (got \"" + options.format + "\")");
@@ -251,8 +274,9 @@ Result<void> run_sign_string(const SignStringOptions& options, std::FILE* out, c
     if (auto r = refuse_hardware_reference(options.identity.private_key, "--private-key"); !r) {
         return r.error();
     }
-    auto key = pki::PrivateKey::load(options.identity.private_key, passphrase->has_value() ? &**passphrase : nullptr,
-                                     SecretFilePolicy{options.identity.allow_insecure_key_permissions});
+    auto key =
+        pki::PrivateKey::load(options.identity.private_key, passphrase->has_value() ? &**passphrase : nullptr,
+                              SecretFilePolicy{options.identity.allow_insecure_key_permissions});
     if (!key) {
         return key.error();
     }
@@ -286,7 +310,8 @@ Result<void> run_sign_string(const SignStringOptions& options, std::FILE* out, c
     return {};
 }
 
-Result<void> run_read_certificate_data(const ReadCertificateDataOptions& options, std::FILE* out,
+Result<void> run_read_certificate_data(const ReadCertificateDataOptions& options,
+                                       std::FILE* out,
                                        const Diagnostics& diag) {
     if (auto r = refuse_os_store(options.cert_selector, options.system_store_name, false); !r) {
         return r.error();
@@ -305,7 +330,8 @@ Result<void> run_read_certificate_data(const ReadCertificateDataOptions& options
     if (!key_type) {
         return key_type.error();
     }
-    diag.trace("certificate subject=\"" + certificate->subject() + "\" issuer=\"" + certificate->issuer() + "\"");
+    diag.trace("certificate subject=\"" + certificate->subject() + "\" issuer=\"" + certificate->issuer() +
+               "\"");
     const bool rsa = *key_type == pki::KeyType::rsa;
     // Key order as the helper prints it (a Go struct marshalled in field order), hence ordered_json.
     nlohmann::ordered_json doc;

@@ -1,7 +1,7 @@
 #pragma once
-// The one-shot commands of the command line, compatible with aws_signing_helper 1.8.0 (reference-helper.md §1).
-// Each takes parsed options, writes its result to `out` and returns a Result; main() turns an Error into one
-// line on stderr and a sysexits code. Argument parsing lives in cli.cpp.
+// The one-shot commands of the command line, compatible with aws_signing_helper 1.8.0 (reference-helper.md
+// §1). Each takes parsed options, writes its result to `out` and returns a Result; main() turns an Error into
+// one line on stderr and a sysexits code. Argument parsing lives in cli.cpp.
 
 #include <cstdio>
 #include <filesystem>
@@ -10,6 +10,11 @@
 
 #include "common/error.hpp"
 #include "common/secret.hpp"
+#include "daemon/https_client.hpp"
+#include "daemon/session_client.hpp"
+#include "pki/identity.hpp"
+#include "signer/create_session.hpp"
+#include "signer/endpoint.hpp"
 
 namespace rad::daemon {
 
@@ -68,11 +73,34 @@ struct Diagnostics {
     void trace(const std::string& line) const;  // only with --debug
 };
 
-[[nodiscard]] Result<void> run_credential_process(const CredentialOptions& options, std::FILE* out,
+// PreparedSession is everything CreateSession needs, checked and loaded once: the identity (key parsed and
+// matched to the leaf), the endpoint, the request parameters and the transport options. credential-process
+// prepares one per run; the agent one per profile, again whenever the certificate or key files change.
+struct PreparedSession {
+    pki::Identity identity;
+    signer::ResolvedEndpoint endpoint;
+    signer::CreateSessionParams params;
+    HttpsClientOptions client;
+};
+
+// prepare_session validates the flags (ARNs, duration, timeouts), resolves the endpoint and loads the
+// identity, in that order, so that usage errors come before file errors.
+[[nodiscard]] Result<PreparedSession> prepare_session(const CredentialOptions& options,
+                                                      const Diagnostics& diag);
+
+// production_hooks are the SessionClientHooks of the real world: send_request() over the network with
+// `client` (borrowed: it must outlive the hooks), the system clock, a sleeping thread, a seeded PRNG, and
+// --debug lines for failed attempts.
+SessionClientHooks production_hooks(const HttpsClientOptions& client, const Diagnostics& diag);
+
+[[nodiscard]] Result<void> run_credential_process(const CredentialOptions& options,
+                                                  std::FILE* out,
                                                   const Diagnostics& diag);
-[[nodiscard]] Result<void> run_sign_string(const SignStringOptions& options, std::FILE* out,
+[[nodiscard]] Result<void> run_sign_string(const SignStringOptions& options,
+                                           std::FILE* out,
                                            const Diagnostics& diag);
-[[nodiscard]] Result<void> run_read_certificate_data(const ReadCertificateDataOptions& options, std::FILE* out,
+[[nodiscard]] Result<void> run_read_certificate_data(const ReadCertificateDataOptions& options,
+                                                     std::FILE* out,
                                                      const Diagnostics& diag);
 
 // kVersion is the agent's version string.

@@ -1,5 +1,6 @@
 #include "daemon/https_client.hpp"
 
+#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
@@ -7,7 +8,6 @@
 #include <boost/asio/ssl.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/use_future.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
@@ -40,10 +40,17 @@ bool is_ip_literal(const std::string& host) {
 // turns whatever operation is pending into an error that we then report as a timeout.
 class Attempt {
 public:
-    Attempt(net::io_context& ioc, const signer::Url& base, const signer::HttpRequest& request,
+    Attempt(net::io_context& ioc,
+            const signer::Url& base,
+            const signer::HttpRequest& request,
             const HttpsClientOptions& options)
-        : base_(base), request_(request), options_(options), resolver_(ioc), stream_(ioc),
-          deadline_timer_(ioc), deadline_(Clock::now() + options.total_timeout) {}
+        : base_(base),
+          request_(request),
+          options_(options),
+          resolver_(ioc),
+          stream_(ioc),
+          deadline_timer_(ioc),
+          deadline_(Clock::now() + options.total_timeout) {}
 
     net::awaitable<Result<signer::HttpResponse>> run() {
         deadline_timer_.expires_at(deadline_);
@@ -63,8 +70,9 @@ public:
 private:
     Error network_error(Errc code, const std::string& what, const beast::error_code& ec) const {
         if (timed_out_) {
-            return make_error(Errc::upstream_timeout,
-                              what + ": no answer within " + std::to_string(options_.total_timeout.count()) + " ms");
+            return make_error(
+                Errc::upstream_timeout,
+                what + ": no answer within " + std::to_string(options_.total_timeout.count()) + " ms");
         }
         return make_error(code, what + ": " + ec.message());
     }
@@ -77,7 +85,8 @@ private:
         const std::string& host = options_.proxy ? options_.proxy->host : base_.host;
         const std::string& port = options_.proxy ? options_.proxy->port : base_.port;
         const std::string peer = endpoint_name(host, port);
-        auto [rec, endpoints] = co_await resolver_.async_resolve(host, port, tcp::resolver::numeric_service, kAwait);
+        auto [rec, endpoints] =
+            co_await resolver_.async_resolve(host, port, tcp::resolver::numeric_service, kAwait);
         if (rec) {
             co_return network_error(Errc::upstream_unreachable, "cannot resolve " + peer, rec);
         }
@@ -106,7 +115,8 @@ private:
         http::request<http::empty_body> connect{http::verb::connect, authority, 11};
         connect.set(http::field::host, authority);
         if (options_.proxy->authorization) {
-            connect.set(http::field::proxy_authorization, std::string(options_.proxy->authorization->reveal()));
+            connect.set(http::field::proxy_authorization,
+                        std::string(options_.proxy->authorization->reveal()));
         }
         limit(options_.connect_timeout);
         auto [wec, wn] = co_await http::async_write(stream_, connect, kAwait);
@@ -121,8 +131,8 @@ private:
         }
         const unsigned status = parser.get().result_int();
         if (status / 100 != 2) {
-            co_return make_error(Errc::upstream_unreachable, "proxy refused CONNECT to " + authority + ": HTTP " +
-                                                                 std::to_string(status));
+            co_return make_error(Errc::upstream_unreachable, "proxy refused CONNECT to " + authority +
+                                                                 ": HTTP " + std::to_string(status));
         }
         if (proxy_buffer_.size() != 0) {
             co_return make_error(Errc::upstream_unreachable, "proxy sent data before the tunnel was used");
@@ -141,11 +151,12 @@ private:
                 if (auto bundle = read_public_file(options_.ca_bundle); !bundle) {
                     co_return bundle.error();
                 } else if (ctx.add_certificate_authority(net::buffer(*bundle), ec); ec) {
-                    co_return make_error(Errc::input_invalid,
-                                         options_.ca_bundle.string() + ": not a PEM CA bundle: " + ec.message());
+                    co_return make_error(Errc::input_invalid, options_.ca_bundle.string() +
+                                                                  ": not a PEM CA bundle: " + ec.message());
                 }
             } else if (ctx.set_default_verify_paths(ec); ec) {
-                co_return make_error(Errc::upstream_tls, "cannot load the system trust store: " + ec.message());
+                co_return make_error(Errc::upstream_tls,
+                                     "cannot load the system trust store: " + ec.message());
             }
             ctx.set_verify_mode(ssl::verify_peer);
             ctx.set_verify_callback(ssl::host_name_verification(base_.host));
@@ -168,9 +179,11 @@ private:
                 detail = X509_verify_cert_error_string(verify);
             }
             if (timed_out_ || hec == beast::error::timeout) {
-                co_return make_error(Errc::upstream_timeout, "TLS handshake with " + base_.host + ": timed out");
+                co_return make_error(Errc::upstream_timeout,
+                                     "TLS handshake with " + base_.host + ": timed out");
             }
-            co_return make_error(Errc::upstream_tls, "TLS handshake with " + base_.host + " failed: " + detail);
+            co_return make_error(Errc::upstream_tls,
+                                 "TLS handshake with " + base_.host + " failed: " + detail);
         }
         co_return co_await write_and_read(tls);
     }
@@ -205,13 +218,14 @@ private:
         parser.body_limit(options_.max_response_bytes);
         auto [rec, rn] = co_await http::async_read(stream, buffer_, parser, kAwait);
         if (rec == http::error::body_limit || rec == http::error::header_limit) {
-            co_return make_error(Errc::upstream_malformed,
-                                 "answer from " + base_.host + " is larger than " +
-                                     std::to_string(options_.max_response_bytes) + " bytes");
+            co_return make_error(Errc::upstream_malformed, "answer from " + base_.host + " is larger than " +
+                                                               std::to_string(options_.max_response_bytes) +
+                                                               " bytes");
         }
-        if (rec && rec.category() == http::make_error_code(http::error::bad_version).category() && !timed_out_) {
-            co_return make_error(Errc::upstream_malformed, "answer from " + base_.host + " is not valid HTTP: " +
-                                                               rec.message());
+        if (rec && rec.category() == http::make_error_code(http::error::bad_version).category() &&
+            !timed_out_) {
+            co_return make_error(Errc::upstream_malformed,
+                                 "answer from " + base_.host + " is not valid HTTP: " + rec.message());
         }
         if (rec) {
             co_return network_error(Errc::upstream_unreachable, "reading the answer from " + base_.host, rec);
@@ -240,7 +254,8 @@ private:
 
 }  // namespace
 
-Result<signer::HttpResponse> send_request(const signer::Url& base, const signer::HttpRequest& request,
+Result<signer::HttpResponse> send_request(const signer::Url& base,
+                                          const signer::HttpRequest& request,
                                           const HttpsClientOptions& options) {
     net::io_context ioc(1);
     Attempt attempt(ioc, base, request, options);

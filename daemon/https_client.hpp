@@ -30,12 +30,14 @@ struct HttpsClientOptions {
     std::optional<ProxySettings> proxy;
 };
 
-// send_request performs one HTTP/1.1 exchange with `base` (https or http): connect (through the proxy if any),
-// TLS 1.2+ with SNI and host-name verification, write `request` to "<base.path><request.path>?<query>", read
-// the answer up to max_response_bytes. Errors are classified: upstream_unreachable (resolve, connect, reset,
-// closed early, proxy refused), upstream_timeout, upstream_tls (handshake or verification), upstream_malformed
-// (unparsable or oversized answer), input_missing/input_invalid (the CA bundle cannot be used).
-[[nodiscard]] Result<signer::HttpResponse> send_request(const signer::Url& base, const signer::HttpRequest& request,
+// send_request performs one HTTP/1.1 exchange with `base` (https or http): connect (through the proxy if
+// any), TLS 1.2+ with SNI and host-name verification, write `request` to "<base.path><request.path>?<query>",
+// read the answer up to max_response_bytes. Errors are classified: upstream_unreachable (resolve, connect,
+// reset, closed early, proxy refused), upstream_timeout, upstream_tls (handshake or verification),
+// upstream_malformed (unparsable or oversized answer), input_missing/input_invalid (the CA bundle cannot be
+// used).
+[[nodiscard]] Result<signer::HttpResponse> send_request(const signer::Url& base,
+                                                        const signer::HttpRequest& request,
                                                         const HttpsClientOptions& options);
 
 }  // namespace rad::daemon

@@ -11,7 +11,9 @@
 
 int main(int argc, char** argv) {
     // Keys and credentials live in this process's memory: no core dumps, no ptrace by same-uid processes.
-    struct rlimit no_core {0, 0};
+    struct rlimit no_core {
+        0, 0
+    };
     (void)setrlimit(RLIMIT_CORE, &no_core);
     (void)prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
     try {

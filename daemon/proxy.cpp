@@ -106,7 +106,8 @@ Result<ProxySettings> parse_proxy_url(std::string_view text, std::string_view wh
     }
     const long port = std::stol(settings.port);
     if (port < 1 || port > 65535) {
-        return make_error(Errc::usage, std::string(what) + ": proxy port " + settings.port + " is out of range");
+        return make_error(Errc::usage,
+                          std::string(what) + ": proxy port " + settings.port + " is out of range");
     }
     return settings;
 }
@@ -159,7 +160,8 @@ Result<std::optional<ProxySettings>> proxy_for(const signer::Url& target, const 
     if (!value) {
         return std::optional<ProxySettings>{};
     }
-    if (auto exempt = first_of(env, "NO_PROXY", "no_proxy"); exempt && no_proxy_matches(*exempt, target.host, target.port)) {
+    if (auto exempt = first_of(env, "NO_PROXY", "no_proxy");
+        exempt && no_proxy_matches(*exempt, target.host, target.port)) {
         return std::optional<ProxySettings>{};
     }
     auto settings = parse_proxy_url(*value, upper_name);

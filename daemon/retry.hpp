@@ -13,7 +13,9 @@ struct BackoffPolicy {
 
 // backoff_delay is the wait before retry number `retry` (1 for the wait after the first failure):
 // jitter01 × min(cap, base × 2^(retry-1)), then at least `retry_after`. jitter01 is clamped to [0, 1].
-std::chrono::milliseconds backoff_delay(const BackoffPolicy& policy, int retry, double jitter01,
+std::chrono::milliseconds backoff_delay(const BackoffPolicy& policy,
+                                        int retry,
+                                        double jitter01,
                                         std::chrono::seconds retry_after);
 
 }  // namespace rad::daemon

@@ -1,7 +1,7 @@
 #pragma once
-// fetch_credentials runs CreateSession with retries: each attempt is signed afresh (new X-Amz-Date), retryable
-// failures wait per backoff_delay(), non-retryable ones return at once. Time, sleep, randomness and the
-// transport come in as functions so that the loop is tested without a network or a clock.
+// fetch_credentials runs CreateSession with retries: each attempt is signed afresh (new X-Amz-Date),
+// retryable failures wait per backoff_delay(), non-retryable ones return at once. Time, sleep, randomness and
+// the transport come in as functions so that the loop is tested without a network or a clock.
 
 #include <chrono>
 #include <functional>
@@ -35,6 +35,7 @@ struct RetryOptions {
 [[nodiscard]] Result<signer::Credentials> fetch_credentials(const pki::Identity& identity,
                                                             const signer::CreateSessionParams& params,
                                                             const signer::ResolvedEndpoint& endpoint,
-                                                            const RetryOptions& retry, const SessionClientHooks& hooks);
+                                                            const RetryOptions& retry,
+                                                            const SessionClientHooks& hooks);
 
 }  // namespace rad::daemon

@@ -90,14 +90,6 @@ def test_missing_file(agent, em, tmp_path, flag):
     assert requests_seen(em) == 0
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")
-def test_unreadable_file(agent, em, private_copy):
-    key = private_copy("p256.key", 0o000)
-    line = one_line_error(agent.credential_process("p256.pem", key), EX_NOINPUT)
-    assert "p256.key" in line
-    assert requests_seen(em) == 0
-
-
 def test_key_readable_by_others_is_refused(agent, em, private_copy):
     key = private_copy("p256.key", 0o644)
     line = one_line_error(agent.credential_process("p256.pem", key), EX_NOPERM)

@@ -4,9 +4,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 
 #include <gtest/gtest.h>
 
@@ -168,7 +170,7 @@ TEST(Config, CredentialReferencesResolveAgainstCredentialsDirectory) {
 }
 
 class ConfigFiles : public ::testing::Test {
-  protected:
+protected:
     void SetUp() override {
         char pattern[] = "/tmp/rad-config-XXXXXX";
         ASSERT_NE(::mkdtemp(pattern), nullptr);
@@ -243,6 +245,26 @@ TEST(ListenAddress, Parses) {
     EXPECT_FALSE(parse_listen_address(":80"));
     EXPECT_FALSE(parse_listen_address("h:8x"));
     EXPECT_FALSE(parse_listen_address("h:123456"));
+}
+
+}  // namespace
+}  // namespace rad::config
+
+namespace rad::config {
+namespace {
+
+TEST(ExampleConfig, ParsesAndKeepsItsPromises) {
+    const char* data = std::getenv("RAD_TEST_DATA");
+    ASSERT_NE(data, nullptr);
+    std::ifstream in(std::filesystem::path(data) / ".." / ".." / "config" / "example.toml");
+    ASSERT_TRUE(in);
+    std::stringstream text;
+    text << in.rdbuf();
+    auto r = parse_config(text.str(), "example.toml", ConfigEnvironment{std::nullopt, false});
+    ASSERT_TRUE(r) << r.error().message;
+    ASSERT_EQ(r->profiles.size(), 1u);
+    EXPECT_EQ(r->profiles[0].imds_listen.at(0).port, 9911);
+    EXPECT_EQ(r->agent.ecs_listen->port, 9912);
 }
 
 }  // namespace

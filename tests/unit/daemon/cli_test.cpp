@@ -54,7 +54,9 @@ TEST(CliTest, UnknownFlagIsAUsageErrorOnOneLine) {
     EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << err;
 }
 
-TEST(CliTest, UnknownCommandIsAUsageError) { EXPECT_EQ(run({"fly"}), 64); }
+TEST(CliTest, UnknownCommandIsAUsageError) {
+    EXPECT_EQ(run({"fly"}), 64);
+}
 
 TEST(CliTest, NoCommandPrintsHelpAndExits64) {
     std::string err;
@@ -71,22 +73,28 @@ TEST(CliTest, HelpExitsZero) {
 
 TEST(CliTest, MissingArnsAreAUsageError) {
     std::string err;
-    EXPECT_EQ(run({"credential-process", "--certificate", "c.pem", "--private-key", "k.pem", kTa, kPr}, &err), 64);
+    EXPECT_EQ(run({"credential-process", "--certificate", "c.pem", "--private-key", "k.pem", kTa, kPr}, &err),
+              64);
     EXPECT_NE(err.find("--role-arn"), std::string::npos) << err;
 }
 
 TEST(CliTest, SessionDurationOutsideServiceBoundsIsAUsageError) {
     std::string err;
-    EXPECT_EQ(run({"credential-process", kTa, kPr, kRole, "--certificate", "c", "--session-duration", "899"}, &err), 64);
+    EXPECT_EQ(
+        run({"credential-process", kTa, kPr, kRole, "--certificate", "c", "--session-duration", "899"}, &err),
+        64);
     EXPECT_NE(err.find("--session-duration"), std::string::npos) << err;
-    EXPECT_EQ(run({"credential-process", kTa, kPr, kRole, "--certificate", "c", "--session-duration=43201"}), 64);
-    EXPECT_EQ(run({"credential-process", kTa, kPr, kRole, "--certificate", "c", "--session-duration", "soon"}), 64);
+    EXPECT_EQ(run({"credential-process", kTa, kPr, kRole, "--certificate", "c", "--session-duration=43201"}),
+              64);
+    EXPECT_EQ(
+        run({"credential-process", kTa, kPr, kRole, "--certificate", "c", "--session-duration", "soon"}), 64);
 }
 
 TEST(CliTest, RegionMismatchBetweenTrustAnchorAndProfileIsAUsageError) {
     std::string err;
-    EXPECT_EQ(run({"credential-process", kTa, "--profile-arn=arn:aws:rolesanywhere:eu-west-1:123456789012:profile/pr",
-                   kRole, "--certificate", "c"},
+    EXPECT_EQ(run({"credential-process", kTa,
+                   "--profile-arn=arn:aws:rolesanywhere:eu-west-1:123456789012:profile/pr", kRole,
+                   "--certificate", "c"},
                   &err),
               64);
     EXPECT_NE(err.find("region"), std::string::npos) << err;
@@ -94,8 +102,10 @@ TEST(CliTest, RegionMismatchBetweenTrustAnchorAndProfileIsAUsageError) {
 
 TEST(CliTest, MalformedArnIsAUsageErrorNamingTheFlag) {
     std::string err;
-    EXPECT_EQ(run({"credential-process", "--trust-anchor-arn", "not-an-arn", kPr, kRole, "--certificate", "c"}, &err),
-              64);
+    EXPECT_EQ(
+        run({"credential-process", "--trust-anchor-arn", "not-an-arn", kPr, kRole, "--certificate", "c"},
+            &err),
+        64);
     EXPECT_NE(err.find("--trust-anchor-arn"), std::string::npos) << err;
 }
 
@@ -105,7 +115,9 @@ TEST(CliTest, PassphraseSourcesExcludeEachOther) {
 
 TEST(CliTest, OsStoreFlagsAreRefusedOnLinux) {
     std::string err;
-    EXPECT_EQ(run({"credential-process", kTa, kPr, kRole, "--cert-selector", "Key=x509Subject,Value=CN=x"}, &err), 64);
+    EXPECT_EQ(
+        run({"credential-process", kTa, kPr, kRole, "--cert-selector", "Key=x509Subject,Value=CN=x"}, &err),
+        64);
     EXPECT_NE(err.find("macOS and Windows"), std::string::npos) << err;
 }
 
@@ -120,7 +132,9 @@ TEST(CliTest, MissingCertificateFileIsNoInput) {
     EXPECT_NE(err.find("/nonexistent/leaf.pem"), std::string::npos) << err;
 }
 
-TEST(CliTest, VersionPrintsAndExitsZero) { EXPECT_EQ(run({"version"}), 0); }
+TEST(CliTest, VersionPrintsAndExitsZero) {
+    EXPECT_EQ(run({"version"}), 0);
+}
 
 TEST(CliTest, PasswordValuesAreWipedFromArgv) {
     Argv a({"sign-string", "--pkcs8-password", "hunter2", "--pkcs8-password=swordfish"});

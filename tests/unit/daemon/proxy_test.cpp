@@ -88,7 +88,8 @@ TEST(ProxyTest, PicksHttpsProxyForHttpsAndHttpProxyForHttp) {
 }
 
 TEST(ProxyTest, LowercaseVariablesWinAndNoProxyExempts) {
-    auto env = env_of({{"HTTPS_PROXY", "http://upper:1"}, {"https_proxy", "http://lower:2"}, {"no_proxy", "127.0.0.1"}});
+    auto env = env_of(
+        {{"HTTPS_PROXY", "http://upper:1"}, {"https_proxy", "http://lower:2"}, {"no_proxy", "127.0.0.1"}});
     auto chosen = proxy_for(url("https", "example.com", "443"), env);
     ASSERT_TRUE(chosen);
     ASSERT_TRUE(chosen->has_value());

@@ -40,7 +40,8 @@ struct ScriptedUpstream {
 
     SessionClientHooks hooks() {
         SessionClientHooks h;
-        h.send = [this](const signer::Url&, const signer::HttpRequest& request) -> Result<signer::HttpResponse> {
+        h.send = [this](const signer::Url&,
+                        const signer::HttpRequest& request) -> Result<signer::HttpResponse> {
             sent.push_back(request);
             if (script.empty()) {
                 ADD_FAILURE() << "more attempts than scripted answers";
@@ -131,8 +132,8 @@ TEST_F(SessionClientTest, GivesUpAfterThreeRetryableFailures) {
 }
 
 TEST_F(SessionClientTest, DoesNotRetryARejection) {
-    upstream_.script.push_back(answer(403, R"({"message":"Invalid signature"})",
-                                      {{"X-Amzn-ErrorType", "AccessDeniedException"}}));
+    upstream_.script.push_back(
+        answer(403, R"({"message":"Invalid signature"})", {{"X-Amzn-ErrorType", "AccessDeniedException"}}));
     auto creds = run();
     ASSERT_FALSE(creds);
     EXPECT_EQ(creds.error().code, Errc::upstream_rejected);
@@ -170,8 +171,9 @@ TEST_F(SessionClientTest, StopsAtOnceWhenRetryAfterIsLongerThanACommandMayWait) 
 TEST_F(SessionClientTest, TreatsAMalformedSuccessAsRetryableAndNeverAsEmptyCredentials) {
     upstream_.script.push_back(answer(201, R"({"credentialSet":[]})"));
     upstream_.script.push_back(answer(201, "not json"));
-    upstream_.script.push_back(answer(201, R"({"credentialSet":[{"credentials":{"accessKeyId":"","secretAccessKey":"",)"
-                                           R"("sessionToken":"","expiration":"2099-01-01T00:00:00Z"}}]})"));
+    upstream_.script.push_back(
+        answer(201, R"({"credentialSet":[{"credentials":{"accessKeyId":"","secretAccessKey":"",)"
+                    R"("sessionToken":"","expiration":"2099-01-01T00:00:00Z"}}]})"));
     auto creds = run();
     ASSERT_FALSE(creds);
     EXPECT_EQ(creds.error().code, Errc::upstream_malformed);

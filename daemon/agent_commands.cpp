@@ -1,0 +1,331 @@
+#include "daemon/agent_commands.hpp"
+
+#include <csignal>
+#include <cstdlib>
+#include <cstring>
+#include <random>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "common/time_format.hpp"
+#include "daemon/agent.hpp"
+#include "daemon/control_client.hpp"
+#include "daemon/credentials_file.hpp"
+#include "daemon/log.hpp"
+#include "daemon/refresh_policy.hpp"
+
+namespace rad::daemon {
+
+namespace {
+
+config::ConfigEnvironment environment_from_process() {
+    config::ConfigEnvironment environment;
+    if (const char* dir = std::getenv("CREDENTIALS_DIRECTORY"); dir != nullptr && *dir != '\0') {
+        environment.credentials_directory = std::filesystem::path(dir);
+    }
+    return environment;
+}
+
+Result<config::LogLevel> parse_level(const std::string& text) {
+    if (text == "debug")
+        return config::LogLevel::debug;
+    if (text == "info")
+        return config::LogLevel::info;
+    if (text == "warning")
+        return config::LogLevel::warning;
+    if (text == "error")
+        return config::LogLevel::error;
+    return make_error(Errc::usage,
+                      "--log-level must be debug, info, warning or error (got \"" + text + "\")");
+}
+
+int report(const Error& error) {
+    std::fprintf(stderr, "rolesanywhere-agent: %s\n", error.message.c_str());
+    return exit_code(error.code);
+}
+
+// socket_for picks the agent socket: --socket, else the configuration's, else the default path.
+std::filesystem::path socket_for(const std::string& socket_flag,
+                                 const std::optional<config::AgentConfig>& config) {
+    if (!socket_flag.empty()) {
+        return socket_flag;
+    }
+    if (config) {
+        return config->agent.socket_path;
+    }
+    return config::AgentSettings{}.socket_path;
+}
+
+std::string config_path_or_default(const std::string& flag) {
+    return flag.empty() ? std::string(config::kDefaultConfigPath) : flag;
+}
+
+}  // namespace
+
+int run_serve(ServeOptions options) {
+    std::optional<config::LogLevel> level_flag;
+    if (!options.log_level.empty()) {
+        auto level = parse_level(options.log_level);
+        if (!level) {
+            return report(level.error());
+        }
+        level_flag = *level;
+    }
+    std::optional<config::LogFormat> format_flag;
+    if (!options.log_format.empty()) {
+        if (options.log_format != "text" && options.log_format != "json") {
+            return report(make_error(Errc::usage, "--log-format must be text or json"));
+        }
+        format_flag = options.log_format == "json" ? config::LogFormat::json : config::LogFormat::text;
+    }
+
+    AgentOptions agent;
+    agent.environment = environment_from_process();
+    if (options.credentials_given && !options.config_path.empty()) {
+        return report(make_error(Errc::usage,
+                                 "--config and the certificate/ARN flags are exclusive: put the profile "
+                                 "in the configuration file, or use flags alone"));
+    }
+    if (options.credentials_given) {
+        // The reference helper's `serve`: one profile, IMDS on 127.0.0.1:--port.
+        if (options.port < 1 || options.port > 65535) {
+            return report(make_error(Errc::usage, "--port must be 1-65535"));
+        }
+        if (options.hop_limit < 1 || options.hop_limit > 255) {
+            return report(make_error(Errc::usage, "--hop-limit must be 1-255"));
+        }
+        const CredentialOptions& c = options.credentials;
+        config::ProfileConfig profile;
+        profile.name = "default";
+        profile.certificate = c.identity.certificate;
+        profile.private_key = c.identity.private_key;
+        profile.intermediates = c.identity.intermediates;
+        profile.passphrase_file = c.identity.pkcs8_password_file;
+        if (c.identity.pkcs8_password) {
+            profile.passphrase_value = std::make_shared<const Secret>(c.identity.pkcs8_password->clone());
+        } else if (!c.identity.pkcs8_password_env.empty()) {
+            char* value = std::getenv(c.identity.pkcs8_password_env.c_str());
+            if (value == nullptr) {
+                return report(make_error(Errc::usage, "--pkcs8-password-env: environment variable " +
+                                                          c.identity.pkcs8_password_env + " is not set"));
+            }
+            profile.passphrase_value = std::make_shared<const Secret>(std::string_view(value));
+            explicit_bzero(value, std::strlen(value));
+        }
+        profile.allow_insecure_key_permissions = c.identity.allow_insecure_key_permissions;
+        profile.trust_anchor_arn = c.trust_anchor_arn;
+        profile.profile_arn = c.profile_arn;
+        profile.role_arn = c.role_arn;
+        profile.region = c.region;
+        profile.endpoint = c.endpoint;
+        profile.use_fips_endpoint = c.use_fips_endpoint;
+        profile.ca_bundle = c.ca_bundle;
+        profile.no_verify_ssl = c.no_verify_ssl;
+        profile.session_duration = c.session_duration;
+        profile.role_session_name = c.role_session_name;
+        profile.imds_listen.push_back(
+            config::ListenAddress{"127.0.0.1", static_cast<std::uint16_t>(options.port)});
+        agent.config.profiles.push_back(std::move(profile));
+        agent.config.agent.hop_limit = options.hop_limit;
+        agent.config.agent.socket_path = options.socket_path;
+        std::fprintf(stderr,
+                     "rolesanywhere-agent: serving IMDS on 127.0.0.1:%d; export "
+                     "AWS_EC2_METADATA_SERVICE_ENDPOINT=http://127.0.0.1:%d/\n",
+                     options.port, options.port);
+    } else {
+        agent.config_path = config_path_or_default(options.config_path);
+        auto loaded = config::load_config(agent.config_path, agent.environment);
+        if (!loaded) {
+            return report(loaded.error());
+        }
+        agent.config = std::move(*loaded);
+    }
+    // Flags win over the file.
+    Logger log(level_flag.value_or(agent.config.agent.log_level),
+               format_flag.value_or(agent.config.agent.log_format));
+    return run_agent(std::move(agent), log);
+}
+
+int run_update(const UpdateOptions& options) {
+    auto level = parse_level(options.log_level);
+    if (!level) {
+        return report(level.error());
+    }
+    Logger log(*level, config::LogFormat::text);
+    const Diagnostics diag{options.credentials.debug, stderr};
+    auto session = prepare_session(options.credentials, diag);
+    if (!session) {
+        return report(session.error());
+    }
+    const auto path = default_credentials_file();
+    const RefreshSettings settings;
+    std::mt19937_64 rng{std::random_device{}()};
+    std::uniform_real_distribution<double> uniform(0.0, 1.0);
+    std::optional<SteadyTime> served_deadline;
+    int failures = 0;
+    for (;;) {
+        auto credentials = fetch_credentials(session->identity, session->params, session->endpoint,
+                                             RetryOptions{}, production_hooks(session->client, diag));
+        const auto now = std::chrono::steady_clock::now();
+        SteadyTime next;
+        if (credentials) {
+            const auto deadline =
+                monotonic_deadline(credentials->expiration, std::chrono::system_clock::now(), now);
+            if (auto r = write_credentials_file(path, options.profile, *credentials); !r) {
+                return report(r.error());
+            }
+            failures = 0;
+            served_deadline = deadline;
+            next = next_refresh_after_success(settings, now, deadline, uniform(rng));
+            log.info("credentials_written",
+                     {{"file", path.string()},
+                      {"profile", options.profile},
+                      {"access_key", signer::redact_access_key_id(credentials->access_key_id)},
+                      {"expiration", format_iso8601(credentials->expiration)}});
+            if (options.once) {
+                return 0;
+            }
+        } else {
+            if (options.once) {
+                return report(credentials.error());
+            }
+            ++failures;
+            const auto decision = next_refresh_after_failure(settings, now, credentials.error(), failures,
+                                                             uniform(rng), served_deadline);
+            next = decision.retry_at;
+            log.error(
+                "refresh_failed",
+                {{"error", credentials.error().message},
+                 {"retry_in",
+                  std::to_string(std::chrono::duration_cast<std::chrono::seconds>(next - now).count())}});
+        }
+        std::this_thread::sleep_until(next);
+    }
+}
+
+Result<void> run_fast_path(const FastPathOptions& options, std::FILE* out, const Diagnostics& diag) {
+    if (options.min_lifetime_seconds < -1 || options.min_lifetime_seconds > 43200) {
+        return make_error(Errc::usage, "--min-lifetime must be 0-43200 seconds");
+    }
+    if (options.timeout_seconds <= 0) {
+        return make_error(Errc::usage, "--timeout must be a positive number of seconds");
+    }
+    // The configuration is read only when it matters: to find a non-default socket, or to sign by ourselves.
+    std::optional<config::AgentConfig> config;
+    std::optional<Error> config_error;
+    const std::string config_path = config_path_or_default(options.config_path);
+    if (options.socket_path.empty() || !options.no_fallback) {
+        std::error_code ec;
+        if (!options.config_path.empty() || std::filesystem::exists(config_path, ec)) {
+            auto loaded = config::load_config(config_path, environment_from_process());
+            if (loaded) {
+                config = std::move(*loaded);
+            } else {
+                config_error = loaded.error();
+            }
+        }
+    }
+    const auto socket = socket_for(options.socket_path, config);
+    ControlRequest request;
+    request.kind = ControlRequest::Kind::credentials;
+    request.profile = options.profile;
+    request.min_seconds = options.min_lifetime_seconds;
+    const auto timeout = std::chrono::milliseconds(static_cast<long long>(options.timeout_seconds * 1000));
+    auto reply = socket.empty()
+                     ? Result<Secret>(make_error(Errc::upstream_unreachable, "no socket configured"))
+                     : send_control_request(socket, request, timeout);
+    if (reply) {
+        if (std::fwrite(reply->reveal().data(), 1, reply->size(), out) != reply->size() ||
+            std::fflush(out) != 0) {
+            return make_error(Errc::internal, "cannot write the credentials to standard output");
+        }
+        return {};
+    }
+    if (reply.error().code != Errc::upstream_unreachable) {
+        return reply.error();
+    }
+    diag.trace(reply.error().message + "; no agent answers");
+    if (options.no_fallback) {
+        return make_error(Errc::agent_unavailable, "no agent answers on " + socket.string() +
+                                                       " (start it: systemctl start rolesanywhere-agent)");
+    }
+    if (!config) {
+        if (config_error) {
+            return *config_error;
+        }
+        return make_error(Errc::agent_unavailable, "no agent answers on " + socket.string() +
+                                                       " and there is no " + config_path + " to sign from");
+    }
+    const auto* profile = config->find_profile(options.profile);
+    if (profile == nullptr) {
+        return make_error(Errc::usage,
+                          "--profile: no profile named \"" + options.profile + "\" in " + config_path);
+    }
+    diag.trace("signing directly with profile " + options.profile + " of " + config_path);
+    CredentialOptions credentials = credential_options_from_profile(*profile);
+    credentials.debug = diag.debug;
+    return run_credential_process(credentials, out, diag);
+}
+
+Result<void> run_status(const StatusOptions& options, std::FILE* out) {
+    std::optional<config::AgentConfig> config;
+    if (options.socket_path.empty()) {
+        auto loaded =
+            config::load_config(config_path_or_default(options.config_path), environment_from_process());
+        if (loaded) {
+            config = std::move(*loaded);
+        } else if (!options.config_path.empty()) {
+            return loaded.error();
+        }
+    }
+    const auto socket = socket_for(options.socket_path, config);
+    ControlRequest request;
+    auto reply = send_control_request(socket, request, std::chrono::seconds(5));
+    if (!reply) {
+        if (reply.error().code == Errc::upstream_unreachable) {
+            return make_error(Errc::agent_unavailable, "no agent answers on " + socket.string());
+        }
+        return reply.error();
+    }
+    if (options.json) {
+        std::fprintf(out, "%.*s\n", static_cast<int>(reply->size()), reply->reveal().data());
+        return {};
+    }
+    const auto doc = nlohmann::json::parse(reply->reveal(), nullptr, false);
+    if (doc.is_discarded() || !doc.contains("profiles")) {
+        return make_error(Errc::upstream_malformed, "agent socket: unreadable status");
+    }
+    std::fprintf(out, "rolesanywhere-agent %s\n", doc.value("version", "?").c_str());
+    for (const auto& p : doc["profiles"]) {
+        std::fprintf(out, "\nprofile %s: %s\n", p.value("name", "?").c_str(), p.value("state", "?").c_str());
+        if (p.contains("expiration")) {
+            std::fprintf(out, "  credentials   %s, expire %s (in %lld s)\n",
+                         p.value("access_key_id", "").c_str(), p.value("expiration", "").c_str(),
+                         p.value("expires_in_seconds", 0LL));
+        }
+        if (p.contains("next_refresh_in_seconds")) {
+            std::fprintf(out, "  next refresh  in %lld s\n", p.value("next_refresh_in_seconds", 0LL));
+        } else if (p.value("refreshing", false)) {
+            std::fprintf(out, "  next refresh  running now\n");
+        }
+        if (p.contains("last_error")) {
+            std::fprintf(out, "  last error    %s: %s (%d in a row)\n",
+                         p["last_error"].value("code", "").c_str(),
+                         p["last_error"].value("message", "").c_str(), p.value("consecutive_failures", 0));
+        }
+        if (p.contains("certificate")) {
+            const auto& c = p["certificate"];
+            std::fprintf(out, "  certificate   %s, serial %s, expires %s (%lld days)%s\n",
+                         c.value("subject", "").c_str(), c.value("serial", "").c_str(),
+                         c.value("not_after", "").c_str(), c.value("days_left", 0LL),
+                         c.value("expiring_soon", false) ? "  WARNING: renew it soon" : "");
+        }
+        for (const auto& surface : p.value("surfaces", nlohmann::json::array())) {
+            std::fprintf(out, "  serves        %s\n", surface.get<std::string>().c_str());
+        }
+    }
+    return {};
+}
+
+}  // namespace rad::daemon

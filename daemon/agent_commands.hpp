@@ -1,0 +1,55 @@
+#pragma once
+// The commands that involve the long-running agent: `serve` (run it), `update` (keep a credentials-file
+// profile fresh), `status` (ask it), and `credential-process --profile` (the fast path through its socket).
+
+#include <cstdio>
+#include <filesystem>
+#include <string>
+
+#include "common/error.hpp"
+#include "config/config.hpp"
+#include "daemon/commands.hpp"
+
+namespace rad::daemon {
+
+struct ServeOptions {
+    std::string config_path;        // --config; empty: flags, else the default file
+    CredentialOptions credentials;  // the reference helper's flags, for a single-profile agent
+    bool credentials_given = false;
+    int port = 9911;
+    int hop_limit = 1;
+    std::string socket_path;  // --socket: also serve the fast path (flags mode)
+    std::string log_level;    // --log-level; empty: the file's, else info
+    std::string log_format;   // --log-format; empty: the file's, else text
+};
+
+struct UpdateOptions {
+    CredentialOptions credentials;
+    std::string profile = "default";  // the section of the credentials file
+    bool once = false;
+    std::string log_level = "info";
+};
+
+struct FastPathOptions {
+    std::string profile;       // --profile
+    std::string config_path;   // --config (default /etc/rolesanywhere-agent/config.toml)
+    std::string socket_path;   // --socket (default: the config's, else /run/rolesanywhere-agent/agent.sock)
+    bool no_fallback = false;  // --no-fallback: exit 69 instead of signing here when no agent answers
+    int min_lifetime_seconds = -1;  // -1: the agent's default (900 s, at most 40 % of the session duration)
+    double timeout_seconds = 20;
+};
+
+struct StatusOptions {
+    std::string config_path;
+    std::string socket_path;
+    bool json = false;
+};
+
+int run_serve(ServeOptions options);
+int run_update(const UpdateOptions& options);
+[[nodiscard]] Result<void> run_fast_path(const FastPathOptions& options,
+                                         std::FILE* out,
+                                         const Diagnostics& diag);
+[[nodiscard]] Result<void> run_status(const StatusOptions& options, std::FILE* out);
+
+}  // namespace rad::daemon

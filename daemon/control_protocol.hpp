@@ -1,0 +1,43 @@
+#pragma once
+// The agent's Unix-socket protocol (the credential_process fast path and `status`): the client writes one
+// request line, the agent answers one line and closes.
+//   "credentials <profile> <min-seconds|default>\n" -> "ok <credential_process JSON>\n" | "error <errc>
+//   <message>\n" "status\n"                              -> "ok <status JSON>\n"
+// <min-seconds> asks for credentials with at least that much life left; the agent refreshes first if the
+// cached ones have less. Plain text keeps the client free of any JSON or TLS library.
+
+#include <string>
+#include <string_view>
+
+#include "common/error.hpp"
+#include "common/secret.hpp"
+
+namespace rad::daemon {
+
+// kMaxControlLine bounds a request or reply line (a reply holds a session token of up to a few KiB).
+inline constexpr std::size_t kMaxControlLine = 64 * 1024;
+
+struct ControlRequest {
+    enum class Kind { credentials, status } kind = Kind::status;
+    std::string profile;
+    // min_seconds: the life the credentials must have left; kDefaultMinSeconds lets the agent choose
+    // (sent as "default").
+    int min_seconds = kDefaultMinSeconds;
+    static constexpr int kDefaultMinSeconds = -1;
+};
+
+[[nodiscard]] Result<ControlRequest> parse_control_request(std::string_view line);
+std::string format_control_request(const ControlRequest& request);
+
+// format_ok_reply is "ok <payload>\n"; the payload may hold credentials, so the reply is a Secret.
+Secret format_ok_reply(std::string_view payload);
+// format_error_reply is "error <errc_name> <message>\n" (message on one line).
+std::string format_error_reply(const Error& error);
+// parse_control_reply returns the payload of an ok reply, or the Error the agent reported (its Errc kept so
+// that the client exits with the same code as if it had signed itself).
+[[nodiscard]] Result<Secret> parse_control_reply(std::string_view line);
+
+// errc_from_name is the inverse of errc_name(); unknown names map to Errc::internal.
+Errc errc_from_name(std::string_view name) noexcept;
+
+}  // namespace rad::daemon

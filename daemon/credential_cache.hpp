@@ -1,0 +1,75 @@
+#pragma once
+// ProfileCache is the state of one profile's credentials: what is served, whether a refresh is running, when
+// the next one is due and why the last one failed. It is a plain state machine with no clock, timer or
+// thread of its own: the event loop passes the time in and arms a timer at next_refresh(). Its promises:
+//  - single-flight: begin_refresh() succeeds only when no refresh is in flight;
+//  - keep last good: a failed refresh leaves the credentials in service untouched;
+//  - never stale: current() refuses credentials within serve_margin of their monotonic deadline, and never
+//    hands out an empty or malformed set (CreateSession parsing already refuses those).
+
+#include <optional>
+
+#include "common/error.hpp"
+#include "daemon/refresh_policy.hpp"
+#include "signer/credentials.hpp"
+
+namespace rad::daemon {
+
+struct CachedCredentials {
+    signer::Credentials credentials;
+    SteadyTime received;  // monotonic time of arrival
+    SteadyTime deadline;  // monotonic expiry (monotonic_deadline of credentials.expiration)
+};
+
+enum class CacheState {
+    starting,  // no credentials yet, the first refresh has not finished
+    fresh,     // credentials in service, last refresh succeeded
+    stale,     // credentials in service, the last refresh failed (retrying)
+    failing,   // no servable credentials, the last refresh failed
+};
+
+const char* cache_state_name(CacheState state) noexcept;
+
+class ProfileCache {
+public:
+    explicit ProfileCache(RefreshSettings settings, SteadyTime now);
+
+    // current returns the credentials to serve at `now`, or an Error saying why there are none (the last
+    // refresh error, or "credentials are being fetched" before the first one finished).
+    [[nodiscard]] Result<const CachedCredentials*> current(SteadyTime now) const;
+
+    // begin_refresh marks a refresh as in flight; false (and nothing changes) when one already is.
+    bool begin_refresh();
+    bool refresh_in_flight() const noexcept { return in_flight_; }
+
+    // complete_success stores new credentials and schedules the next refresh. The wall/steady pair converts
+    // the service's expiration to a monotonic deadline; jitter01 picks the refresh point.
+    void complete_success(signer::Credentials credentials,
+                          WallTime wall_now,
+                          SteadyTime now,
+                          double jitter01);
+    // complete_failure records the error, keeps the credentials in service and schedules a retry.
+    FailureDecision complete_failure(Error error, SteadyTime now, double jitter01);
+
+    // next_refresh is when the next refresh is due (meaningless while one is in flight).
+    SteadyTime next_refresh() const noexcept { return next_refresh_; }
+    // request_refresh_by moves the next refresh earlier (never later), e.g. when a client needs more
+    // lifetime.
+    void request_refresh_by(SteadyTime at) noexcept;
+
+    CacheState state(SteadyTime now) const;
+    const std::optional<Error>& last_error() const noexcept { return last_error_; }
+    int consecutive_failures() const noexcept { return failures_; }
+    const std::optional<CachedCredentials>& held() const noexcept { return held_; }
+    const RefreshSettings& settings() const noexcept { return settings_; }
+
+private:
+    RefreshSettings settings_;
+    std::optional<CachedCredentials> held_;
+    std::optional<Error> last_error_;
+    int failures_ = 0;
+    bool in_flight_ = false;
+    SteadyTime next_refresh_;
+};
+
+}  // namespace rad::daemon

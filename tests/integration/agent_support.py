@@ -1,0 +1,280 @@
+"""Helpers for the tests of the long-running agent (`rolesanywhere-agent serve`), test_agent_*.py.
+
+The emulator and the PKI come from conftest.py (fixtures `em` and `pki`). This module writes an agent
+configuration, starts and stops `serve`, waits for its log events, and speaks its surfaces the way a client
+would: IMDSv2 (token PUT, role GET, credentials GET), the container endpoint, the Unix socket (through the
+`status` and `credential-process` commands). Every wait here is bounded.
+"""
+
+import http.client
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+from conftest import AGENT, clean_environment
+
+START_TIMEOUT = 20
+STOP_TIMEOUT = 15
+HTTP_TIMEOUT = 10
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def toml_value(value):
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    return json.dumps(str(value))  # a TOML basic string is a JSON string for everything used here
+
+
+def render_config(agent_settings, profiles):
+    """TOML text for an [agent] table and one [profiles.NAME] table per entry of `profiles` (a dict)."""
+    lines = ["[agent]"]
+    lines += [f"{k} = {toml_value(v)}" for k, v in agent_settings.items()]
+    for name, settings in profiles.items():
+        lines += ["", f"[profiles.{name}]"]
+        lines += [f"{k} = {toml_value(v)}" for k, v in settings.items()]
+    return "\n".join(lines) + "\n"
+
+
+class AgentProcess:
+    """One `serve` process with its own directory: config, socket, token files, credentials file, stderr log.
+
+    profile(name, **overrides) describes a profile against the emulator; write_config() puts the file in
+    place (mode 0600); start() runs the agent and waits for `event=started` (and, by default, for the first
+    refresh of every profile to end, successfully or not)."""
+
+    def __init__(self, directory, emulator, pki):
+        self.dir = Path(directory)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.emulator = emulator
+        self.pki = Path(pki)
+        self.config_path = self.dir / "agent.toml"
+        self.socket_path = self.dir / "agent.sock"
+        self.credentials_file = self.dir / "credentials"
+        self.log_path = self.dir / "agent.stderr"
+        self.ecs_port = free_port()
+        self.agent = {"socket_path": str(self.socket_path), "ecs_listen": f"127.0.0.1:{self.ecs_port}",
+                      "log_level": "debug", "hop_limit": 1, "allow_imdsv1": False,
+                      "refresh_window": [0.5, 0.6], "retry_cap_seconds": 300}
+        self.profiles = {}
+        self.process = None
+        self._log_file = None
+
+    # --- configuration ---------------------------------------------------------------------------------
+
+    def profile(self, name, **overrides):
+        """Add (or replace) a profile served on its own IMDS port, ECS path and token file."""
+        settings = {
+            "certificate": str(self.pki / "p256.pem"),
+            "private_key": str(self.pki / "p256.key"),
+            "trust_anchor_arn": self.emulator.arns["trust_anchor_arn"],
+            "profile_arn": self.emulator.arns["profile_arn"],
+            "role_arn": self.emulator.arns["role_arn"],
+            "endpoint": self.emulator.url,
+            "ca_bundle": self.emulator.ca_bundle,
+            "session_duration": 3600,
+            "imds_listen": f"127.0.0.1:{free_port()}",
+            "ecs_path": f"/creds/{name}",
+            "ecs_token_file": str(self.dir / f"{name}.token"),
+        }
+        settings.update(overrides)
+        self.profiles[name] = {k: v for k, v in settings.items() if v is not None}
+        return self.profiles[name]
+
+    def write_config(self, text=None):
+        """Write the configuration (or `text` verbatim) atomically, mode 0600."""
+        body = text if text is not None else render_config(self.agent, self.profiles)
+        temporary = self.config_path.with_suffix(".tmp")
+        temporary.write_text(body)
+        os.chmod(temporary, 0o600)
+        os.replace(temporary, self.config_path)
+        return body
+
+    def imds_port(self, name="web"):
+        listen = self.profiles[name]["imds_listen"]
+        return int((listen[0] if isinstance(listen, list) else listen).rsplit(":", 1)[1])
+
+    def ecs_url(self, name="web"):
+        return f"http://127.0.0.1:{self.ecs_port}{self.profiles[name]['ecs_path']}"
+
+    def ecs_token_file(self, name="web"):
+        return Path(self.profiles[name]["ecs_token_file"])
+
+    # --- process -----------------------------------------------------------------------------------------
+
+    def start(self, *args, wait_refresh=True, env=None, write=True):
+        """Run `serve --config` (or `serve ARGS` when args are given) and wait until it is ready."""
+        if write and not args:
+            self.write_config()
+        command = [str(AGENT), "serve", *(map(str, args) if args else ["--config", str(self.config_path)])]
+        self._log_file = open(self.log_path, "ab")
+        self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=self._log_file,
+                                        stderr=self._log_file, env=clean_environment(env))
+        self.wait_for_log(r"event=started", timeout=START_TIMEOUT)
+        if wait_refresh and args:
+            self.wait_for_log(r"event=refresh_(ok|failed)\b", timeout=START_TIMEOUT)
+        elif wait_refresh:
+            for name in self.profiles:
+                self.wait_for_log(rf"event=refresh_(ok|failed)\b.*profile={re.escape(name)}\b",
+                                  timeout=START_TIMEOUT)
+        return self
+
+    def signal(self, signum):
+        assert self.process is not None and self.process.poll() is None, "the agent is not running"
+        self.process.send_signal(signum)
+
+    def stop(self):
+        """SIGTERM, then wait; returns the exit status (kills it after STOP_TIMEOUT and fails)."""
+        if self.process is None:
+            return None
+        try:
+            if self.process.poll() is None:
+                self.process.send_signal(signal.SIGTERM)
+            return self.process.wait(timeout=STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=STOP_TIMEOUT)
+            raise AssertionError(f"the agent did not stop within {STOP_TIMEOUT} s of SIGTERM")
+        finally:
+            if self._log_file is not None:
+                self._log_file.close()
+                self._log_file = None
+
+    def running(self):
+        return self.process is not None and self.process.poll() is None
+
+    # --- logs ----------------------------------------------------------------------------------------------
+
+    def log(self):
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def log_lines(self, event):
+        return [line for line in self.log().splitlines() if re.search(rf"\bevent={event}\b", line)]
+
+    def wait_for_log(self, pattern, timeout=START_TIMEOUT, count=1):
+        """Wait until `count` lines of the agent's stderr match `pattern`; returns the matching lines."""
+        deadline = time.monotonic() + timeout
+        regex = re.compile(pattern)
+        while True:
+            lines = [line for line in self.log().splitlines() if regex.search(line)]
+            if len(lines) >= count:
+                return lines
+            if self.process is not None and self.process.poll() is not None:
+                raise AssertionError(f"the agent exited ({self.process.returncode}) before logging "
+                                     f"{pattern!r}:\n{self.log()[-4000:]}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no {count} line(s) matching {pattern!r} within {timeout} s:\n"
+                                     f"{self.log()[-4000:]}")
+            time.sleep(0.05)
+
+    # --- the agent's commands ----------------------------------------------------------------------------
+
+    def run(self, *args, env=None, timeout=30):
+        return subprocess.run([str(AGENT), *map(str, args)], capture_output=True, stdin=subprocess.DEVNULL,
+                              env=clean_environment(env), timeout=timeout)
+
+    def status(self):
+        """The agent's status JSON (status --json over the socket)."""
+        result = self.run("status", "--socket", self.socket_path, "--json")
+        assert result.returncode == 0, result.stderr.decode()
+        return json.loads(result.stdout)
+
+    def profile_status(self, name="web"):
+        for entry in self.status()["profiles"]:
+            if entry["name"] == name:
+                return entry
+        raise AssertionError(f"no profile {name} in the status")
+
+    def credential_process(self, name="web", *extra):
+        return self.run("credential-process", "--profile", name, "--socket", self.socket_path, *extra)
+
+    def credential_process_command(self, name="web"):
+        return f"{AGENT} credential-process --profile {name} --socket {self.socket_path}"
+
+
+# --- clients of the HTTP surfaces ----------------------------------------------------------------------
+
+
+def http_call(port, method, path, headers=None, body=None):
+    """One HTTP/1.1 request to 127.0.0.1:port; returns (status, headers dict with lowercase names, body)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=HTTP_TIMEOUT)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        response = conn.getresponse()
+        data = response.read()
+        return response.status, {k.lower(): v for k, v in response.getheaders()}, data
+    finally:
+        conn.close()
+
+
+def imds_token(port, ttl=21600):
+    status, _, body = http_call(port, "PUT", "/latest/api/token",
+                                {"X-aws-ec2-metadata-token-ttl-seconds": str(ttl)})
+    assert status == 200, (status, body)
+    return body.decode()
+
+
+def imds_credentials(port, token=None):
+    """IMDSv2 as an SDK does it: token, role name, credentials. Returns (status, parsed JSON or raw body)."""
+    token = token or imds_token(port)
+    headers = {"X-aws-ec2-metadata-token": token}
+    status, _, body = http_call(port, "GET", "/latest/meta-data/iam/security-credentials/", headers)
+    assert status == 200, (status, body)
+    role = body.decode().strip()
+    status, _, body = http_call(port, "GET", f"/latest/meta-data/iam/security-credentials/{role}", headers)
+    try:
+        return status, json.loads(body)
+    except ValueError:
+        return status, body
+
+
+def ecs_credentials(url, token):
+    match = re.fullmatch(r"http://127\.0\.0\.1:(\d+)(/.*)", url)
+    status, _, body = http_call(int(match[1]), "GET", match[2], {"Authorization": token})
+    try:
+        return status, json.loads(body)
+    except ValueError:
+        return status, body
+
+
+def wait_until(predicate, timeout, interval=0.1, what="the condition"):
+    """Poll `predicate` until it returns a true value (returned) or `timeout` seconds pass (AssertionError)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} did not hold within {timeout} s")
+        time.sleep(interval)
+
+
+def create_sessions(emulator):
+    """How many CreateSession requests the emulator has received since its last reset."""
+    return emulator.stats()["requests"]
+
+
+def last_issued(emulator):
+    """The credentials of the last accepted CreateSession, as the emulator issued them."""
+    issued = emulator.issued()
+    assert issued, "the emulator issued no credentials"
+    return issued[-1]
+
+
+def same_credentials(issued, access_key_id, secret_access_key, session_token):
+    return (issued["accessKeyId"], issued["secretAccessKey"], issued["sessionToken"]) == (
+        access_key_id, secret_access_key, session_token)

@@ -1,0 +1,142 @@
+"""Single flight and the credential_process fast path of a running agent.
+
+- However many clients ask at once, one refresh means one CreateSession: 100 fast-path runs that all need
+  fresher credentials (--min-lifetime above what the cache holds) while 100 IMDS clients read, during a
+  refresh slowed down by the emulator, cost exactly one CreateSession after the agent's first.
+- The fast path answers from the agent's cache: 200 runs cost no CreateSession.
+- With no agent: --no-fallback exits 69 with one line on stderr; without it, the command signs by itself from
+  the configuration (one CreateSession).
+"""
+
+import json
+import subprocess
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from agent_support import AgentProcess, create_sessions, imds_credentials, same_credentials
+from conftest import AGENT, clean_environment
+
+CLIENTS = 100
+SLOW_REFRESH_MS = 10000
+
+
+def parse_process_output(result):
+    assert result.returncode == 0, result.stderr.decode()
+    document = json.loads(result.stdout)
+    assert document["Version"] == 1
+    return document
+
+
+def matches(issued, document):
+    return same_credentials(issued, document["AccessKeyId"], document["SecretAccessKey"], document["SessionToken"])
+
+
+def test_single_flight_under_100_fast_path_and_100_imds_clients(em, pki, tmp_path):
+    agent = AgentProcess(tmp_path, em, pki)
+    agent.profile("web")
+    agent.start()
+    try:
+        assert create_sessions(em) == 1
+        first = em.issued()[0]
+        # The next CreateSession takes SLOW_REFRESH_MS: every client below arrives while it is in flight.
+        em.faults({"delay_ms": SLOW_REFRESH_MS})
+
+        command = [str(AGENT), "credential-process", "--profile", "web", "--socket", str(agent.socket_path),
+                   "--no-fallback", "--min-lifetime", "3650"]  # more than the cached 3600 s session has left
+        env = clean_environment()
+        started = time.monotonic()
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            processes = list(pool.map(lambda _: subprocess.Popen(
+                command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=env),
+                range(CLIENTS)))
+        launched = time.monotonic() - started
+
+        barrier = threading.Barrier(CLIENTS)
+
+        def imds_client(_):
+            barrier.wait(timeout=30)
+            return imds_credentials(agent.imds_port("web"))
+
+        with ThreadPoolExecutor(max_workers=CLIENTS) as pool:
+            imds_answers = list(pool.map(imds_client, range(CLIENTS)))
+        outputs = []
+        for p in processes:
+            stdout, stderr = p.communicate(timeout=60)
+            outputs.append(subprocess.CompletedProcess(p.args, p.returncode, stdout, stderr))
+        # The test proves something only if every client connected while the slowed refresh was in flight.
+        assert launched < SLOW_REFRESH_MS / 1000 * 0.6, f"launching the clients took {launched:.1f} s"
+
+        assert create_sessions(em) == 2, em.stats()["recorded"][1:]
+        issued = em.issued()
+        assert len(issued) == 2
+        second = issued[1]
+        for result in outputs:
+            assert matches(second, parse_process_output(result)), "a fast-path client got other credentials"
+        for status, body in imds_answers:
+            assert status == 200, body
+            assert any(same_credentials(c, body["AccessKeyId"], body["SecretAccessKey"], body["Token"])
+                       for c in (first, second))
+    finally:
+        assert agent.stop() == 0
+
+
+def test_fast_path_200_runs_cost_no_create_session(em, pki, tmp_path):
+    agent = AgentProcess(tmp_path, em, pki)
+    agent.profile("web")
+    agent.start()
+    try:
+        assert create_sessions(em) == 1
+        issued = em.issued()[0]
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            results = list(pool.map(lambda _: agent.credential_process("web", "--no-fallback"), range(200)))
+        for result in results:
+            document = parse_process_output(result)
+            assert matches(issued, document)
+            assert document["Expiration"] == issued["expiration"]
+            assert result.stderr == b""
+        assert create_sessions(em) == 1
+    finally:
+        assert agent.stop() == 0
+
+
+def test_no_agent_no_fallback_exits_69_with_one_line(em, pki, tmp_path):
+    agent = AgentProcess(tmp_path, em, pki)
+    agent.profile("web")
+    agent.write_config()
+    result = agent.run("credential-process", "--profile", "web", "--socket", agent.socket_path,
+                       "--config", agent.config_path, "--no-fallback")
+    assert result.returncode == 69, result
+    assert result.stdout == b""
+    lines = result.stderr.decode().splitlines()
+    assert len(lines) == 1 and lines[0].strip(), result.stderr
+    assert str(agent.socket_path) in lines[0]
+    assert create_sessions(em) == 0
+
+
+def test_no_agent_falls_back_to_signing_from_the_config(em, pki, tmp_path):
+    agent = AgentProcess(tmp_path, em, pki)
+    agent.profile("web")
+    agent.write_config()
+    result = agent.run("credential-process", "--profile", "web", "--socket", agent.socket_path,
+                       "--config", agent.config_path)
+    document = parse_process_output(result)
+    assert create_sessions(em) == 1
+    assert matches(em.issued()[0], document)
+
+
+def test_fast_path_with_a_900_second_session_does_not_sign_every_time(em, pki, tmp_path):
+    """A profile with the shortest session (900 s) must still be served from the cache by the fast path.
+
+    The fast path asks for 900 s of life by default, which a 900 s session never has once it has arrived; the
+    agent must not answer that by calling CreateSession for every credential_process run."""
+    agent = AgentProcess(tmp_path, em, pki)
+    agent.profile("web", session_duration=900)
+    agent.start()
+    try:
+        assert create_sessions(em) == 1
+        for _ in range(5):
+            parse_process_output(agent.credential_process("web", "--no-fallback"))
+        assert create_sessions(em) <= 2, f"{create_sessions(em)} CreateSession calls for 5 fast-path runs"
+    finally:
+        assert agent.stop() == 0

@@ -1,0 +1,119 @@
+"""The credentials-file surface: `update --once` and the agent's credentials_file_profile write one section of
+the shared credentials file, atomically (a new file renamed over the old, mode 0600), with exactly what the
+emulator issued, and leave every other section and comment alone. botocore then reads it.
+"""
+
+import configparser
+import json
+import os
+import stat
+import subprocess
+
+from agent_support import AgentProcess, create_sessions
+from conftest import PYTHON, clean_environment
+
+OTHER_SECTIONS = """# keys managed by hand
+[default]
+aws_access_key_id = AKIAEXAMPLEDEFAULT00
+aws_secret_access_key = default-secret
+region = eu-west-1
+
+[other]
+aws_access_key_id = AKIAEXAMPLEOTHER0000
+aws_secret_access_key = other-secret
+"""
+
+
+def read_sections(path):
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.read_string(path.read_text())
+    return {name: dict(parser[name]) for name in parser.sections()}
+
+
+def assert_written(path, section, issued):
+    sections = read_sections(path)
+    assert sections[section]["aws_access_key_id"] == issued["accessKeyId"]
+    assert sections[section]["aws_secret_access_key"] == issued["secretAccessKey"]
+    assert sections[section]["aws_session_token"] == issued["sessionToken"]
+    assert sections["default"] == {"aws_access_key_id": "AKIAEXAMPLEDEFAULT00",
+                                   "aws_secret_access_key": "default-secret", "region": "eu-west-1"}
+    assert sections["other"] == {"aws_access_key_id": "AKIAEXAMPLEOTHER0000", "aws_secret_access_key": "other-secret"}
+    assert "# keys managed by hand" in path.read_text()
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    # Writers serialise on an flock of FILE.lock (kept, empty); no temporary file may be left behind.
+    leftovers = sorted(p.name for p in path.parent.iterdir() if p.name.startswith(path.name))
+    assert leftovers in ([path.name], [path.name, path.name + ".lock"]), leftovers
+    lock = path.with_name(path.name + ".lock")
+    if lock.exists():
+        assert lock.stat().st_size == 0 and stat.S_IMODE(lock.stat().st_mode) == 0o600
+
+
+def botocore_profile(credentials_file, profile, home):
+    script = ("import json, botocore.session\n"
+              f"c = botocore.session.Session(profile={profile!r}).get_credentials().get_frozen_credentials()\n"
+              "print(json.dumps([c.access_key, c.secret_key, c.token]))\n")
+    config = home / "config"
+    config.write_text("")
+    env = clean_environment({"HOME": str(home), "AWS_SHARED_CREDENTIALS_FILE": str(credentials_file),
+                             "AWS_CONFIG_FILE": str(config), "AWS_EC2_METADATA_DISABLED": "true"})
+    result = subprocess.run([PYTHON, "-c", script], capture_output=True, env=env, timeout=60)
+    assert result.returncode == 0, result.stderr.decode()
+    return json.loads(result.stdout)
+
+
+def test_update_once_writes_one_section_atomically(em, agent, tmp_path):
+    credentials = tmp_path / "aws" / "credentials"
+    credentials.parent.mkdir()
+    credentials.write_text(OTHER_SECTIONS)
+    os.chmod(credentials, 0o600)
+    inode_before = os.stat(credentials).st_ino
+
+    def update():
+        return agent.run("update", "--profile", "web", "--once", *agent.identity_args(), *agent.target_args(),
+                         env={"AWS_SHARED_CREDENTIALS_FILE": str(credentials)})
+
+    result = update()
+    assert result.returncode == 0, result.stderr.decode()
+    assert create_sessions(em) == 1
+    issued = em.issued()[-1]
+    assert_written(credentials, "web", issued)
+    assert os.stat(credentials).st_ino != inode_before, "the file was rewritten in place, not replaced"
+    assert issued["secretAccessKey"] not in (result.stdout + result.stderr).decode()
+
+    # Again: the section is replaced, not repeated.
+    result = update()
+    assert result.returncode == 0, result.stderr.decode()
+    second = em.issued()[-1]
+    assert second["accessKeyId"] != issued["accessKeyId"]
+    assert_written(credentials, "web", second)
+    assert credentials.read_text().count("[web]") == 1
+
+    home = tmp_path / "home"
+    home.mkdir()
+    assert botocore_profile(credentials, "web", home) == [second["accessKeyId"], second["secretAccessKey"],
+                                                          second["sessionToken"]]
+    assert botocore_profile(credentials, "other", home)[0] == "AKIAEXAMPLEOTHER0000"
+
+
+def test_update_once_creates_a_missing_file(em, agent, tmp_path):
+    credentials = tmp_path / "new" / "credentials"
+    result = agent.run("update", "--profile", "web", "--once", *agent.identity_args(), *agent.target_args(),
+                       env={"AWS_SHARED_CREDENTIALS_FILE": str(credentials)})
+    assert result.returncode == 0, result.stderr.decode()
+    sections = read_sections(credentials)
+    assert list(sections) == ["web"]
+    assert sections["web"]["aws_access_key_id"] == em.issued()[-1]["accessKeyId"]
+    assert stat.S_IMODE(os.stat(credentials).st_mode) == 0o600
+
+
+def test_agent_credentials_file_surface(em, pki, tmp_path):
+    agent = AgentProcess(tmp_path, em, pki)
+    agent.credentials_file.write_text(OTHER_SECTIONS)
+    os.chmod(agent.credentials_file, 0o600)
+    agent.profile("web", credentials_file_profile="web", credentials_file=str(agent.credentials_file))
+    agent.start()
+    try:
+        agent.wait_for_log(r"event=credentials_file_written\b")
+        assert_written(agent.credentials_file, "web", em.issued()[-1])
+    finally:
+        assert agent.stop() == 0

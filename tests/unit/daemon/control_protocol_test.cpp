@@ -1,0 +1,102 @@
+// The agent socket's line protocol and the log line format: pure functions, so every case is a table row.
+#include "daemon/control_protocol.hpp"
+
+#include <gtest/gtest.h>
+
+#include "daemon/log.hpp"
+
+namespace rad::daemon {
+namespace {
+
+TEST(ControlProtocol, RequestsRoundTrip) {
+    ControlRequest request;
+    request.kind = ControlRequest::Kind::credentials;
+    request.profile = "web-1.prod_a";
+    request.min_seconds = 900;
+    const std::string line = format_control_request(request);
+    EXPECT_EQ(line, "credentials web-1.prod_a 900\n");
+    auto parsed = parse_control_request(line);
+    ASSERT_TRUE(parsed);
+    EXPECT_EQ(parsed->kind, ControlRequest::Kind::credentials);
+    EXPECT_EQ(parsed->profile, "web-1.prod_a");
+    EXPECT_EQ(parsed->min_seconds, 900);
+    auto status = parse_control_request("status\n");
+    ASSERT_TRUE(status);
+    EXPECT_EQ(status->kind, ControlRequest::Kind::status);
+}
+
+TEST(ControlProtocol, DefaultMinimumRoundTrips) {
+    ControlRequest request;
+    request.kind = ControlRequest::Kind::credentials;
+    request.profile = "web";
+    EXPECT_EQ(request.min_seconds, ControlRequest::kDefaultMinSeconds);
+    EXPECT_EQ(format_control_request(request), "credentials web default\n");
+    auto parsed = parse_control_request("credentials web default\n");
+    ASSERT_TRUE(parsed);
+    EXPECT_EQ(parsed->min_seconds, ControlRequest::kDefaultMinSeconds);
+}
+
+TEST(ControlProtocol, RefusesMalformedRequests) {
+    for (const char* line :
+         {"", "\n", "credentials\n", "credentials web\n", "credentials web x\n", "credentials web -1\n",
+          "credentials web 43201\n", "credentials web 9 9\n", "credentials ../etc 900\n",
+          "credentials a b 900\n", "statusx\n", "GET / HTTP/1.1\n"}) {
+        auto parsed = parse_control_request(line);
+        EXPECT_FALSE(parsed) << line;
+        if (!parsed) {
+            EXPECT_EQ(parsed.error().code, Errc::upstream_malformed);
+        }
+    }
+}
+
+TEST(ControlProtocol, OkReplyCarriesThePayload) {
+    const Secret reply = format_ok_reply(R"({"Version":1})");
+    EXPECT_EQ(reply.reveal(), "ok {\"Version\":1}\n");
+    auto parsed = parse_control_reply(reply.reveal());
+    ASSERT_TRUE(parsed);
+    EXPECT_EQ(parsed->reveal(), R"({"Version":1})");
+}
+
+TEST(ControlProtocol, ErrorReplyKeepsTheClassOnOneLine) {
+    const std::string reply =
+        format_error_reply(make_error(Errc::upstream_rejected, "HTTP 403\nAccessDenied"));
+    EXPECT_EQ(reply, "error upstream_rejected HTTP 403 AccessDenied\n");
+    auto parsed = parse_control_reply(reply);
+    ASSERT_FALSE(parsed);
+    EXPECT_EQ(parsed.error().code, Errc::upstream_rejected);
+    EXPECT_EQ(parsed.error().message, "agent: HTTP 403 AccessDenied");
+}
+
+TEST(ControlProtocol, TruncatedOrUnknownRepliesAreErrors) {
+    EXPECT_FALSE(parse_control_reply("ok {\"Version\":1}"));  // no newline: the agent died mid-write
+    EXPECT_EQ(parse_control_reply("hello\n").error().code, Errc::upstream_malformed);
+    EXPECT_EQ(parse_control_reply("error no_such_class boom\n").error().code, Errc::internal);
+}
+
+TEST(ControlProtocol, ErrcNamesRoundTrip) {
+    for (int i = static_cast<int>(Errc::usage); i <= static_cast<int>(Errc::internal); ++i) {
+        const auto code = static_cast<Errc>(i);
+        EXPECT_EQ(errc_from_name(errc_name(code)), code) << errc_name(code);
+    }
+}
+
+TEST(LogLine, KeyValueWithJournaldPriority) {
+    EXPECT_EQ(format_log_line(config::LogLevel::warning, config::LogFormat::text, "refresh_failed",
+                              {{"profile", "web"}, {"error", "HTTP 500: \"boom\""}, {"empty", ""}}),
+              R"(<4>event=refresh_failed profile=web error="HTTP 500: \"boom\"" empty="")");
+    EXPECT_EQ(format_log_line(config::LogLevel::info, config::LogFormat::text, "x", {{"k", "a=b"}}),
+              R"(<6>event=x k="a=b")");
+    // A value with a newline cannot forge a second log line.
+    EXPECT_EQ(
+        format_log_line(config::LogLevel::error, config::LogFormat::text, "x", {{"k", "a\nevent=fake"}}),
+        R"(<3>event=x k="a?event=fake")");
+}
+
+TEST(LogLine, Json) {
+    EXPECT_EQ(
+        format_log_line(config::LogLevel::debug, config::LogFormat::json, "started", {{"profiles", "2"}}),
+        R"({"level":"debug","event":"started","profiles":"2"})");
+}
+
+}  // namespace
+}  // namespace rad::daemon

@@ -1,0 +1,117 @@
+// ProfileCache with a fake clock and a scripted sequence of refresh outcomes: single-flight, keep-last-good,
+// never past expiry, and the schedule each outcome produces.
+#include "daemon/credential_cache.hpp"
+
+#include <gtest/gtest.h>
+
+namespace rad::daemon {
+namespace {
+
+using namespace std::chrono_literals;
+
+const SteadyTime t0 = SteadyTime{} + 1000h;
+const WallTime w0 = WallTime{} + 480000h;
+
+signer::Credentials make_credentials(const std::string& id, std::chrono::seconds lifetime) {
+    return signer::Credentials{id, Secret(std::string_view("secret-" + id)),
+                               Secret(std::string_view("token-" + id)), w0 + lifetime};
+}
+
+TEST(ProfileCache, StartsWithoutCredentialsAndSaysWhy) {
+    ProfileCache cache(RefreshSettings{}, t0);
+    EXPECT_EQ(cache.state(t0), CacheState::starting);
+    auto served = cache.current(t0);
+    ASSERT_FALSE(served);
+    EXPECT_NE(served.error().message.find("first CreateSession"), std::string::npos);
+    EXPECT_EQ(cache.next_refresh(), t0);  // due at once
+}
+
+TEST(ProfileCache, SingleFlight) {
+    ProfileCache cache(RefreshSettings{}, t0);
+    EXPECT_TRUE(cache.begin_refresh());
+    EXPECT_FALSE(cache.begin_refresh());
+    EXPECT_FALSE(cache.begin_refresh());
+    cache.complete_success(make_credentials("A", 3600s), w0, t0, 0.0);
+    EXPECT_FALSE(cache.refresh_in_flight());
+    EXPECT_TRUE(cache.begin_refresh());
+}
+
+TEST(ProfileCache, ServesUntilSixtySecondsBeforeExpiry) {
+    ProfileCache cache(RefreshSettings{}, t0);
+    ASSERT_TRUE(cache.begin_refresh());
+    cache.complete_success(make_credentials("A", 3600s), w0, t0, 0.5);
+    EXPECT_EQ(cache.next_refresh(), t0 + 1980s);
+    auto served = cache.current(t0 + 3539s);
+    ASSERT_TRUE(served);
+    EXPECT_EQ((*served)->credentials.access_key_id, "A");
+    EXPECT_EQ((*served)->credentials.secret_access_key.reveal(), "secret-A");
+    EXPECT_FALSE(cache.current(t0 + 3540s));
+    EXPECT_FALSE(cache.current(t0 + 7200s));
+}
+
+TEST(ProfileCache, FailedRefreshKeepsLastGoodCredentials) {
+    ProfileCache cache(RefreshSettings{}, t0);
+    ASSERT_TRUE(cache.begin_refresh());
+    cache.complete_success(make_credentials("A", 3600s), w0, t0, 0.0);
+    ASSERT_TRUE(cache.begin_refresh());
+    const auto decision =
+        cache.complete_failure(make_error(Errc::upstream_server_error, "HTTP 500"), t0 + 1800s, 1.0);
+    EXPECT_TRUE(decision.retryable);
+    EXPECT_EQ(cache.next_refresh(), t0 + 1801s);
+    EXPECT_EQ(cache.consecutive_failures(), 1);
+    EXPECT_EQ(cache.state(t0 + 1800s), CacheState::stale);
+    auto served = cache.current(t0 + 1800s);
+    ASSERT_TRUE(served);
+    EXPECT_EQ((*served)->credentials.access_key_id, "A");
+
+    // Still failing when they run out: every surface gets the error, never the expired credentials.
+    ASSERT_TRUE(cache.begin_refresh());
+    cache.complete_failure(make_error(Errc::upstream_rejected, "AccessDeniedException: denied"), t0 + 3545s,
+                           0.0);
+    EXPECT_EQ(cache.state(t0 + 3545s), CacheState::failing);
+    auto refused = cache.current(t0 + 3545s);
+    ASSERT_FALSE(refused);
+    EXPECT_EQ(refused.error().code, Errc::upstream_rejected);
+    EXPECT_NE(refused.error().message.find("AccessDeniedException"), std::string::npos);
+    EXPECT_EQ(cache.consecutive_failures(), 2);
+}
+
+TEST(ProfileCache, SuccessClearsTheErrorAndReplacesCredentials) {
+    ProfileCache cache(RefreshSettings{}, t0);
+    ASSERT_TRUE(cache.begin_refresh());
+    cache.complete_failure(make_error(Errc::upstream_timeout, "timed out"), t0, 0.5);
+    EXPECT_EQ(cache.state(t0), CacheState::failing);
+    EXPECT_EQ(cache.next_refresh(), t0 + 500ms);
+    ASSERT_TRUE(cache.begin_refresh());
+    cache.complete_success(make_credentials("B", 900s), w0 + 1s, t0 + 1s, 0.0);
+    EXPECT_EQ(cache.state(t0 + 1s), CacheState::fresh);
+    EXPECT_FALSE(cache.last_error());
+    EXPECT_EQ(cache.consecutive_failures(), 0);
+    auto served = cache.current(t0 + 2s);
+    ASSERT_TRUE(served);
+    EXPECT_EQ((*served)->credentials.access_key_id, "B");
+    // Issued at w0 + 900 s, received at w0 + 1 s: 899 s of life on the monotonic clock.
+    EXPECT_EQ((*served)->deadline, t0 + 900s);
+}
+
+TEST(ProfileCache, WallClockJumpDoesNotExtendLife) {
+    ProfileCache cache(RefreshSettings{}, t0);
+    ASSERT_TRUE(cache.begin_refresh());
+    cache.complete_success(make_credentials("A", 3600s), w0, t0, 0.0);
+    // Only the steady clock is consulted after arrival, so a wall clock set back by a day changes nothing:
+    // at steady t0 + 3600 s the credentials are gone.
+    EXPECT_FALSE(cache.current(t0 + 3600s));
+}
+
+TEST(ProfileCache, RequestRefreshByOnlyMovesEarlier) {
+    ProfileCache cache(RefreshSettings{}, t0);
+    ASSERT_TRUE(cache.begin_refresh());
+    cache.complete_success(make_credentials("A", 3600s), w0, t0, 0.0);
+    cache.request_refresh_by(t0 + 3000s);
+    EXPECT_EQ(cache.next_refresh(), t0 + 1800s);
+    cache.request_refresh_by(t0 + 10s);
+    EXPECT_EQ(cache.next_refresh(), t0 + 10s);
+}
+
+}  // namespace
+}  // namespace rad::daemon
