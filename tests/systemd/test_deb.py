@@ -1,0 +1,124 @@
+"""The Debian package: `cpack -G DEB` in the build directory, then (as root) `dpkg -i`, the installed layout,
+and `dpkg -r` leaving none of it. This test changes the host, so CTest runs it alone (RUN_SERIAL). Not being
+root is a failure, not a skip: set RAD_SKIP_DEB=1 to leave this test out on purpose."""
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import BUILD, UNIT_DIR
+
+PACKAGE = "rolesanywhere-agent"
+VERSION = os.environ.get("RAD_VERSION", "0.1.0")
+CPACK = os.environ.get("RAD_CPACK") or shutil.which("cpack") or "cpack"
+UNITS = sorted(p.name for p in UNIT_DIR.iterdir() if p.suffix in (".service", ".socket", ".path"))
+INSTALLED = ["/usr/bin/rolesanywhere-agent", "/etc/rolesanywhere-agent/config.toml.example",
+             "/usr/share/man/man8/rolesanywhere-agent.8.gz", "/usr/share/doc/rolesanywhere-agent/README.md",
+             "/usr/share/doc/rolesanywhere-agent/README.systemd.md"] + [f"/lib/systemd/system/{u}" for u in UNITS]
+# What the binary links against, and the Debian 12 package that provides each.
+RUNTIME_PACKAGES = {"libssl3", "libtomlplusplus3", "libsystemd0", "libstdc++6", "libc6", "libgcc-s1"}
+
+pytestmark = pytest.mark.skipif(os.environ.get("RAD_SKIP_DEB") == "1", reason="RAD_SKIP_DEB=1")
+
+
+def run(*command, timeout=120, check=True):
+    result = subprocess.run(list(command), capture_output=True, text=True, timeout=timeout,
+                            stdin=subprocess.DEVNULL)
+    if check:
+        assert result.returncode == 0, f"{command}: {result.stdout}\n{result.stderr}"
+    return result
+
+
+def installed_version():
+    result = run("dpkg-query", "-W", "-f=${Status} ${Version}", PACKAGE, check=False)
+    return result.stdout if result.returncode == 0 and "installed" in result.stdout.split() else None
+
+
+@pytest.fixture(scope="module")
+def deb():
+    arch = run("dpkg", "--print-architecture").stdout.strip()
+    path = BUILD / f"{PACKAGE}_{VERSION}_{arch}.deb"
+    if path.exists():
+        path.unlink()
+    # cpack builds the `preinstall` target first (up to date when CTest runs), then installs and packages.
+    run(CPACK, "-G", "DEB", "-B", str(BUILD), "--config", str(BUILD / "CPackConfig.cmake"), timeout=540)
+    assert path.is_file(), f"cpack did not produce {path.name}: {sorted(p.name for p in BUILD.glob('*.deb'))}"
+    return path
+
+
+def test_package_metadata(deb):
+    fields = dict(re.findall(r"^ ([A-Z][A-Za-z-]+): (.*)$", run("dpkg-deb", "-I", str(deb)).stdout, re.M))
+    assert fields["Package"] == PACKAGE
+    assert fields["Version"] == VERSION
+    assert fields["Section"] == "admin"
+    assert fields["Maintainer"]
+    assert fields["Description"].startswith("IAM Roles Anywhere")
+    depends = {d.strip().split(" ")[0] for d in fields["Depends"].split(",")}
+    assert RUNTIME_PACKAGES <= depends, depends
+
+
+def test_package_contents(deb):
+    listing = run("dpkg-deb", "-c", str(deb)).stdout
+    files = {line.split()[-1].lstrip(".") for line in listing.splitlines() if not line.startswith("d")}
+    assert files == set(INSTALLED), sorted(files ^ set(INSTALLED))
+    # The man page is gzipped; the units are the checked-in ones (they name /usr/bin and /etc already).
+    assert "/etc/rolesanywhere-agent/config.toml" not in files
+
+
+def test_dependencies_cover_what_the_binary_links(deb, tmp_path):
+    run("dpkg-deb", "-x", str(deb), str(tmp_path))
+    # The binary's own NEEDED entries (ldd would add what those libraries need in turn).
+    libraries = re.findall(r"^\s*NEEDED\s+(\S+)$", run("objdump", "-p", str(tmp_path / "usr/bin/rolesanywhere-agent")).stdout,
+                           re.M)
+    assert "libsystemd.so.0" in libraries and "libssl.so.3" in libraries, libraries
+    resolved = dict(re.findall(r"^\s*(\S+) => (\S+)", run("ldd", str(tmp_path / "usr/bin/rolesanywhere-agent")).stdout,
+                               re.M))
+    providers = set()
+    for library in libraries:
+        # Merged /usr: dpkg knows each file under the one path its package ships it at.
+        path = resolved[library]
+        query = run("dpkg", "-S", path, check=False)
+        if query.returncode != 0 and not path.startswith("/usr/"):
+            query = run("dpkg", "-S", "/usr" + path)
+        providers.add(query.stdout.split(":")[0])
+    fields = run("dpkg-deb", "-f", str(deb), "Depends").stdout
+    depends = {d.strip().split(" ")[0] for d in fields.split(",")}
+    assert providers <= depends, providers - depends
+
+
+def test_install_and_remove(deb):
+    assert os.geteuid() == 0, "dpkg -i needs root (set RAD_SKIP_DEB=1 to leave this test out)"
+    assert installed_version() is None, f"{PACKAGE} is already installed; not touching it"
+    user_config = Path("/etc/rolesanywhere-agent/config.toml")
+    assert not user_config.exists(), f"{user_config} exists; not touching this host"
+    try:
+        run("dpkg", "-i", str(deb), timeout=300)
+        assert installed_version() is not None
+        for path in INSTALLED:
+            assert Path(path).is_file(), path
+        version = run("/usr/bin/rolesanywhere-agent", "version").stdout
+        assert version.strip().endswith(VERSION), version
+        for unit in UNITS:
+            assert Path(f"/lib/systemd/system/{unit}").read_text() == (UNIT_DIR / unit).read_text(), unit
+        assert oct(Path("/etc/rolesanywhere-agent/config.toml.example").stat().st_mode & 0o777) == "0o644"
+        if shutil.which("man"):
+            page = run("man", "-l", "/usr/share/man/man8/rolesanywhere-agent.8.gz").stdout
+            assert "EXIT STATUS" in page and "SEE ALSO" in page, page[:400]
+        # A user's config.toml survives removal: dpkg never owned it.
+        user_config.write_text("# the administrator's\n")
+    finally:
+        removal = run("dpkg", "-r", PACKAGE, timeout=300, check=False)
+    assert removal.returncode == 0, removal.stdout + removal.stderr
+    assert installed_version() is None
+    for path in INSTALLED:
+        assert not Path(path).exists(), path
+    assert user_config.read_text() == "# the administrator's\n"
+    user_config.unlink()
+    Path("/etc/rolesanywhere-agent").rmdir()
+    # The maintainer scripts keep the package known ("rc") until it is purged.
+    run("dpkg", "--purge", PACKAGE, timeout=300)
+    assert run("dpkg-query", "-W", PACKAGE, check=False).returncode != 0

@@ -1,0 +1,120 @@
+"""The units as shipped: `systemd-analyze verify` is clean, the offline security exposure stays <= 1.5, and
+the sockets carry the FileDescriptorName= values and addresses that the agent and config/example.toml use."""
+
+import re
+import subprocess
+import tomllib
+
+import pytest
+
+from conftest import AGENT, ROOT, UNIT_DIR
+
+UNITS = ["rolesanywhere-agent.service", "rolesanywhere-agent.socket", "rolesanywhere-agent-ecs.socket",
+         "rolesanywhere-agent-fastpath.socket", "rolesanywhere-agent-reload.path",
+         "rolesanywhere-agent-reload.service"]
+MAX_EXPOSURE = 1.5
+# What daemon/agent.cpp takes from sd_listen_fds_with_names() (one profile: "imds" stands for "imds-NAME").
+AGENT_FD_NAMES = {"imds", "ecs", "health", "socket"}
+
+
+def unit_settings(path):
+    """{(section, key): [values...]} of a unit file; keys may repeat (LoadCredential=, ListenStream=)."""
+    settings, section = {}, None
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith(("#", ";")):
+            continue
+        if line.startswith("["):
+            section = line.strip("[]")
+            continue
+        key, _, value = line.partition("=")
+        settings.setdefault((section, key.strip()), []).append(value.strip())
+    return settings
+
+
+@pytest.fixture
+def unit_copies(tmp_path):
+    """The units in a temporary directory, ExecStart= pointing at the binary under test."""
+    for name in UNITS:
+        text = (UNIT_DIR / name).read_text()
+        (tmp_path / name).write_text(text.replace("/usr/bin/rolesanywhere-agent", str(AGENT)))
+    return tmp_path
+
+
+def test_every_unit_file_is_tested():
+    shipped = sorted(p.name for p in UNIT_DIR.iterdir() if p.suffix in (".service", ".socket", ".path"))
+    assert shipped == sorted(UNITS)
+
+
+def test_verify_is_clean(unit_copies):
+    result = subprocess.run(["systemd-analyze", "verify", "--man=no", *(str(unit_copies / u) for u in UNITS)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout == "" and result.stderr == "", result.stdout + result.stderr
+
+
+def test_verify_catches_a_broken_unit(unit_copies):
+    """The check above can fail: an unknown directive and a missing binary are reported."""
+    service = unit_copies / "rolesanywhere-agent.service"
+    service.write_text(service.read_text().replace(str(AGENT), "/nonexistent/rolesanywhere-agent")
+                       .replace("[Service]", "[Service]\nProtectEverything=yes"))
+    result = subprocess.run(["systemd-analyze", "verify", "--man=no", str(service)],
+                            capture_output=True, text=True, timeout=60)
+    output = result.stdout + result.stderr
+    assert "ProtectEverything" in output and "/nonexistent/rolesanywhere-agent" in output, output
+
+
+def exposure(service_path):
+    result = subprocess.run(["systemd-analyze", "security", "--offline=yes", "--no-pager", str(service_path)],
+                            capture_output=True, text=True, timeout=60)
+    match = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", result.stdout)
+    assert match, result.stdout + result.stderr
+    return float(match[1])
+
+
+def test_security_exposure(unit_copies):
+    assert exposure(unit_copies / "rolesanywhere-agent.service") <= MAX_EXPOSURE
+
+
+def test_security_exposure_measures_the_sandbox(unit_copies):
+    """Without the sandbox block the same parser reads a much higher score, so the bound above means something."""
+    service = unit_copies / "rolesanywhere-agent.service"
+    kept = [line for line in service.read_text().splitlines()
+            if not line.startswith(("Protect", "Private", "Restrict", "SystemCall", "DynamicUser", "Capability",
+                                    "NoNewPrivileges", "MemoryDeny", "LockPersonality"))]
+    service.write_text("\n".join(kept) + "\n")
+    assert exposure(service) > 5.0
+
+
+def test_service_protocol_settings():
+    s = unit_settings(UNIT_DIR / "rolesanywhere-agent.service")
+    assert s[("Service", "Type")] == ["notify"]
+    assert s[("Service", "NotifyAccess")] == ["main"]
+    assert s[("Service", "WatchdogSec")] == ["30s"]
+    assert "78" in s[("Service", "RestartPreventExitStatus")][0].split()
+    assert s[("Service", "ExecStart")] == [
+        "/usr/bin/rolesanywhere-agent serve --config /etc/rolesanywhere-agent/config.toml"]
+    assert s[("Service", "LimitCORE")] == ["0"]
+    # The fast-path socket lives in the runtime directory: it must survive a restart of the service.
+    assert s[("Service", "RuntimeDirectory")] == ["rolesanywhere-agent"]
+    assert s[("Service", "RuntimeDirectoryPreserve")] == ["yes"]
+
+
+def test_sockets_match_the_agent_and_the_example_config():
+    example = tomllib.loads((ROOT / "config" / "example.toml").read_text())
+    profile = example["profiles"]["web"]
+    expected = {
+        "rolesanywhere-agent.socket": ("imds", profile["imds_listen"]),
+        "rolesanywhere-agent-ecs.socket": ("ecs", example["agent"]["ecs_listen"]),
+        "rolesanywhere-agent-fastpath.socket": ("socket", example["agent"]["socket_path"]),
+    }
+    for unit, (name, address) in expected.items():
+        s = unit_settings(UNIT_DIR / unit)
+        assert s[("Socket", "FileDescriptorName")] == [name], unit
+        assert name in AGENT_FD_NAMES
+        assert s[("Socket", "ListenStream")] == [address], unit
+        assert s[("Socket", "Service")] == ["rolesanywhere-agent.service"], unit
+        if not address.startswith("/"):
+            # The kernel-level allow-list applies to the sockets this unit creates (reliability notes, T5).
+            assert s[("Socket", "IPAddressDeny")] == ["any"], unit
+            assert s[("Socket", "IPAddressAllow")] == ["localhost"], unit
