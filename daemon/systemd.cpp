@@ -1,40 +1,107 @@
 #include "daemon/systemd.hpp"
 
-#include <systemd/sd-daemon.h>
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <charconv>
 #include <cstdlib>
+#include <cstring>
+
+// The two halves of the sd-daemon protocol the agent needs are small and stable (sd_notify(3),
+// sd_listen_fds(3)): a datagram to $NOTIFY_SOCKET, and descriptors from 3 on described by $LISTEN_*.
+// They are written here rather than taken from libsystemd, whose dependencies (libgcrypt, liblzma, libzstd,
+// liblz4, libcap) would be loaded by every `credential-process` run and cost the fast path milliseconds.
 
 namespace rad::daemon {
 
+namespace {
+
+constexpr int kListenFdsStart = 3;
+
+std::optional<long long> env_number(const char* name) {
+    const char* value = std::getenv(name);
+    if (value == nullptr || *value == '\0') {
+        return std::nullopt;
+    }
+    long long number = 0;
+    const char* end = value + std::strlen(value);
+    const auto [ptr, ec] = std::from_chars(value, end, number);
+    if (ec != std::errc() || ptr != end) {
+        return std::nullopt;
+    }
+    return number;
+}
+
+}  // namespace
+
 bool notify_systemd(std::string_view state) {
-    const std::string message(state);
-    // unset_environment = 0: later notifications (STATUS, WATCHDOG, STOPPING) need $NOTIFY_SOCKET too.
-    return sd_notify(0, message.c_str()) > 0;
+    const char* path = std::getenv("NOTIFY_SOCKET");
+    if (path == nullptr || (path[0] != '/' && path[0] != '@')) {
+        return false;
+    }
+    sockaddr_un address{};
+    address.sun_family = AF_UNIX;
+    const std::size_t length = std::strlen(path);
+    if (length >= sizeof(address.sun_path)) {
+        return false;
+    }
+    std::memcpy(address.sun_path, path, length);
+    if (address.sun_path[0] == '@') {
+        address.sun_path[0] = '\0';  // abstract namespace
+    }
+    const int fd = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        return false;
+    }
+    const auto size = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + length);
+    const ssize_t sent =
+        ::sendto(fd, state.data(), state.size(), MSG_NOSIGNAL, reinterpret_cast<const sockaddr*>(&address), size);
+    ::close(fd);
+    return sent == static_cast<ssize_t>(state.size());
 }
 
 std::optional<std::chrono::microseconds> watchdog_interval() {
-    uint64_t usec = 0;
-    if (sd_watchdog_enabled(0, &usec) > 0 && usec > 0) {
-        return std::chrono::microseconds(usec);
+    const auto usec = env_number("WATCHDOG_USEC");
+    if (!usec || *usec <= 0) {
+        return std::nullopt;
     }
-    return std::nullopt;
+    // WATCHDOG_PID, when set, names the process meant (a child must not ping for its parent).
+    if (const auto pid = env_number("WATCHDOG_PID"); pid && *pid != ::getpid()) {
+        return std::nullopt;
+    }
+    return std::chrono::microseconds(*usec);
 }
 
 ActivatedSockets ActivatedSockets::from_environment() {
     ActivatedSockets sockets;
-    char** names = nullptr;
-    const int n = sd_listen_fds_with_names(1, &names);
-    for (int i = 0; i < n; ++i) {
-        const std::string name = names != nullptr && names[i] != nullptr ? names[i] : "unknown";
-        sockets.fds_.emplace(name, SD_LISTEN_FDS_START + i);
-    }
-    if (names != nullptr) {
-        for (int i = 0; i < n; ++i) {
-            std::free(names[i]);
+    const auto pid = env_number("LISTEN_PID");
+    const auto count = env_number("LISTEN_FDS");
+    const char* names = std::getenv("LISTEN_FDNAMES");
+    const std::string name_list = names != nullptr ? names : "";
+    if (pid && count && *pid == ::getpid() && *count > 0 && *count < 1024) {
+        std::size_t start = 0;
+        for (int i = 0; i < *count; ++i) {
+            std::string name = "unknown";
+            if (start <= name_list.size() && !name_list.empty()) {
+                const auto colon = name_list.find(':', start);
+                name = name_list.substr(start, colon == std::string::npos ? std::string::npos : colon - start);
+                start = colon == std::string::npos ? name_list.size() + 1 : colon + 1;
+                if (name.empty()) {
+                    name = "unknown";
+                }
+            }
+            const int fd = kListenFdsStart + i;
+            ::fcntl(fd, F_SETFD, FD_CLOEXEC);
+            sockets.fds_.emplace(name, fd);
         }
-        std::free(names);
     }
+    // Not for our children.
+    ::unsetenv("LISTEN_PID");
+    ::unsetenv("LISTEN_FDS");
+    ::unsetenv("LISTEN_FDNAMES");
     return sockets;
 }
 
