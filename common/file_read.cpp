@@ -7,27 +7,14 @@
 #include <cerrno>
 #include <cstring>
 
+#include "common/unique_fd.hpp"
+
 namespace rad {
 namespace {
 
-// FileDescriptor closes on scope exit.
-class FileDescriptor {
-public:
-    explicit FileDescriptor(int fd) : fd_(fd) {}
-    FileDescriptor(const FileDescriptor&) = delete;
-    FileDescriptor& operator=(const FileDescriptor&) = delete;
-    ~FileDescriptor() {
-        if (fd_ >= 0) {
-            ::close(fd_);
-        }
-    }
-    int get() const { return fd_; }
-
-private:
-    int fd_;
-};
-
-std::string quoted(const std::filesystem::path& path) { return path.string(); }
+std::string quoted(const std::filesystem::path& path) {
+    return path.string();
+}
 
 Result<int> open_checked(const std::filesystem::path& path, bool no_follow) {
     // O_NONBLOCK so that a FIFO given by mistake does not hang the open; regular files ignore it.
@@ -56,8 +43,8 @@ Result<void> read_all(int fd, const std::filesystem::path& path, const struct st
         return make_error(Errc::input_invalid, quoted(path) + ": not a regular file");
     }
     if (st.st_size > static_cast<off_t>(kMaxInputFileBytes)) {
-        return make_error(Errc::input_invalid, quoted(path) + ": larger than " +
-                                                   std::to_string(kMaxInputFileBytes) + " bytes");
+        return make_error(Errc::input_invalid,
+                          quoted(path) + ": larger than " + std::to_string(kMaxInputFileBytes) + " bytes");
     }
     out.reserve(static_cast<std::size_t>(st.st_size) + 1);
     char buffer[4096];
@@ -92,7 +79,7 @@ Result<std::string> read_public_file(const std::filesystem::path& path) {
     if (!fd) {
         return fd.error();
     }
-    FileDescriptor owner(*fd);
+    UniqueFd owner(*fd);
     struct stat st {};
     if (::fstat(owner.get(), &st) != 0) {
         return make_error(Errc::input_missing, quoted(path) + ": " + std::strerror(errno));
@@ -109,7 +96,7 @@ Result<Secret> read_secret_file(const std::filesystem::path& path, SecretFilePol
     if (!fd) {
         return fd.error();
     }
-    FileDescriptor owner(*fd);
+    UniqueFd owner(*fd);
     struct stat st {};
     if (::fstat(owner.get(), &st) != 0) {
         return make_error(Errc::input_missing, quoted(path) + ": " + std::strerror(errno));
@@ -125,9 +112,9 @@ Result<Secret> read_secret_file(const std::filesystem::path& path, SecretFilePol
                                   " are too open (group or others may access it); run chmod 600 on it");
         }
         if (st.st_uid != ::geteuid() && st.st_uid != 0) {
-            return make_error(Errc::unsafe_permissions,
-                              quoted(path) + ": owned by uid " + std::to_string(st.st_uid) +
-                                  ", which is neither this user nor root");
+            return make_error(Errc::unsafe_permissions, quoted(path) + ": owned by uid " +
+                                                            std::to_string(st.st_uid) +
+                                                            ", which is neither this user nor root");
         }
     }
     Secret out;

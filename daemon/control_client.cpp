@@ -9,25 +9,11 @@
 #include <cerrno>
 #include <cstring>
 
+#include "common/unique_fd.hpp"
+
 namespace rad::daemon {
 
 namespace {
-
-class Socket {
-public:
-    explicit Socket(int fd) noexcept : fd_(fd) {}
-    Socket(const Socket&) = delete;
-    Socket& operator=(const Socket&) = delete;
-    ~Socket() {
-        if (fd_ >= 0) {
-            ::close(fd_);
-        }
-    }
-    int get() const noexcept { return fd_; }
-
-private:
-    int fd_;
-};
 
 using Clock = std::chrono::steady_clock;
 
@@ -67,7 +53,7 @@ Result<Secret> send_control_request(const std::filesystem::path& socket_path,
     }
     std::memcpy(address.sun_path, socket_path.c_str(), socket_path.native().size() + 1);
 
-    Socket sock(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+    UniqueFd sock(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
     if (sock.get() < 0) {
         return make_error(Errc::internal, where + ": socket: " + std::strerror(errno));
     }

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "common/time_format.hpp"
+#include "common/unique_fd.hpp"
 
 namespace rad::daemon {
 
@@ -204,29 +205,6 @@ std::filesystem::path default_credentials_file() {
 
 namespace {
 
-class FileDescriptor {
-public:
-    explicit FileDescriptor(int fd = -1) noexcept : fd_(fd) {}
-    FileDescriptor(const FileDescriptor&) = delete;
-    FileDescriptor& operator=(const FileDescriptor&) = delete;
-    ~FileDescriptor() {
-        if (fd_ >= 0) {
-            ::close(fd_);
-        }
-    }
-    int get() const noexcept { return fd_; }
-    bool valid() const noexcept { return fd_ >= 0; }
-    void reset(int fd) noexcept {
-        if (fd_ >= 0) {
-            ::close(fd_);
-        }
-        fd_ = fd;
-    }
-
-private:
-    int fd_;
-};
-
 Error io_error(const std::filesystem::path& path, const char* what) {
     return make_error(Errc::internal, path.string() + ": " + what + ": " + std::strerror(errno));
 }
@@ -264,7 +242,7 @@ Result<void> write_credentials_file(const std::filesystem::path& path,
 
     // The lock file (not the credentials file, which rename() replaces) serialises writers.
     const std::filesystem::path lock_path = path.string() + ".lock";
-    FileDescriptor lock(::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600));
+    UniqueFd lock(::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600));
     if (!lock.valid()) {
         return io_error(lock_path, "cannot open the lock file");
     }
@@ -276,7 +254,7 @@ Result<void> write_credentials_file(const std::filesystem::path& path,
 
     Secret old;
     mode_t mode = 0600;
-    FileDescriptor current(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+    UniqueFd current(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
     if (current.valid()) {
         struct stat st {};
         if (::fstat(current.get(), &st) != 0) {
@@ -321,7 +299,7 @@ Result<void> write_credentials_file(const std::filesystem::path& path,
     // A unique temporary name in the same directory, so that rename() is atomic.
     std::random_device random;
     std::filesystem::path temp;
-    FileDescriptor out;
+    UniqueFd out;
     for (int attempt = 0; attempt < 16 && !out.valid(); ++attempt) {
         temp = path.string() + ".tmp." + std::to_string(::getpid()) + "." + std::to_string(random());
         out.reset(::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode));
@@ -345,7 +323,7 @@ Result<void> write_credentials_file(const std::filesystem::path& path,
     if (::rename(temp.c_str(), path.c_str()) != 0) {
         return fail(io_error(path, "cannot rename the temporary file over"));
     }
-    FileDescriptor dir_fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    UniqueFd dir_fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
     if (!dir_fd.valid() || ::fsync(dir_fd.get()) != 0) {
         return io_error(dir, "cannot fsync the directory");
     }

@@ -57,8 +57,8 @@ bool notify_systemd(std::string_view state) {
         return false;
     }
     const auto size = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + length);
-    const ssize_t sent =
-        ::sendto(fd, state.data(), state.size(), MSG_NOSIGNAL, reinterpret_cast<const sockaddr*>(&address), size);
+    const ssize_t sent = ::sendto(fd, state.data(), state.size(), MSG_NOSIGNAL,
+                                  reinterpret_cast<const sockaddr*>(&address), size);
     ::close(fd);
     return sent == static_cast<ssize_t>(state.size());
 }
@@ -87,7 +87,8 @@ ActivatedSockets ActivatedSockets::from_environment() {
             std::string name = "unknown";
             if (start <= name_list.size() && !name_list.empty()) {
                 const auto colon = name_list.find(':', start);
-                name = name_list.substr(start, colon == std::string::npos ? std::string::npos : colon - start);
+                name =
+                    name_list.substr(start, colon == std::string::npos ? std::string::npos : colon - start);
                 start = colon == std::string::npos ? name_list.size() + 1 : colon + 1;
                 if (name.empty()) {
                     name = "unknown";
