@@ -246,6 +246,12 @@ struct FileResolver {
                 reader.fail(key, path.string() + ": not a regular file");
                 return;
             }
+            // Whoever can rewrite the identity files can make the agent sign with their key.
+            using std::filesystem::perms;
+            if ((status.permissions() & (perms::group_write | perms::others_write)) != perms::none) {
+                reader.fail(key, path.string() + ": writable by group or others; chmod go-w it");
+                return;
+            }
         }
         out = std::move(path);
     }

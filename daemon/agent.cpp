@@ -72,6 +72,41 @@ CredentialOptions credential_options_from_profile(const config::ProfileConfig& p
     return o;
 }
 
+Result<void> check_profile_settings(const config::ProfileConfig& profile) {
+    signer::EndpointOptions endpoint;
+    endpoint.trust_anchor_arn = profile.trust_anchor_arn;
+    endpoint.profile_arn = profile.profile_arn;
+    endpoint.role_arn = profile.role_arn;
+    endpoint.region = profile.region;
+    endpoint.endpoint = profile.endpoint;
+    endpoint.use_fips = profile.use_fips_endpoint;
+    auto resolved = signer::resolve_endpoint(endpoint);
+    if (resolved) {
+        return {};
+    }
+    // The signer names command-line flags; point at the key of the file instead.
+    static constexpr std::pair<std::string_view, std::string_view> kFlagKeys[] = {
+        {"--trust-anchor-arn", "trust_anchor_arn"},
+        {"--profile-arn", "profile_arn"},
+        {"--role-arn", "role_arn"},
+        {"--region", "region"},
+        {"--endpoint", "endpoint"},
+        {"--use-fips-endpoint", "use_fips_endpoint"}};
+    const std::string& message = resolved.error().message;
+    std::string_view key;
+    std::size_t first = std::string::npos;
+    for (const auto& [flag, config_key] : kFlagKeys) {
+        const auto at = message.find(flag);
+        if (at < first) {
+            first = at;
+            key = config_key;
+        }
+    }
+    const std::string where = profile.source.where(key);
+    const std::string field = key.empty() ? "" : "." + std::string(key);
+    return make_error(Errc::config_invalid, where + ": profiles." + profile.name + field + ": " + message);
+}
+
 namespace {
 
 using SteadyClock = std::chrono::steady_clock;
@@ -234,6 +269,10 @@ public:
         hmac_ = std::make_unique<pki::HmacKey>(std::move(*key));
 
         for (const auto& cfg : options_.config.profiles) {
+            if (auto r = check_profile_settings(cfg); !r) {
+                log_.error("profile_invalid", {{"profile", cfg.name}, {"error", r.error().message}});
+                return exit_code(r.error().code);
+            }
             auto profile = std::make_shared<Profile>(io_, cfg, options_.config.agent);
             if (auto r = load_identity_now(*profile); !r) {
                 log_.error("profile_invalid", {{"profile", cfg.name}, {"error", r.error().message}});
@@ -986,6 +1025,12 @@ private:
             return;
         }
         config::AgentConfig next = std::move(*loaded);
+        for (const auto& cfg : next.profiles) {
+            if (auto r = check_profile_settings(cfg); !r) {
+                log_.error("reload_failed", {{"error", r.error().message}});
+                return;
+            }
+        }
         const auto& old_agent = options_.config.agent;
         if (next.agent.socket_path != old_agent.socket_path ||
             (next.agent.ecs_listen ? next.agent.ecs_listen->to_string() : "") !=

@@ -24,6 +24,10 @@ struct AgentOptions {
 // a listener cannot be opened, the sysexits code of the first profile whose identity cannot be loaded.
 int run_agent(AgentOptions options, Logger& log);
 
+// check_profile_settings applies the signer's rules (ARN syntax, services, trust anchor and profile in one
+// region, endpoint URL) to a profile of the configuration file; errors are config_invalid at FILE:LINE.
+[[nodiscard]] Result<void> check_profile_settings(const config::ProfileConfig& profile);
+
 // credential_options_from_profile is the CredentialOptions that `credential-process` flags would give for a
 // profile of the configuration file (used by the agent and by the fast path's fallback).
 CredentialOptions credential_options_from_profile(const config::ProfileConfig& profile);

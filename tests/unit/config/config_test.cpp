@@ -215,6 +215,17 @@ TEST_F(ConfigFiles, MissingNamedFileIsReportedWithItsLine) {
         << r.error().message;
 }
 
+TEST_F(ConfigFiles, RefusesIdentityFilesWritableByOthers) {
+    ::chmod((dir_ / "web.key").c_str(), 0620);
+    auto r = load_config(write(config_text(), 0600), ConfigEnvironment{});
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().code, Errc::config_invalid);
+    EXPECT_NE(r.error().message.find("agent.toml:3: profiles.web.private_key: " +
+                                     (dir_ / "web.key").string() + ": writable by group or others"),
+              std::string::npos)
+        << r.error().message;
+}
+
 TEST_F(ConfigFiles, RefusesConfigWritableByOthers) {
     for (mode_t mode : {0620, 0602, 0666}) {
         auto r = load_config(write(config_text(), mode), ConfigEnvironment{});

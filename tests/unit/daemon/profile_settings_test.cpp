@@ -1,0 +1,60 @@
+// Profile settings that only the signer can judge (ARNs, regions, endpoint) are reported at the key's line.
+#include <gtest/gtest.h>
+
+#include "config/config.hpp"
+#include "daemon/agent.hpp"
+
+namespace rad::daemon {
+namespace {
+
+std::string profile_text(const std::string& trust_anchor, const std::string& extra = "") {
+    return "[profiles.web]\n"
+           "certificate = \"/c.pem\"\n"
+           "trust_anchor_arn = \"" +
+           trust_anchor +
+           "\"\n"
+           "profile_arn = \"arn:aws:rolesanywhere:us-east-1:123456789012:profile/p\"\n"
+           "role_arn = \"arn:aws:iam::123456789012:role/web\"\n" +
+           extra;
+}
+
+Result<void> check(const std::string& text) {
+    auto config = config::parse_config(text, "agent.toml", config::ConfigEnvironment{std::nullopt, false});
+    EXPECT_TRUE(config) << config.error().message;
+    if (!config) {
+        return config.error();
+    }
+    return check_profile_settings(config->profiles.at(0));
+}
+
+TEST(ProfileSettings, AcceptsAConsistentProfile) {
+    EXPECT_TRUE(check(profile_text("arn:aws:rolesanywhere:us-east-1:123456789012:trust-anchor/t")));
+}
+
+TEST(ProfileSettings, RegionMismatchPointsAtTheTrustAnchorLine) {
+    auto r = check(profile_text("arn:aws:rolesanywhere:eu-west-1:123456789012:trust-anchor/t"));
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().code, Errc::config_invalid);
+    EXPECT_EQ(r.error().message.rfind("agent.toml:", 0), 0u) << r.error().message;
+    EXPECT_NE(r.error().message.find("profiles.web."), std::string::npos) << r.error().message;
+    EXPECT_EQ(exit_code(r.error().code), 78);
+}
+
+TEST(ProfileSettings, MalformedArnNamesItsKeyAndLine) {
+    auto r = check(profile_text("not-an-arn"));
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().code, Errc::config_invalid);
+    EXPECT_NE(r.error().message.find("agent.toml:3: profiles.web.trust_anchor_arn: "), std::string::npos)
+        << r.error().message;
+}
+
+TEST(ProfileSettings, BadEndpointNamesItsKey) {
+    auto r = check(profile_text("arn:aws:rolesanywhere:us-east-1:123456789012:trust-anchor/t",
+                                "endpoint = \"ftp://example\"\n"));
+    ASSERT_FALSE(r);
+    EXPECT_NE(r.error().message.find("agent.toml:6: profiles.web.endpoint: "), std::string::npos)
+        << r.error().message;
+}
+
+}  // namespace
+}  // namespace rad::daemon
