@@ -116,14 +116,20 @@ class AgentProcess:
 
     # --- process -----------------------------------------------------------------------------------------
 
-    def start(self, *args, wait_refresh=True, env=None, write=True):
-        """Run `serve --config` (or `serve ARGS` when args are given) and wait until it is ready."""
+    def start(self, *args, wait_refresh=True, env=None, write=True, wrapper=(), wait_started=True):
+        """Run `serve --config` (or `serve ARGS` when args are given) and wait until it is ready.
+
+        `wrapper` is a command line put in front of the agent's (systemd-socket-activate ... --); with
+        wait_started=False this returns as soon as the process is spawned, waiting for nothing."""
         if write and not args:
             self.write_config()
-        command = [str(AGENT), "serve", *(map(str, args) if args else ["--config", str(self.config_path)])]
+        command = [*map(str, wrapper), str(AGENT), "serve",
+                   *(map(str, args) if args else ["--config", str(self.config_path)])]
         self._log_file = open(self.log_path, "ab")
         self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=self._log_file,
                                         stderr=self._log_file, env=clean_environment(env))
+        if not wait_started:
+            return self
         self.wait_for_log(r"event=started", timeout=START_TIMEOUT)
         if wait_refresh and args:
             self.wait_for_log(r"event=refresh_(ok|failed)\b", timeout=START_TIMEOUT)
@@ -204,6 +210,13 @@ class AgentProcess:
 
     def credential_process_command(self, name="web"):
         return f"{AGENT} credential-process --profile {name} --socket {self.socket_path}"
+
+
+def started_agent(directory, emulator, pki, **overrides):
+    """An AgentProcess in `directory` serving the one profile `web` (with `overrides`), started and refreshed."""
+    agent = AgentProcess(directory, emulator, pki)
+    agent.profile("web", **overrides)
+    return agent.start()
 
 
 # --- clients of the HTTP surfaces ----------------------------------------------------------------------

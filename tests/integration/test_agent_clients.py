@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from agent_support import AgentProcess, create_sessions
+from agent_support import create_sessions, started_agent
 from conftest import PYTHON, clean_environment
 
 JS_DIR = Path(__file__).resolve().parent / "js"
@@ -38,9 +38,7 @@ print(json.dumps({"method": credentials.method, "accessKeyId": frozen.access_key
 def served(emulator, pki, tmp_path_factory):
     """A running agent with profile "web" on every surface, and the credentials the emulator issued to it."""
     emulator.reset()
-    agent = AgentProcess(tmp_path_factory.mktemp("agent-clients"), emulator, pki)
-    agent.profile("web")
-    agent.start()
+    agent = started_agent(tmp_path_factory.mktemp("agent-clients"), emulator, pki)
     try:
         assert agent.log_lines("refresh_ok"), agent.log()
         issued = emulator.issued()

@@ -14,7 +14,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from agent_support import AgentProcess, create_sessions, imds_credentials, same_credentials
+from agent_support import AgentProcess, create_sessions, imds_credentials, same_credentials, started_agent
 from conftest import AGENT, clean_environment
 
 CLIENTS = 100
@@ -33,9 +33,7 @@ def matches(issued, document):
 
 
 def test_single_flight_under_100_fast_path_and_100_imds_clients(em, pki, tmp_path):
-    agent = AgentProcess(tmp_path, em, pki)
-    agent.profile("web")
-    agent.start()
+    agent = started_agent(tmp_path, em, pki)
     try:
         assert create_sessions(em) == 1
         first = em.issued()[0]
@@ -82,9 +80,7 @@ def test_single_flight_under_100_fast_path_and_100_imds_clients(em, pki, tmp_pat
 
 
 def test_fast_path_200_runs_cost_no_create_session(em, pki, tmp_path):
-    agent = AgentProcess(tmp_path, em, pki)
-    agent.profile("web")
-    agent.start()
+    agent = started_agent(tmp_path, em, pki)
     try:
         assert create_sessions(em) == 1
         issued = em.issued()[0]
@@ -104,8 +100,7 @@ def test_no_agent_no_fallback_exits_69_with_one_line(em, pki, tmp_path):
     agent = AgentProcess(tmp_path, em, pki)
     agent.profile("web")
     agent.write_config()
-    result = agent.run("credential-process", "--profile", "web", "--socket", agent.socket_path,
-                       "--config", agent.config_path, "--no-fallback")
+    result = agent.credential_process("web", "--config", agent.config_path, "--no-fallback")
     assert result.returncode == 69, result
     assert result.stdout == b""
     lines = result.stderr.decode().splitlines()
@@ -118,8 +113,7 @@ def test_no_agent_falls_back_to_signing_from_the_config(em, pki, tmp_path):
     agent = AgentProcess(tmp_path, em, pki)
     agent.profile("web")
     agent.write_config()
-    result = agent.run("credential-process", "--profile", "web", "--socket", agent.socket_path,
-                       "--config", agent.config_path)
+    result = agent.credential_process("web", "--config", agent.config_path)
     document = parse_process_output(result)
     assert create_sessions(em) == 1
     assert matches(em.issued()[0], document)
@@ -130,9 +124,7 @@ def test_fast_path_with_a_900_second_session_does_not_sign_every_time(em, pki, t
 
     The fast path asks for 900 s of life by default, which a 900 s session never has once it has arrived; the
     agent must not answer that by calling CreateSession for every credential_process run."""
-    agent = AgentProcess(tmp_path, em, pki)
-    agent.profile("web", session_duration=900)
-    agent.start()
+    agent = started_agent(tmp_path, em, pki, session_duration=900)
     try:
         assert create_sessions(em) == 1
         for _ in range(5):

@@ -6,7 +6,7 @@ import threading
 import time
 
 from agent_support import (AgentProcess, create_sessions, ecs_credentials, imds_credentials, same_credentials,
-                           wait_until)
+                           started_agent, wait_until)
 
 CREDENTIALS_TIMEOUT = 30
 
@@ -27,9 +27,7 @@ def served_credentials(agent):
 def test_start_while_the_service_fails_then_recover(em, pki, tmp_path):
     # Three 500s, each after 1.5 s: the 503 window below is at least that long whatever the backoff jitter.
     em.faults({"delay_ms": 1500, "count": 3}, {"status": 500, "count": 3})
-    agent = AgentProcess(tmp_path, em, pki)
-    agent.profile("web")
-    agent.start()  # returns after the first refresh_failed
+    agent = started_agent(tmp_path, em, pki)  # returns after the first refresh_failed
     try:
         assert agent.running()
         assert agent.log_lines("refresh_failed"), agent.log()
@@ -96,10 +94,8 @@ def test_broken_answers_are_never_served(em, pki, tmp_path):
 
 
 def test_rejected_role_is_reported_and_nothing_is_served(em, pki, tmp_path):
-    agent = AgentProcess(tmp_path, em, pki)
     wrong_role = em.arns["role_arn"].rsplit("/", 1)[0] + "/not-in-the-profile"
-    agent.profile("web", role_arn=wrong_role)
-    agent.start()
+    agent = started_agent(tmp_path, em, pki, role_arn=wrong_role)
     try:
         assert agent.running()
         failures = agent.log_lines("refresh_failed")
@@ -121,9 +117,7 @@ def test_rejected_role_is_reported_and_nothing_is_served(em, pki, tmp_path):
 
 def test_throttling_honours_retry_after(em, pki, tmp_path):
     em.faults({"status": 429, "retry_after": 2})
-    agent = AgentProcess(tmp_path, em, pki)
-    agent.profile("web")
-    agent.start()
+    agent = started_agent(tmp_path, em, pki)
     try:
         failed_at = time.monotonic()
         failures = agent.log_lines("refresh_failed")

@@ -9,7 +9,7 @@ import shutil
 import signal
 
 from agent_support import (AgentProcess, create_sessions, free_port, imds_credentials, same_credentials,
-                           wait_until)
+                           started_agent, wait_until)
 
 TIMEOUT = 20
 
@@ -35,9 +35,7 @@ def replace_file(source, target, mode):
 
 
 def test_sighup_adds_a_profile_with_its_own_listener(em, pki, tmp_path):
-    agent = AgentProcess(tmp_path, em, pki)
-    agent.profile("web")
-    agent.start()
+    agent = started_agent(tmp_path, em, pki)
     try:
         web_before = served(agent, "web")
         assert web_before is not None
@@ -56,9 +54,7 @@ def test_sighup_adds_a_profile_with_its_own_listener(em, pki, tmp_path):
 
 
 def test_sighup_with_a_broken_config_keeps_the_old_one(em, pki, tmp_path):
-    agent = AgentProcess(tmp_path, em, pki)
-    agent.profile("web")
-    agent.start()
+    agent = started_agent(tmp_path, em, pki)
     try:
         before = served(agent, "web")
         assert before is not None
@@ -80,9 +76,7 @@ def test_sighup_with_a_broken_config_keeps_the_old_one(em, pki, tmp_path):
 
 
 def test_sigterm_exits_0_and_removes_the_socket(em, pki, tmp_path):
-    agent = AgentProcess(tmp_path, em, pki)
-    agent.profile("web")
-    agent.start()
+    agent = started_agent(tmp_path, em, pki)
     assert agent.socket_path.exists()
     agent.signal(signal.SIGTERM)
     assert agent.process.wait(timeout=15) == 0, agent.log()
@@ -99,9 +93,7 @@ def rotation_agent(em, pki, tmp_path):
     certificate, key = identity / "leaf.pem", identity / "leaf.key"
     replace_file(pki / "p256.pem", certificate, 0o644)
     replace_file(pki / "p256.key", key, 0o600)
-    agent = AgentProcess(tmp_path / "agent", em, pki)
-    agent.profile("web", certificate=str(certificate), private_key=str(key))
-    agent.start()
+    agent = started_agent(tmp_path / "agent", em, pki, certificate=str(certificate), private_key=str(key))
     return agent, certificate, key
 
 

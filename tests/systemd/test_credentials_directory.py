@@ -4,9 +4,10 @@ refused with exit 78 and a line naming the key."""
 
 import os
 import shutil
-import subprocess
 
-from conftest import AGENT, AgentConfig, clean_environment, imds_credentials, last_issued
+from conftest import imds_credentials, last_issued
+
+FROM_CREDENTIALS = {"certificate": "credential:agent.pem", "private_key": "credential:agent.key"}
 
 
 def credentials_directory(parent, pki):
@@ -21,37 +22,40 @@ def credentials_directory(parent, pki):
     return directory
 
 
+def serve(agent, env=None):
+    """`serve --config` run to its end (it is expected to refuse the configuration)."""
+    agent.write_config()
+    return agent.run("serve", "--config", agent.config_path, env=env)
+
+
 def test_identity_from_credentials_directory(em, pki, tmp_path, agent_process):
     directory = credentials_directory(tmp_path, pki)
-    config = AgentConfig(tmp_path, em, pki, certificate="credential:agent.pem", private_key="credential:agent.key")
-    agent_process.start(config.write(), env={"CREDENTIALS_DIRECTORY": str(directory)})
-    agent_process.wait_for_log(r"event=refresh_ok\b")
-    status, credentials = imds_credentials(config.imds_port)
+    agent = agent_process(**FROM_CREDENTIALS)
+    agent.start(env={"CREDENTIALS_DIRECTORY": str(directory)})
+    agent.wait_for_log(r"event=refresh_ok\b")
+    status, credentials = imds_credentials(agent.imds_port())
     assert status == 200, credentials
     assert credentials["AccessKeyId"] == last_issued(em)["accessKeyId"]
     # The leaf the emulator saw is the one from the credentials directory.
-    assert "CN=p256.test" in agent_process.log()
-    assert agent_process.stop() == 0
+    assert "CN=p256.test" in agent.log()
+    assert agent.stop() == 0
 
 
-def test_missing_credentials_directory_is_a_configuration_error(em, pki, tmp_path):
-    config = AgentConfig(tmp_path, em, pki, certificate="credential:agent.pem", private_key="credential:agent.key")
-    result = subprocess.run([str(AGENT), "serve", "--config", str(config.write())], capture_output=True,
-                            stdin=subprocess.DEVNULL, env=clean_environment(), timeout=30)
+def test_missing_credentials_directory_is_a_configuration_error(agent_process):
+    agent = agent_process(**FROM_CREDENTIALS)
+    result = serve(agent)
     assert result.returncode == 78, result.stderr.decode()
     lines = result.stderr.decode().strip().splitlines()
     assert len(lines) == 1, lines
-    assert str(config.path) in lines[0]
+    assert str(agent.config_path) in lines[0]
     assert "credential:agent.pem" in lines[0] and "$CREDENTIALS_DIRECTORY" in lines[0], lines[0]
     assert result.stdout == b""
 
 
-def test_missing_credential_is_named(em, pki, tmp_path):
+def test_missing_credential_is_named(pki, tmp_path, agent_process):
     """LoadCredential= for the key forgotten: the line names the missing file, exit 78."""
     directory = credentials_directory(tmp_path, pki)
-    config = AgentConfig(tmp_path, em, pki, certificate="credential:agent.pem", private_key="credential:web.key")
-    result = subprocess.run([str(AGENT), "serve", "--config", str(config.write())], capture_output=True,
-                            stdin=subprocess.DEVNULL, env=clean_environment({"CREDENTIALS_DIRECTORY": str(directory)}),
-                            timeout=30)
+    agent = agent_process(**dict(FROM_CREDENTIALS, private_key="credential:web.key"))
+    result = serve(agent, env={"CREDENTIALS_DIRECTORY": str(directory)})
     assert result.returncode == 78, result.stderr.decode()
     assert str(directory / "web.key") in result.stderr.decode()

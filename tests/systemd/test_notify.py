@@ -8,8 +8,6 @@ import time
 
 import pytest
 
-from conftest import AgentConfig
-
 WATCHDOG_USEC = 1_000_000
 
 
@@ -59,11 +57,9 @@ def assignments(message):
     return message.split("\n")
 
 
-def test_notify_protocol(em, pki, tmp_path, notify, agent_process):
-    config = AgentConfig(tmp_path, em, pki)
-    agent_process.start(config.write(),
-                        env={"NOTIFY_SOCKET": str(notify.path), "WATCHDOG_USEC": str(WATCHDOG_USEC)},
-                        wait_started=False)
+def test_notify_protocol(notify, agent_process):
+    agent = agent_process()
+    agent.start(env={"NOTIFY_SOCKET": str(notify.path), "WATCHDOG_USEC": str(WATCHDOG_USEC)}, wait_started=False)
 
     notify.wait_for(lambda m: "READY=1" in assignments(m), 20, "READY=1")
     serving = notify.wait_for(lambda m: m.startswith("STATUS=1/1 profiles serving"), 20,
@@ -81,29 +77,29 @@ def test_notify_protocol(em, pki, tmp_path, notify, agent_process):
     pings = [m for m in notify.messages[start:] if m == "WATCHDOG=1"]
     assert len(pings) >= 3, notify.messages[start:]
 
-    agent_process.signal(signal.SIGHUP)
+    agent.signal(signal.SIGHUP)
     notify.wait_for(lambda m: m == "RELOADING=1", 10, "RELOADING=1")
     notify.wait_for(lambda m: m == "READY=1", 10, "READY=1 after the reload")
 
-    agent_process.signal(signal.SIGTERM)
+    agent.signal(signal.SIGTERM)
     notify.wait_for(lambda m: m == "STOPPING=1", 10, "STOPPING=1")
-    assert agent_process.stop() == 0
+    assert agent.stop() == 0
 
 
-def test_status_names_a_failing_profile(em, pki, tmp_path, notify, agent_process):
+def test_status_names_a_failing_profile(em, notify, agent_process):
     """A refused CreateSession shows in STATUS= (what `systemctl status` prints) with the error's name."""
     em.faults({"status": 403, "message": "not today"})
-    config = AgentConfig(tmp_path, em, pki)
-    agent_process.start(config.write(), env={"NOTIFY_SOCKET": str(notify.path)}, wait_started=False)
+    agent = agent_process()
+    agent.start(env={"NOTIFY_SOCKET": str(notify.path)}, wait_started=False)
     status = notify.wait_for(lambda m: m.startswith("STATUS=") and "failing" in m, 20, "a failing STATUS=")
     assert status.startswith("STATUS=0/1 profiles serving credentials; failing: web: "), status
-    assert agent_process.stop() == 0
+    assert agent.stop() == 0
     assert "WATCHDOG=1" not in notify.messages  # no $WATCHDOG_USEC, no pings
 
 
-def test_without_notify_socket_nothing_breaks(em, pki, tmp_path, agent_process):
+def test_without_notify_socket_nothing_breaks(agent_process):
     """Run by hand (no $NOTIFY_SOCKET), the agent serves and stops the same way."""
-    config = AgentConfig(tmp_path, em, pki)
-    agent_process.start(config.write())
-    agent_process.wait_for_log(r"event=refresh_ok\b")
-    assert agent_process.stop() == 0
+    agent = agent_process()
+    agent.start()
+    agent.wait_for_log(r"event=refresh_ok\b")
+    assert agent.stop() == 0
