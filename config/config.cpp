@@ -360,6 +360,7 @@ void read_agent(const toml::table& table, AgentSettings& agent, std::optional<Er
         }
     }
     r.integer_into("retry_cap_seconds", agent.retry_cap_seconds, 1, 3600);
+    r.integer_into("startup_jitter_seconds", agent.startup_jitter_seconds, 0, 3600);
     r.finish();
 }
 

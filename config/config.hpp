@@ -88,6 +88,9 @@ struct AgentSettings {
     // Refresh: a point in [refresh_window_min, refresh_window_max] of the credentials' lifetime.
     double refresh_window_min = 0.5, refresh_window_max = 0.6;
     int retry_cap_seconds = 300;
+    // startup_jitter_seconds delays each profile's first CreateSession by a random 0..N s, so that a fleet
+    // restarting together does not herd on the account's CreateSession quota (tools/fleet-sim sizes it).
+    int startup_jitter_seconds = 0;
     Source source;
 };
 

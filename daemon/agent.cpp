@@ -213,10 +213,13 @@ Result<Secret> ensure_token_file(const std::filesystem::path& path) {
 // Profile is one identity's runtime state; owned by shared_ptr so that a refresh running on a worker thread
 // keeps it alive across a SIGHUP that removes it.
 struct Profile {
-    Profile(net::io_context& io, config::ProfileConfig cfg, const config::AgentSettings& agent)
+    Profile(net::io_context& io,
+            config::ProfileConfig cfg,
+            const config::AgentSettings& agent,
+            SteadyClock::time_point first_refresh)
         : config(std::move(cfg)),
           options(std::make_shared<const CredentialOptions>(credential_options_from_profile(config))),
-          cache(settings_from(agent), SteadyClock::now()),
+          cache(settings_from(agent), first_refresh),
           timer(io) {
         std::tie(imds.role_name, account_id) = role_name_and_account(config.role_arn);
         imds.allow_imdsv1 = agent.allow_imdsv1;
@@ -273,7 +276,13 @@ public:
                 log_.error("profile_invalid", {{"profile", cfg.name}, {"error", r.error().message}});
                 return exit_code(r.error().code);
             }
-            auto profile = std::make_shared<Profile>(io_, cfg, options_.config.agent);
+            // A fleet restarting together (power event, mass deploy) would otherwise call CreateSession in
+            // the same second everywhere; startup_jitter_seconds spreads the first calls.
+            const auto jitter = std::chrono::milliseconds(
+                static_cast<long long>(std::uniform_real_distribution<double>(0.0, 1.0)(rng_) *
+                                       options_.config.agent.startup_jitter_seconds * 1000.0));
+            auto profile =
+                std::make_shared<Profile>(io_, cfg, options_.config.agent, SteadyClock::now() + jitter);
             if (auto r = load_identity_now(*profile); !r) {
                 log_.error("profile_invalid", {{"profile", cfg.name}, {"error", r.error().message}});
                 return exit_code(r.error().code);
@@ -1075,7 +1084,7 @@ private:
                     profile->ecs_token = Secret();
                 }
             } else {
-                profile = std::make_shared<Profile>(io_, cfg, next.agent);
+                profile = std::make_shared<Profile>(io_, cfg, next.agent, SteadyClock::now());
                 profile->settings_changed = true;
                 profile->listeners_pending = true;
             }

@@ -132,3 +132,21 @@ def test_fast_path_with_a_900_second_session_does_not_sign_every_time(em, pki, t
         assert create_sessions(em) <= 2, f"{create_sessions(em)} CreateSession calls for 5 fast-path runs"
     finally:
         assert agent.stop() == 0
+
+
+def test_startup_jitter_delays_the_first_create_session(tmp_path, em, pki):
+    """With startup_jitter_seconds the first CreateSession waits (a random 0..N s; N = 1 h here, so the chance
+    that it falls inside this test's first two seconds is 1 in 1800); a client that needs credentials now
+    still gets them at once, through the fast path's refresh."""
+    agent = AgentProcess(tmp_path, em, pki)
+    agent.agent["startup_jitter_seconds"] = 3600
+    agent.profile("web")
+    agent.start(wait_refresh=False)
+    time.sleep(2)
+    assert create_sessions(em) == 0
+    status = agent.profile_status("web")
+    assert status["state"] == "starting", status
+    assert status["next_refresh_in_seconds"] >= 0
+    credentials = parse_process_output(agent.credential_process("web", "--no-fallback"))
+    assert credentials["AccessKeyId"].startswith("ASIA")
+    assert create_sessions(em) == 1

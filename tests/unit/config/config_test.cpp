@@ -73,6 +73,7 @@ hop_limit = 2
 max_connections = 64
 refresh_window = [0.4, 0.7]
 retry_cap_seconds = 120
+startup_jitter_seconds = 600
 
 )") + kMinimal + R"(session_duration = 900
 role_session_name = "web-1"
@@ -92,6 +93,7 @@ credentials_file = "/root/.aws/credentials"
     ASSERT_TRUE(r->agent.ecs_listen);
     EXPECT_EQ(r->agent.ecs_listen->port, 9912);
     EXPECT_DOUBLE_EQ(r->agent.refresh_window_min, 0.4);
+    EXPECT_EQ(r->agent.startup_jitter_seconds, 600);
     const auto& p = r->profiles[0];
     EXPECT_EQ(p.session_duration, 900);
     ASSERT_EQ(p.imds_listen.size(), 2u);
