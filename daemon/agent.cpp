@@ -73,14 +73,7 @@ CredentialOptions credential_options_from_profile(const config::ProfileConfig& p
 }
 
 Result<void> check_profile_settings(const config::ProfileConfig& profile) {
-    signer::EndpointOptions endpoint;
-    endpoint.trust_anchor_arn = profile.trust_anchor_arn;
-    endpoint.profile_arn = profile.profile_arn;
-    endpoint.role_arn = profile.role_arn;
-    endpoint.region = profile.region;
-    endpoint.endpoint = profile.endpoint;
-    endpoint.use_fips = profile.use_fips_endpoint;
-    auto resolved = signer::resolve_endpoint(endpoint);
+    auto resolved = signer::resolve_endpoint(endpoint_options(credential_options_from_profile(profile)));
     if (resolved) {
         return {};
     }

@@ -118,19 +118,14 @@ Result<pki::Identity> load_identity_from(const IdentityOptions& options, bool ch
 }
 
 Result<signer::ResolvedEndpoint> resolve(const CredentialOptions& options) {
-    signer::EndpointOptions endpoint;
-    endpoint.trust_anchor_arn = options.trust_anchor_arn;
-    endpoint.profile_arn = options.profile_arn;
-    endpoint.role_arn = options.role_arn;
-    endpoint.region = options.region;
-    endpoint.endpoint = options.endpoint;
+    signer::EndpointOptions endpoint = endpoint_options(options);
     // The reference helper reads the SDK's endpoint variables through config.LoadDefaultConfig; we honour
     // them only when --endpoint is absent, so that the flag always wins.
     if (endpoint.endpoint.empty()) {
         endpoint.endpoint =
             env_value("AWS_ENDPOINT_URL_ROLESANYWHERE").value_or(env_value("AWS_ENDPOINT_URL").value_or(""));
     }
-    endpoint.use_fips = options.use_fips_endpoint || env_true("AWS_USE_FIPS_ENDPOINT");
+    endpoint.use_fips = endpoint.use_fips || env_true("AWS_USE_FIPS_ENDPOINT");
     return signer::resolve_endpoint(endpoint);
 }
 
@@ -148,6 +143,17 @@ void Diagnostics::trace(const std::string& line) const {
     if (debug) {
         std::fprintf(stream, "rolesanywhere-agent: debug: %s\n", line.c_str());
     }
+}
+
+signer::EndpointOptions endpoint_options(const CredentialOptions& options) {
+    signer::EndpointOptions endpoint;
+    endpoint.trust_anchor_arn = options.trust_anchor_arn;
+    endpoint.profile_arn = options.profile_arn;
+    endpoint.role_arn = options.role_arn;
+    endpoint.region = options.region;
+    endpoint.endpoint = options.endpoint;
+    endpoint.use_fips = options.use_fips_endpoint;
+    return endpoint;
 }
 
 Result<PreparedSession> prepare_session(const CredentialOptions& options, const Diagnostics& diag) {

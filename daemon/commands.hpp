@@ -83,6 +83,9 @@ struct PreparedSession {
     HttpsClientOptions client;
 };
 
+// endpoint_options are the flags that choose the endpoint, as the signer takes them (no environment applied).
+signer::EndpointOptions endpoint_options(const CredentialOptions& options);
+
 // prepare_session validates the flags (ARNs, duration, timeouts), resolves the endpoint and loads the
 // identity, in that order, so that usage errors come before file errors.
 [[nodiscard]] Result<PreparedSession> prepare_session(const CredentialOptions& options,
