@@ -159,6 +159,28 @@ class AgentProcess:
             if self._log_file is not None:
                 self._log_file.close()
                 self._log_file = None
+            # Every agent test is also a redaction test: whatever the emulator issued while this agent ran
+            # (secret keys, session tokens, full access key ids) must not be in its log, at debug level.
+            leaks = self.secrets_in_log()
+            assert not leaks, f"the agent's log holds issued secrets: {leaks}"
+
+    def secrets_in_log(self):
+        """Which issued secrets (by kind) appear in the agent's stderr."""
+        if not self.log_path.exists():
+            return []
+        text = self.log_path.read_text(errors="replace")
+        try:
+            recorded = self.emulator.stats()["recorded"]
+        except Exception:  # the emulator was stopped by the test: nothing to compare with
+            return []
+        leaks = []
+        for record in recorded:
+            issued = record.get("credentials") or {}
+            for kind in ("secretAccessKey", "sessionToken", "accessKeyId"):
+                value = issued.get(kind)
+                if value and value in text:
+                    leaks.append(kind)
+        return sorted(set(leaks))
 
     def running(self):
         return self.process is not None and self.process.poll() is None
