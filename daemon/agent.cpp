@@ -181,24 +181,11 @@ Result<Secret> ensure_token_file(const std::filesystem::path& path) {
     std::string encoded = hex_lower(random);
     explicit_bzero(random.data(), random.size());
     Secret token(std::move(encoded));
-    const auto temp = path.string() + ".tmp";
-    {
-        std::error_code ec;
-        std::filesystem::create_directories(path.parent_path(), ec);
-        ::unlink(temp.c_str());
-        const int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0400);
-        if (fd < 0) {
-            return make_error(Errc::config_invalid,
-                              path.string() + ": cannot create the token file: " + std::strerror(errno));
-        }
-        const auto bytes = token.reveal();
-        const bool ok =
-            ::write(fd, bytes.data(), bytes.size()) == static_cast<ssize_t>(bytes.size()) && ::fsync(fd) == 0;
-        ::close(fd);
-        if (!ok || ::rename(temp.c_str(), path.c_str()) != 0) {
-            ::unlink(temp.c_str());
-            return make_error(Errc::config_invalid, path.string() + ": cannot write the token file");
-        }
+    std::error_code ec;
+    std::filesystem::create_directories(path.parent_path(), ec);
+    if (auto r = replace_file_atomically(path, token.reveal(), 0400); !r) {
+        return make_error(Errc::config_invalid,
+                          path.string() + ": cannot write the token file: " + r.error().message);
     }
     return token;
 }

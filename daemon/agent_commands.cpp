@@ -211,11 +211,17 @@ Result<void> run_fast_path(const FastPathOptions& options, std::FILE* out, const
     if (options.timeout_seconds <= 0) {
         return make_error(Errc::usage, "--timeout must be a positive number of seconds");
     }
-    // The configuration is read only when it matters: to find a non-default socket, or to sign by ourselves.
+    // The configuration is read only when it matters: to find the socket when --socket is not given, or to
+    // sign by ourselves when no agent answers. With --socket, a call the agent answers never parses it.
     std::optional<config::AgentConfig> config;
     std::optional<Error> config_error;
+    bool config_read = false;
     const std::string config_path = config_path_or_default(options.config_path);
-    if (options.socket_path.empty() || !options.no_fallback) {
+    auto read_config = [&] {
+        if (config_read) {
+            return;
+        }
+        config_read = true;
         std::error_code ec;
         if (!options.config_path.empty() || std::filesystem::exists(config_path, ec)) {
             auto loaded = config::load_config(config_path, environment_from_process());
@@ -225,6 +231,9 @@ Result<void> run_fast_path(const FastPathOptions& options, std::FILE* out, const
                 config_error = loaded.error();
             }
         }
+    };
+    if (options.socket_path.empty()) {
+        read_config();
     }
     const auto socket = socket_for(options.socket_path, config);
     ControlRequest request;
@@ -250,6 +259,7 @@ Result<void> run_fast_path(const FastPathOptions& options, std::FILE* out, const
         return make_error(Errc::agent_unavailable, "no agent answers on " + socket.string() +
                                                        " (start it: systemctl start rolesanywhere-agent)");
     }
+    read_config();
     if (!config) {
         if (config_error) {
             return *config_error;

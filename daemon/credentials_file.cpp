@@ -296,6 +296,12 @@ Result<void> write_credentials_file(const std::filesystem::path& path,
 
     const Secret updated = edit_credentials_file(old.reveal(), profile, credentials);
 
+    return replace_file_atomically(path, updated.reveal(), mode);
+}
+
+Result<void> replace_file_atomically(const std::filesystem::path& path, std::string_view data, mode_t mode) {
+    const std::filesystem::path dir =
+        path.has_parent_path() ? path.parent_path() : std::filesystem::path(".");
     // A unique temporary name in the same directory, so that rename() is atomic.
     std::random_device random;
     std::filesystem::path temp;
@@ -314,7 +320,7 @@ Result<void> write_credentials_file(const std::filesystem::path& path,
         ::unlink(temp.c_str());
         return error;
     };
-    if (auto r = write_all(out.get(), updated.reveal(), temp); !r) {
+    if (auto r = write_all(out.get(), data, temp); !r) {
         return fail(r.error());
     }
     if (::fsync(out.get()) != 0) {

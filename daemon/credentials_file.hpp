@@ -4,6 +4,8 @@
 // directory) under an flock on a lock file beside it, so a reader never sees half a file and two writers
 // never lose each other's profiles.
 
+#include <sys/types.h>
+
 #include <filesystem>
 #include <string>
 #include <string_view>
@@ -33,6 +35,13 @@ Secret edit_credentials_file(std::string_view existing,
 [[nodiscard]] Result<void> write_credentials_file(const std::filesystem::path& path,
                                                   std::string_view profile,
                                                   const signer::Credentials& credentials);
+
+// replace_file_atomically puts `data` at `path` so that readers see the old file or the new one, never half:
+// a uniquely named temporary file (O_EXCL, `mode`) in the same directory, written and fsynced, renamed over
+// `path`, then the directory fsynced. Errors are internal, naming the file.
+[[nodiscard]] Result<void> replace_file_atomically(const std::filesystem::path& path,
+                                                   std::string_view data,
+                                                   mode_t mode);
 
 // default_credentials_file is $AWS_SHARED_CREDENTIALS_FILE, else $HOME/.aws/credentials.
 std::filesystem::path default_credentials_file();
