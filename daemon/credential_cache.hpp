@@ -61,7 +61,6 @@ public:
     const std::optional<Error>& last_error() const noexcept { return last_error_; }
     int consecutive_failures() const noexcept { return failures_; }
     const std::optional<CachedCredentials>& held() const noexcept { return held_; }
-    const RefreshSettings& settings() const noexcept { return settings_; }
 
 private:
     RefreshSettings settings_;
