@@ -10,6 +10,7 @@ bool is_retryable(Errc code) noexcept {
         case Errc::upstream_server_error:
         case Errc::upstream_tls:
         case Errc::upstream_malformed:
+        case Errc::device_unavailable:
             return true;
         default:
             return false;
@@ -33,6 +34,7 @@ int exit_code(Errc code) noexcept {
         case Errc::upstream_tls:
         case Errc::upstream_malformed:
         case Errc::agent_unavailable:
+        case Errc::device_unavailable:
             return 69;
         case Errc::crypto_failure:
         case Errc::internal:
@@ -44,6 +46,7 @@ int exit_code(Errc code) noexcept {
             return 75;
         case Errc::unsafe_permissions:
         case Errc::upstream_rejected:
+        case Errc::device_auth_failed:
             return 77;
         case Errc::config_invalid:
             return 78;
@@ -91,6 +94,10 @@ const char* errc_name(Errc code) noexcept {
             return "upstream_rejected";
         case Errc::agent_unavailable:
             return "agent_unavailable";
+        case Errc::device_unavailable:
+            return "device_unavailable";
+        case Errc::device_auth_failed:
+            return "device_auth_failed";
         case Errc::internal:
             return "internal";
     }

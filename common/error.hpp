@@ -30,6 +30,9 @@ enum class Errc {
     upstream_malformed,     // 69 EX_UNAVAILABLE, retryable: an answer that is not valid CreateSession output
     upstream_rejected,      // 77 EX_NOPERM, not retryable: 400/403/404, e.g. AccessDeniedException
     agent_unavailable,      // 69 EX_UNAVAILABLE: no agent answers on its socket (and no fallback allowed)
+    device_unavailable,     // 69 EX_UNAVAILABLE, retryable: a TPM or PKCS#11 token cannot be reached
+    device_auth_failed,     // 77 EX_NOPERM: a TPM or token refused a password/PIN, or is locked out (never
+                            // retried)
     internal,               // 70 EX_SOFTWARE
 };
 

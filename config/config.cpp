@@ -212,12 +212,26 @@ struct FileResolver {
     TableReader& reader;
 
     void path_into(std::string_view key, std::filesystem::path& out, bool must_exist = true) {
+        path_or_uri_into(key, out, must_exist, false);
+    }
+
+    // path_or_uri_into is path_into that also takes a "pkcs11:" URI (certificate, private_key), verbatim.
+    void path_or_uri_into(std::string_view key,
+                          std::filesystem::path& out,
+                          bool must_exist,
+                          bool allow_pkcs11) {
         auto value = reader.string(key);
         if (!value) {
             return;
         }
         if (value->empty()) {
             reader.fail(key, "must not be empty (leave the key out instead)");
+            return;
+        }
+        // A TPM key handle is no path either (private_key only).
+        if (allow_pkcs11 &&
+            (value->starts_with("pkcs11:") || (key == "private_key" && value->starts_with("handle:")))) {
+            out = *value;
             return;
         }
         std::filesystem::path path;
@@ -370,11 +384,17 @@ void read_profile(const toml::table& table,
                   std::optional<Error>& error) {
     TableReader r(table, profile.source, "profiles." + profile.name, error);
     FileResolver files{environment, r};
-    files.path_into("certificate", profile.certificate);
-    files.path_into("private_key", profile.private_key);
+    files.path_or_uri_into("certificate", profile.certificate, true, /*allow_pkcs11=*/true);
+    files.path_or_uri_into("private_key", profile.private_key, true, /*allow_pkcs11=*/true);
     files.path_into("intermediates", profile.intermediates);
     files.path_into("passphrase_file", profile.passphrase_file);
     r.boolean_into("allow_insecure_key_permissions", profile.allow_insecure_key_permissions);
+    files.path_into("pkcs11_lib", profile.pkcs11_lib);
+    files.path_into("pin_file", profile.pin_file);
+    r.boolean_into("reuse_pin", profile.reuse_pin);
+    r.string_into("tpm_tcti", profile.tpm_tcti);
+    files.path_into("tpm_key_password_file", profile.tpm_key_password_file);
+    files.path_into("tpm_parent_password_file", profile.tpm_parent_password_file);
     r.string_into("trust_anchor_arn", profile.trust_anchor_arn);
     r.string_into("profile_arn", profile.profile_arn);
     r.string_into("role_arn", profile.role_arn);
@@ -410,11 +430,41 @@ void read_profile(const toml::table& table,
     }
 }
 
+// one_line replaces control characters (CR, LF, ...) in an error message with '?': messages quote TOML
+// keys, values and toml++'s description of the bad byte, all of which can hold them (found by fuzzing),
+// and an error is one line of a log or a terminal.
+std::string one_line(std::string message) {
+    for (char& c : message) {
+        if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
+            c = '?';
+        }
+    }
+    return message;
+}
+
+Result<AgentConfig> parse_config_text(std::string_view text,
+                                      const std::filesystem::path& origin,
+                                      const ConfigEnvironment& environment);
+
 }  // namespace
 
 Result<AgentConfig> parse_config(std::string_view text,
                                  const std::filesystem::path& origin,
                                  const ConfigEnvironment& environment) {
+    auto parsed = parse_config_text(text, origin, environment);
+    if (!parsed) {
+        Error error = parsed.error();
+        error.message = one_line(std::move(error.message));
+        return error;
+    }
+    return parsed;
+}
+
+namespace {
+
+Result<AgentConfig> parse_config_text(std::string_view text,
+                                      const std::filesystem::path& origin,
+                                      const ConfigEnvironment& environment) {
     AgentConfig config;
     config.path = origin;
     toml::table root;
@@ -528,6 +578,8 @@ Result<AgentConfig> parse_config(std::string_view text,
     }
     return config;
 }
+
+}  // namespace
 
 Result<AgentConfig> load_config(const std::filesystem::path& path, const ConfigEnvironment& environment) {
     struct stat st {};

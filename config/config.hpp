@@ -51,6 +51,17 @@ struct ProfileConfig {
     // never read from the file.
     std::shared_ptr<const Secret> passphrase_value;
     bool allow_insecure_key_permissions = false;
+    // PKCS#11: certificate and private_key may be "pkcs11:" URIs (kept verbatim, not resolved as paths);
+    // pkcs11_lib is the module (empty: p11-kit's proxy), pin_file the user PIN (may be credential:NAME),
+    // reuse_pin logs in to CKA_ALWAYS_AUTHENTICATE keys with that PIN.
+    std::filesystem::path pkcs11_lib, pin_file;
+    bool reuse_pin = false;
+    // TPM: private_key may be "handle:0x81xxxxxx" (kept verbatim) or a TSS2 PRIVATE KEY file. tpm_tcti is
+    // the tpm2-tss TCTI (empty: device:/dev/tpmrm0); the password files may be credential:NAME.
+    // tpm_key_password_value is `serve --tpm-key-password` (never read from the file).
+    std::string tpm_tcti;
+    std::filesystem::path tpm_key_password_file, tpm_parent_password_file;
+    std::shared_ptr<const Secret> tpm_key_password_value;
     // CreateSession.
     std::string trust_anchor_arn, profile_arn, role_arn;
     std::string region, endpoint;

@@ -12,18 +12,46 @@ namespace rad::daemon {
 namespace {
 
 constexpr const char* kProgram = "rolesanywhere-agent";
-constexpr const char* kSecretFlags[] = {"--pkcs8-password"};
+constexpr const char* kSecretFlags[] = {"--pkcs8-password", "--tpm-key-password"};
 
 void print_error(const std::string& message) {
     std::fprintf(stderr, "%s: %s\n", kProgram, message.c_str());
 }
 
+// add_tpm_flags declares the flags of TPM keys (--private-key handle:0x81xxxxxx or a TSS2 PRIVATE KEY file).
+void add_tpm_flags(CLI::App& cmd, IdentityOptions& o) {
+    auto* password = cmd.add_option_function<std::string>(
+        "--tpm-key-password",
+        [&o](const std::string& value) { o.tpm_key_password.emplace(std::string_view(value)); },
+        "Password of the TPM key (compatibility; prefer --tpm-key-password-file, argv is visible to other "
+        "users in /proc)");
+    auto* password_file =
+        cmd.add_option("--tpm-key-password-file", o.tpm_key_password_file,
+                       "File holding the TPM key's password (one trailing newline is ignored)");
+    auto* no_password = cmd.add_flag("--no-tpm-key-password", o.no_tpm_key_password,
+                                     "The TPM key has no password (the default; accepted for compatibility)");
+    password->excludes(password_file)->excludes(no_password);
+    password_file->excludes(no_password);
+    cmd.add_option("--tpm-parent-password-file", o.tpm_parent_password_file,
+                   "File holding the password of the TPM key's parent: the persistent parent key, or the "
+                   "hierarchy (owner) of a key file whose parent is one");
+    cmd.add_option("--tpm-tcti", o.tpm_tcti,
+                   "The TPM, as a tpm2-tss TCTI string (default device:/dev/tpmrm0; e.g. tabrmd: or "
+                   "swtpm:host=127.0.0.1,port=2321)");
+}
+
 // add_identity_flags declares the certificate/key flags shared by credential-process and sign-string.
 void add_identity_flags(CLI::App& cmd, IdentityOptions& o, std::string& password_holder) {
     cmd.add_option("--certificate", o.certificate,
-                   "Certificate: PEM or DER leaf, combined PEM, or PKCS#12 bundle");
+                   "Certificate: PEM or DER leaf, combined PEM, PKCS#12 bundle, or pkcs11: URI (RFC 7512)");
     cmd.add_option("--private-key", o.private_key,
-                   "Private key file: PEM PKCS#1, SEC1, PKCS#8 or encrypted PKCS#8 (mode 0600 or 0400)");
+                   "Private key file: PEM PKCS#1, SEC1, PKCS#8 or encrypted PKCS#8 (mode 0600 or 0400), or "
+                   "pkcs11: URI (PIN in pin-source=file:/path or pin-value=)");
+    cmd.add_option("--pkcs11-lib", o.pkcs11_lib,
+                   "PKCS#11 module for pkcs11: URIs (default: p11-kit's proxy module)");
+    cmd.add_flag("--reuse-pin", o.reuse_pin,
+                 "Log in to keys that need a PIN for every signature (CKA_ALWAYS_AUTHENTICATE) with the "
+                 "user PIN");
     auto* pw = cmd.add_option("--pkcs8-password", password_holder,
                               "Passphrase of an encrypted key or PKCS#12 file (compatibility; prefer "
                               "--pkcs8-password-file, argv is visible to other users)");
@@ -33,6 +61,7 @@ void add_identity_flags(CLI::App& cmd, IdentityOptions& o, std::string& password
                                   "Name of an environment variable holding the passphrase");
     pw->excludes(pw_file)->excludes(pw_env);
     pw_file->excludes(pw_env);
+    add_tpm_flags(cmd, o);
     cmd.add_flag("--allow-insecure-key-permissions", o.allow_insecure_key_permissions,
                  "Accept key and passphrase files readable by group or others, or symlinks");
     auto* selector = cmd.add_option("--cert-selector", o.cert_selector,
@@ -96,6 +125,12 @@ int finish(const Result<void>& result) {
 
 void scrub_secret_arguments(int argc, char** argv) {
     for (int i = 1; i < argc; ++i) {
+        // A pkcs11: URI may carry its PIN as pin-value=...; blank it up to the next attribute.
+        for (char* pin = std::strstr(argv[i], "pin-value="); pin != nullptr;
+             pin = std::strstr(pin, "pin-value=")) {
+            pin += std::strlen("pin-value=");
+            explicit_bzero(pin, std::strcspn(pin, "&;"));
+        }
         for (const char* flag : kSecretFlags) {
             const std::size_t n = std::strlen(flag);
             if (std::strcmp(argv[i], flag) == 0 && i + 1 < argc) {
@@ -201,7 +236,11 @@ int run_cli(int argc, char** argv) {
     ReadCertificateDataOptions rcd;
     auto* read_certificate_data = app.add_subcommand(
         "read-certificate-data", "Print the certificate's key type, DER and serial as JSON");
-    read_certificate_data->add_option("--certificate", rcd.certificate, "Certificate file (PEM or DER)");
+    read_certificate_data->add_option(
+        "--certificate", rcd.certificate,
+        "Certificate file (PEM or DER), or a pkcs11: URI to list token certificates");
+    read_certificate_data->add_option("--pkcs11-lib", rcd.pkcs11_lib,
+                                      "PKCS#11 module for a pkcs11: URI (default: p11-kit's proxy module)");
     auto* rcd_selector = read_certificate_data->add_option("--cert-selector", rcd.cert_selector,
                                                            "OS store selector (macOS/Windows only)");
     auto* rcd_store = read_certificate_data->add_option("--system-store-name", rcd.system_store_name,

@@ -11,6 +11,7 @@
 #include "daemon/https_client.hpp"
 #include "daemon/session_client.hpp"
 #include "pki/identity.hpp"
+#include "pki/pkcs11.hpp"
 #include "signer/credentials.hpp"
 #include "signer/sigv4x509.hpp"
 
@@ -49,13 +50,40 @@ Result<void> refuse_os_store(const std::string& cert_selector,
     return {};
 }
 
+// refuse_hardware_reference refuses a TPM handle anywhere but --private-key: a TPM holds keys, not
+// certificates.
 Result<void> refuse_hardware_reference(const std::string& value, const char* flag) {
-    if (value.starts_with("pkcs11:") || value.starts_with("handle:")) {
-        return make_error(Errc::usage, std::string(flag) + ": \"" + value.substr(0, value.find(':')) +
-                                           ":\" keys (PKCS#11 tokens, TPM handles) are not supported by this "
-                                           "build; give a PEM, DER or PKCS#12 file");
+    if (value.starts_with("handle:") && std::string_view(flag) != "--private-key") {
+        return make_error(Errc::usage,
+                          std::string(flag) +
+                              ": \"handle:\" names a TPM key, which is given with --private-key; give the "
+                              "certificate as a PEM, DER or PKCS#12 file or a pkcs11: URI");
     }
     return {};
+}
+
+// tpm_options gathers --tpm-tcti and the TPM key and parent passwords (files read now, as Secrets).
+Result<pki::TpmKeyOptions> tpm_options(const IdentityOptions& options) {
+    pki::TpmKeyOptions tpm;
+    tpm.tcti = options.tpm_tcti;
+    const SecretFilePolicy policy{options.allow_insecure_key_permissions};
+    if (options.tpm_key_password && !options.no_tpm_key_password) {
+        tpm.key_password.emplace(options.tpm_key_password->clone());
+    } else if (!options.tpm_key_password_file.empty()) {
+        auto password = read_passphrase_file(options.tpm_key_password_file, policy);
+        if (!password) {
+            return password.error();
+        }
+        tpm.key_password.emplace(std::move(*password));
+    }
+    if (!options.tpm_parent_password_file.empty()) {
+        auto password = read_passphrase_file(options.tpm_parent_password_file, policy);
+        if (!password) {
+            return password.error();
+        }
+        tpm.parent_password.emplace(std::move(*password));
+    }
+    return tpm;
 }
 
 // read_passphrase gathers the passphrase from the one source the user named. The environment variable's
@@ -88,21 +116,9 @@ Result<std::optional<Secret>> read_passphrase(const IdentityOptions& options) {
     return std::optional<Secret>{};
 }
 
-Result<pki::Identity> load_identity_from(const IdentityOptions& options, bool check_validity_period) {
-    if (auto r = refuse_os_store(options.cert_selector, options.system_store_name,
-                                 options.use_latest_expiring_certificate);
-        !r) {
-        return r.error();
-    }
-    if (options.certificate.empty()) {
-        return make_error(Errc::usage, "--certificate is required (a PEM, DER or PKCS#12 file)");
-    }
-    if (auto r = refuse_hardware_reference(options.certificate, "--certificate"); !r) {
-        return r.error();
-    }
-    if (auto r = refuse_hardware_reference(options.private_key, "--private-key"); !r) {
-        return r.error();
-    }
+// identity_source turns the flags into what pki::load_identity reads, with the passphrase and the PIN file
+// read (and kept as Secrets).
+Result<pki::IdentitySource> identity_source(const IdentityOptions& options, bool check_validity_period) {
     auto passphrase = read_passphrase(options);
     if (!passphrase) {
         return passphrase.error();
@@ -114,7 +130,104 @@ Result<pki::Identity> load_identity_from(const IdentityOptions& options, bool ch
     source.passphrase = std::move(*passphrase);
     source.key_file_policy.allow_loose_permissions = options.allow_insecure_key_permissions;
     source.check_validity_period = check_validity_period;
-    return pki::load_identity(source, std::chrono::system_clock::now());
+    source.pkcs11_module = options.pkcs11_lib;
+    source.reuse_pin = options.reuse_pin;
+    auto tpm = tpm_options(options);
+    if (!tpm) {
+        return tpm.error();
+    }
+    source.tpm = std::move(*tpm);
+    if (!options.pin_file.empty()) {
+        auto pin = read_passphrase_file(options.pin_file, source.key_file_policy);
+        if (!pin) {
+            return pin.error();
+        }
+        source.pin.emplace(std::move(*pin));
+    }
+    return source;
+}
+
+Result<pki::Identity> load_identity_from(const IdentityOptions& options, bool check_validity_period) {
+    if (auto r = refuse_os_store(options.cert_selector, options.system_store_name,
+                                 options.use_latest_expiring_certificate);
+        !r) {
+        return r.error();
+    }
+    if (options.certificate.empty()) {
+        return make_error(Errc::usage,
+                          "--certificate is required (a PEM, DER or PKCS#12 file or a pkcs11: URI)");
+    }
+    if (auto r = refuse_hardware_reference(options.certificate, "--certificate"); !r) {
+        return r.error();
+    }
+    if (auto r = refuse_hardware_reference(options.private_key, "--private-key"); !r) {
+        return r.error();
+    }
+    auto source = identity_source(options, check_validity_period);
+    if (!source) {
+        return source.error();
+    }
+    return pki::load_identity(*source, std::chrono::system_clock::now());
+}
+
+// sign_string_key loads the key sign-string uses. A token key is found through its certificate (the key's
+// own URI names it when --certificate is absent), which also gives the public key sign-string hashes.
+Result<pki::PrivateKey> sign_string_key(const IdentityOptions& options) {
+    if (pki::is_pkcs11_uri(options.private_key)) {
+        auto source = identity_source(options, false);
+        if (!source) {
+            return source.error();
+        }
+        if (source->certificate.empty()) {
+            source->certificate = options.private_key;
+        }
+        auto identity = pki::load_identity(*source, std::chrono::system_clock::now());
+        if (!identity) {
+            return identity.error();
+        }
+        return std::move(identity->key);
+    }
+    auto source = identity_source(options, false);
+    if (!source) {
+        return source.error();
+    }
+    auto key = pki::load_private_key(*source);
+    if (!key) {
+        return key.error();
+    }
+    if (auto r = pki::check_supported(*key, options.private_key); !r) {
+        return r.error();
+    }
+    return key;
+}
+
+// list_token_certificates is read-certificate-data for a pkcs11: URI: every matching certificate, as the
+// reference helper lists identities (SHA-1 fingerprint, names, serial in hex, and the object's URI).
+Result<void> list_token_certificates(const ReadCertificateDataOptions& options, std::FILE* out) {
+    auto uri = pki::parse_pkcs11_uri(options.certificate, "--certificate");
+    if (!uri) {
+        return uri.error();
+    }
+    pki::Pkcs11Options p11;
+    p11.module = options.pkcs11_lib;
+    auto found = pki::list_pkcs11_certificates(*uri, p11);
+    if (!found) {
+        return found.error();
+    }
+    std::string text = found->empty() ? "No matching identities\n" : "Matching identities\n";
+    int index = 0;
+    for (const auto& entry : *found) {
+        const auto& c = entry.certificate;
+        text += std::to_string(++index) + ") Hex Fingerprint: " + c.sha1_fingerprint_hex() + "\n";
+        text += "\tSubject: " + c.subject() + "\n";
+        text += "\tIssuer: " + c.issuer() + "\n";
+        text += "\tSerial Number: " + c.serial_hex() + "\n";
+        text += "\tURI: " + pki::format_pkcs11_uri(entry.uri) + "\n";
+    }
+    if (std::fwrite(text.data(), 1, text.size(), out) != text.size() || std::fflush(out) != 0) {
+        return make_error(Errc::internal, "cannot write to standard output");
+    }
+    return {};
 }
 
 Result<signer::ResolvedEndpoint> resolve(const CredentialOptions& options) {
@@ -265,10 +378,6 @@ Result<void> run_sign_string(const SignStringOptions& options, std::FILE* out, c
         return make_error(Errc::usage, "--format must be json, text or bin (got \"" + options.format + "\")");
     }
     // sign-string needs only the key: --certificate matters to the helper for PKCS#11 URIs alone.
-    auto passphrase = read_passphrase(options.identity);
-    if (!passphrase) {
-        return passphrase.error();
-    }
     if (auto r = refuse_os_store(options.identity.cert_selector, options.identity.system_store_name,
                                  options.identity.use_latest_expiring_certificate);
         !r) {
@@ -280,14 +389,9 @@ Result<void> run_sign_string(const SignStringOptions& options, std::FILE* out, c
     if (auto r = refuse_hardware_reference(options.identity.private_key, "--private-key"); !r) {
         return r.error();
     }
-    auto key =
-        pki::PrivateKey::load(options.identity.private_key, passphrase->has_value() ? &**passphrase : nullptr,
-                              SecretFilePolicy{options.identity.allow_insecure_key_permissions});
+    auto key = sign_string_key(options.identity);
     if (!key) {
         return key.error();
-    }
-    if (auto r = pki::check_supported(*key, options.identity.private_key); !r) {
-        return r.error();
     }
     diag.trace("key " + key->description());
     auto public_key = key->sign_string_public_key();
@@ -327,6 +431,9 @@ Result<void> run_read_certificate_data(const ReadCertificateDataOptions& options
     }
     if (auto r = refuse_hardware_reference(options.certificate, "--certificate"); !r) {
         return r.error();
+    }
+    if (pki::is_pkcs11_uri(options.certificate)) {
+        return list_token_certificates(options, out);
     }
     auto certificate = pki::load_certificate(options.certificate);
     if (!certificate) {

@@ -28,6 +28,20 @@ struct IdentityOptions {
     std::string pkcs8_password_file;       // --pkcs8-password-file
     std::string pkcs8_password_env;        // --pkcs8-password-env NAME
     bool allow_insecure_key_permissions = false;
+    // PKCS#11 (certificate or key given as a "pkcs11:" URI): --pkcs11-lib (empty: p11-kit's proxy),
+    // --reuse-pin, and the configuration's pin_file (the command line puts the PIN in the URI).
+    std::string pkcs11_lib;
+    std::string pin_file;
+    bool reuse_pin = false;
+    // TPM (--private-key handle:0x81xxxxxx or a TSS2 PRIVATE KEY file): --tpm-tcti (empty: /dev/tpmrm0), the
+    // key password from --tpm-key-password (compatibility; argv is scrubbed by main) or
+    // --tpm-key-password-file, --no-tpm-key-password (the reference helper's way to say "none"), and
+    // --tpm-parent-password-file.
+    std::string tpm_tcti;
+    std::optional<Secret> tpm_key_password;
+    std::string tpm_key_password_file;
+    bool no_tpm_key_password = false;
+    std::string tpm_parent_password_file;
     // OS certificate store flags, accepted for compatibility; they are errors on Linux.
     std::string cert_selector;
     std::string system_store_name;
@@ -60,6 +74,7 @@ struct SignStringOptions {
 
 struct ReadCertificateDataOptions {
     std::string certificate;
+    std::string pkcs11_lib;  // for a "pkcs11:" --certificate
     std::string cert_selector;
     std::string system_store_name;
     bool debug = false;

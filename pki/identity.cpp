@@ -1,6 +1,7 @@
 #include "pki/identity.hpp"
 
 #include "pki/ossl.hpp"
+#include "pki/pkcs11.hpp"
 
 namespace rad::pki {
 namespace {
@@ -42,11 +43,126 @@ Result<Identity> load_pkcs12_identity(const IdentitySource& source, SystemTime n
     return Identity{std::move(opened.leaf), std::move(opened.chain), std::move(opened.key)};
 }
 
+Result<std::vector<Certificate>> load_chain(const IdentitySource& source, const Certificate& leaf) {
+    if (source.intermediates.empty()) {
+        return std::vector<Certificate>{};
+    }
+    auto bundle = load_certificate_bundle(source.intermediates);
+    if (!bundle) {
+        return bundle.error();
+    }
+    if (auto r = check_chain_order(leaf, *bundle, source.intermediates.string()); !r) {
+        return r.error();
+    }
+    return bundle;
+}
+
+// load_token_identity serves the identities with a "pkcs11:" certificate or key. The certificate comes from
+// the token or a file; the key from the token (the certificate's URI when no key is named) or a file.
+Result<Identity> load_token_identity(const IdentitySource& source, SystemTime now) {
+    Pkcs11Options options;
+    options.module = source.pkcs11_module;
+    if (source.pin) {
+        options.pin.emplace(source.pin->clone());
+    }
+    options.reuse_pin = source.reuse_pin;
+    options.pin_file_policy = source.key_file_policy;
+
+    const std::string cert_text = source.certificate.string();
+    const std::string key_text = source.private_key.string();
+    std::optional<Pkcs11Uri> cert_uri;
+    std::optional<std::string> id_hint;
+    Result<Certificate> leaf = make_error(Errc::internal, "no certificate loaded");
+    std::shared_ptr<const void> module_hold;  // one module initialisation for the certificate and the key
+    std::string cert_origin = cert_text;
+    if (is_pkcs11_uri(cert_text)) {
+        auto uri = parse_pkcs11_uri(cert_text, "--certificate");
+        if (!uri) {
+            return uri.error();
+        }
+        auto found = load_pkcs11_certificate(*uri, options);
+        if (!found) {
+            return found.error();
+        }
+        cert_origin = format_pkcs11_uri(found->uri);
+        id_hint = found->id;
+        module_hold = found->module;
+        leaf = std::move(found->certificate);
+        cert_uri = std::move(*uri);
+    } else {
+        leaf = load_certificate(source.certificate);
+    }
+    if (!leaf) {
+        return leaf.error();
+    }
+    if (auto r = ossl::check_leaf_rules(*leaf, cert_origin, validity_time(source, now)); !r) {
+        return r.error();
+    }
+
+    Result<PrivateKey> key = make_error(Errc::internal, "no key loaded");
+    if (is_pkcs11_uri(key_text) || (key_text.empty() && cert_uri)) {
+        Pkcs11Uri key_uri;
+        if (!key_text.empty()) {
+            auto parsed = parse_pkcs11_uri(key_text, "--private-key");
+            if (!parsed) {
+                return parsed.error();
+            }
+            key_uri = std::move(*parsed);
+        } else {
+            // The certificate's URI names the key too: same token, same id or label, type private.
+            key_uri = cert_uri->clone();
+            key_uri.type = Pkcs11ObjectType::private_key;
+        }
+        key = load_pkcs11_key(key_uri, options, *leaf, id_hint);
+    } else if (key_text.empty()) {
+        return make_error(Errc::usage, cert_origin + ": a certificate file needs --private-key");
+    } else {
+        key = PrivateKey::load(source.private_key, passphrase_of(source), source.key_file_policy);
+        if (key && !key->matches(*leaf)) {
+            return make_error(
+                Errc::key_cert_mismatch,
+                key_text + ": the private key does not belong to the certificate " + cert_origin);
+        }
+    }
+    if (!key) {
+        return key.error();
+    }
+    auto chain = load_chain(source, *leaf);
+    if (!chain) {
+        return chain.error();
+    }
+    return Identity{ossl::take(leaf), ossl::take(chain), ossl::take(key)};
+}
+
 }  // namespace
+
+Result<PrivateKey> load_private_key(const IdentitySource& source) {
+    const std::string origin = source.private_key.string();
+    if (is_tpm_handle_reference(origin)) {
+        return load_tpm_handle_key(origin, source.tpm);
+    }
+    // A look at the contents decides between a TPM key file and a key file; the latter is read again under
+    // the secret-file rules, so this copy is wiped right away.
+    auto peek = read_public_file(source.private_key);
+    if (!peek) {
+        return peek.error();
+    }
+    std::string contents = ossl::take(peek);
+    if (is_tss2_private_key(contents)) {
+        auto key = load_tss2_key(contents, origin, source.tpm);
+        wipe_string(contents);
+        return key;
+    }
+    wipe_string(contents);
+    return PrivateKey::load(source.private_key, passphrase_of(source), source.key_file_policy);
+}
 
 Result<Identity> load_identity(const IdentitySource& source, SystemTime now) {
     if (source.certificate.empty()) {
         return make_error(Errc::usage, "no certificate file given (--certificate)");
+    }
+    if (is_pkcs11_uri(source.certificate.string()) || is_pkcs11_uri(source.private_key.string())) {
+        return load_token_identity(source, now);
     }
     const std::string cert_origin = source.certificate.string();
     auto read = read_public_file(source.certificate);
@@ -78,9 +194,11 @@ Result<Identity> load_identity(const IdentitySource& source, SystemTime now) {
         if (!combined) {
             return combined.error();
         }
-        key = PrivateKey::from_pem(combined->reveal(), passphrase_of(source), cert_origin);
+        key = is_tss2_private_key(combined->reveal())
+                  ? load_tss2_key(combined->reveal(), cert_origin, source.tpm)
+                  : PrivateKey::from_pem(combined->reveal(), passphrase_of(source), cert_origin);
     } else {
-        key = PrivateKey::load(source.private_key, passphrase_of(source), source.key_file_policy);
+        key = load_private_key(source);
     }
     if (!key) {
         return key.error();
@@ -97,18 +215,11 @@ Result<Identity> load_identity(const IdentitySource& source, SystemTime now) {
                           key_origin + ": the private key does not belong to the certificate " + cert_origin);
     }
 
-    std::vector<Certificate> chain;
-    if (!source.intermediates.empty()) {
-        auto bundle = load_certificate_bundle(source.intermediates);
-        if (!bundle) {
-            return bundle.error();
-        }
-        if (auto r = check_chain_order(*leaf, *bundle, source.intermediates.string()); !r) {
-            return r.error();
-        }
-        chain = ossl::take(bundle);
+    auto chain = load_chain(source, *leaf);
+    if (!chain) {
+        return chain.error();
     }
-    return Identity{ossl::take(leaf), std::move(chain), ossl::take(key)};
+    return Identity{ossl::take(leaf), ossl::take(chain), ossl::take(key)};
 }
 
 }  // namespace rad::pki

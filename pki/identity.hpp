@@ -11,6 +11,7 @@
 #include "common/secret.hpp"
 #include "pki/certificate.hpp"
 #include "pki/private_key.hpp"
+#include "pki/tpm_key.hpp"
 
 namespace rad::pki {
 
@@ -35,11 +36,26 @@ struct IdentitySource {
     SecretFilePolicy key_file_policy;
     // check_validity_period: false only for read-certificate-data, which must describe expired certs too.
     bool check_validity_period = true;
+    // PKCS#11, used when certificate or private_key is a "pkcs11:" URI (pki/pkcs11.hpp): the module (empty:
+    // p11-kit's proxy), the user PIN when the URI carries none, and whether it also serves
+    // CKA_ALWAYS_AUTHENTICATE keys. A token key needs no private_key: the URI of a token certificate is used.
+    std::string pkcs11_module;
+    std::optional<Secret> pin;
+    bool reuse_pin = false;
+    // TPM, used when private_key is "handle:0x81xxxxxx" or a file holding a TSS2 PRIVATE KEY
+    // (pki/tpm_key.hpp): the TCTI and the key and parent passwords.
+    TpmKeyOptions tpm;
 };
 
-// load_identity loads and checks: files readable, formats, passphrase, supported key, leaf rules
-// (check_leaf at `now`), key matches the leaf, chain in issuer order. The first failure is returned.
+// load_identity loads and checks: files readable (or token objects found), formats, passphrase, supported
+// key, leaf rules (check_leaf at `now`), key matches the leaf, chain in issuer order. The first failure is
+// returned.
 [[nodiscard]] Result<Identity> load_identity(const IdentitySource& source, SystemTime now);
+
+// load_private_key loads source.private_key alone: a TPM handle, a TSS2 PRIVATE KEY file (read without the
+// secret-file rules: the blob is only usable inside its TPM) or a PEM key file (with source.passphrase).
+// Errors as PrivateKey::load, load_tpm_handle_key and load_tss2_key.
+[[nodiscard]] Result<PrivateKey> load_private_key(const IdentitySource& source);
 
 // is_pkcs12 is true when `bytes` look like a DER PKCS#12 PFX (used to route --certificate).
 bool is_pkcs12(std::string_view bytes);

@@ -15,7 +15,8 @@
 namespace rad::pki {
 
 struct PrivateKey::Impl {
-    ossl::EvpPkeyPtr pkey;
+    ossl::EvpPkeyPtr pkey;  // null when `backend` holds the key
+    std::shared_ptr<const KeyBackend> backend;
     // type is meaningful only for supported keys; from_pem and adopt never hand out any other kind.
     KeyType type = KeyType::rsa;
 };
@@ -256,22 +257,43 @@ Result<PrivateKey> PrivateKey::adopt(EVP_PKEY* key, std::string_view origin) {
     return result;
 }
 
+Result<PrivateKey> PrivateKey::from_backend(std::shared_ptr<const KeyBackend> backend,
+                                            std::string_view origin) {
+    if (!backend || backend->public_key() == nullptr) {
+        return make_error(Errc::internal, std::string(origin) + ": a device key without a public key");
+    }
+    auto impl = std::make_shared<Impl>();
+    impl->type = EVP_PKEY_get_base_id(backend->public_key()) == EVP_PKEY_RSA ? KeyType::rsa : KeyType::ec;
+    impl->backend = std::move(backend);
+    PrivateKey result(std::move(impl));
+    if (auto r = check_supported(result, origin); !r) {
+        return r.error();
+    }
+    return result;
+}
+
 KeyType PrivateKey::key_type() const noexcept {
     return impl_->type;
 }
 
 std::string PrivateKey::description() const {
+    if (impl_->backend) {
+        return describe(impl_->backend->public_key()) + " " + impl_->backend->location();
+    }
     return describe(impl_->pkey.get());
 }
 
 bool PrivateKey::matches(const Certificate& certificate) const {
     const EVP_PKEY* public_key = X509_get0_pubkey(certificate.native());
-    const bool same = public_key != nullptr && EVP_PKEY_eq(public_key, impl_->pkey.get()) == 1;
+    const bool same = public_key != nullptr && EVP_PKEY_eq(public_key, public_native()) == 1;
     ossl::clear_errors();
     return same;
 }
 
 Result<std::vector<std::uint8_t>> PrivateKey::sign(std::string_view message, Digest digest) const {
+    if (impl_->backend) {
+        return impl_->backend->sign(message, digest);
+    }
     ossl::EvpMdCtxPtr ctx(EVP_MD_CTX_new());
     EVP_PKEY_CTX* pctx = nullptr;  // owned by ctx
     if (!ctx || EVP_DigestSignInit(ctx.get(), &pctx, ossl::md(digest), nullptr, impl_->pkey.get()) != 1) {
@@ -296,7 +318,7 @@ Result<std::vector<std::uint8_t>> PrivateKey::sign(std::string_view message, Dig
 }
 
 Result<std::string> PrivateKey::sign_string_public_key() const {
-    EVP_PKEY* pkey = impl_->pkey.get();
+    EVP_PKEY* pkey = public_native();
     if (impl_->type == KeyType::rsa) {
         unsigned char* out = nullptr;
         const int length = i2d_PublicKey(pkey, &out);
@@ -334,8 +356,13 @@ EVP_PKEY* PrivateKey::native() const noexcept {
     return impl_->pkey.get();
 }
 
+EVP_PKEY* PrivateKey::public_native() const noexcept {
+    return impl_->backend ? impl_->backend->public_key() : impl_->pkey.get();
+}
+
 Result<void> check_supported(const PrivateKey& key, std::string_view origin) {
-    const EVP_PKEY* pkey = key.native();
+    // Only public properties are checked, so a device key's public half answers for it.
+    const EVP_PKEY* pkey = key.public_native();
     const std::string where(origin);
     switch (EVP_PKEY_get_base_id(pkey)) {
         case EVP_PKEY_RSA: {

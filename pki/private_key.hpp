@@ -1,6 +1,6 @@
 #pragma once
 // PrivateKey is the signing key of the leaf certificate, parsed once and held. It is backed by an OpenSSL
-// EVP_PKEY today; PKCS#11 and TPM keys plug in behind the same interface later.
+// EVP_PKEY, or by a KeyBackend for keys that never leave a device (PKCS#11 tokens).
 
 #include <cstdint>
 #include <filesystem>
@@ -22,6 +22,20 @@ namespace rad::pki {
 // Digest selects the hash of a signature. CreateSession always uses sha256; sign-string offers all three.
 enum class Digest { sha256, sha384, sha512 };
 
+// KeyBackend is a private key held outside the process (a PKCS#11 token). It knows its public half, which
+// the backend has proven to be the key's own (e.g. from the certificate, checked with a test signature).
+class KeyBackend {
+public:
+    virtual ~KeyBackend() = default;
+    // public_key is the public half, borrowed: valid while the backend lives.
+    virtual EVP_PKEY* public_key() const noexcept = 0;
+    // location names where the key lives, for descriptions, e.g. "on PKCS#11 token \"rad\"".
+    virtual std::string location() const = 0;
+    // sign as PrivateKey::sign promises (PKCS#1 v1.5 or DER ECDSA over digest(message)).
+    [[nodiscard]] virtual Result<std::vector<std::uint8_t>> sign(std::string_view message,
+                                                                 Digest digest) const = 0;
+};
+
 class PrivateKey {
 public:
     // load reads a PEM private key: PKCS#1 "RSA PRIVATE KEY", SEC1 "EC PRIVATE KEY", PKCS#8 "PRIVATE KEY"
@@ -30,15 +44,21 @@ public:
     // read_secret_file (permission rules) and its bytes are wiped after parsing. Errors name the path:
     // input_missing, unsafe_permissions, input_invalid (no key found), wrong_passphrase (including "the key
     // is encrypted and no passphrase was given"), unsupported_key (see check_supported()).
-    [[nodiscard]] static Result<PrivateKey> load(const std::filesystem::path& path, const Secret* passphrase,
+    [[nodiscard]] static Result<PrivateKey> load(const std::filesystem::path& path,
+                                                 const Secret* passphrase,
                                                  SecretFilePolicy policy);
 
     // from_pem parses PEM text already in memory (the same formats as load); `origin` names it in errors.
-    [[nodiscard]] static Result<PrivateKey> from_pem(std::string_view pem, const Secret* passphrase,
+    [[nodiscard]] static Result<PrivateKey> from_pem(std::string_view pem,
+                                                     const Secret* passphrase,
                                                      std::string_view origin);
 
     // adopt takes ownership of an EVP_PKEY parsed elsewhere in pki/ (PKCS#12), checking it is supported.
     [[nodiscard]] static Result<PrivateKey> adopt(EVP_PKEY* key, std::string_view origin);
+
+    // from_backend wraps a device key, checking its public half is supported (check_supported).
+    [[nodiscard]] static Result<PrivateKey> from_backend(std::shared_ptr<const KeyBackend> backend,
+                                                         std::string_view origin);
 
     KeyType key_type() const noexcept;
     // description is e.g. "RSA-2048" or "EC P-384", for messages and read-certificate-data.
@@ -55,8 +75,10 @@ public:
     // the uncompressed point (0x04||X||Y) for EC.
     [[nodiscard]] Result<std::string> sign_string_public_key() const;
 
-    // native is the OpenSSL key, borrowed; pki/ only.
+    // native is the OpenSSL key, borrowed; pki/ only. nullptr for a KeyBackend key (use public_native).
     EVP_PKEY* native() const noexcept;
+    // public_native is an OpenSSL key holding at least the public half, borrowed; never nullptr. pki/ only.
+    EVP_PKEY* public_native() const noexcept;
 
     struct Impl;
 
@@ -71,7 +93,9 @@ private:
 
 // verify checks `signature` over digest(message) with the certificate's public key. Tests and the
 // key-matches-certificate check use it; nothing on the request path does.
-bool verify(const Certificate& certificate, std::string_view message, std::span<const std::uint8_t> signature,
+bool verify(const Certificate& certificate,
+            std::string_view message,
+            std::span<const std::uint8_t> signature,
             Digest digest);
 
 // sha256 of `data`, 32 bytes.

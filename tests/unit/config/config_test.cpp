@@ -171,6 +171,23 @@ TEST(Config, CredentialReferencesResolveAgainstCredentialsDirectory) {
               std::string::npos);
 }
 
+// Found by fuzzing: a CR inside a TOML value made toml++'s description, and so the error, span two lines;
+// quoted keys and values can carry CR/LF into any message. Every error stays one line.
+TEST(Config, ErrorsAreOneLineWhateverTheInput) {
+    const std::string cases[] = {
+        "agent = { allow_imdsv1 = tru\r, x = 1 }\n",
+        std::string(kMinimal) + "\"bad\\nkey\" = 1\n",
+        std::string(kMinimal) + "role_session_name = 7\n[profiles.\"a\\r\\nb\"]\ncertificate = 1\n",
+        "[profiles.\"x\\ny\"]\ncertificate = \"/c.pem\"\n",
+    };
+    for (const std::string& text : cases) {
+        const std::string message = error_of(text);
+        EXPECT_FALSE(message.empty()) << text;
+        EXPECT_EQ(message.find_first_of("\r\n"), std::string::npos) << message;
+        EXPECT_EQ(message.rfind("agent.toml:", 0), 0u) << message;
+    }
+}
+
 class ConfigFiles : public ::testing::Test {
 protected:
     void SetUp() override {
@@ -278,6 +295,26 @@ TEST(ExampleConfig, ParsesAndKeepsItsPromises) {
     ASSERT_EQ(r->profiles.size(), 1u);
     EXPECT_EQ(r->profiles[0].imds_listen.at(0).port, 9911);
     EXPECT_EQ(r->agent.ecs_listen->port, 9912);
+}
+
+TEST_F(ConfigFiles, TpmKeyHandleIsNoPathAndTpmKeysAreRead) {
+    std::string text = config_text();
+    const std::string key = (dir_ / "web.key").string();
+    text.replace(text.find(key), key.size(), "handle:0x81000002");
+    text += "tpm_tcti = \"swtpm:host=127.0.0.1,port=2321\"\n";
+    text += "tpm_key_password_file = \"" + key + "\"\n";
+    auto r = load_config(write(text, 0600), ConfigEnvironment{});
+    ASSERT_TRUE(r) << r.error().message;
+    EXPECT_EQ(r->profiles[0].private_key, "handle:0x81000002");
+    EXPECT_EQ(r->profiles[0].tpm_tcti, "swtpm:host=127.0.0.1,port=2321");
+    EXPECT_EQ(r->profiles[0].tpm_key_password_file, dir_ / "web.key");
+    // Only private_key takes a handle: the password files are paths that must exist.
+    text += "tpm_parent_password_file = \"handle:0x81000001\"\n";
+    auto bad = load_config(write(text, 0600), ConfigEnvironment{});
+    ASSERT_FALSE(bad);
+    EXPECT_NE(bad.error().message.find("tpm_parent_password_file: handle:0x81000001: no such file"),
+              std::string::npos)
+        << bad.error().message;
 }
 
 }  // namespace
