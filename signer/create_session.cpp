@@ -1,7 +1,9 @@
 #include "signer/create_session.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <vector>
 
 #include "common/secret.hpp"
@@ -94,6 +96,65 @@ std::chrono::seconds retry_after_seconds(const HttpResponse& response) {
     return std::chrono::seconds{std::stol(value)};
 }
 
+// parse_http_date reads an IMF-fixdate ("Sun, 06 Nov 1994 08:49:37 GMT", RFC 9110 §5.6.7), the only form a
+// service sends in Date. Anything else is nullopt: the header is a hint, never a reason to fail.
+std::optional<std::chrono::system_clock::time_point> parse_http_date(std::string_view text) {
+    static constexpr std::string_view kMonths = "JanFebMarAprMayJunJulAugSepOctNovDec";
+    if (text.size() != 29 || text[3] != ',' || text[4] != ' ' || text[7] != ' ' || text[11] != ' ' ||
+        text[16] != ' ' || text[19] != ':' || text[22] != ':' || text.substr(25) != " GMT") {
+        return std::nullopt;
+    }
+    const auto number = [&](std::size_t at, std::size_t width) -> int {
+        int value = 0;
+        for (std::size_t i = at; i < at + width; ++i) {
+            if (text[i] < '0' || text[i] > '9') {
+                return -1;
+            }
+            value = value * 10 + (text[i] - '0');
+        }
+        return value;
+    };
+    const std::size_t month_index = kMonths.find(text.substr(8, 3));
+    const int day = number(5, 2), year = number(12, 4), hour = number(17, 2), minute = number(20, 2),
+              second = number(23, 2);
+    if (month_index == std::string_view::npos || month_index % 3 != 0 || day < 1 || year < 0 || hour < 0 ||
+        hour > 23 || minute < 0 || minute > 59 || second < 0 || second > 60) {
+        return std::nullopt;
+    }
+    const std::chrono::year_month_day date{std::chrono::year{year},
+                                           std::chrono::month{static_cast<unsigned>(month_index / 3 + 1)},
+                                           std::chrono::day{static_cast<unsigned>(day)}};
+    if (!date.ok()) {
+        return std::nullopt;
+    }
+    return std::chrono::sys_days{date} + std::chrono::hours{hour} + std::chrono::minutes{minute} +
+           std::chrono::seconds{second};
+}
+
+// clock_skew_note says how far the local clock is from the service's when a rejection looks like a SigV4
+// skew refusal ("Signature expired", "Signature not yet current") or the answer's Date header is more than
+// kClockSkewSeconds away: a wrong clock is the usual cause, and nothing in a bare 403 says so.
+std::string clock_skew_note(const HttpResponse& response,
+                            std::string_view message,
+                            std::chrono::system_clock::time_point now) {
+    std::optional<long long> skew;
+    if (const std::string* date = response.header("Date")) {
+        if (const auto server = parse_http_date(trim(*date))) {
+            skew = std::chrono::duration_cast<std::chrono::seconds>(now - *server).count();
+        }
+    }
+    const bool says_skew = message.find("Signature expired") != std::string_view::npos ||
+                           message.find("Signature not yet current") != std::string_view::npos;
+    if (skew && (*skew > kClockSkewSeconds || *skew < -kClockSkewSeconds)) {
+        return " (clock skew: the local clock is " + std::to_string(*skew > 0 ? *skew : -*skew) + " s " +
+               (*skew > 0 ? "ahead of" : "behind") + " the service's Date)";
+    }
+    if (says_skew) {
+        return " (clock skew? check that the local clock is right)";
+    }
+    return {};
+}
+
 Error malformed(int status, std::string_view problem) {
     return make_error(Errc::upstream_malformed,
                       "CreateSession answer (HTTP " + std::to_string(status) + ") " + std::string(problem));
@@ -137,6 +198,12 @@ Result<Credentials> parse_success(const HttpResponse& response, std::chrono::sys
         return malformed(response.status, "credentials.expiration " + format_iso8601(*expiration) +
                                               " is not in the future (is the local clock right?)");
     }
+    // The service never issues more than kMaxSessionSeconds; a later expiration (beyond the skew the
+    // service itself tolerates) is a broken or forged answer, and serving it would outlive the real session.
+    if (*expiration > now + std::chrono::seconds(kMaxSessionSeconds + kClockSkewSeconds)) {
+        return malformed(response.status, "credentials.expiration " + format_iso8601(*expiration) +
+                                              " is more than 12 hours away (is the local clock right?)");
+    }
 
     Credentials out;
     out.access_key_id = (*creds)["accessKeyId"].get_ref<const std::string&>();
@@ -171,7 +238,7 @@ std::string error_message_of(const json& body) {
     return message == nullptr ? std::string() : clean_text(trim(*message), 300);
 }
 
-Error classify_failure(const HttpResponse& response) {
+Error classify_failure(const HttpResponse& response, std::chrono::system_clock::time_point now) {
     const json body = json::parse(response.body, nullptr, /*allow_exceptions=*/false);
     const std::string code = error_code_of(response, body);
     const std::string message = error_message_of(body);
@@ -188,6 +255,9 @@ Error classify_failure(const HttpResponse& response) {
     }
     if (!message.empty()) {
         text += ": " + message;
+    }
+    if (errc == Errc::upstream_rejected) {
+        text += clock_skew_note(response, message, now);
     }
     Error error = make_error(errc, std::move(text));
     if (errc == Errc::upstream_throttled || errc == Errc::upstream_server_error) {
@@ -234,7 +304,7 @@ Result<Credentials> parse_create_session_response(const HttpResponse& response,
     if (response.status >= 200 && response.status <= 299) {
         return parse_success(response, now);
     }
-    return classify_failure(response);
+    return classify_failure(response, now);
 }
 
 }  // namespace rad::signer

@@ -11,18 +11,39 @@ JSON error with an X-Amzn-ErrorType header.
 Control endpoints (no authentication; loopback peers only, like everything else):
   POST /_emulator/faults   queue faults: one JSON object or a list of them, each with an optional "count" (1)
   GET  /_emulator/stats    counters, rejection reasons and the recorded requests (headers, body, outcome)
-  POST /_emulator/reset    forget faults and statistics
-  GET  /_emulator/config   the emulated ARNs and region
+  POST /_emulator/reset    forget faults and statistics, and set the clock offset back to 0
+  GET  /_emulator/config   the emulated ARNs and region (and "tls_fault_port" with --tls-fault-listener)
+  POST /_emulator/clock    {"offset_seconds": N}: the emulator's clock runs N s ahead of the host's (negative:
+                           behind). It moves the X-Amz-Date skew check (300 s, "Signature expired" like SigV4
+                           services), the issued expirations and the Date header of every answer.
+  POST /_emulator/tls      {"variant": V}: what the --tls-fault-listener port presents from the next connection
+                           on: "good" (the same certificate as the main port), "untrusted_ca" (a certificate
+                           for 127.0.0.1 from a CA nobody trusts), "wrong_host" (the right CA, but only for the
+                           name wrong-host.invalid), "expired" (the right CA and names, expired yesterday),
+                           "tls1_0" (the good certificate, TLS 1.0 only, at OpenSSL security level 0) or
+                           "reset" (read the ClientHello, then reset the connection). The listener shares the
+                           faults and statistics; stats["tls_connections"] counts the connections it accepted.
 
 Faults, served first in, first out. These replace the answer as soon as a /sessions request arrives:
   {"status": 500|503|403|...}          that HTTP status with the service's error JSON ("message" to set it)
   {"status": 429, "retry_after": S}    with a Retry-After header
+  {"status": 400, "error_type": T}     with X-Amzn-ErrorType T and "__type": T in the body (e.g. a 400
+                                       ThrottlingException)
   {"delay_ms": D}                      wait D ms, then answer normally (or apply the next status/close fault)
   {"close": true}                      close the connection without an answer
+  {"blackhole": true}                  read the request, never answer; the connection is held until the client
+                                       gives up (or 300 s pass)
 These alter the answer to the next request that passes verification:
   {"malformed_json": true}             201 with truncated JSON
   {"empty_credential_set": true}       201 with "credentialSet": []
   {"expired": true}                    an expiration one hour in the past
+  {"long_expiration": true}            an expiration 13 hours away (the service never exceeds 12 h)
+  {"lifetime_seconds": N}              an expiration N seconds away whatever durationSeconds asked for (so
+                                       that tests can run a credentials' whole life in minutes)
+  {"missing_session_token": true}      201 whose credentials lack sessionToken
+  {"truncated": true}                  201 whose Content-Length announces the whole answer; half is sent,
+                                       then the connection is closed
+  {"oversized": true}                  201 with a valid answer padded to 10 MB
   {"canary": true}                     ASIACANARY<10 digits> / CANARY-SECRET-<n> / CANARY-TOKEN-<n>, so that tests
                                        can prove the secret values never reach logs
 
@@ -49,6 +70,7 @@ import sys
 import threading
 import time
 import urllib.parse
+import warnings
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -77,9 +99,13 @@ AUTHORIZATION = re.compile(
     r"^(?P<alg>\S+) Credential=(?P<cred>[^,\s]+), SignedHeaders=(?P<signed>[^,\s]+), Signature=(?P<sig>\S+)$")
 
 # Faults that replace the answer as soon as a /sessions request arrives (before any verification) ...
-PRE_FAULTS = ("status", "close", "delay_ms")
+PRE_FAULTS = ("status", "close", "blackhole", "delay_ms")
 # ... and faults that alter the answer to a request that passed verification.
-POST_FAULTS = ("malformed_json", "empty_credential_set", "expired", "canary")
+POST_FAULTS = ("malformed_json", "empty_credential_set", "expired", "canary", "long_expiration", "lifetime_seconds",
+               "missing_session_token", "truncated", "oversized")
+BLACKHOLE_SECONDS = 300
+OVERSIZED_BYTES = 10 * 1024 * 1024
+TLS_VARIANTS = ("good", "untrusted_ca", "wrong_host", "expired", "tls1_0", "reset")
 FAULT_KINDS = PRE_FAULTS + POST_FAULTS
 ERROR_TYPES = {400: "ValidationException", 403: "AccessDeniedException", 404: "ResourceNotFoundException",
                429: "ThrottlingException", 500: "InternalServerException", 503: "ServiceUnavailableException"}
@@ -324,13 +350,22 @@ class Emulator:
         self.log_stream = log
         self.lock = threading.Lock()
         self.canary_counter = 0
+        self.tls_variant = "good"
+        self.tls_fault_port = None
         self.reset()
 
     def reset(self):
         with self.lock:
+            self.clock_offset = 0
             self.faults = []
             self.stats = {"requests": 0, "accepted": 0, "rejected": 0, "faulted": 0, "rejections": [],
-                          "faults_applied": [], "last_request": None, "recorded": []}
+                          "faults_applied": [], "last_request": None, "recorded": [], "tls_connections": 0}
+
+    def now(self):
+        """The emulator's clock: the host's, moved by the offset set through /_emulator/clock."""
+        with self.lock:
+            offset = self.clock_offset
+        return utcnow() + datetime.timedelta(seconds=offset)
 
     def log(self, line):
         stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
@@ -357,16 +392,23 @@ class Emulator:
                 raise invalid(f"fault {spec}: status must be an integer from 400 to 599")
             if kind == "delay_ms" and (not isinstance(value, (int, float)) or not 0 <= value <= 120000):
                 raise invalid(f"fault {spec}: delay_ms must be a number from 0 to 120000")
-            if kind in ("close",) + POST_FAULTS and value is not True:
+            if kind == "lifetime_seconds":
+                if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 43200:
+                    raise invalid(f"fault {spec}: lifetime_seconds must be an integer from 1 to 43200")
+            elif kind in ("close", "blackhole") + POST_FAULTS and value is not True:
                 raise invalid(f"fault {spec}: {kind} must be true")
+            error_type = spec.get("error_type")
+            if error_type is not None and (kind != "status" or not isinstance(error_type, str)
+                                           or not re.fullmatch(r"[A-Za-z]{1,64}", error_type)):
+                raise invalid(f"fault {spec}: error_type goes with a status fault, as a word of letters")
             retry_after = spec.get("retry_after")
             if retry_after is not None and (kind != "status" or not isinstance(retry_after, int) or retry_after < 0):
                 raise invalid(f"fault {spec}: retry_after goes with a status fault, as whole seconds")
-            unknown = set(spec) - {kind, "count", "retry_after", "message"}
+            unknown = set(spec) - {kind, "count", "retry_after", "message", "error_type"}
             if unknown:
                 raise invalid(f"fault {spec}: unknown keys {sorted(unknown)}")
             parsed.append({"kind": kind, "value": value, "count": count, "retry_after": retry_after,
-                           "message": spec.get("message")})
+                           "message": spec.get("message"), "error_type": error_type})
         with self.lock:
             self.faults.extend(parsed)
         return len(parsed)
@@ -534,7 +576,7 @@ class Emulator:
 
     # Answers -----------------------------------------------------------------------------------------
 
-    def issue(self, leaf, duration, session_name, fault_kind, now):
+    def issue(self, leaf, duration, session_name, fault_kind, now, fault_value=None):
         if fault_kind == "canary":
             with self.lock:
                 self.canary_counter += 1
@@ -549,6 +591,10 @@ class Emulator:
             token = base64.b64encode(secrets.token_bytes(240)).decode()
         if fault_kind == "expired":
             expiration = now - datetime.timedelta(seconds=3600)
+        elif fault_kind == "long_expiration":
+            expiration = now + datetime.timedelta(hours=13)
+        elif fault_kind == "lifetime_seconds":
+            expiration = now + datetime.timedelta(seconds=fault_value)
         else:
             expiration = now + datetime.timedelta(seconds=duration)
         names = leaf.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
@@ -557,6 +603,8 @@ class Emulator:
         role_id = "AROA" + hashlib.sha256(self.arns["role_arn"].encode()).hexdigest()[:17].upper()
         credentials = {"accessKeyId": access_key, "secretAccessKey": secret_key, "sessionToken": token,
                        "expiration": rfc3339(expiration)}
+        if fault_kind == "missing_session_token":
+            del credentials["sessionToken"]
         return {
             "credentialSet": [{
                 "assumedRoleUser": {"arn": f"arn:aws:sts::{self.account}:assumed-role/{ROLE_NAME}/{session}",
@@ -585,6 +633,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
     @property
     def emulator(self):
         return self.server.emulator
+
+    def date_time_string(self, timestamp=None):
+        # The Date header follows the emulator's clock (offset included), as a skewed service's would.
+        if timestamp is None:
+            timestamp = self.emulator.now().replace(tzinfo=datetime.timezone.utc).timestamp()
+        return super().date_time_string(timestamp)
 
     def setup(self):
         super().setup()
@@ -678,13 +732,43 @@ class Handler(http.server.BaseHTTPRequestHandler):
             emulator.reset()
             return self.respond(200, {"reset": True}, note="reset")
         if path == "/_emulator/config" and self.command == "GET":
-            return self.respond(200, emulator.arns, note="config")
+            config = dict(emulator.arns)
+            if emulator.tls_fault_port is not None:
+                config["tls_fault_port"] = emulator.tls_fault_port
+            return self.respond(200, config, note="config")
+        if path == "/_emulator/clock" and self.command == "POST":
+            try:
+                doc = json.loads(body.decode("utf-8") or "null")
+            except (UnicodeDecodeError, json.JSONDecodeError) as e:
+                doc = str(e)
+            offset = doc.get("offset_seconds") if isinstance(doc, dict) else None
+            if not isinstance(offset, (int, float)) or isinstance(offset, bool) or abs(offset) > 7 * 86400:
+                return self.respond(400, {"message": "clock: want {\"offset_seconds\": N} with |N| <= 604800"},
+                                    error_type="ValidationException", note="bad clock")
+            with emulator.lock:
+                emulator.clock_offset = offset
+            return self.respond(200, {"offset_seconds": offset}, note=f"clock offset {offset:+} s")
+        if path == "/_emulator/tls" and self.command == "POST":
+            try:
+                doc = json.loads(body.decode("utf-8") or "null")
+            except (UnicodeDecodeError, json.JSONDecodeError) as e:
+                doc = str(e)
+            variant = doc.get("variant") if isinstance(doc, dict) else None
+            if emulator.tls_fault_port is None:
+                return self.respond(409, {"message": "tls: the emulator runs without --tls-fault-listener"},
+                                    error_type="ValidationException", note="bad tls")
+            if variant not in TLS_VARIANTS:
+                return self.respond(400, {"message": f"tls: variant must be one of {', '.join(TLS_VARIANTS)}"},
+                                    error_type="ValidationException", note="bad tls")
+            with emulator.lock:
+                emulator.tls_variant = variant
+            return self.respond(200, {"variant": variant}, note=f"tls variant {variant}")
         return self.respond(404, {"message": f"no control endpoint {self.command} {path}"},
                             error_type="UnknownOperationException", note="unknown control path")
 
     def create_session(self, path, raw_query, body):
         emulator = self.emulator
-        now = utcnow()
+        now = emulator.now()
         record = {"time": rfc3339(now), "peer": self.client_address[0], "method": self.command,
                   "path": self.path, "headers": {k: v for k, v in self.headers.items()},
                   "body": body.decode("utf-8", "replace")}
@@ -697,7 +781,16 @@ class Handler(http.server.BaseHTTPRequestHandler):
         fault = emulator.take_fault(PRE_FAULTS)
         if fault is not None and fault["kind"] == "delay_ms":
             time.sleep(fault["value"] / 1000.0)
-            fault = emulator.take_fault(("status", "close"))
+            fault = emulator.take_fault(("status", "close", "blackhole"))
+        if fault is not None and fault["kind"] == "blackhole":
+            record["outcome"] = "fault:blackhole"
+            self.count("faulted")
+            emulator.log(f"{self.client_address[0]} POST /sessions - fault: blackhole (holding the connection)")
+            held = self.hold_until_peer_closes(BLACKHOLE_SECONDS)
+            record["held_seconds"] = round(held, 3)
+            self.close_connection = True
+            emulator.log(f"{self.client_address[0]} POST /sessions - blackhole released after {held:.1f} s")
+            return
         if fault is not None and fault["kind"] == "close":
             record["outcome"] = "fault:close"
             self.count("faulted")
@@ -711,9 +804,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
             extra = {}
             if fault["retry_after"] is not None:
                 extra["Retry-After"] = str(fault["retry_after"])
+            document = {"message": message}
+            if fault["error_type"] is not None:
+                error_type = fault["error_type"]
+                document["__type"] = error_type
             record.update(outcome=f"fault:status {status}", status=status)
             self.count("faulted")
-            return self.respond(status, {"message": message}, error_type=error_type, headers=extra,
+            return self.respond(status, document, error_type=error_type, headers=extra,
                                 note=f"fault: {message}")
 
         try:
@@ -744,13 +841,50 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.count("faulted")
             return self.respond(201, {"credentialSet": [], "subjectArn": ""}, note="fault: empty credentialSet")
 
-        answer = emulator.issue(facts["leaf"], duration, session_name, kind, now)
+        answer = emulator.issue(facts["leaf"], duration, session_name, kind, now, post["value"] if post else None)
         credentials = answer["credentialSet"][0]["credentials"]
+        if kind in ("truncated", "oversized"):
+            # The credentials are recorded (a test can look for them in what the agent serves) but the answer
+            # is not one the client may use: half of it, or 10 MB of it.
+            record.update(outcome=f"fault:{kind}", status=201, credentials=credentials)
+            self.count("faulted")
+            if kind == "oversized":
+                answer["padding"] = ""
+                base = len(json.dumps(answer).encode())
+                answer["padding"] = "x" * max(0, OVERSIZED_BYTES - base)
+                return self.respond(201, answer, note=f"fault: oversized answer ({OVERSIZED_BYTES} bytes)")
+            return self.send_truncated(json.dumps(answer).encode())
         record.update(outcome="accepted", status=201, credentials=credentials, fault=kind)
         self.count("accepted")
         return self.respond(201, answer, note=f"issued {credentials['accessKeyId']} serial={facts['serial']} "
                                               f"alg={facts['algorithm']} chain={facts['chain_length']}"
                                               + (f" fault={kind}" if kind else ""))
+
+    def hold_until_peer_closes(self, limit):
+        """Read and drop whatever the peer sends until it closes the connection or `limit` seconds pass."""
+        started = time.monotonic()
+        self.connection.settimeout(0.5)
+        while time.monotonic() - started < limit:
+            try:
+                if not self.connection.recv(4096):
+                    break
+            except socket.timeout:
+                continue
+            except (OSError, ssl.SSLError):
+                break
+        return time.monotonic() - started
+
+    def send_truncated(self, body):
+        self.send_response(201)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("X-Amzn-RequestId", secrets.token_hex(16))
+        self.end_headers()
+        self.wfile.write(body[:len(body) // 2])
+        self.wfile.flush()
+        self.close_connection = True
+        self.emulator.log(f"{self.client_address[0]} POST /sessions 201 fault: truncated answer "
+                          f"({len(body) // 2} of {len(body)} bytes)")
 
     def count(self, field):
         with self.emulator.lock:
@@ -761,16 +895,28 @@ class Server(http.server.ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, address, emulator, tls_context):
+    def __init__(self, address, emulator, tls_context, tls_variants=None):
         self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         self.emulator = emulator
         self.tls_context = tls_context
+        # tls_variants (the fault listener only): variant name -> SSLContext, chosen per connection.
+        self.tls_variants = tls_variants
         super().__init__(address, Handler)
 
     def get_request(self):
         sock, peer = super().get_request()
-        if self.tls_context is not None:
-            sock = self.tls_context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+        context = self.tls_context
+        if self.tls_variants is not None:
+            with self.emulator.lock:
+                variant = self.emulator.tls_variant
+                self.emulator.stats["tls_connections"] += 1
+            if variant == "reset":
+                reset_after_client_hello(sock)
+                self.emulator.log(f"{peer[0]} tls fault: connection reset after the ClientHello")
+                raise OSError("tls fault: connection reset")
+            context = self.tls_variants[variant]
+        if context is not None:
+            sock = context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
         return sock, peer
 
     def handle_error(self, request, client_address):
@@ -778,55 +924,111 @@ class Server(http.server.ThreadingHTTPServer):
         self.emulator.log(f"{client_address[0]} connection error: {type(error).__name__}: {error}")
 
 
+def reset_after_client_hello(sock):
+    """Wait (briefly) for the client's first bytes, then close with SO_LINGER 0: the client sees a reset."""
+    try:
+        sock.settimeout(2)
+        sock.recv(1)
+    except OSError:
+        pass
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+    finally:
+        sock.close()
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Throwaway TLS material
 
+SERVER_NAMES = (x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                x509.IPAddress(ipaddress.ip_address("::1")))
 
-def make_tls_material(directory):
-    """Create DIR/ca.pem (a throwaway CA) and a server certificate for 127.0.0.1, ::1 and localhost."""
+
+def make_ca(common_name, now):
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(days=3))
+            .not_valid_after(now + datetime.timedelta(days=2))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .add_extension(x509.KeyUsage(digital_signature=False, content_commitment=False,
+                                         key_encipherment=False, data_encipherment=False, key_agreement=False,
+                                         key_cert_sign=True, crl_sign=True, encipher_only=False,
+                                         decipher_only=False), critical=True)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+            .sign(key, hashes.SHA256()))
+    return cert, key
+
+
+def make_server_cert(ca_cert, ca_key, names, not_before, not_after):
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
+            .issuer_name(ca_cert.subject).public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(not_before).not_valid_after(not_after)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.SubjectAlternativeName(list(names)), critical=False)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
+                           critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    return cert, key
+
+
+def write_pem(path, cert=None, key=None):
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        if cert is not None:
+            f.write(cert.public_bytes(serialization.Encoding.PEM))
+        if key is not None:
+            f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                      serialization.NoEncryption()))
+
+
+def server_context(directory, name, cert, key, tls1_0_only=False):
+    write_pem(os.path.join(directory, f"{name}.pem"), cert)
+    write_pem(os.path.join(directory, f"{name}.key"), key=key)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    if tls1_0_only:
+        # Debian's OpenSSL refuses TLS 1.0 at the default security level 2; level 0 lets this side offer it.
+        context.set_ciphers("DEFAULT:@SECLEVEL=0")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # deprecated is the point of this variant
+            context.minimum_version = ssl.TLSVersion.TLSv1
+            context.maximum_version = ssl.TLSVersion.TLSv1
+    else:
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(os.path.join(directory, f"{name}.pem"), os.path.join(directory, f"{name}.key"))
+    return context
+
+
+def make_tls_material(directory, variants=False):
+    """Create DIR/ca.pem (a throwaway CA) and a server certificate for 127.0.0.1, ::1 and localhost; returns
+    the server's SSLContext. With variants=True, also returns the fault listener's contexts by variant name."""
     os.makedirs(directory, exist_ok=True)
     now = utcnow()
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ra-emulator throwaway CA")])
-    ca_cert = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)
-               .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
-               .not_valid_before(now - datetime.timedelta(hours=1))
-               .not_valid_after(now + datetime.timedelta(days=2))
-               .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-               .add_extension(x509.KeyUsage(digital_signature=False, content_commitment=False,
-                                            key_encipherment=False, data_encipherment=False, key_agreement=False,
-                                            key_cert_sign=True, crl_sign=True, encipher_only=False,
-                                            decipher_only=False), critical=True)
-               .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
-               .sign(ca_key, hashes.SHA256()))
-    server_key = ec.generate_private_key(ec.SECP256R1())
-    server_cert = (x509.CertificateBuilder()
-                   .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
-                   .issuer_name(ca_name).public_key(server_key.public_key())
-                   .serial_number(x509.random_serial_number())
-                   .not_valid_before(now - datetime.timedelta(hours=1))
-                   .not_valid_after(now + datetime.timedelta(days=2))
-                   .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-                   .add_extension(x509.SubjectAlternativeName([
-                       x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-                       x509.IPAddress(ipaddress.ip_address("::1"))]), critical=False)
-                   .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-                   .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
-                                  critical=False)
-                   .sign(ca_key, hashes.SHA256()))
-    paths = {name: os.path.join(directory, name) for name in ("ca.pem", "server.pem", "server.key")}
-    with open(paths["ca.pem"], "wb") as f:
-        f.write(ca_cert.public_bytes(serialization.Encoding.PEM))
-    with open(paths["server.pem"], "wb") as f:
-        f.write(server_cert.public_bytes(serialization.Encoding.PEM))
-    fd = os.open(paths["server.key"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(server_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                         serialization.NoEncryption()))
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.load_cert_chain(paths["server.pem"], paths["server.key"])
-    return context
+    ca_cert, ca_key = make_ca("ra-emulator throwaway CA", now)
+    write_pem(os.path.join(directory, "ca.pem"), ca_cert)
+    os.chmod(os.path.join(directory, "ca.pem"), 0o644)
+    valid = (now - datetime.timedelta(hours=1), now + datetime.timedelta(days=2))
+    context = server_context(directory, "server", *make_server_cert(ca_cert, ca_key, SERVER_NAMES, *valid))
+    if not variants:
+        return context, None
+    other_ca, other_key = make_ca("ra-emulator untrusted CA", now)
+    contexts = {
+        "good": context,
+        "untrusted_ca": server_context(directory, "untrusted-ca",
+                                       *make_server_cert(other_ca, other_key, SERVER_NAMES, *valid)),
+        "wrong_host": server_context(directory, "wrong-host", *make_server_cert(
+            ca_cert, ca_key, [x509.DNSName("wrong-host.invalid")], *valid)),
+        "expired": server_context(directory, "expired", *make_server_cert(
+            ca_cert, ca_key, SERVER_NAMES, now - datetime.timedelta(days=2), now - datetime.timedelta(days=1))),
+        "tls1_0": server_context(directory, "tls1_0", *make_server_cert(ca_cert, ca_key, SERVER_NAMES, *valid),
+                                 tls1_0_only=True),
+    }
+    return context, contexts
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -847,6 +1049,9 @@ def main(argv=None):
     ap.add_argument("--port", type=int, default=0, help="TCP port; 0 picks a free one")
     ap.add_argument("--port-file", help="write the bound port here once listening")
     ap.add_argument("--tls-dir", help="serve HTTPS with a throwaway CA written to DIR/ca.pem")
+    ap.add_argument("--tls-fault-listener", action="store_true",
+                    help="with --tls-dir: a second HTTPS port whose certificate and protocol /_emulator/tls "
+                         "switches (its port is in /_emulator/config as tls_fault_port)")
     ap.add_argument("--trust-anchor-ca", action="append", default=[],
                     help="PEM bundle of CA certificates the trust anchor accepts (repeatable)")
     ap.add_argument("--log-file", help="append one line per request here (default: stderr)")
@@ -872,9 +1077,16 @@ def main(argv=None):
             ap.error(f"--trust-anchor-ca {path}: {e}")
     log = open(args.log_file, "a", buffering=1) if args.log_file else sys.stderr
     emulator = Emulator(args.region, args.account, anchors, log)
-    tls = make_tls_material(args.tls_dir) if args.tls_dir else None
+    if args.tls_fault_listener and not args.tls_dir:
+        ap.error("--tls-fault-listener needs --tls-dir")
+    tls, variants = make_tls_material(args.tls_dir, args.tls_fault_listener) if args.tls_dir else (None, None)
     server = Server((address, args.port), emulator, tls)
     port = server.server_address[1]
+    fault_server = None
+    if variants is not None:
+        fault_server = Server((address, 0), emulator, None, variants)
+        emulator.tls_fault_port = fault_server.server_address[1]
+        threading.Thread(target=fault_server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True).start()
     if args.port_file:
         # Written atomically, so a reader polling for a non-empty file never sees half a number.
         temporary = f"{args.port_file}.tmp{os.getpid()}"
@@ -886,6 +1098,8 @@ def main(argv=None):
 
     def stop(signum, frame):
         threading.Thread(target=server.shutdown, daemon=True).start()
+        if fault_server is not None:
+            threading.Thread(target=fault_server.shutdown, daemon=True).start()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)

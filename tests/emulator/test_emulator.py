@@ -121,11 +121,11 @@ def _start(tmp, *extra, tls=True):
 @pytest.fixture(scope="module")
 def server(pki, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("emulator")
-    proc, port = _start(tmp, "--trust-anchor-ca", pki["anchors"])
+    proc, port = _start(tmp, "--trust-anchor-ca", pki["anchors"], "--tls-fault-listener")
     arns = json.loads(subprocess.run([PYTHON, EMULATOR, "--print-arns"], check=True, capture_output=True,
                                      timeout=30).stdout)
     context = ssl.create_default_context(cafile=str(tmp / "tls" / "ca.pem"))
-    yield {"port": port, "arns": arns, "context": context, "log": tmp / "log"}
+    yield {"port": port, "arns": arns, "context": context, "log": tmp / "log", "tmp": tmp}
     proc.terminate()
     proc.wait(timeout=10)
 
@@ -464,6 +464,124 @@ def test_canary_fault(server, pki):
     assert "CANARY" not in keys[2]["accessKeyId"]
 
 
+def test_throttling_body_fault(server, pki):
+    faults(server, {"status": 400, "error_type": "ThrottlingException", "message": "Rate exceeded"})
+    status, response, data = create_session(server, pki["ids"]["p256"])
+    assert status == 400 and response.getheader("X-Amzn-ErrorType") == "ThrottlingException"
+    assert json.loads(data) == {"message": "Rate exceeded", "__type": "ThrottlingException"}
+
+
+def test_blackhole_fault_holds_the_connection_until_the_client_leaves(server, pki):
+    faults(server, {"blackhole": True})
+    path, headers, body = signed_request(server, pki["ids"]["p256"])
+    conn = http.client.HTTPSConnection("127.0.0.1", server["port"], context=server["context"], timeout=1.5)
+    start = time.monotonic()
+    with pytest.raises((socket.timeout, TimeoutError)):
+        conn.request("POST", path, body=body, headers=headers)
+        conn.getresponse()
+    assert time.monotonic() - start >= 1.4
+    conn.close()
+    deadline = time.monotonic() + 5
+    while "held_seconds" not in (stats(server)["recorded"][0]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    record = stats(server)["recorded"][0]
+    assert record["outcome"] == "fault:blackhole" and 1.0 <= record["held_seconds"] < 5, record
+    assert create_session(server, pki["ids"]["p256"])[0] == 201
+
+
+@pytest.mark.parametrize("kind, hours", [("long_expiration", 13), ("lifetime_seconds", 0.05)])
+def test_expiration_faults(server, pki, kind, hours):
+    faults(server, {kind: True if kind == "long_expiration" else 180})
+    creds = json.loads(create_session(server, pki["ids"]["p256"])[2])["credentialSet"][0]["credentials"]
+    left = datetime.datetime.strptime(creds["expiration"], "%Y-%m-%dT%H:%M:%SZ") - datetime.datetime.utcnow()
+    assert abs(left.total_seconds() - hours * 3600) < 5
+
+
+def test_missing_session_token_fault(server, pki):
+    faults(server, {"missing_session_token": True})
+    status, _, data = create_session(server, pki["ids"]["p256"])
+    creds = json.loads(data)["credentialSet"][0]["credentials"]
+    assert status == 201 and "sessionToken" not in creds and creds["accessKeyId"]
+
+
+def test_truncated_fault(server, pki):
+    faults(server, {"truncated": True})
+    with pytest.raises(http.client.IncompleteRead):
+        create_session(server, pki["ids"]["p256"])
+    s = stats(server)
+    assert s["recorded"][0]["outcome"] == "fault:truncated" and s["accepted"] == 0
+
+
+def test_oversized_fault(server, pki):
+    faults(server, {"oversized": True})
+    status, _, data = create_session(server, pki["ids"]["p256"])
+    assert status == 201 and len(data) >= 10 * 1024 * 1024
+    assert json.loads(data)["credentialSet"][0]["credentials"]["sessionToken"]
+
+
+def test_clock_offset_moves_the_skew_window_the_date_header_and_expirations(server, pki):
+    status, _, data = call(server, "POST", "/_emulator/clock", json.dumps({"offset_seconds": 600}).encode())
+    assert status == 200
+    status, response, data = create_session(server, pki["ids"]["p256"])
+    assert status == 403 and "Signature expired" in json.loads(data)["message"]
+    date = datetime.datetime.strptime(response.getheader("Date"), "%a, %d %b %Y %H:%M:%S GMT")
+    assert abs((date - datetime.datetime.utcnow()).total_seconds() - 600) < 5
+    # A client that signs with the server's time is accepted, and its credentials live on the server's clock.
+    status, _, data = create_session(server, pki["ids"]["p256"],
+                                     when=datetime.datetime.utcnow() + datetime.timedelta(seconds=600))
+    assert status == 201
+    creds = json.loads(data)["credentialSet"][0]["credentials"]
+    left = datetime.datetime.strptime(creds["expiration"], "%Y-%m-%dT%H:%M:%SZ") - datetime.datetime.utcnow()
+    assert abs(left.total_seconds() - 4200) < 5
+    assert call(server, "POST", "/_emulator/reset", b"")[0] == 200
+    assert create_session(server, pki["ids"]["p256"])[0] == 201
+    assert call(server, "POST", "/_emulator/clock", b'{"offset_seconds": "x"}')[0] == 400
+
+
+def _fault_port(server):
+    status, _, data = call(server, "GET", "/_emulator/config", None)
+    return json.loads(data)["tls_fault_port"]
+
+
+def _tls_variant(server, variant):
+    status, _, data = call(server, "POST", "/_emulator/tls", json.dumps({"variant": variant}).encode())
+    assert status == 200, data
+
+
+@pytest.mark.parametrize("variant, error", [
+    ("untrusted_ca", "CERTIFICATE_VERIFY_FAILED"), ("wrong_host", "match"), ("expired", "expired"),
+    ("tls1_0", ""), ("reset", "")])
+def test_tls_fault_listener(server, pki, variant, error):
+    port = _fault_port(server)
+    _tls_variant(server, variant)
+    conn = http.client.HTTPSConnection("127.0.0.1", port, context=server["context"], timeout=5)
+    with pytest.raises((ssl.SSLError, ssl.CertificateError, ConnectionResetError, ConnectionAbortedError)) as e:
+        conn.request("GET", "/_emulator/config")
+        conn.getresponse()
+    conn.close()
+    assert error in str(e.value)
+    if variant == "tls1_0":
+        # The listener does speak TLS 1.0 to a client that allows it (security level 0).
+        legacy = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        legacy.check_hostname = False
+        legacy.verify_mode = ssl.CERT_NONE
+        legacy.set_ciphers("DEFAULT:@SECLEVEL=0")
+        import warnings
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            legacy.minimum_version = ssl.TLSVersion.TLSv1
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+            with legacy.wrap_socket(raw) as tls:
+                assert tls.version() == "TLSv1"
+    _tls_variant(server, "good")
+    conn = http.client.HTTPSConnection("127.0.0.1", port, context=server["context"], timeout=5)
+    conn.request("GET", "/_emulator/config")
+    assert conn.getresponse().status == 200
+    conn.close()
+    assert stats(server)["tls_connections"] >= 2
+    assert call(server, "POST", "/_emulator/tls", b'{"variant": "nope"}')[0] == 400
+
+
 def test_post_faults_wait_for_a_verified_request(server, pki):
     faults(server, {"canary": True})
     assert create_session(server, pki["ids"]["untrusted"])[0] == 403
@@ -472,7 +590,9 @@ def test_post_faults_wait_for_a_verified_request(server, pki):
 
 
 @pytest.mark.parametrize("spec", [{"status": 200}, {"count": 2}, {"close": False}, {"canary": True, "count": 0},
-                                  {"delay_ms": -1}, {"canary": True, "retry_after": 3}, {"close": True, "x": 1}])
+                                  {"delay_ms": -1}, {"canary": True, "retry_after": 3}, {"close": True, "x": 1},
+                                  {"lifetime_seconds": 0}, {"lifetime_seconds": True}, {"blackhole": 1},
+                                  {"close": True, "error_type": "X"}, {"status": 400, "error_type": "a b"}])
 def test_bad_fault_specs_are_refused(server, spec):
     status, _, data = call(server, "POST", "/_emulator/faults", json.dumps(spec).encode())
     assert status == 400, data
@@ -490,7 +610,13 @@ def test_reset_clears_faults_and_stats(server, pki):
 def test_log_has_one_line_per_request(server, pki):
     create_session(server, pki["ids"]["p256"])
     create_session(server, pki["ids"]["untrusted"])
-    lines = [l for l in server["log"].read_text().splitlines() if "/sessions" in l]
+    # The server writes its log line just after the answer: the client can read the log before it is there.
+    deadline = time.monotonic() + 5
+    while True:
+        lines = [l for l in server["log"].read_text().splitlines() if "/sessions" in l]
+        if "403 rejected" in lines[-1] or time.monotonic() > deadline:
+            break
+        time.sleep(0.02)
     assert "201 issued ASIA" in lines[-2]
     assert "403 rejected: Untrusted Signing Certificate" in lines[-1]
 

@@ -35,14 +35,14 @@ def clean_environment(extra=None):
 class Emulator:
     """A running ra_emulator.py: its URL, CA bundle and ARNs, and its control endpoints."""
 
-    def __init__(self, directory):
+    def __init__(self, directory, extra_args=()):
         self.directory = directory
         self.log = directory / "emulator.log"
         port_file = directory / "port"
         self.process = subprocess.Popen(
             [PYTHON, str(EMULATOR), "--listen", "127.0.0.1", "--port", "0", "--port-file", str(port_file),
              "--tls-dir", str(directory / "tls"), "--trust-anchor-ca", str(pki_dir() / "root-ca.pem"),
-             "--log-file", str(self.log)],
+             "--log-file", str(self.log), *extra_args],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + 20
         while not (port_file.exists() and port_file.read_text().strip()):
@@ -76,6 +76,13 @@ class Emulator:
 
     def faults(self, *specs):
         self._call("POST", "/_emulator/faults", list(specs))
+
+    def set_clock_offset(self, seconds):
+        self._call("POST", "/_emulator/clock", {"offset_seconds": seconds})
+
+    def set_tls_variant(self, variant):
+        """What the --tls-fault-listener port presents (needs extra_args=["--tls-fault-listener"])."""
+        self._call("POST", "/_emulator/tls", {"variant": variant})
 
     def issued(self):
         """Credentials of every accepted request, oldest first."""

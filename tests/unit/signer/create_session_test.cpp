@@ -148,6 +148,10 @@ TEST(ParseResponseTest, EveryBrokenSuccessIsMalformedAndNeverLeaksTheBody) {
          "expiration"},
         {"expiration is now", credentials_body("AKID", kSecret, kToken, "2025-06-01T12:00:00Z"),
          "expiration"},
+        {"expiration 13 hours away", credentials_body("AKID", kSecret, kToken, "2025-06-02T01:00:00Z"),
+         "more than 12 hours away"},
+        {"expiration 12 h 5 min 1 s away", credentials_body("AKID", kSecret, kToken, "2025-06-02T00:05:01Z"),
+         "more than 12 hours away"},
     };
     for (const auto& row : rows) {
         auto creds = parse_create_session_response(answer(201, row.body), kNow);
@@ -158,6 +162,52 @@ TEST(ParseResponseTest, EveryBrokenSuccessIsMalformedAndNeverLeaksTheBody) {
         EXPECT_NE(creds.error().message.find("201"), std::string::npos) << row.name;
         expect_clean(creds.error());
     }
+}
+
+TEST(ParseResponseTest, TwelveHoursPlusTheSkewWindowIsTheLongestAcceptedExpiration) {
+    auto creds = parse_create_session_response(
+        answer(201, credentials_body("AKID", kSecret, kToken, "2025-06-02T00:05:00Z")), kNow);
+    ASSERT_TRUE(creds) << creds.error().message;
+    EXPECT_EQ(creds.value().expiration, kNow + 12h + 5min);
+}
+
+TEST(ParseResponseTest, ARejectionWithASkewedDateHeaderSaysClockSkew) {
+    struct Row {
+        std::string date;
+        std::string message;
+        std::string expected_suffix;
+    };
+    const Row rows[] = {
+        {"Sun, 01 Jun 2025 12:10:00 GMT", "Signature expired",
+         " (clock skew: the local clock is 600 s behind the service's Date)"},
+        {"Sun, 01 Jun 2025 11:50:00 GMT", "Invalid signature",
+         " (clock skew: the local clock is 600 s ahead of the service's Date)"},
+        // Within the window, or no usable Date: only the service's own words can suggest skew.
+        {"Sun, 01 Jun 2025 12:04:59 GMT", "Invalid signature", ""},
+        {"", "Signature expired: 20250601T120000Z is now earlier than 20250601T120600Z",
+         " (clock skew? check that the local clock is right)"},
+        {"Sun, 01 Jun 2025 25:10:00 GMT", "Invalid signature", ""},
+        {"Sunday, 01-Jun-25 12:10:00 GMT", "Invalid signature", ""},
+        {"Sun, 31 Feb 2025 12:10:00 GMT", "Invalid signature", ""},
+    };
+    for (const auto& row : rows) {
+        std::vector<Header> headers{{"X-Amzn-ErrorType", "AccessDeniedException"}};
+        if (!row.date.empty()) {
+            headers.push_back({"Date", row.date});
+        }
+        auto creds = parse_create_session_response(
+            answer(403, R"({"message":")" + row.message + R"("})", headers), kNow);
+        ASSERT_FALSE(creds);
+        EXPECT_EQ(creds.error().code, Errc::upstream_rejected);
+        EXPECT_EQ(creds.error().message, "CreateSession failed: HTTP 403 AccessDeniedException: " +
+                                             row.message + row.expected_suffix)
+            << row.date;
+    }
+    // Retryable failures carry no skew note: the clock is not why a server fails.
+    auto busy = parse_create_session_response(
+        answer(503, R"({"message":"busy"})", {{"Date", "Sun, 01 Jun 2025 13:00:00 GMT"}}), kNow);
+    ASSERT_FALSE(busy);
+    EXPECT_EQ(busy.error().message.find("skew"), std::string::npos);
 }
 
 TEST(ParseResponseTest, AccessDeniedIsARejectionWithCodeAndMessage) {
