@@ -116,6 +116,15 @@ Result<Secret> read_secret_file(const std::filesystem::path& path, SecretFilePol
                                                             std::to_string(st.st_uid) +
                                                             ", which is neither this user nor root");
         }
+        // Anyone who may write the directory may rename another file over the key between two reads (the
+        // agent re-reads it before every refresh). The sticky bit (/tmp) forbids that to non-owners.
+        const std::filesystem::path parent = path.has_parent_path() ? path.parent_path() : ".";
+        struct stat dir {};
+        if (::stat(parent.c_str(), &dir) == 0 && (dir.st_mode & S_IWOTH) != 0 &&
+            (dir.st_mode & S_ISVTX) == 0) {
+            return make_error(Errc::unsafe_permissions, quoted(path) + ": its directory " + parent.string() +
+                                                            " is writable by others; run chmod o-w on it");
+        }
     }
     Secret out;
     if (auto r = read_all(owner.get(), path, st, out.reveal_mutable()); !r) {

@@ -26,8 +26,9 @@ struct SecretFilePolicy {
 
 // read_secret_file reads a private key or passphrase file into a Secret. Beyond read_public_file's
 // checks it refuses (unsafe_permissions) a symlink, a file whose mode grants anything to group or others,
-// or one owned by a user other than the caller or root — unless policy.allow_loose_permissions. The
-// checks are made on the opened descriptor (no check-then-open race).
+// one owned by a user other than the caller or root, or one in a directory writable by others without the
+// sticky bit — unless policy.allow_loose_permissions. The file's checks are made on the opened descriptor
+// (no check-then-open race).
 [[nodiscard]] Result<Secret> read_secret_file(const std::filesystem::path& path, SecretFilePolicy policy);
 
 // read_passphrase_file reads a secret file and strips one trailing "\n" or "\r\n" (editors add one).

@@ -59,6 +59,15 @@ CredentialOptions credential_options_from_profile(const config::ProfileConfig& p
         o.identity.pkcs8_password.emplace(profile.passphrase_value->clone());
     }
     o.identity.allow_insecure_key_permissions = profile.allow_insecure_key_permissions;
+    o.identity.pkcs11_lib = profile.pkcs11_lib.string();
+    o.identity.pin_file = profile.pin_file.string();
+    o.identity.reuse_pin = profile.reuse_pin;
+    o.identity.tpm_tcti = profile.tpm_tcti;
+    o.identity.tpm_key_password_file = profile.tpm_key_password_file.string();
+    o.identity.tpm_parent_password_file = profile.tpm_parent_password_file.string();
+    if (profile.tpm_key_password_value) {
+        o.identity.tpm_key_password.emplace(profile.tpm_key_password_value->clone());
+    }
     o.trust_anchor_arn = profile.trust_anchor_arn;
     o.profile_arn = profile.profile_arn;
     o.role_arn = profile.role_arn;
@@ -132,8 +141,13 @@ FileStamp stamp_of(const std::string& path) {
 }
 
 std::vector<FileStamp> identity_stamps(const CredentialOptions& o) {
-    return {stamp_of(o.identity.certificate), stamp_of(o.identity.private_key),
-            stamp_of(o.identity.intermediates), stamp_of(o.identity.pkcs8_password_file)};
+    return {stamp_of(o.identity.certificate),
+            stamp_of(o.identity.private_key),
+            stamp_of(o.identity.intermediates),
+            stamp_of(o.identity.pkcs8_password_file),
+            stamp_of(o.identity.pin_file),
+            stamp_of(o.identity.tpm_key_password_file),
+            stamp_of(o.identity.tpm_parent_password_file)};
 }
 
 signer::Credentials clone_credentials(const signer::Credentials& c) {
@@ -220,6 +234,7 @@ struct Profile {
     ProfileCache cache;
     net::steady_timer timer;
     WallClock::time_point last_updated{};
+    SteadyClock::time_point wall_clock_refresh_for{};  // `received` of the set the clock watch refreshed
     ImdsSettings imds;
     std::string account_id;
     Secret ecs_token;
@@ -264,8 +279,10 @@ public:
             auto profile =
                 std::make_shared<Profile>(io_, cfg, options_.config.agent, SteadyClock::now() + jitter);
             if (auto r = load_identity_now(*profile); !r) {
-                log_.error("profile_invalid", {{"profile", cfg.name}, {"error", r.error().message}});
-                return exit_code(r.error().code);
+                log_.error("profile_invalid", {{"profile", cfg.name},
+                                               {"code", errc_name(r.error().code)},
+                                               {"error", r.error().message}});
+                return startup_exit_code(r.error().code);
             }
             profiles_.push_back(std::move(profile));
         }
@@ -283,6 +300,7 @@ public:
         notify_systemd("READY=1");
         notify_status();
         start_watchdog();
+        arm_clock_watch();
         log_.info("started", {{"profiles", std::to_string(profiles_.size())}, {"version", kVersion}});
 
         io_.run();
@@ -298,6 +316,17 @@ public:
     }
 
 private:
+    // startup_exit_code is the exit status for a profile that cannot start. The one-shot commands exit with
+    // the failure's own code (65 for an expired certificate, 77 for a refused PIN, ...); for the service
+    // every such failure is the operator's to fix in what the configuration points at, so it exits 78
+    // (EX_CONFIG), which the unit's RestartPreventExitStatus keeps from a restart loop that would, with a
+    // refused PIN, walk the token into lock-out. A device that cannot be reached yet (69) or a failure of
+    // our own (70) may pass, so those are left to Restart=on-failure.
+    static int startup_exit_code(Errc code) noexcept {
+        const bool may_pass = is_retryable(code) || code == Errc::crypto_failure || code == Errc::internal;
+        return may_pass ? exit_code(code) : exit_code(Errc::config_invalid);
+    }
+
     // load_identity_now prepares the session synchronously at startup, so that a broken key or certificate
     // is reported before the agent says it is ready.
     Result<void> load_identity_now(Profile& profile) {
@@ -328,17 +357,31 @@ private:
                                       {"serial", leaf.serial_decimal()},
                                       {"not_after", format_iso8601(leaf.not_after())},
                                       {"key", profile.session->identity.key.description()}});
-        if (days_left < 14) {
+        // Once a day per profile and certificate: every reload and rotation check would otherwise repeat it.
+        const auto now = WallClock::now();
+        auto& warned = expiry_warned_[profile.config.name];
+        const std::string serial = leaf.serial_decimal();
+        if (days_left < 14 && (warned.serial != serial || now - warned.at >= std::chrono::hours(24))) {
+            warned = ExpiryWarning{serial, now};
             log_.warning("certificate_expiring", {{"profile", profile.config.name},
                                                   {"days_left", std::to_string(days_left)},
                                                   {"not_after", format_iso8601(leaf.not_after())}});
         }
     }
 
-    HttpServerLimits limits() const {
+    struct ExpiryWarning {
+        std::string serial;
+        WallClock::time_point at;
+    };
+
+    // limits of the credential surfaces (IMDS, ECS): loopback peers only. A listener may be bound to another
+    // address (or reached through route_localnet + DNAT), but credentials never leave the host; the health
+    // endpoint (no secrets) may be scraped from elsewhere.
+    HttpServerLimits limits(bool credentials = true) const {
         HttpServerLimits l;
         l.max_connections = options_.config.agent.max_connections;
         l.hop_limit = options_.config.agent.hop_limit;
+        l.loopback_peers_only = credentials;
         return l;
     }
 
@@ -393,7 +436,7 @@ private:
         }
         if (agent.health_listen) {
             health_server_ =
-                std::make_unique<HttpServer>(io_, limits(), [this](const SurfaceRequest& request) {
+                std::make_unique<HttpServer>(io_, limits(false), [this](const SurfaceRequest& request) {
                     if (auto refusal = guard_request(request)) {
                         return std::move(*refusal);
                     }
@@ -448,8 +491,8 @@ private:
         for (const auto& profile : profiles_) {
             ProfileHealth h;
             h.name = profile->config.name;
-            h.state = cache_state_name(profile->cache.state(now));
-            h.servable = static_cast<bool>(profile->cache.current(now));
+            h.state = cache_state_name(profile->cache.state(now, wall));
+            h.servable = static_cast<bool>(profile->cache.current(now, wall));
             if (const auto& error = profile->cache.last_error()) {
                 h.last_error_code = errc_name(error->code);
             }
@@ -485,7 +528,7 @@ private:
     }
 
     ServedCredentials serve(const Profile& profile) const {
-        auto current = profile.cache.current(SteadyClock::now());
+        auto current = profile.cache.current(SteadyClock::now(), WallClock::now());
         if (!current) {
             return ServedCredentials{nullptr, current.error(), {}};
         }
@@ -639,7 +682,8 @@ private:
             return;
         }
         const auto now = SteadyClock::now();
-        auto current = profile->cache.current(now);
+        const auto wall = WallClock::now();
+        auto current = profile->cache.current(now, wall);
         // The default asks for 15 minutes (botocore re-runs credential_process on every call below that), but
         // never more than 40 % of the session duration: the background refresh keeps at least that much in
         // the cache, and a 15-minute session could otherwise never satisfy it and would sign on every call.
@@ -647,9 +691,25 @@ private:
         const int min_seconds = request->min_seconds == ControlRequest::kDefaultMinSeconds
                                     ? std::min(900, profile->config.session_duration * 2 / 5)
                                     : request->min_seconds;
-        if (current && (*current)->deadline - now >= std::chrono::seconds(min_seconds)) {
+        if (current && (*current)->deadline - now >= std::chrono::seconds(min_seconds) &&
+            (*current)->credentials.expiration - wall >= std::chrono::seconds(min_seconds)) {
             reply_control(connection,
                           format_ok_reply(signer::credential_process_json((*current)->credentials).reveal()));
+            return;
+        }
+        // A refresh that is backing off after failures is not hurried by clients: each fast-path call would
+        // otherwise be one more CreateSession against a failing or throttling service (the reference helper's
+        // PR #200 shape). The client gets what the cache holds now — the credentials still in service, or the
+        // error that stopped the last refresh — and the scheduled retry stays where the policy put it.
+        if (profile->cache.consecutive_failures() > 0 && !profile->cache.refresh_in_flight() &&
+            profile->cache.next_refresh() > now) {
+            if (current) {
+                reply_control(
+                    connection,
+                    format_ok_reply(signer::credential_process_json((*current)->credentials).reveal()));
+            } else {
+                reply_control(connection, Secret(format_error_reply(current.error())));
+            }
             return;
         }
         // Not enough life left (or none at all): refresh now and answer when it completes, with whatever the
@@ -660,7 +720,7 @@ private:
             if (!p) {
                 return;
             }
-            auto now_current = p->cache.current(SteadyClock::now());
+            auto now_current = p->cache.current(SteadyClock::now(), WallClock::now());
             if (now_current) {
                 reply_control(
                     connection,
@@ -691,7 +751,7 @@ private:
         for (const auto& profile : profiles_) {
             nlohmann::ordered_json p;
             p["name"] = profile->config.name;
-            p["state"] = cache_state_name(profile->cache.state(now));
+            p["state"] = cache_state_name(profile->cache.state(now, wall));
             const auto& held = profile->cache.held();
             if (held) {
                 p["access_key_id"] = signer::redact_access_key_id(held->credentials.access_key_id);
@@ -859,7 +919,7 @@ private:
             const Error error = outcome.credentials.error();
             const auto decision = profile->cache.complete_failure(error, now, jitter);
             ++profile->refresh_outcomes[decision.retryable ? "retryable" : "rejected"];
-            const bool serving = static_cast<bool>(profile->cache.current(now));
+            const bool serving = static_cast<bool>(profile->cache.current(now, WallClock::now()));
             const std::initializer_list<LogField> fields{
                 {"profile", profile->config.name},
                 {"class", decision.retryable ? "retryable" : "rejected"},
@@ -893,7 +953,7 @@ private:
         std::size_t ok = 0;
         std::string failing;
         for (const auto& profile : profiles_) {
-            if (profile->cache.current(now)) {
+            if (profile->cache.current(now, WallClock::now())) {
                 ++ok;
             }
             if (const auto& error = profile->cache.last_error()) {
@@ -960,10 +1020,41 @@ private:
         });
     }
 
+    // arm_clock_watch compares the wall clock with each profile's Expiration once a second. The refresh
+    // timers run on the monotonic clock, which stands still while the host sleeps and ignores a clock that is
+    // set forward: after either, credentials that are really expired would wait for a timer that has not
+    // fired. Each set held triggers at most one such refresh, so a wall clock that stays ahead cannot turn
+    // this into a loop (CreateSession refuses a clock more than 5 minutes off anyway).
+    void arm_clock_watch() {
+        clock_watch_.expires_after(std::chrono::seconds(1));
+        clock_watch_.async_wait([this](boost::system::error_code ec) {
+            if (ec || stopping_) {
+                return;
+            }
+            const auto now = SteadyClock::now();
+            const auto wall = WallClock::now();
+            for (const auto& profile : profiles_) {
+                const auto& held = profile->cache.held();
+                if (!profile->cache.expired_by_wall_clock(now, wall) || profile->cache.refresh_in_flight() ||
+                    held->received == profile->wall_clock_refresh_for) {
+                    continue;
+                }
+                profile->wall_clock_refresh_for = held->received;
+                log_.warning("wall_clock_expired",
+                             {{"profile", profile->config.name},
+                              {"expiration", format_iso8601(held->credentials.expiration)},
+                              {"monotonic_left", seconds_text(held->deadline - now)}});
+                refresh_now(profile);
+            }
+            arm_clock_watch();
+        });
+    }
+
     void stop() {
         notify_systemd("STOPPING=1");
         log_.info("stopping");
         watchdog_.cancel();
+        clock_watch_.cancel();
         if (health_server_) {
             health_server_->stop_accepting();
         }
@@ -1117,6 +1208,8 @@ private:
     ActivatedSockets activated_;
     RequestCounts requests_;
     net::steady_timer watchdog_{io_};
+    net::steady_timer clock_watch_{io_};
+    std::map<std::string, ExpiryWarning> expiry_warned_;  // profile name → the last certificate_expiring
     std::chrono::milliseconds watchdog_period_{0};
     std::unique_ptr<unix_stream::acceptor> control_;
     bool stopping_ = false;

@@ -114,6 +114,15 @@ int run_serve(ServeOptions options) {
             explicit_bzero(value, std::strlen(value));
         }
         profile.allow_insecure_key_permissions = c.identity.allow_insecure_key_permissions;
+        profile.pkcs11_lib = c.identity.pkcs11_lib;
+        profile.reuse_pin = c.identity.reuse_pin;
+        profile.tpm_tcti = c.identity.tpm_tcti;
+        profile.tpm_key_password_file = c.identity.tpm_key_password_file;
+        profile.tpm_parent_password_file = c.identity.tpm_parent_password_file;
+        if (c.identity.tpm_key_password && !c.identity.no_tpm_key_password) {
+            profile.tpm_key_password_value =
+                std::make_shared<const Secret>(c.identity.tpm_key_password->clone());
+        }
         profile.trust_anchor_arn = c.trust_anchor_arn;
         profile.profile_arn = c.profile_arn;
         profile.role_arn = c.role_arn;
@@ -241,9 +250,8 @@ Result<void> run_fast_path(const FastPathOptions& options, std::FILE* out, const
     request.profile = options.profile;
     request.min_seconds = options.min_lifetime_seconds;
     const auto timeout = std::chrono::milliseconds(static_cast<long long>(options.timeout_seconds * 1000));
-    auto reply = socket.empty()
-                     ? Result<Secret>(make_error(Errc::upstream_unreachable, "no socket configured"))
-                     : send_control_request(socket, request, timeout);
+    auto reply = socket.empty() ? Result<Secret>(make_error(Errc::agent_unavailable, "no socket configured"))
+                                : send_control_request(socket, request, timeout);
     if (reply) {
         if (std::fwrite(reply->reveal().data(), 1, reply->size(), out) != reply->size() ||
             std::fflush(out) != 0) {
@@ -251,7 +259,9 @@ Result<void> run_fast_path(const FastPathOptions& options, std::FILE* out, const
         }
         return {};
     }
-    if (reply.error().code != Errc::upstream_unreachable) {
+    // Only an agent that is not there is replaced by signing here; an agent's own error (its upstream is down
+    // or throttling) is reported as it is, so that a thousand clients do not each retry CreateSession.
+    if (reply.error().code != Errc::agent_unavailable) {
         return reply.error();
     }
     diag.trace(reply.error().message + "; no agent answers");
@@ -293,7 +303,7 @@ Result<void> run_status(const StatusOptions& options, std::FILE* out) {
     ControlRequest request;
     auto reply = send_control_request(socket, request, std::chrono::seconds(5));
     if (!reply) {
-        if (reply.error().code == Errc::upstream_unreachable) {
+        if (reply.error().code == Errc::agent_unavailable) {
             return make_error(Errc::agent_unavailable, "no agent answers on " + socket.string());
         }
         return reply.error();

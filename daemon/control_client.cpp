@@ -63,7 +63,7 @@ Result<Secret> send_control_request(const std::filesystem::path& socket_path,
             return make_error(Errc::unsafe_permissions, where + ": permission denied");
         }
         if (err != EINPROGRESS && err != EAGAIN) {
-            return make_error(Errc::upstream_unreachable, where + ": " + std::strerror(err));
+            return make_error(Errc::agent_unavailable, where + ": " + std::strerror(err));
         }
         if (!wait_for(sock.get(), POLLOUT, deadline)) {
             return make_error(Errc::upstream_timeout, where + ": connect timed out");
@@ -84,7 +84,7 @@ Result<Secret> send_control_request(const std::filesystem::path& socket_path,
             }
             continue;
         }
-        return make_error(Errc::upstream_unreachable, where + ": " + std::strerror(errno));
+        return make_error(Errc::agent_unavailable, where + ": " + std::strerror(errno));
     }
 
     Secret reply;

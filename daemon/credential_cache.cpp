@@ -21,8 +21,17 @@ const char* cache_state_name(CacheState state) noexcept {
 ProfileCache::ProfileCache(RefreshSettings settings, SteadyTime now)
     : settings_(settings), next_refresh_(now) {}
 
-Result<const CachedCredentials*> ProfileCache::current(SteadyTime now) const {
-    if (held_ && servable(settings_, now, held_->deadline)) {
+bool ProfileCache::serving(SteadyTime now, WallTime wall_now) const {
+    return held_ && servable(settings_, now, held_->deadline) &&
+           wall_now + settings_.serve_margin < held_->credentials.expiration;
+}
+
+bool ProfileCache::expired_by_wall_clock(SteadyTime now, WallTime wall_now) const {
+    return held_ && servable(settings_, now, held_->deadline) && !serving(now, wall_now);
+}
+
+Result<const CachedCredentials*> ProfileCache::current(SteadyTime now, WallTime wall_now) const {
+    if (serving(now, wall_now)) {
         return &*held_;
     }
     if (last_error_) {
@@ -79,12 +88,12 @@ void ProfileCache::request_refresh_by(SteadyTime at) noexcept {
     }
 }
 
-CacheState ProfileCache::state(SteadyTime now) const {
-    const bool serving = held_ && servable(settings_, now, held_->deadline);
+CacheState ProfileCache::state(SteadyTime now, WallTime wall_now) const {
+    const bool in_service = serving(now, wall_now);
     if (!last_error_) {
-        return serving ? CacheState::fresh : CacheState::starting;
+        return in_service ? CacheState::fresh : CacheState::starting;
     }
-    return serving ? CacheState::stale : CacheState::failing;
+    return in_service ? CacheState::stale : CacheState::failing;
 }
 
 }  // namespace rad::daemon

@@ -4,8 +4,10 @@
 // thread of its own: the event loop passes the time in and arms a timer at next_refresh(). Its promises:
 //  - single-flight: begin_refresh() succeeds only when no refresh is in flight;
 //  - keep last good: a failed refresh leaves the credentials in service untouched;
-//  - never stale: current() refuses credentials within serve_margin of their monotonic deadline, and never
-//    hands out an empty or malformed set (CreateSession parsing already refuses those).
+//  - never stale: current() refuses credentials within serve_margin of their monotonic deadline or of their
+//    Expiration by the wall clock (the monotonic clock stands still while the host sleeps, and a clock set
+//    forward is the world's clock too), and never hands out an empty or malformed set (CreateSession parsing
+//    already refuses those).
 
 #include <optional>
 
@@ -34,9 +36,15 @@ class ProfileCache {
 public:
     explicit ProfileCache(RefreshSettings settings, SteadyTime now);
 
-    // current returns the credentials to serve at `now`, or an Error saying why there are none (the last
-    // refresh error, or "credentials are being fetched" before the first one finished).
-    [[nodiscard]] Result<const CachedCredentials*> current(SteadyTime now) const;
+    // current returns the credentials to serve at `now` (monotonic) / `wall_now`, or an Error saying why
+    // there are none (the last refresh error, or "credentials are being fetched" before the first one
+    // finished).
+    [[nodiscard]] Result<const CachedCredentials*> current(SteadyTime now, WallTime wall_now) const;
+
+    // expired_by_wall_clock is true when credentials are held that the monotonic clock still finds good but
+    // the wall clock puts within serve_margin of their Expiration: the host slept, or its clock was set
+    // forward. The event loop then refreshes at once instead of waiting for the monotonic timer.
+    [[nodiscard]] bool expired_by_wall_clock(SteadyTime now, WallTime wall_now) const;
 
     // begin_refresh marks a refresh as in flight; false (and nothing changes) when one already is.
     bool begin_refresh();
@@ -57,12 +65,14 @@ public:
     // lifetime.
     void request_refresh_by(SteadyTime at) noexcept;
 
-    CacheState state(SteadyTime now) const;
+    CacheState state(SteadyTime now, WallTime wall_now) const;
     const std::optional<Error>& last_error() const noexcept { return last_error_; }
     int consecutive_failures() const noexcept { return failures_; }
     const std::optional<CachedCredentials>& held() const noexcept { return held_; }
 
 private:
+    bool serving(SteadyTime now, WallTime wall_now) const;
+
     RefreshSettings settings_;
     std::optional<CachedCredentials> held_;
     std::optional<Error> last_error_;

@@ -223,6 +223,27 @@ Result<void> write_all(int fd, std::string_view data, const std::filesystem::pat
     return {};
 }
 
+// remove_stale_temporaries deletes "<file>.tmp.*" left in the directory by a writer that was killed between
+// creating its temporary file and renaming it. Called with the lock held: every writer of `path` creates its
+// temporary file under that lock, so any such file seen here belongs to a writer that no longer runs. Only
+// regular files are removed (never followed symlinks); failures are ignored, the leftover is harmless.
+void remove_stale_temporaries(const std::filesystem::path& path) {
+    const std::filesystem::path dir =
+        path.has_parent_path() ? path.parent_path() : std::filesystem::path(".");
+    const std::string prefix = path.filename().string() + ".tmp.";
+    std::error_code ec;
+    for (std::filesystem::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+        const std::string name = it->path().filename().string();
+        if (name.compare(0, prefix.size(), prefix) != 0) {
+            continue;
+        }
+        struct stat st {};
+        if (::lstat(it->path().c_str(), &st) == 0 && S_ISREG(st.st_mode)) {
+            ::unlink(it->path().c_str());
+        }
+    }
+}
+
 }  // namespace
 
 Result<void> write_credentials_file(const std::filesystem::path& path,
@@ -232,12 +253,15 @@ Result<void> write_credentials_file(const std::filesystem::path& path,
         path.has_parent_path() ? path.parent_path() : std::filesystem::path(".");
     std::error_code ec;
     if (!std::filesystem::exists(dir, ec)) {
-        std::filesystem::create_directories(dir, ec);
-        if (ec) {
-            return make_error(Errc::internal,
-                              dir.string() + ": cannot create the directory: " + ec.message());
+        // Each missing directory is made 0700 by mkdir itself: create_directories would use 0777 & ~umask
+        // and leave a window (wide open under umask 0000) before a chmod.
+        std::filesystem::path partial;
+        for (const auto& part : dir) {
+            partial /= part;
+            if (::mkdir(partial.c_str(), 0700) != 0 && errno != EEXIST) {
+                return io_error(partial, "cannot create the directory");
+            }
         }
-        ::chmod(dir.c_str(), 0700);
     }
 
     // The lock file (not the credentials file, which rename() replaces) serialises writers.
@@ -251,6 +275,8 @@ Result<void> write_credentials_file(const std::filesystem::path& path,
             return io_error(lock_path, "cannot lock");
         }
     }
+
+    remove_stale_temporaries(path);
 
     Secret old;
     mode_t mode = 0600;

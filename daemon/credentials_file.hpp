@@ -30,8 +30,9 @@ Secret edit_credentials_file(std::string_view existing,
                              const signer::Credentials& credentials);
 
 // write_credentials_file applies edit_credentials_file to `path` (created 0600 if missing, with its directory
-// 0700). Errors: input_invalid (the file is not a regular file), unsafe_permissions (group/world readable
-// existing file), internal (I/O failures), each naming the path.
+// 0700). Under the lock it first removes "<path>.tmp.*" files that a killed writer left behind. Errors:
+// input_invalid (the file is not a regular file), unsafe_permissions (group/world readable existing file),
+// internal (I/O failures), each naming the path.
 [[nodiscard]] Result<void> write_credentials_file(const std::filesystem::path& path,
                                                   std::string_view profile,
                                                   const signer::Credentials& credentials);

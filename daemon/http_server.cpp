@@ -58,6 +58,23 @@ Result<void> apply_hop_limit(int fd, int family, int hops) {
                       "hop limit: socket family " + std::to_string(family) + " is not IPv4 or IPv6");
 }
 
+bool is_loopback_peer(const std::string& address) noexcept {
+    boost::system::error_code ec;
+    const auto parsed = boost::asio::ip::make_address(address, ec);
+    if (ec) {
+        return false;
+    }
+    if (parsed.is_v6()) {
+        const auto v6 = parsed.to_v6();
+        // An IPv4 peer of a dual-stack listener arrives as ::ffff:a.b.c.d.
+        if (v6.is_v4_mapped()) {
+            return boost::asio::ip::make_address_v4(boost::asio::ip::v4_mapped, v6).is_loopback();
+        }
+        return v6.is_loopback();
+    }
+    return parsed.to_v4().is_loopback();  // 127.0.0.0/8
+}
+
 namespace {
 
 namespace net = boost::asio;
@@ -137,6 +154,9 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
     void on_accept(const std::shared_ptr<server_detail::Listener>& listener,
                    const beast::error_code& ec,
                    tcp::socket socket);
+    // make_room is true when a newly accepted connection may be served: below the cap, or after closing the
+    // connection that has waited longest on its peer.
+    bool make_room();
     void stop_accepting();
     void shut_down();
     SurfaceResponse call_handler(const SurfaceRequest& request);
@@ -196,6 +216,18 @@ public:
         stream_.close();
     }
 
+    bool closed() const noexcept { return state_ == State::closed; }
+
+    // waiting_since is when this connection started waiting on its peer (for a request, or for the rest of
+    // one); nullopt while the server works on its answer or once it is closed. The eldest waiter is the one
+    // the server lets go when it is full.
+    std::optional<std::chrono::steady_clock::time_point> waiting_since() const noexcept {
+        if (state_ == State::idle || state_ == State::reading || state_ == State::lingering) {
+            return waiting_since_;
+        }
+        return std::nullopt;
+    }
+
 private:
     enum class State { idle, reading, writing, lingering, closed };
 
@@ -209,6 +241,7 @@ private:
             return;
         }
         state_ = State::idle;
+        waiting_since_ = std::chrono::steady_clock::now();
         stream_.expires_after(server_->limits.idle_timeout);
         stream_.async_read_some(buffer_.prepare(kFirstRead),
                                 [self = shared_from_this()](const beast::error_code& ec, std::size_t n) {
@@ -226,6 +259,9 @@ private:
     }
 
     void read_request() {
+        if (state_ != State::idle) {
+            waiting_since_ = std::chrono::steady_clock::now();  // a pipelined request starts its own wait
+        }
         state_ = State::reading;
         const auto& limits = server_->limits;
         parser_.emplace();
@@ -269,8 +305,11 @@ private:
         wipe_string(message.body());  // SurfaceRequest carries no body; none of it is kept
         parser_.reset();
         SurfaceResponse response = server_->call_handler(request);
+        // A request refused as malformed or ambiguous ends the connection: whatever follows it on the wire
+        // was framed by rules the client and this server disagree on, and must not be read as a request.
+        const bool malformed = response.status == 400 || response.status == 413 || response.status == 431;
         // Checked after the handler, which may itself have stopped the server.
-        respond(std::move(response), wants_keep_alive && !server_->stopping, head);
+        respond(std::move(response), wants_keep_alive && !malformed && !server_->stopping, head);
     }
 
     // respond serializes the answer into wire_ (our own buffer, so that the body can be wiped once sent).
@@ -342,6 +381,7 @@ private:
     // and bytes), so that the answer is not lost to a reset caused by closing with unread data.
     void linger() {
         state_ = State::lingering;
+        waiting_since_ = std::chrono::steady_clock::now();
         stream_.expires_after(std::min(kLingerTime, server_->limits.read_timeout));
         drain();
     }
@@ -367,6 +407,7 @@ private:
     std::size_t drained_ = 0;
     bool request_read_ = false;  // the last request was read to its end (not cut short by an error)
     State state_ = State::idle;
+    std::chrono::steady_clock::time_point waiting_since_ = std::chrono::steady_clock::now();
 };
 
 }  // namespace server_detail
@@ -489,10 +530,18 @@ void HttpServer::Impl::on_accept(const std::shared_ptr<server_detail::Listener>&
         return;
     }
     accept(listener);
-    // Beyond the cap the connection is closed unanswered: an answer would cost the very resources the cap
-    // protects.
-    if (connections.size() >= static_cast<std::size_t>(std::max(limits.max_connections, 0))) {
-        return;
+    if (limits.loopback_peers_only) {
+        beast::error_code remote_ec;
+        const auto remote = socket.remote_endpoint(remote_ec);
+        // Closed unanswered, and before it can take a place under the connection cap: a peer on another host
+        // (a listener bound to a non-loopback address, or route_localnet + DNAT as in CVE-2020-8558) learns
+        // nothing and displaces nobody.
+        if (remote_ec || !is_loopback_peer(remote.address().to_string())) {
+            return;
+        }
+    }
+    if (!make_room()) {
+        return;  // closed unanswered: an answer would cost the very resources the cap protects
     }
     beast::error_code endpoint_ec;
     const auto local = socket.local_endpoint(endpoint_ec);
@@ -506,6 +555,39 @@ void HttpServer::Impl::on_accept(const std::shared_ptr<server_detail::Listener>&
     socket.set_option(tcp::no_delay(true),
                       ignored);  // answers go out in one write; pipelined ones must not wait
     std::make_shared<server_detail::Connection>(shared_from_this(), std::move(socket))->start();
+}
+
+bool HttpServer::Impl::make_room() {
+    const auto cap = static_cast<std::size_t>(std::max(limits.max_connections, 0));
+    if (connections.size() < cap) {
+        return true;
+    }
+    // At the cap, the connection that has waited longest on its peer (an idle keep-alive, or a slowloris
+    // still sending its header) is let go for the new one: otherwise whoever opens `cap` idle connections
+    // first would lock every real client out until the idle timeout. Closed connections still in the set
+    // (their last handler has not run yet) hold no socket and do not count.
+    std::size_t live = 0;
+    server_detail::Connection* eldest = nullptr;
+    std::chrono::steady_clock::time_point eldest_since{};
+    for (auto* connection : connections) {
+        if (connection->closed()) {
+            continue;
+        }
+        ++live;
+        const auto since = connection->waiting_since();
+        if (since && (eldest == nullptr || *since < eldest_since)) {
+            eldest = connection;
+            eldest_since = *since;
+        }
+    }
+    if (live < cap) {
+        return true;
+    }
+    if (eldest == nullptr || cap == 0) {
+        return false;  // every connection is busy with an answer: the new one waits for none of them
+    }
+    eldest->close();
+    return true;
 }
 
 void HttpServer::Impl::stop_accepting() {

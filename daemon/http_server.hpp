@@ -5,8 +5,9 @@
 //
 // Promises: HTTP/1.1 with keep-alive; Content-Length on every response; bounded header size, read and idle
 // timeouts (slowloris-safe); a connection cap (extra connections are closed at once); the IP TTL / IPv6 hop
-// limit of accepted sockets set to hop_limit; stop_accepting() closes the listeners, lets responses being
-// written finish, and closes idle connections, so that the loop runs out of work and returns.
+// limit of accepted sockets set to hop_limit; optionally, loopback peers only; a response with status 400,
+// 413 or 431 ends the connection; stop_accepting() closes the listeners, lets responses being written finish,
+// and closes idle connections, so that the loop runs out of work and returns.
 
 #include <chrono>
 #include <cstdint>
@@ -35,7 +36,13 @@ struct HttpServerLimits {
     // hop_limit: IP_TTL / IPV6_UNICAST_HOPS of accepted sockets (1 = cannot leave the host's link); 0 leaves
     // the system default.
     int hop_limit = 1;
+    // loopback_peers_only closes, unanswered, connections whose peer address is not loopback (127.0.0.0/8,
+    // ::1, or ::ffff:127.x.y.z).
+    bool loopback_peers_only = false;
 };
+
+// is_loopback_peer says whether an IP address (text form) is a loopback address, IPv4-mapped ones included.
+bool is_loopback_peer(const std::string& address) noexcept;
 
 using HttpHandler = std::function<SurfaceResponse(const SurfaceRequest&)>;
 

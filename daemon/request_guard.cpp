@@ -65,6 +65,20 @@ bool host_allowed(std::string_view host_header) noexcept {
 }
 
 std::optional<SurfaceResponse> guard_request(const SurfaceRequest& request) {
+    if (request.headers.size() > kMaxRequestHeaderFields) {
+        return refusal(431, "too many header fields");
+    }
+    // No surface takes a body. A body on a GET, or chunked framing, is what request smuggling through a
+    // front proxy looks like; refusing it (and closing, as the server does after a 400) leaves nothing
+    // behind on the connection to be read as a second request.
+    if (request.count("Transfer-Encoding") != 0) {
+        return refusal(400, "request bodies are refused");
+    }
+    for (const auto& entry : request.headers) {
+        if (iequals(entry.first, "Content-Length") && entry.second != "0") {
+            return refusal(400, "request bodies are refused");
+        }
+    }
     for (std::string_view name : proxy_headers) {
         if (request.count(name) != 0) {
             return refusal(400, "requests through a proxy are refused");

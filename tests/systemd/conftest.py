@@ -8,7 +8,6 @@ RAD_EMULATOR, RAD_PYTHON, RAD_SOURCE_DIR, RAD_BUILD_DIR, RAD_CPACK and RAD_VERSI
 Every wait is bounded.
 """
 
-import importlib.util
 import os
 import shutil
 import socket
@@ -20,32 +19,14 @@ import pytest
 
 ROOT = Path(os.environ.get("RAD_SOURCE_DIR") or Path(__file__).resolve().parents[2])
 BUILD = Path(os.environ.get("RAD_BUILD_DIR") or ROOT / "build")
-INTEGRATION_DIR = ROOT / "tests" / "integration"
 UNIT_DIR = ROOT / "systemd"
+sys.path.insert(0, str(ROOT / "tests" / "integration"))
+from suite_support import adopt  # noqa: E402
 
-
-def _load_integration_support():
-    spec = importlib.util.spec_from_file_location("rad_integration_conftest", INTEGRATION_DIR / "conftest.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-_integration = _load_integration_support()
+# The integration fixtures under the same names: emulator (session), em (reset per test), pki; AGENT and
+# clean_environment before the agent_support import below, which takes them `from conftest` (this module).
+_integration = adopt(globals(), "AGENT", "Emulator", "pki_dir", "clean_environment", "emulator", "em", "pki")
 AGENT = _integration.AGENT
-Emulator = _integration.Emulator
-pki_dir = _integration.pki_dir
-clean_environment = _integration.clean_environment
-
-# The integration fixtures, collected here under the same names: emulator (session), em (reset per test), pki.
-emulator = _integration.emulator
-em = _integration.em
-pki = _integration.pki
-
-# agent_support takes AGENT and clean_environment `from conftest`, which in this session is this module (still
-# being imported): both are defined above, before the import.
-if str(INTEGRATION_DIR) not in sys.path:
-    sys.path.insert(0, str(INTEGRATION_DIR))
 from agent_support import (AgentProcess, free_port, http_call, imds_credentials, last_issued,  # noqa: E402,F401
                            wait_until)
 

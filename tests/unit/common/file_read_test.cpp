@@ -14,7 +14,7 @@ namespace {
 namespace fs = std::filesystem;
 
 class FileReadTest : public ::testing::Test {
-  protected:
+protected:
     void SetUp() override {
         std::string pattern = (fs::temp_directory_path() / "rad-file-read-XXXXXX").string();
         ASSERT_NE(::mkdtemp(pattern.data()), nullptr);
@@ -94,6 +94,23 @@ TEST_F(FileReadTest, GroupOrOtherAccessRefused) {
     }
     const auto path = write("key.pem", "k", 0640);
     EXPECT_NE(read_secret_file(path, {}).error().message.find("0640"), std::string::npos);
+}
+
+TEST_F(FileReadTest, DirectoryWritableByOthersRefusedUnlessSticky) {
+    const auto path = write("key.pem", "k", 0600);
+    ASSERT_EQ(::chmod(dir_.c_str(), 0777), 0);
+    auto secret = read_secret_file(path, {});
+    ASSERT_FALSE(secret);
+    EXPECT_EQ(secret.error().code, Errc::unsafe_permissions);
+    EXPECT_NE(secret.error().message.find("writable by others"), std::string::npos);
+    EXPECT_TRUE(read_secret_file(path, SecretFilePolicy{true}));
+    EXPECT_TRUE(read_public_file(path));
+    // Sticky (like /tmp): others cannot replace a file they do not own. Group-writable is left to the admin.
+    for (mode_t mode : {01777, 0775, 0755, 0700}) {
+        SCOPED_TRACE(mode);
+        ASSERT_EQ(::chmod(dir_.c_str(), mode), 0);
+        EXPECT_TRUE(read_secret_file(path, {}));
+    }
 }
 
 TEST_F(FileReadTest, SizeCap) {

@@ -161,6 +161,19 @@ TEST_F(CredentialsFileWriter, CreatesFileAndDirectoryPrivately) {
     EXPECT_EQ(mode_of(dir_ / "aws"), 0700u);
 }
 
+// Under umask 0000 every directory the writer makes is still 0700 (mkdir's own mode, no chmod afterwards,
+// so no moment when it is open), intermediate ones included.
+TEST_F(CredentialsFileWriter, CreatesNestedDirectoriesPrivatelyUnderUmask0) {
+    const auto path = dir_ / "a" / "b" / "credentials";
+    const mode_t old_mask = ::umask(0);
+    const auto written = write_credentials_file(path, "rad", creds());
+    ::umask(old_mask);
+    ASSERT_TRUE(written) << written.error().message;
+    EXPECT_EQ(mode_of(dir_ / "a"), 0700u);
+    EXPECT_EQ(mode_of(dir_ / "a" / "b"), 0700u);
+    EXPECT_EQ(mode_of(path), 0600u);
+}
+
 TEST_F(CredentialsFileWriter, RefusesAGroupReadableFileAndLeavesItAlone) {
     const auto path = dir_ / "credentials";
     std::ofstream(path) << "[default]\nx = y\n";
@@ -182,6 +195,26 @@ TEST_F(CredentialsFileWriter, LeavesNoTemporaryFilesBehind) {
     }
     std::sort(names.begin(), names.end());
     EXPECT_EQ(names, (std::vector<std::string>{"credentials", "credentials.lock"}));
+}
+
+TEST_F(CredentialsFileWriter, RemovesTemporaryFilesAKilledWriterLeft) {
+    const auto path = dir_ / "credentials";
+    std::ofstream(dir_ / "credentials.tmp.4242.17") << "[half";
+    std::ofstream(dir_ / "credentials.tmp.4243.18") << "";
+    std::ofstream(dir_ / "other.tmp.1.2") << "not ours";
+    std::filesystem::create_directory(dir_ / "credentials.tmp.dir");
+    std::filesystem::create_symlink(dir_ / "other.tmp.1.2", dir_ / "credentials.tmp.link");
+    ASSERT_TRUE(write_credentials_file(path, "a", creds("A")));
+    std::vector<std::string> names;
+    for (const auto& entry : std::filesystem::directory_iterator(dir_)) {
+        names.push_back(entry.path().filename().string());
+    }
+    std::sort(names.begin(), names.end());
+    // Only the stale regular files of this credentials file go; a directory, a symlink and others' files
+    // stay.
+    EXPECT_EQ(names, (std::vector<std::string>{"credentials", "credentials.lock", "credentials.tmp.dir",
+                                               "credentials.tmp.link", "other.tmp.1.2"}));
+    EXPECT_EQ(slurp(dir_ / "other.tmp.1.2"), "not ours");
 }
 
 TEST_F(CredentialsFileWriter, ConcurrentWritersLoseNoProfile) {

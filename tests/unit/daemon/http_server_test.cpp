@@ -483,43 +483,76 @@ TEST_F(HttpServerTest, IdleKeepAliveConnectionIsClosedAfterIdleTimeout) {
     EXPECT_TRUE(wait_for_connections(0));
 }
 
-TEST_F(HttpServerTest, ConnectionsBeyondTheCapAreClosedAtOnce) {
+TEST_F(HttpServerTest, AtTheCapTheLongestWaitingConnectionMakesRoomForANewOne) {
     auto limits = test_limits();
     limits.max_connections = 2;
     start(limits);
     Client one(port_);
-    Client two(port_);
     ASSERT_TRUE(one.send(get("/1")));
     ASSERT_TRUE(one.read_response());
+    std::this_thread::sleep_for(20ms);  // `one` has now waited longer than `two` will have
+    Client two(port_);
     ASSERT_TRUE(two.send(get("/2")));
     ASSERT_TRUE(two.read_response());
     EXPECT_EQ(server_->open_connections(), 2u);
 
+    // A third client is served: the idle connection that has waited longest (`one`) is closed for it.
     Client three(port_);
-    ASSERT_TRUE(three.connected());  // the kernel completes the handshake; the server then closes it
-    EXPECT_TRUE(three.closed_by_peer(1000ms));
-    EXPECT_TRUE(three.pending().empty());
+    ASSERT_TRUE(three.send(get("/3")));
+    auto r3 = three.read_response();
+    ASSERT_TRUE(r3);
+    EXPECT_EQ(r3->body, "GET /3");
+    EXPECT_TRUE(one.closed_by_peer(1000ms));
+    EXPECT_TRUE(one.pending().empty());
 
-    // The two others still work.
-    ASSERT_TRUE(one.send(get("/1b")));
-    auto r1 = one.read_response();
-    ASSERT_TRUE(r1);
-    EXPECT_EQ(r1->body, "GET /1b");
+    // `two` was not the eldest and still works; the cap holds.
     ASSERT_TRUE(two.send(get("/2b")));
     auto r2 = two.read_response();
     ASSERT_TRUE(r2);
     EXPECT_EQ(r2->body, "GET /2b");
+    ASSERT_TRUE(wait_for_connections(2));
+}
 
-    // Once one leaves, there is room again.
-    ASSERT_TRUE(one.send(get("/1c", "Connection: close\r\n")));
-    ASSERT_TRUE(one.read_response());
-    EXPECT_TRUE(one.closed_by_peer(2000ms));
-    ASSERT_TRUE(wait_for_connections(1));
-    Client four(port_);
-    ASSERT_TRUE(four.send(get("/4")));
-    auto r4 = four.read_response();
-    ASSERT_TRUE(r4);
-    EXPECT_EQ(r4->body, "GET /4");
+TEST_F(HttpServerTest, AtTheCapASlowHeaderIsLetGoBeforeAnIdleNewerConnection) {
+    auto limits = test_limits();
+    limits.max_connections = 2;
+    start(limits);
+    Client slow(port_);
+    ASSERT_TRUE(slow.send("GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: "));  // never finished
+    std::this_thread::sleep_for(20ms);
+    Client idle(port_);
+    ASSERT_TRUE(idle.send(get("/idle")));
+    ASSERT_TRUE(idle.read_response());
+
+    Client fresh(port_);
+    ASSERT_TRUE(fresh.send(get("/fresh")));
+    auto r = fresh.read_response();
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->body, "GET /fresh");
+    EXPECT_TRUE(slow.closed_by_peer(1000ms));
+    ASSERT_TRUE(idle.send(get("/idle2")));
+    auto r2 = idle.read_response();
+    ASSERT_TRUE(r2);
+    EXPECT_EQ(r2->body, "GET /idle2");
+}
+
+TEST_F(HttpServerTest, AFloodOfIdleConnectionsNeverExceedsTheCap) {
+    auto limits = test_limits();
+    limits.max_connections = 4;
+    start(limits);
+    std::vector<std::unique_ptr<Client>> flood;
+    for (int i = 0; i < 40; ++i) {
+        flood.push_back(std::make_unique<Client>(port_));
+        ASSERT_TRUE(flood.back()->connected());
+    }
+    std::this_thread::sleep_for(100ms);
+    EXPECT_LE(server_->open_connections(), 4u);
+    Client real(port_);
+    ASSERT_TRUE(real.send(get("/real")));
+    auto r = real.read_response();
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->body, "GET /real");
+    EXPECT_LE(server_->open_connections(), 4u);
 }
 
 TEST_F(HttpServerTest, StopAcceptingRefusesNewConnectionsAndTheLoopReturns) {
@@ -807,6 +840,61 @@ TEST(ApplyHopLimitTest, RefusesOutOfRangeValuesAndOtherFamilies) {
     auto closed = apply_hop_limit(-1, AF_INET, 1);
     ASSERT_FALSE(closed);
     EXPECT_NE(closed.error().message.find("IP_TTL"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace rad::daemon
+
+namespace rad::daemon {
+namespace {
+
+// A handler's 400/413/431 (a request refused as malformed or ambiguous) ends the connection; other refusals
+// such as 401 keep it, so that an SDK can fetch a token and retry on the same connection.
+TEST_F(HttpServerTest, HandlerRefusalAsMalformedClosesTheConnection) {
+    start(test_limits(), [](const SurfaceRequest& request) {
+        SurfaceResponse response;
+        response.status = std::stoi(request.target.substr(1));
+        return response;
+    });
+    for (int status : {400, 413, 431}) {
+        Client client(port_);
+        ASSERT_TRUE(client.send(get("/" + std::to_string(status))));
+        auto response = client.read_response();
+        ASSERT_TRUE(response);
+        EXPECT_EQ(response->status, status);
+        EXPECT_EQ(*response->header("Connection"), "close");
+        EXPECT_TRUE(client.closed_by_peer(2000ms)) << status;
+    }
+    Client client(port_);
+    ASSERT_TRUE(client.send(get("/401")));
+    auto response = client.read_response();
+    ASSERT_TRUE(response);
+    EXPECT_EQ(*response->header("Connection"), "keep-alive");
+    ASSERT_TRUE(client.send(get("/200")));
+    auto second = client.read_response();
+    ASSERT_TRUE(second);
+    EXPECT_EQ(second->status, 200);
+}
+
+TEST(LoopbackPeer, OnlyLoopbackAddressesPass) {
+    for (const char* address : {"127.0.0.1", "127.1.2.3", "::1", "::ffff:127.0.0.1"}) {
+        EXPECT_TRUE(is_loopback_peer(address)) << address;
+    }
+    for (const char* address : {"10.0.0.1", "169.254.169.254", "0.0.0.0", "::", "::ffff:10.0.0.1", "fe80::1",
+                                "128.0.0.1", "", "localhost", "not an address"}) {
+        EXPECT_FALSE(is_loopback_peer(address)) << address;
+    }
+}
+
+TEST_F(HttpServerTest, LoopbackPeersOnlyStillServesLoopbackClients) {
+    auto limits = test_limits();
+    limits.loopback_peers_only = true;
+    start(limits);
+    Client client(port_);
+    ASSERT_TRUE(client.send(get("/x")));
+    auto response = client.read_response();
+    ASSERT_TRUE(response);
+    EXPECT_EQ(response->status, 200);
 }
 
 }  // namespace

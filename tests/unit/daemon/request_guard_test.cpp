@@ -131,3 +131,38 @@ TEST(GuardRequest, ProxyFormTargetsRefused) {
 
 }  // namespace
 }  // namespace rad::daemon
+
+namespace rad::daemon {
+namespace {
+
+TEST(GuardRequest, RequestBodiesRefused) {
+    const std::vector<std::vector<Header>> bodies = {
+        {{"Host", "127.0.0.1"}, {"Content-Length", "5"}},
+        {{"Host", "127.0.0.1"}, {"content-length", "1"}},
+        {{"Host", "127.0.0.1"}, {"Transfer-Encoding", "chunked"}},
+        {{"Host", "127.0.0.1"}, {"transfer-encoding", "identity"}},
+    };
+    for (const auto& headers : bodies) {
+        const auto r = guard_request(make_request("GET", headers));
+        ASSERT_TRUE(r.has_value()) << headers[1].first;
+        EXPECT_EQ(r->status, 400);
+        EXPECT_EQ(r->body.reveal(), "request bodies are refused");
+    }
+    // The token PUT of an SDK announces an empty body.
+    EXPECT_FALSE(guard_request(make_request("PUT", {{"Host", "127.0.0.1"}, {"Content-Length", "0"}})));
+}
+
+TEST(GuardRequest, TooManyHeaderFieldsGet431) {
+    std::vector<Header> headers = {{"Host", "127.0.0.1"}};
+    while (headers.size() < kMaxRequestHeaderFields) {
+        headers.emplace_back("X", "1");
+    }
+    EXPECT_FALSE(guard_request(make_request("GET", headers)));
+    headers.emplace_back("X", "1");
+    const auto r = guard_request(make_request("GET", headers));
+    ASSERT_TRUE(r.has_value());
+    EXPECT_EQ(r->status, 431);
+}
+
+}  // namespace
+}  // namespace rad::daemon
