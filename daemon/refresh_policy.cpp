@@ -1,6 +1,7 @@
 #include "daemon/refresh_policy.hpp"
 
 #include <algorithm>
+#include <cmath>
 
 #include "daemon/retry.hpp"
 
@@ -23,14 +24,18 @@ SteadyTime monotonic_deadline(WallTime expiration, WallTime wall_now, SteadyTime
     return steady_now + std::max(left, Millis(0));
 }
 
+double refresh_fraction(const RefreshSettings& settings, double jitter01) {
+    // sqrt of a uniform variable has density 2x on [0, 1]: later points are likelier, none leaves the window.
+    return settings.refresh_at_min +
+           (settings.refresh_at_max - settings.refresh_at_min) * std::sqrt(clamp01(jitter01));
+}
+
 SteadyTime next_refresh_after_success(const RefreshSettings& settings,
                                       SteadyTime received,
                                       SteadyTime deadline,
                                       double jitter01) {
     const Millis lifetime = std::max(std::chrono::duration_cast<Millis>(deadline - received), Millis(0));
-    const double fraction =
-        settings.refresh_at_min + (settings.refresh_at_max - settings.refresh_at_min) * clamp01(jitter01);
-    SteadyTime at = received + scale(lifetime, fraction);
+    SteadyTime at = received + scale(lifetime, refresh_fraction(settings, jitter01));
     // Short-lived credentials (a 15-minute session) still leave room for retries before the serve margin.
     const SteadyTime latest = deadline - settings.min_refresh_lead;
     if (at > latest) {
@@ -51,8 +56,13 @@ FailureDecision next_refresh_after_failure(const RefreshSettings& settings,
     if (decision.retryable) {
         const auto retry_after =
             std::min(error.retry_after, std::chrono::duration_cast<std::chrono::seconds>(settings.retry_cap));
-        wait = backoff_delay(BackoffPolicy{settings.retry_base, settings.retry_cap}, std::max(failures, 1),
-                             jitter01, retry_after);
+        // A server that says when to come back is believed; a bare throttling answer gets the larger base.
+        const bool bare_throttling = error.code == Errc::upstream_throttled && error.retry_after.count() == 0;
+        const Millis base = bare_throttling ? std::min(std::max(settings.throttled_base, settings.retry_base),
+                                                       settings.retry_cap)
+                                            : settings.retry_base;
+        wait = backoff_delay(BackoffPolicy{base, settings.retry_cap}, std::max(failures, 1), jitter01,
+                             retry_after);
     } else {
         wait =
             settings.rejected_min + scale(settings.rejected_max - settings.rejected_min, clamp01(jitter01));

@@ -123,8 +123,7 @@ private:
         for (std::uint32_t a = 0; a < s_.agents; ++a) {
             for (std::uint32_t p = 0; p < s_.profiles; ++p) {
                 const double jitter = uniform01();
-                const double fraction = s_.refresh.refresh_at_min +
-                                        (s_.refresh.refresh_at_max - s_.refresh.refresh_at_min) * jitter;
+                const double fraction = daemon::refresh_fraction(s_.refresh, jitter);
                 const auto received = -static_cast<std::int64_t>(uniform01() * fraction * lifetime_ms);
                 caches_.emplace_back(s_.refresh, steady_at(received));
                 const std::uint32_t slot = static_cast<std::uint32_t>(caches_.size() - 1);
@@ -226,7 +225,7 @@ private:
     void on_sample(std::int64_t now) {
         const daemon::SteadyTime at = steady_at(now);
         for (std::size_t i = 0; i < caches_.size(); ++i) {
-            if (books_[i].start_ms <= now && !caches_[i].current(at)) {
+            if (books_[i].start_ms <= now && !caches_[i].current(at, wall_at(now))) {
                 ++result_.summary.sampled_unservable_seconds;
             }
         }
@@ -344,6 +343,9 @@ Result<void> validate(const Scenario& s) {
     }
     if (s.refresh.retry_base.count() <= 0 || s.refresh.retry_cap < s.refresh.retry_base) {
         return make_error(Errc::usage, "--retry-base-ms must be positive and at most --retry-cap-ms");
+    }
+    if (s.refresh.throttled_base.count() <= 0) {
+        return make_error(Errc::usage, "--throttled-base-ms must be positive");
     }
     if (s.start_spread.count() < 0 || s.latency.count() < 0 || s.latency_jitter.count() < 0 ||
         s.retry_after.count() < 0) {

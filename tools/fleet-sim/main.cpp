@@ -28,7 +28,7 @@ int main(int argc, char** argv) {
 
     double session = 3600, spread = 0, duration = 86400, outage_start = 0, outage_end = 0;
     long long latency = 200, latency_jitter = 0, retry_base = s.refresh.retry_base.count(),
-              retry_cap = s.refresh.retry_cap.count();
+              retry_cap = s.refresh.retry_cap.count(), throttled_base = s.refresh.throttled_base.count();
     long long retry_after = 0;
     std::string initial = "cold", csv, svg;
     app.add_option("--agents", s.agents, "Number of agents (hosts)")->capture_default_str();
@@ -42,6 +42,9 @@ int main(int argc, char** argv) {
     app.add_option("--refresh-max", s.refresh.refresh_at_max, "Latest refresh point, fraction of lifetime")
         ->capture_default_str();
     app.add_option("--retry-base-ms", retry_base, "Backoff base of retryable failures")
+        ->capture_default_str();
+    app.add_option("--throttled-base-ms", throttled_base,
+                   "Backoff base after a throttled answer without Retry-After")
         ->capture_default_str();
     app.add_option("--retry-cap-ms", retry_cap, "Backoff cap of retryable failures")->capture_default_str();
     app.add_option("--initial", initial, "cold: agents start without credentials; steady: mid-cycle")
@@ -84,6 +87,7 @@ int main(int argc, char** argv) {
     s.retry_after = std::chrono::seconds(retry_after);
     s.refresh.retry_base = Millis(retry_base);
     s.refresh.retry_cap = Millis(retry_cap);
+    s.refresh.throttled_base = Millis(throttled_base);
     s.initial = initial == "steady" ? rad::fleet::InitialState::steady : rad::fleet::InitialState::cold;
 
     const auto started = std::chrono::steady_clock::now();

@@ -79,8 +79,9 @@ std::string format_summary(const Scenario& s, const Summary& summary) {
         out << ", outage [" << s.outage_start.count() / 1000 << " s, " << s.outage_end.count() / 1000
             << " s)";
     }
-    out << ", retry base " << s.refresh.retry_base.count() << " ms cap " << s.refresh.retry_cap.count()
-        << " ms, duration " << duration_text(s.duration) << ", seed " << s.seed << "\n";
+    out << ", retry base " << s.refresh.retry_base.count() << " ms (throttled "
+        << s.refresh.throttled_base.count() << " ms) cap " << s.refresh.retry_cap.count() << " ms, duration "
+        << duration_text(s.duration) << ", seed " << s.seed << "\n";
     out << rate_line("accepted CreateSession", summary.accepted);
     out << rate_line("throttled CreateSession", summary.throttled);
     out << "throttled per slot: "

@@ -4,6 +4,11 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <random>
+
 namespace rad::daemon {
 namespace {
 
@@ -36,7 +41,8 @@ INSTANTIATE_TEST_SUITE_P(
     Table,
     RefreshAfterSuccess,
     ::testing::Values(SuccessCase{3600s, 0.0, 1800s},   // 50 % of an hour
-                      SuccessCase{3600s, 0.5, 1980s},   // 55 %
+                      SuccessCase{3600s, 0.25, 1980s},  // sqrt(0.25) = 0.5 of the window: 55 %
+                      SuccessCase{3600s, 0.81, 2124s},  // sqrt(0.81) = 0.9: 59 %
                       SuccessCase{3600s, 1.0, 2160s},   // 60 %
                       SuccessCase{3600s, 7.0, 2160s},   // jitter clamped to 1
                       SuccessCase{3600s, -1.0, 1800s},  // and to 0
@@ -56,6 +62,34 @@ TEST(RefreshAfterSuccess, EveryJitterLandsInsideTheWindow) {
         EXPECT_GE(at, t0 + 1800s);
         EXPECT_LE(at, t0 + 2160s);
     }
+}
+
+// N4 of the test plan: 10 000 refresh points drawn with a fixed seed all fall in [0.5, 0.6] of the lifetime,
+// spread widely enough that a fleet started together does not refresh together (standard deviation > 0.02),
+// and their mean is late enough (> 0.556) that 10 000 agents with 1 h sessions stay under 5 CreateSession/s.
+TEST(RefreshAfterSuccess, TenThousandSchedulesSpreadInsideTheWindow) {
+    const RefreshSettings settings;
+    std::mt19937_64 rng(20261126);
+    std::uniform_real_distribution<double> uniform(0.0, 1.0);
+    double sum = 0, sum_sq = 0, lowest = 1, highest = 0;
+    constexpr int kSchedules = 10000;
+    for (int i = 0; i < kSchedules; ++i) {
+        const auto at = next_refresh_after_success(settings, t0, t0 + 3600s, uniform(rng));
+        const double fraction = std::chrono::duration<double>(at - t0).count() / 3600.0;
+        sum += fraction;
+        sum_sq += fraction * fraction;
+        lowest = std::min(lowest, fraction);
+        highest = std::max(highest, fraction);
+    }
+    const double mean = sum / kSchedules;
+    const double stddev = std::sqrt(sum_sq / kSchedules - mean * mean);
+    std::printf("N4: refresh fraction min %.4f max %.4f mean %.4f stddev %.4f\n", lowest, highest, mean,
+                stddev);
+    EXPECT_GE(lowest, 0.5);
+    EXPECT_LE(highest, 0.6);
+    EXPECT_GT(stddev, 0.02);
+    EXPECT_GT(mean, 0.556);
+    EXPECT_LT(mean, 0.58);
 }
 
 struct FailureCase {
@@ -91,6 +125,10 @@ INSTANTIATE_TEST_SUITE_P(
         FailureCase{Errc::upstream_server_error, 10, 1.0, 0s, 300000ms, true},  // capped at 5 min
         FailureCase{Errc::upstream_server_error, 40, 0.25, 0s, 75000ms, true},  // no overflow at high n
         FailureCase{Errc::upstream_server_error, 2, 0.0, 0s, 0ms, true},
+        // throttling backs off from its own 10 s base: the whole fleet shares the quota
+        FailureCase{Errc::upstream_throttled, 1, 1.0, 0s, 10000ms, true},
+        FailureCase{Errc::upstream_throttled, 3, 0.5, 0s, 20000ms, true},
+        FailureCase{Errc::upstream_throttled, 6, 1.0, 0s, 300000ms, true},  // 320 s capped at 5 min
         // Retry-After is a floor, itself capped at 5 min
         FailureCase{Errc::upstream_throttled, 1, 0.1, 30s, 30000ms, true},
         FailureCase{Errc::upstream_throttled, 1, 0.1, 3600s, 300000ms, true},
