@@ -17,9 +17,12 @@ Fields split(SystemTime t) {
     const auto days = floor<std::chrono::days>(secs);
     const year_month_day ymd{days};
     const hh_mm_ss<seconds> hms{secs - days};
-    return Fields{static_cast<int>(ymd.year()), static_cast<unsigned>(ymd.month()),
-                  static_cast<unsigned>(ymd.day()), static_cast<unsigned>(hms.hours().count()),
-                  static_cast<unsigned>(hms.minutes().count()), static_cast<unsigned>(hms.seconds().count())};
+    return Fields{static_cast<int>(ymd.year()),
+                  static_cast<unsigned>(ymd.month()),
+                  static_cast<unsigned>(ymd.day()),
+                  static_cast<unsigned>(hms.hours().count()),
+                  static_cast<unsigned>(hms.minutes().count()),
+                  static_cast<unsigned>(hms.seconds().count())};
 }
 
 bool parse_digits(std::string_view text, std::size_t pos, std::size_t count, int& out) {
@@ -43,7 +46,8 @@ bool parse_digits(std::string_view text, std::size_t pos, std::size_t count, int
 std::string format_amz_date(SystemTime t) {
     const Fields f = split(t);
     char buf[32];
-    std::snprintf(buf, sizeof buf, "%04d%02u%02uT%02u%02u%02uZ", f.year, f.month, f.day, f.hour, f.minute, f.second);
+    std::snprintf(buf, sizeof buf, "%04d%02u%02uT%02u%02u%02uZ", f.year, f.month, f.day, f.hour, f.minute,
+                  f.second);
     return buf;
 }
 
@@ -108,6 +112,12 @@ std::optional<SystemTime> parse_rfc3339(std::string_view s) {
         return std::nullopt;
     }
     const auto t = sys_days{ymd} + hours{hour} + minutes{minute} + seconds{second} - minutes{offset_minutes};
+    // system_clock counts nanoseconds in 64 bits, which ends in 2262: a later (or pre-1678) instant would
+    // overflow the conversion (undefined behaviour, found by fuzzing an expiration of year 7515).
+    constexpr auto limit = duration_cast<seconds>(system_clock::duration::max());
+    if (t.time_since_epoch() >= limit || t.time_since_epoch() <= -limit) {
+        return std::nullopt;
+    }
     return time_point_cast<system_clock::duration>(t);
 }
 

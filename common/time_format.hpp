@@ -22,7 +22,8 @@ std::string format_date_stamp(SystemTime t);
 std::string format_iso8601(SystemTime t);
 
 // parse_rfc3339 accepts "YYYY-MM-DDTHH:MM:SS[.fraction](Z|z|±HH:MM)" and returns the instant, or nullopt
-// for anything else (including out-of-range fields). Fractions are truncated to whole seconds.
+// for anything else (including out-of-range fields, and instants system_clock cannot hold: before 1678 or
+// after 2262). Fractions are truncated to whole seconds.
 std::optional<SystemTime> parse_rfc3339(std::string_view text);
 
 }  // namespace rad

@@ -51,6 +51,19 @@ TEST(ParseRfc3339, RoundTripsFormatIso8601) {
     EXPECT_EQ(parse_rfc3339(format_iso8601(t)), t);
 }
 
+// Found by fuzzing the CreateSession response parser: a year past 2262 overflowed the nanosecond
+// system_clock (UBSan: signed integer overflow in duration_cast). Such instants are refused.
+TEST(ParseRfc3339, RejectsInstantsSystemClockCannotHold) {
+    EXPECT_EQ(parse_rfc3339("7515-11-23T12:34:59.123456+00:00"), std::nullopt);
+    EXPECT_EQ(parse_rfc3339("9999-12-31T23:59:59Z"), std::nullopt);
+    EXPECT_EQ(parse_rfc3339("2262-04-12T00:00:00Z"), std::nullopt);
+    EXPECT_EQ(parse_rfc3339("0001-01-01T00:00:00Z"), std::nullopt);
+    EXPECT_EQ(parse_rfc3339("1600-01-01T00:00:00Z"), std::nullopt);
+    // The edges that still fit are kept.
+    EXPECT_EQ(parse_rfc3339("2262-04-10T00:00:00Z"), at(2262, 4, 10, 0, 0, 0));
+    EXPECT_EQ(parse_rfc3339("1700-01-01T00:00:00Z"), at(1700, 1, 1, 0, 0, 0));
+}
+
 TEST(ParseRfc3339, RejectsInvalidInput) {
     for (const char* bad : {
              "",
