@@ -9,7 +9,7 @@ import re
 import signal
 import time
 
-from agent_support import AgentProcess, create_sessions
+from agent_support import AgentProcess, create_sessions, wait_until
 from fault_support import SurfaceWatcher
 
 VARIANTS = {
@@ -56,6 +56,8 @@ def test_f7_tls_failures_accept_nothing(em, pki, tmp_path, figure):
         em.set_tls_variant("good")
         agent.signal(signal.SIGHUP)
         last = agent.wait_for_log(r"\bevent=refresh_ok\b", timeout=30)[-1]
+        # The surfaces serve the new credentials from the refresh_ok on; let the watcher see them.
+        wait_until(lambda: any(s[3] for s in watcher.samples), 10, what="credentials on a surface")
         watcher.stop()
         figure(f"F7: {'; '.join(f'{v}: {o[1]} ({o[3][:70]})' for v, o in outcomes.items())}; TLS connections "
                f"{connections}; CreateSession calls during the faults {calls_during_faults}, after {create_sessions(em)}; "
