@@ -12,20 +12,13 @@
 #include "daemon/agent.hpp"
 #include "daemon/control_client.hpp"
 #include "daemon/credentials_file.hpp"
+#include "daemon/fast_path.hpp"
 #include "daemon/log.hpp"
 #include "daemon/refresh_policy.hpp"
 
 namespace rad::daemon {
 
 namespace {
-
-config::ConfigEnvironment environment_from_process() {
-    config::ConfigEnvironment environment;
-    if (const char* dir = std::getenv("CREDENTIALS_DIRECTORY"); dir != nullptr && *dir != '\0') {
-        environment.credentials_directory = std::filesystem::path(dir);
-    }
-    return environment;
-}
 
 Result<config::LogLevel> parse_level(const std::string& text) {
     if (text == "debug")
@@ -43,22 +36,6 @@ Result<config::LogLevel> parse_level(const std::string& text) {
 int report(const Error& error) {
     std::fprintf(stderr, "rolesanywhere-agent: %s\n", error.message.c_str());
     return exit_code(error.code);
-}
-
-// socket_for picks the agent socket: --socket, else the configuration's, else the default path.
-std::filesystem::path socket_for(const std::string& socket_flag,
-                                 const std::optional<config::AgentConfig>& config) {
-    if (!socket_flag.empty()) {
-        return socket_flag;
-    }
-    if (config) {
-        return config->agent.socket_path;
-    }
-    return config::AgentSettings{}.socket_path;
-}
-
-std::string config_path_or_default(const std::string& flag) {
-    return flag.empty() ? std::string(config::kDefaultConfigPath) : flag;
 }
 
 }  // namespace
@@ -214,67 +191,26 @@ int run_update(const UpdateOptions& options) {
 }
 
 Result<void> run_fast_path(const FastPathOptions& options, std::FILE* out, const Diagnostics& diag) {
-    if (options.min_lifetime_seconds < -1 || options.min_lifetime_seconds > 43200) {
-        return make_error(Errc::usage, "--min-lifetime must be 0-43200 seconds");
-    }
-    if (options.timeout_seconds <= 0) {
-        return make_error(Errc::usage, "--timeout must be a positive number of seconds");
-    }
-    // The configuration is read only when it matters: to find the socket when --socket is not given, or to
-    // sign by ourselves when no agent answers. With --socket, a call the agent answers never parses it.
-    std::optional<config::AgentConfig> config;
-    std::optional<Error> config_error;
-    bool config_read = false;
-    const std::string config_path = config_path_or_default(options.config_path);
-    auto read_config = [&] {
-        if (config_read) {
-            return;
+    auto consultation = consult_agent(options);
+    if (settled(options, consultation)) {
+        if (!consultation.reply) {
+            return consultation.reply.error();
         }
-        config_read = true;
-        std::error_code ec;
-        if (!options.config_path.empty() || std::filesystem::exists(config_path, ec)) {
-            auto loaded = config::load_config(config_path, environment_from_process());
-            if (loaded) {
-                config = std::move(*loaded);
-            } else {
-                config_error = loaded.error();
-            }
-        }
-    };
-    if (options.socket_path.empty()) {
-        read_config();
-    }
-    const auto socket = socket_for(options.socket_path, config);
-    ControlRequest request;
-    request.kind = ControlRequest::Kind::credentials;
-    request.profile = options.profile;
-    request.min_seconds = options.min_lifetime_seconds;
-    const auto timeout = std::chrono::milliseconds(static_cast<long long>(options.timeout_seconds * 1000));
-    auto reply = socket.empty() ? Result<Secret>(make_error(Errc::agent_unavailable, "no socket configured"))
-                                : send_control_request(socket, request, timeout);
-    if (reply) {
-        if (std::fwrite(reply->reveal().data(), 1, reply->size(), out) != reply->size() ||
-            std::fflush(out) != 0) {
+        const Secret& json = *consultation.reply;
+        if (std::fwrite(json.reveal().data(), 1, json.size(), out) != json.size() || std::fflush(out) != 0) {
             return make_error(Errc::internal, "cannot write the credentials to standard output");
         }
         return {};
     }
-    // Only an agent that is not there is replaced by signing here; an agent's own error (its upstream is down
-    // or throttling) is reported as it is, so that a thousand clients do not each retry CreateSession.
-    if (reply.error().code != Errc::agent_unavailable) {
-        return reply.error();
-    }
-    diag.trace(reply.error().message + "; no agent answers");
-    if (options.no_fallback) {
-        return make_error(Errc::agent_unavailable, "no agent answers on " + socket.string() +
-                                                       " (start it: systemctl start rolesanywhere-agent)");
-    }
-    read_config();
+    diag.trace(consultation.reply.error().message + "; no agent answers");
+    read_config_once(options, consultation);
+    const auto& config = consultation.config;
+    const std::string& config_path = consultation.config_path;
     if (!config) {
-        if (config_error) {
-            return *config_error;
+        if (consultation.config_error) {
+            return *consultation.config_error;
         }
-        return make_error(Errc::agent_unavailable, "no agent answers on " + socket.string() +
+        return make_error(Errc::agent_unavailable, "no agent answers on " + consultation.socket.string() +
                                                        " and there is no " + config_path + " to sign from");
     }
     const auto* profile = config->find_profile(options.profile);

@@ -9,6 +9,7 @@
 #include "common/error.hpp"
 #include "config/config.hpp"
 #include "daemon/commands.hpp"
+#include "daemon/fast_path.hpp"
 
 namespace rad::daemon {
 
@@ -28,15 +29,6 @@ struct UpdateOptions {
     std::string profile = "default";  // the section of the credentials file
     bool once = false;
     std::string log_level = "info";
-};
-
-struct FastPathOptions {
-    std::string profile;       // --profile
-    std::string config_path;   // --config (default /etc/rolesanywhere-agent/config.toml)
-    std::string socket_path;   // --socket (default: the config's, else /run/rolesanywhere-agent/agent.sock)
-    bool no_fallback = false;  // --no-fallback: exit 69 instead of signing here when no agent answers
-    int min_lifetime_seconds = -1;  // -1: the agent's default (900 s, at most 40 % of the session duration)
-    double timeout_seconds = 20;
 };
 
 struct StatusOptions {

@@ -1,0 +1,167 @@
+#include "daemon/fast_path.hpp"
+
+#include <charconv>
+#include <chrono>
+#include <cmath>
+#include <cstdlib>
+#include <string_view>
+#include <system_error>
+
+#include "daemon/control_client.hpp"
+
+namespace rad::daemon {
+
+config::ConfigEnvironment environment_from_process() {
+    config::ConfigEnvironment environment;
+    if (const char* dir = std::getenv("CREDENTIALS_DIRECTORY"); dir != nullptr && *dir != '\0') {
+        environment.credentials_directory = std::filesystem::path(dir);
+    }
+    return environment;
+}
+
+std::string config_path_or_default(const std::string& flag) {
+    return flag.empty() ? std::string(config::kDefaultConfigPath) : flag;
+}
+
+std::filesystem::path socket_for(const std::string& socket_flag,
+                                 const std::optional<config::AgentConfig>& config) {
+    if (!socket_flag.empty()) {
+        return socket_flag;
+    }
+    if (config) {
+        return config->agent.socket_path;
+    }
+    return config::AgentSettings{}.socket_path;
+}
+
+void read_config_once(const FastPathOptions& options, AgentConsultation& c) {
+    if (c.config_read) {
+        return;
+    }
+    c.config_read = true;
+    c.config_path = config_path_or_default(options.config_path);
+    std::error_code ec;
+    if (!options.config_path.empty() || std::filesystem::exists(c.config_path, ec)) {
+        auto loaded = config::load_config(c.config_path, environment_from_process());
+        if (loaded) {
+            c.config = std::move(*loaded);
+        } else {
+            c.config_error = loaded.error();
+        }
+    }
+}
+
+AgentConsultation consult_agent(const FastPathOptions& options) {
+    AgentConsultation c;
+    c.config_path = config_path_or_default(options.config_path);
+    if (options.min_lifetime_seconds < -1 || options.min_lifetime_seconds > 43200) {
+        c.reply = make_error(Errc::usage, "--min-lifetime must be 0-43200 seconds");
+        return c;
+    }
+    if (!(options.timeout_seconds > 0)) {
+        c.reply = make_error(Errc::usage, "--timeout must be a positive number of seconds");
+        return c;
+    }
+    // With --socket, a call the agent answers never parses the configuration.
+    if (options.socket_path.empty()) {
+        read_config_once(options, c);
+    }
+    c.socket = socket_for(options.socket_path, c.config);
+    ControlRequest request;
+    request.kind = ControlRequest::Kind::credentials;
+    request.profile = options.profile;
+    request.min_seconds = options.min_lifetime_seconds;
+    const auto timeout = std::chrono::milliseconds(static_cast<long long>(options.timeout_seconds * 1000));
+    c.reply = c.socket.empty() ? Result<Secret>(make_error(Errc::agent_unavailable, "no socket configured"))
+                               : send_control_request(c.socket, request, timeout);
+    if (!c.reply && c.reply.error().code == Errc::agent_unavailable && options.no_fallback) {
+        c.reply = make_error(Errc::agent_unavailable, "no agent answers on " + c.socket.string() +
+                                                          " (start it: systemctl start rolesanywhere-agent)");
+    }
+    return c;
+}
+
+bool settled(const FastPathOptions& options, const AgentConsultation& c) noexcept {
+    // Only an agent that is not there is replaced by signing here; an agent's own error (its upstream is down
+    // or throttling) is final, so that a thousand clients do not each retry CreateSession.
+    return c.reply || c.reply.error().code != Errc::agent_unavailable || options.no_fallback;
+}
+
+namespace {
+
+bool parse_int(std::string_view text, int& out) {
+    const auto* end = text.data() + text.size();
+    const auto [ptr, ec] = std::from_chars(text.data(), end, out);
+    return ec == std::errc() && ptr == end && !text.empty();
+}
+
+bool parse_seconds(std::string_view text, double& out) {
+    // strtod needs a terminated string; the values are short.
+    const std::string copy(text);
+    char* end = nullptr;
+    out = std::strtod(copy.c_str(), &end);
+    return !copy.empty() && end == copy.c_str() + copy.size() && std::isfinite(out) && out > 0;
+}
+
+}  // namespace
+
+std::optional<FastPathOptions> parse_fast_path_arguments(int argc, const char* const* argv) {
+    if (argc < 2 || std::string_view(argv[1]) != "credential-process") {
+        return std::nullopt;
+    }
+    FastPathOptions options;
+    bool seen_profile = false, seen_config = false, seen_socket = false, seen_min = false,
+         seen_timeout = false;
+    for (int i = 2; i < argc; ++i) {
+        std::string_view arg = argv[i];
+        if (arg == "--no-fallback") {
+            if (options.no_fallback) {
+                return std::nullopt;
+            }
+            options.no_fallback = true;
+            continue;
+        }
+        std::string_view name = arg;
+        std::optional<std::string_view> value;
+        if (const auto eq = arg.find('='); arg.starts_with("--") && eq != std::string_view::npos) {
+            name = arg.substr(0, eq);
+            value = arg.substr(eq + 1);
+        } else if (i + 1 < argc) {
+            value = std::string_view(argv[++i]);
+        }
+        // A value that looks like a flag is left to the full parser, which says what is wrong.
+        if (!value || value->empty() || value->starts_with("-")) {
+            return std::nullopt;
+        }
+        auto take = [&](bool& seen) {
+            if (seen) {
+                return false;
+            }
+            seen = true;
+            return true;
+        };
+        if (name == "--profile" && take(seen_profile)) {
+            options.profile = std::string(*value);
+        } else if (name == "--config" && take(seen_config)) {
+            options.config_path = std::string(*value);
+        } else if (name == "--socket" && take(seen_socket)) {
+            options.socket_path = std::string(*value);
+        } else if (name == "--min-lifetime" && take(seen_min)) {
+            if (!parse_int(*value, options.min_lifetime_seconds) || options.min_lifetime_seconds > 43200) {
+                return std::nullopt;
+            }
+        } else if (name == "--timeout" && take(seen_timeout)) {
+            if (!parse_seconds(*value, options.timeout_seconds)) {
+                return std::nullopt;
+            }
+        } else {
+            return std::nullopt;
+        }
+    }
+    if (!seen_profile) {
+        return std::nullopt;
+    }
+    return options;
+}
+
+}  // namespace rad::daemon

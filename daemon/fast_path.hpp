@@ -1,0 +1,62 @@
+#pragma once
+// The credential_process fast path as a client of the running agent: `credential-process --profile NAME`
+// asks the agent on its Unix socket and prints what it answers. Nothing here links OpenSSL, Asio or CLI11:
+// the small `rolesanywhere-agent` front executable (front_main.cpp) runs this before the full program
+// (rolesanywhere-agent-core) would have finished loading its libraries, and hands everything else —
+// including signing by itself when no agent answers — to that program.
+
+#include <filesystem>
+#include <optional>
+#include <string>
+
+#include "common/error.hpp"
+#include "common/secret.hpp"
+#include "config/config.hpp"
+
+namespace rad::daemon {
+
+struct FastPathOptions {
+    std::string profile;       // --profile
+    std::string config_path;   // --config (default /etc/rolesanywhere-agent/config.toml)
+    std::string socket_path;   // --socket (default: the config's, else /run/rolesanywhere-agent/agent.sock)
+    bool no_fallback = false;  // --no-fallback: exit 69 instead of signing here when no agent answers
+    int min_lifetime_seconds = -1;  // -1: the agent's default (900 s, at most 40 % of the session duration)
+    double timeout_seconds = 20;    // credential-process --timeout
+};
+
+// AgentConsultation is one fast-path exchange: the agent's reply, or why there is none, and the
+// configuration, which is read only when it matters (no --socket, or signing by ourselves next).
+struct AgentConsultation {
+    Result<Secret> reply = make_error(Errc::agent_unavailable, "not asked");
+    std::filesystem::path socket;
+    std::string config_path;
+    bool config_read = false;
+    std::optional<config::AgentConfig> config;  // set when read and valid
+    std::optional<Error> config_error;          // set when read and invalid
+};
+
+// environment_from_process is what the configuration may refer to ($CREDENTIALS_DIRECTORY).
+config::ConfigEnvironment environment_from_process();
+// config_path_or_default is --config, else /etc/rolesanywhere-agent/config.toml.
+std::string config_path_or_default(const std::string& flag);
+// socket_for picks the agent socket: --socket, else the configuration's, else the default path.
+std::filesystem::path socket_for(const std::string& socket_flag,
+                                 const std::optional<config::AgentConfig>& config);
+
+// read_config_once loads the configuration into `c` the first time it is called (an explicit --config
+// that does not exist is an error; a missing default file is not).
+void read_config_once(const FastPathOptions& options, AgentConsultation& c);
+
+// consult_agent validates the options and asks the agent. The result is final — credentials to print, or
+// the error to report — unless it is agent_unavailable without --no-fallback: then the caller signs by
+// itself (settled() is false).
+[[nodiscard]] AgentConsultation consult_agent(const FastPathOptions& options);
+[[nodiscard]] bool settled(const FastPathOptions& options, const AgentConsultation& c) noexcept;
+
+// parse_fast_path_arguments recognises exactly `credential-process --profile NAME` with the fast path's own
+// flags (--config, --socket, --no-fallback, --min-lifetime, --timeout; `--flag value` or `--flag=value`),
+// each at most once and well-formed. Anything else — another command, another flag, --debug, a malformed
+// value — is nullopt: the full program parses it and reports what is wrong.
+[[nodiscard]] std::optional<FastPathOptions> parse_fast_path_arguments(int argc, const char* const* argv);
+
+}  // namespace rad::daemon
