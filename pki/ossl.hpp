@@ -35,6 +35,7 @@ using BioPtr = std::unique_ptr<BIO, Deleter<BIO_free_all>>;
 using BignumPtr = std::unique_ptr<BIGNUM, Deleter<BN_free>>;
 using EvpMdCtxPtr = std::unique_ptr<EVP_MD_CTX, Deleter<EVP_MD_CTX_free>>;
 using EvpPkeyPtr = std::unique_ptr<EVP_PKEY, Deleter<EVP_PKEY_free>>;
+using EvpPkeyCtxPtr = std::unique_ptr<EVP_PKEY_CTX, Deleter<EVP_PKEY_CTX_free>>;
 using Pkcs12Ptr = std::unique_ptr<PKCS12, Deleter<PKCS12_free>>;
 using Pkcs8InfoPtr = std::unique_ptr<PKCS8_PRIV_KEY_INFO, Deleter<PKCS8_PRIV_KEY_INFO_free>>;
 using X509Ptr = std::unique_ptr<X509, Deleter<X509_free>>;
@@ -76,7 +77,7 @@ inline const unsigned char* bytes(std::string_view s) noexcept {
 // PemBlock is one decoded PEM block. Its DER bytes may be key material: they live in OpenSSL's secure heap
 // when one is configured and are cleansed on destruction either way.
 class PemBlock {
-  public:
+public:
     PemBlock(char* name, char* header, unsigned char* data, long length) noexcept
         : name_(name), header_(header), data_(data), length_(length) {}
     PemBlock(PemBlock&& other) noexcept;
@@ -94,7 +95,7 @@ class PemBlock {
         return std::string_view(reinterpret_cast<const char*>(data_), static_cast<std::size_t>(length_));
     }
 
-  private:
+private:
     char* name_;
     char* header_;
     unsigned char* data_;

@@ -269,7 +269,7 @@ TPMI_ALG_HASH tpm_hash(Digest digest) {
 
 using ParamBldPtr = std::unique_ptr<OSSL_PARAM_BLD, ossl::Deleter<OSSL_PARAM_BLD_free>>;
 using ParamPtr = std::unique_ptr<OSSL_PARAM, ossl::Deleter<OSSL_PARAM_free>>;
-using EvpPkeyCtxPtr = std::unique_ptr<EVP_PKEY_CTX, ossl::Deleter<EVP_PKEY_CTX_free>>;
+using ossl::EvpPkeyCtxPtr;
 using EcdsaSigPtr = std::unique_ptr<ECDSA_SIG, ossl::Deleter<ECDSA_SIG_free>>;
 
 Result<ossl::EvpPkeyPtr> public_from_params(const char* type,

@@ -2,6 +2,10 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <thread>
+#include <vector>
+
 #include "common/encoding.hpp"
 #include "test_pki.hpp"
 
@@ -66,6 +70,36 @@ TEST(PrivateKey, EveryKeyTypeSignsAndVerifies) {
             EXPECT_FALSE(
                 verify(cert, message, signature, digest == Digest::sha256 ? Digest::sha512 : Digest::sha256));
         }
+    }
+}
+
+TEST(PrivateKey, RepeatedAndConcurrentSignaturesAllVerify) {
+    // The key keeps one signing context per digest across calls and lets a concurrent caller prepare its
+    // own: every signature, from either path and in any digest order, must verify.
+    for (const char* name : {"rsa2048", "p256"}) {
+        SCOPED_TRACE(name);
+        const PrivateKey key = load_key(std::string(name) + ".key");
+        const Certificate cert = load_cert(std::string(name) + ".pem");
+        std::atomic<int> good{0};
+        std::vector<std::thread> threads;
+        for (int t = 0; t < 4; ++t) {
+            threads.emplace_back([&, t] {
+                for (int i = 0; i < 25; ++i) {
+                    const Digest digest = (i + t) % 3 == 0   ? Digest::sha256
+                                          : (i + t) % 3 == 1 ? Digest::sha384
+                                                             : Digest::sha512;
+                    const std::string message = "message " + std::to_string(t) + "/" + std::to_string(i);
+                    auto signature = key.sign(message, digest);
+                    if (signature && verify(cert, message, *signature, digest)) {
+                        ++good;
+                    }
+                }
+            });
+        }
+        for (auto& thread : threads) {
+            thread.join();
+        }
+        EXPECT_EQ(good.load(), 100);
     }
 }
 
