@@ -8,8 +8,6 @@
 // same PID continues as the full program, so `serve` under systemd (Type=notify, NotifyAccess=main) and
 // every exit code and message are the full program's own.
 
-#include <sys/prctl.h>
-#include <sys/resource.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -20,6 +18,7 @@
 #include <system_error>
 
 #include "common/error.hpp"
+#include "common/process_protection.hpp"
 #include "daemon/fast_path.hpp"
 
 namespace {
@@ -57,12 +56,7 @@ int run_core(char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
-    // Credentials pass through this process's memory: no core dumps, no ptrace by same-uid processes.
-    struct rlimit no_core {
-        0, 0
-    };
-    (void)setrlimit(RLIMIT_CORE, &no_core);
-    (void)prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+    rad::protect_process_memory();
     try {
         if (const auto options = rad::daemon::parse_fast_path_arguments(argc, argv)) {
             const auto consultation = rad::daemon::consult_agent(*options);

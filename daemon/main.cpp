@@ -1,21 +1,15 @@
-// rolesanywhere-agent: entry point. Process-wide protections first, then the command line.
-
-#include <sys/prctl.h>
-#include <sys/resource.h>
+// rolesanywhere-agent-core: the whole program (daemon/front_main.cpp execs it). Process-wide protections
+// first, then the command line.
 
 #include <cstdio>
 #include <exception>
 
 #include "common/error.hpp"
+#include "common/process_protection.hpp"
 #include "daemon/cli.hpp"
 
 int main(int argc, char** argv) {
-    // Keys and credentials live in this process's memory: no core dumps, no ptrace by same-uid processes.
-    struct rlimit no_core {
-        0, 0
-    };
-    (void)setrlimit(RLIMIT_CORE, &no_core);
-    (void)prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+    rad::protect_process_memory();
     try {
         return rad::daemon::run_cli(argc, argv);
     } catch (const rad::ResultError& e) {
