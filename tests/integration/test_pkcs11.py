@@ -1,6 +1,6 @@
 """Keys and certificates on a PKCS#11 token (SoftHSM2): credential-process and the agent sign on the token, and
 the emulator verifies the signatures on its own. Also the failures a token brings: a wrong PIN (one C_Login, no
-retry loop, exit 78), a missing object, two objects matching one URI, read-certificate-data's listing, and a
+retry loop, exit 77), a key that wants a login per signature (CKA_ALWAYS_AUTHENTICATE), a missing object, two objects matching one URI, read-certificate-data's listing, and a
 token deleted and re-created while the agent runs (the next refresh re-opens the module and succeeds).
 
 Each test builds its own token in a temporary directory (SOFTHSM2_CONF) with softhsm2-util and OpenSC's
@@ -61,20 +61,22 @@ class Token:
     def delete(self):
         self.tool("softhsm2-util", "--delete-token", "--token", LABEL)
 
-    def write(self, kind, der, object_id, label, pin=PIN):
+    def write(self, kind, der, object_id, label, pin=PIN, always_authenticate=False):
         path = self.dir / f"{label}-{object_id}.{kind}.der"
         path.write_bytes(der)
         self.tool("pkcs11-tool", "--module", SOFTHSM, "--token-label", LABEL, "--login", "--pin", pin,
-                  "--write-object", path, "--type", kind, "--id", object_id, "--label", label)
+                  "--write-object", path, "--type", kind, "--id", object_id, "--label", label,
+                  *(["--always-auth"] if always_authenticate else []))
 
-    def import_identity(self, name, object_id, label=None, pin=PIN, key=True, certificate=True):
+    def import_identity(self, name, object_id, label=None, pin=PIN, key=True, certificate=True,
+                        always_authenticate=False):
         """Put the test PKI's `name`.key and `name`.pem on the token under one id and label."""
         label = label or name
         if key:
             private = serialization.load_pem_private_key((self.pki / f"{name}.key").read_bytes(), None)
             der = private.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
                                         serialization.NoEncryption())
-            self.write("privkey", der, object_id, label, pin)
+            self.write("privkey", der, object_id, label, pin, always_authenticate)
         if certificate:
             cert = x509.load_pem_x509_certificate((self.pki / f"{name}.pem").read_bytes())
             self.write("cert", cert.public_bytes(serialization.Encoding.DER), object_id, label, pin)
@@ -152,6 +154,27 @@ def test_wrong_pin_is_tried_once_and_exits_77(agent, em, token, tmp_path):
     assert "CKR_PIN_INCORRECT" in stderr and "11111111" not in stderr
     assert len(token.logins()) == 1, token.spy_log.read_text()
     assert em.stats()["recorded"] == []
+
+
+def test_always_authenticate_key_needs_reuse_pin(agent, em, token, pki):
+    """CKA_ALWAYS_AUTHENTICATE: SoftHSM refuses C_Sign without a context-specific login. Without --reuse-pin
+    the key is refused before any request; with it, every signature logs in as CKU_CONTEXT_SPECIFIC with the
+    user PIN and the emulator accepts the signature."""
+    token.import_identity("p384", "05", label="always", always_authenticate=True)
+    uri = token.uri(object="always", query=token.pin_query())
+    refused = credential_process(agent, token, uri)
+    assert refused.returncode == 78, refused.stderr.decode()
+    assert "CKA_ALWAYS_AUTHENTICATE" in refused.stderr.decode() and "--reuse-pin" in refused.stderr.decode()
+    assert em.stats()["recorded"] == []
+
+    signed = credential_process(agent, token, uri, "--reuse-pin", module=SPY)
+    assert signed.returncode == 0, signed.stderr.decode()
+    recorded = em.stats()["recorded"]
+    assert len(recorded) == 1 and recorded[0]["outcome"] == "accepted", recorded
+    assert recorded[0]["serial"] == serials(pki)["p384"]
+    # pkcs11-spy logs the user type of each C_Login: CKU_USER for the session, CKU_CONTEXT_SPECIFIC per signature.
+    log = token.spy_log.read_text(errors="replace")
+    assert "CKU_CONTEXT_SPECIFIC" in log, log[-2000:]
 
 
 def test_missing_object_is_named(agent, em, token):
