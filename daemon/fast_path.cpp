@@ -62,9 +62,14 @@ AgentConsultation consult_agent(const FastPathOptions& options) {
         c.reply = make_error(Errc::usage, "--timeout must be a positive number of seconds");
         return c;
     }
-    // With --socket, a call the agent answers never parses the configuration.
+    // With --socket, a call the agent answers never parses the configuration. Without it, a configuration
+    // that does not load is the answer: it names the socket, so any other socket would be a guess.
     if (options.socket_path.empty()) {
         read_config_once(options, c);
+        if (c.config_error) {
+            c.reply = *c.config_error;
+            return c;
+        }
     }
     c.socket = socket_for(options.socket_path, c.config);
     ControlRequest request;

@@ -188,6 +188,23 @@ TEST(Config, ErrorsAreOneLineWhateverTheInput) {
     }
 }
 
+// Found by fuzzing: NUL bytes inside a table header tripped an assertion in toml++'s parser, which aborts in
+// builds without NDEBUG (release builds report the same input as a parse error). Assertions are now off in
+// every build type (config/CMakeLists.txt); the ASan and fuzz builds, which have them, run this test too.
+TEST(Config, BinaryGarbageIsAParseErrorInEveryBuild) {
+    const std::string cases[] = {
+        std::string("[agent]\nsocket_mode = \"0640\"\n\n[") + std::string(76, '\0') + "profiles.a]\n",
+        std::string("[") + std::string(3, '\0') + "]\n",
+        std::string("a") + std::string(1, '\0') + " = 1\n",
+        std::string("[profiles.\x01]\n"),
+    };
+    for (const std::string& text : cases) {
+        const std::string message = error_of(text);
+        EXPECT_EQ(message.rfind("agent.toml:", 0), 0u) << message;
+        EXPECT_EQ(message.find('\0'), std::string::npos);
+    }
+}
+
 class ConfigFiles : public ::testing::Test {
 protected:
     void SetUp() override {

@@ -97,6 +97,30 @@ TEST(FastPath, NoAgentIsSettledOnlyWithNoFallback) {
     std::filesystem::remove_all(dir);
 }
 
+TEST(FastPath, AConfigurationThatDoesNotLoadIsTheAnswer) {
+    const auto dir =
+        std::filesystem::temp_directory_path() / ("rad-fast-path-c-" + std::to_string(::getpid()));
+    std::filesystem::create_directories(dir);
+    const auto path = dir / "agent.toml";
+    {
+        std::FILE* f = std::fopen(path.c_str(), "w");
+        ASSERT_NE(f, nullptr);
+        std::fputs("[agent]\nsocket_path = 7\n", f);
+        std::fclose(f);
+    }
+    std::filesystem::permissions(path,
+                                 std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+    FastPathOptions options;
+    options.profile = "web";
+    options.config_path = path.string();
+    auto c = consult_agent(options);
+    std::filesystem::remove_all(dir);
+    ASSERT_FALSE(c.reply);
+    EXPECT_EQ(c.reply.error().code, Errc::config_invalid);
+    EXPECT_NE(c.reply.error().message.find("agent.toml:2"), std::string::npos) << c.reply.error().message;
+    EXPECT_TRUE(settled(options, c));  // no guess at a default socket, no signing from a broken file
+}
+
 TEST(FastPath, BadOptionsAreUsageErrorsAndFinal) {
     FastPathOptions options;
     options.profile = "web";
