@@ -70,6 +70,12 @@ Result<Certificate> Certificate::from_der(std::string_view der, std::string_view
         return make_error(Errc::input_invalid,
                           std::string(origin) + ": trailing bytes after the DER certificate");
     }
+    // d2i_X509 takes any INTEGER as the version; X.509 knows v1 to v3 (0..2 on the wire). Found by fuzzing.
+    const long version = X509_get_version(x509.get());
+    if (version < 0 || version > 2) {
+        return make_error(Errc::input_invalid, std::string(origin) + ": unknown X.509 version " +
+                                                   std::to_string(version) + " (v1 to v3 exist)");
+    }
     auto impl = std::make_shared<Impl>();
     impl->x509 = std::move(x509);
     impl->der.assign(der);

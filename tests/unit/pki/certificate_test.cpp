@@ -58,6 +58,20 @@ TEST(Certificate, SerialDecimalMatchesGeneratedSerials) {
     EXPECT_TRUE(saw_big) << "the fixtures must include a serial above 2^64";
 }
 
+// Found by fuzzing: d2i_X509 accepts any INTEGER as the version, so a certificate claiming v6 was loaded.
+TEST(Certificate, UnknownVersionsAreRefused) {
+    std::string der = load_certificate(pki("p256.pem")).value().der();
+    const std::string v3("\xA0\x03\x02\x01\x02", 5);  // [0] EXPLICIT INTEGER 2
+    const auto at = der.find(v3);
+    ASSERT_NE(at, std::string::npos);
+    ASSERT_TRUE(Certificate::from_der(der, "v3.der"));
+    der[at + 4] = '\x05';
+    auto refused = Certificate::from_der(der, "v6.der");
+    ASSERT_FALSE(refused);
+    EXPECT_EQ(refused.error().code, Errc::input_invalid);
+    EXPECT_EQ(refused.error().message, "v6.der: unknown X.509 version 5 (v1 to v3 exist)");
+}
+
 TEST(Certificate, SerialHexIsTheSameNumberWithoutLeadingZeros) {
     for (const auto& [name, decimal] : test::serials()) {
         SCOPED_TRACE(name);
