@@ -450,6 +450,73 @@ Result<AgentConfig> parse_config_text(std::string_view text,
                                       const std::filesystem::path& origin,
                                       const ConfigEnvironment& environment);
 
+// first_non_ascii_outside_comments is the line of the first byte >= 0x80 that is not in a comment, or 0.
+// toml++ 3.3 classifies non-ASCII characters of keys, table headers and multi-line strings with a table
+// that has gaps (U+00A1..U+0499 among them) where it reaches __builtin_unreachable: undefined behaviour
+// (found by fuzz_config under UBSan). Every key and value the agent reads is ASCII (ARNs, regions,
+// addresses, names, and paths, which must be ASCII too), so anything else is refused before toml++ sees it;
+// comments may hold any text. A small TOML lexer: '#' inside a string does not start a comment.
+std::size_t first_non_ascii_outside_comments(std::string_view text) {
+    enum class In { code, comment, basic, literal, multi_basic, multi_literal } in = In::code;
+    std::size_t line = 1;
+    for (std::size_t i = 0; i < text.size(); ++i) {
+        const char c = text[i];
+        const std::string_view rest = text.substr(i);
+        if (c == '\n') {
+            ++line;
+            if (in == In::comment || in == In::basic || in == In::literal) {
+                in = In::code;  // a single-line string cannot continue: toml++ reports it
+            }
+            continue;
+        }
+        if (static_cast<unsigned char>(c) >= 0x80 && in != In::comment) {
+            return line;
+        }
+        switch (in) {
+            case In::code:
+                if (c == '#') {
+                    in = In::comment;
+                } else if (rest.starts_with("\"\"\"")) {
+                    in = In::multi_basic;
+                    i += 2;
+                } else if (rest.starts_with("'''")) {
+                    in = In::multi_literal;
+                    i += 2;
+                } else if (c == '"') {
+                    in = In::basic;
+                } else if (c == '\'') {
+                    in = In::literal;
+                }
+                break;
+            case In::basic:
+            case In::multi_basic:
+                if (c == '\\' && i + 1 < text.size() && text[i + 1] != '\n') {
+                    ++i;  // an escaped character (a backslash before a newline is a line continuation)
+                } else if (in == In::basic && c == '"') {
+                    in = In::code;
+                } else if (in == In::multi_basic && rest.starts_with("\"\"\"")) {
+                    in = In::code;
+                    i += 2;
+                }
+                break;
+            case In::literal:
+                if (c == '\'') {
+                    in = In::code;
+                }
+                break;
+            case In::multi_literal:
+                if (rest.starts_with("'''")) {
+                    in = In::code;
+                    i += 2;
+                }
+                break;
+            case In::comment:
+                break;
+        }
+    }
+    return 0;
+}
+
 }  // namespace
 
 Result<AgentConfig> parse_config(std::string_view text,
@@ -471,6 +538,12 @@ Result<AgentConfig> parse_config_text(std::string_view text,
                                       const ConfigEnvironment& environment) {
     AgentConfig config;
     config.path = origin;
+    if (const std::size_t line = first_non_ascii_outside_comments(text); line != 0) {
+        return make_error(
+            Errc::config_invalid,
+            origin.string() + ":" + std::to_string(line) +
+                ": non-ASCII character outside a comment (keys, values and paths must be ASCII)");
+    }
     toml::table root;
     try {
         root = toml::parse(text, origin.string());

@@ -205,6 +205,31 @@ TEST(Config, BinaryGarbageIsAParseErrorInEveryBuild) {
     }
 }
 
+// Found by fuzzing (UBSan): toml++ 3.3 reaches __builtin_unreachable classifying some non-ASCII characters of
+// keys and headers. Non-ASCII is refused outside comments, before toml++ sees it; comments may hold any text.
+TEST(Config, NonAsciiOnlyInComments) {
+    const std::string e_acute = "\xC3\xA9";
+    const std::string commented = "# caf" + e_acute + " \"#\n" + std::string(kMinimal) +
+                                  "role_session_name = \"web#1\" # caf" + e_acute + "\n";
+    ASSERT_TRUE(parse(commented)) << parse(commented).error().message;
+
+    const std::pair<std::string, int> refused[] = {
+        {std::string(kMinimal) + "role_session_name = \"caf" + e_acute + "\"\n", 7},
+        {"[profiles.caf" + e_acute + "]\n", 1},
+        {"[profiles.\"#" + e_acute + "\"]\n", 1},         // '#' inside a quoted key
+        {"x = '#'\n\"" + e_acute + "\" = 1\n", 2},        // a comment that is not one
+        {"x = \"\"\"a\n\\\n" + e_acute + "\"\"\"\n", 3},  // after a line continuation
+        {"x = \"\\\"#\"\n" + e_acute + " = 1\n", 2},      // an escaped quote
+    };
+    for (const auto& [text, line] : refused) {
+        EXPECT_EQ(error_of(text),
+                  "agent.toml:" + std::to_string(line) +
+                      ": non-ASCII character outside a comment (keys, values and paths must be "
+                      "ASCII)")
+            << text;
+    }
+}
+
 class ConfigFiles : public ::testing::Test {
 protected:
     void SetUp() override {
