@@ -119,7 +119,11 @@ public:
         if (auto existing = registry[path].lock()) {
             return existing;
         }
-        void* handle = ::dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
+        // RTLD_NODELETE: C_Finalize ends our use, but the code stays mapped until exit, as p11-kit keeps its
+        // modules. Modules are not written to be unloaded: SoftHSM2 leaves allocations behind at C_Finalize
+        // that unloading turns into leaks (LeakSanitizer, integration suite under ASan), and a module thread
+        // or atexit handler that outlives dlclose would jump into unmapped code.
+        void* handle = ::dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE);
         if (handle == nullptr) {
             const char* reason = ::dlerror();
             return make_error(Errc::input_missing, "PKCS#11 module " + path + " cannot be loaded: " +
