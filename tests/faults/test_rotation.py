@@ -17,7 +17,7 @@ import time
 
 from cryptography import x509
 
-from agent_support import AgentProcess, create_sessions
+from agent_support import AgentProcess, create_sessions, wait_until
 from fault_support import NotifySocket, SurfaceWatcher
 
 
@@ -77,9 +77,13 @@ def test_f9_rotation(em, pki, tmp_path, figure):
         b_after = agent.wait_for_log(r"\bevent=refresh_(ok|failed)\b", timeout=30, count=4)[-1]
         b_serial = recorded()[-1]["serial"]
 
-        # (c) a certificate whose key is not the one on disk.
+        # (c) a certificate whose key is not the one on disk. The credentials in service are those of (b)'s
+        # refresh; wait until the watcher has seen them (a slow, e.g. sanitized, agent may not have served them
+        # yet), so that "still served after (c)" compares the right set.
         calls = create_sessions(em)
-        served_before = watcher.served_keys("imds")[-1]
+        served_before = em.issued()[-1]["accessKeyId"]
+        wait_until(lambda: watcher.served_keys("imds")[-1:] == [served_before], 10,
+                   what="the watcher to see the credentials of (b)")
         replace_atomically(pki / "p384.pem", cert)
         sent = time.monotonic()
         agent.signal(signal.SIGHUP)
