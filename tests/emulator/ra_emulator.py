@@ -315,6 +315,15 @@ def canonical_header_value(values):
     return ",".join(" ".join(v.split()) for v in values)
 
 
+def json_object(body):
+    """A control request's JSON object body, or {} when it is not one (the caller then answers 400)."""
+    try:
+        doc = json.loads(body.decode("utf-8") or "null")
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
 def canonical_request(method, path, pairs, headers, signed, body):
     lines = [method, uri_encode_path(path), canonical_query(pairs)]
     for name in signed:
@@ -737,11 +746,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 config["tls_fault_port"] = emulator.tls_fault_port
             return self.respond(200, config, note="config")
         if path == "/_emulator/clock" and self.command == "POST":
-            try:
-                doc = json.loads(body.decode("utf-8") or "null")
-            except (UnicodeDecodeError, json.JSONDecodeError) as e:
-                doc = str(e)
-            offset = doc.get("offset_seconds") if isinstance(doc, dict) else None
+            offset = json_object(body).get("offset_seconds")
             if not isinstance(offset, (int, float)) or isinstance(offset, bool) or abs(offset) > 7 * 86400:
                 return self.respond(400, {"message": "clock: want {\"offset_seconds\": N} with |N| <= 604800"},
                                     error_type="ValidationException", note="bad clock")
@@ -749,11 +754,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 emulator.clock_offset = offset
             return self.respond(200, {"offset_seconds": offset}, note=f"clock offset {offset:+} s")
         if path == "/_emulator/tls" and self.command == "POST":
-            try:
-                doc = json.loads(body.decode("utf-8") or "null")
-            except (UnicodeDecodeError, json.JSONDecodeError) as e:
-                doc = str(e)
-            variant = doc.get("variant") if isinstance(doc, dict) else None
+            variant = json_object(body).get("variant")
             if emulator.tls_fault_port is None:
                 return self.respond(409, {"message": "tls: the emulator runs without --tls-fault-listener"},
                                     error_type="ValidationException", note="bad tls")
