@@ -429,6 +429,17 @@ void read_profile(const toml::table& table,
             return;
         }
     }
+    // Present but empty is as good as absent (found by fuzzing: trust_anchor_arn = "" was accepted).
+    const std::pair<const char*, bool> empty[] = {{"certificate", profile.certificate.empty()},
+                                                  {"trust_anchor_arn", profile.trust_anchor_arn.empty()},
+                                                  {"profile_arn", profile.profile_arn.empty()},
+                                                  {"role_arn", profile.role_arn.empty()}};
+    for (const auto& [key, is_empty] : empty) {
+        if (is_empty) {
+            r.fail(key, "must not be empty");
+            return;
+        }
+    }
     if (!profile.ecs_path.empty() && profile.ecs_token_file.empty()) {
         r.fail("ecs_token_file", "is required when ecs_path is set");
     }

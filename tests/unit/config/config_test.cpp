@@ -230,6 +230,18 @@ TEST(Config, NonAsciiOnlyInComments) {
     }
 }
 
+// Found by fuzzing: a required key present with an empty value (trust_anchor_arn = "") was accepted.
+TEST(Config, RequiredKeysMustNotBeEmpty) {
+    for (const char* key : {"trust_anchor_arn", "profile_arn", "role_arn"}) {
+        std::string text(kMinimal);
+        const auto at = text.find(std::string(key) + " = ");
+        ASSERT_NE(at, std::string::npos);
+        text.replace(at, text.find('\n', at) - at, std::string(key) + " = \"\"");
+        EXPECT_NE(error_of(text).find(std::string(key) + ": must not be empty"), std::string::npos)
+            << error_of(text);
+    }
+}
+
 class ConfigFiles : public ::testing::Test {
 protected:
     void SetUp() override {
