@@ -4,6 +4,7 @@
 option(RAD_SANITIZE_THREAD "Build with ThreadSanitizer" OFF)
 option(RAD_FUZZ "Build the libFuzzer targets of tests/fuzz (clang only) with ASan + UBSan" OFF)
 set(RAD_FUZZ_SECONDS 20 CACHE STRING "How long each fuzz target runs under ctest -L fuzz, in seconds")
+set(RAD_FUZZ_SEED 0 CACHE STRING "libFuzzer -seed for ctest -L fuzz (0: a new seed every run)")
 
 if(RAD_SANITIZE_THREAD)
   if(RAD_SANITIZE OR RAD_FUZZ)
