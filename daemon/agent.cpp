@@ -664,6 +664,17 @@ private:
                          });
     }
 
+    // reply_with answers a credentials request with what the cache holds: the credentials, or why none.
+    void reply_with(const std::shared_ptr<ControlConnection>& connection,
+                    const Result<const CachedCredentials*>& current) {
+        if (current) {
+            reply_control(connection,
+                          format_ok_reply(signer::credential_process_json((*current)->credentials).reveal()));
+        } else {
+            reply_control(connection, Secret(format_error_reply(current.error())));
+        }
+    }
+
     void handle_control(const std::shared_ptr<ControlConnection>& connection, const std::string& line) {
         auto request = parse_control_request(line);
         if (!request) {
@@ -703,13 +714,7 @@ private:
         // error that stopped the last refresh — and the scheduled retry stays where the policy put it.
         if (profile->cache.consecutive_failures() > 0 && !profile->cache.refresh_in_flight() &&
             profile->cache.next_refresh() > now) {
-            if (current) {
-                reply_control(
-                    connection,
-                    format_ok_reply(signer::credential_process_json((*current)->credentials).reveal()));
-            } else {
-                reply_control(connection, Secret(format_error_reply(current.error())));
-            }
+            reply_with(connection, current);
             return;
         }
         // Not enough life left (or none at all): refresh now and answer when it completes, with whatever the
@@ -720,14 +725,7 @@ private:
             if (!p) {
                 return;
             }
-            auto now_current = p->cache.current(SteadyClock::now(), WallClock::now());
-            if (now_current) {
-                reply_control(
-                    connection,
-                    format_ok_reply(signer::credential_process_json((*now_current)->credentials).reveal()));
-            } else {
-                reply_control(connection, Secret(format_error_reply(now_current.error())));
-            }
+            reply_with(connection, p->cache.current(SteadyClock::now(), WallClock::now()));
         });
         refresh_now(profile);
     }
