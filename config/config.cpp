@@ -1,13 +1,13 @@
 #include "config/config.hpp"
 
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
-#include <fstream>
 #include <set>
-#include <sstream>
 
 // toml++'s assertions are off in every build type, as in Debian's release-built library: toml++ 3.3 asserts,
 // in builds without NDEBUG, parser states it then reports as ordinary parse errors (a NUL byte in a table
@@ -684,17 +684,54 @@ Result<AgentConfig> load_config(const std::filesystem::path& path, const ConfigE
         return make_error(Errc::config_invalid, path.string() + ": writable by group or others (mode " +
                                                     std::string(octal) + "); chmod go-w it");
     }
-    std::ifstream in(path, std::ios::binary);
-    if (!in) {
-        return make_error(Errc::config_invalid, path.string() + ": cannot read the configuration");
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        return make_error(Errc::config_invalid,
+                          path.string() + ": cannot read the configuration: " + std::strerror(errno));
     }
-    std::stringstream buffer;
-    buffer << in.rdbuf();
-    const std::string text = buffer.str();
-    if (text.size() > 1024 * 1024) {
-        return make_error(Errc::config_invalid, path.string() + ": larger than 1 MiB");
+    // The identity is taken before and after reading: equal, it names the bytes that were parsed.
+    const std::string before = file_identity(fd);
+    std::string text;
+    constexpr std::size_t limit = 1024 * 1024;
+    char chunk[16384];
+    for (;;) {
+        const ssize_t n = ::read(fd, chunk, sizeof chunk);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n < 0) {
+            const int err = errno;
+            ::close(fd);
+            return make_error(Errc::config_invalid,
+                              path.string() + ": cannot read the configuration: " + std::strerror(err));
+        }
+        if (n == 0) {
+            break;
+        }
+        text.append(chunk, static_cast<std::size_t>(n));
+        if (text.size() > limit) {
+            ::close(fd);
+            return make_error(Errc::config_invalid, path.string() + ": larger than 1 MiB");
+        }
     }
-    return parse_config(text, path, environment);
+    const std::string after = file_identity(fd);
+    ::close(fd);
+    auto config = parse_config(text, path, environment);
+    if (config && before == after) {
+        config->source_identity = after;
+    }
+    return config;
+}
+
+std::string file_identity(int fd) {
+    struct statx stx {};
+    if (::statx(fd, "", AT_EMPTY_PATH, STATX_BASIC_STATS, &stx) != 0) {
+        return {};
+    }
+    return std::to_string(stx.stx_dev_major) + ":" + std::to_string(stx.stx_dev_minor) + ":" +
+           std::to_string(stx.stx_ino) + ":" + std::to_string(stx.stx_size) + ":" +
+           std::to_string(stx.stx_mtime.tv_sec) + "." + std::to_string(stx.stx_mtime.tv_nsec) + ":" +
+           std::to_string(stx.stx_ctime.tv_sec) + "." + std::to_string(stx.stx_ctime.tv_nsec);
 }
 
 }  // namespace rad::config

@@ -107,6 +107,11 @@ struct AgentSettings {
 
 struct AgentConfig {
     std::filesystem::path path;
+    // source_identity names the exact version of the file these settings were read from (file_identity());
+    // empty when they were not read from a file, or the file changed while it was read. The agent compares
+    // it with the one a fast-path client sends, so that a client that found the socket by a quick scan of
+    // the same file can trust the answer as if it had loaded the file itself.
+    std::string source_identity;
     AgentSettings agent;
     std::vector<ProfileConfig> profiles;  // in file order
     const ProfileConfig* find_profile(std::string_view name) const;
@@ -123,6 +128,11 @@ struct ConfigEnvironment {
 [[nodiscard]] Result<AgentConfig> parse_config(std::string_view text,
                                                const std::filesystem::path& origin,
                                                const ConfigEnvironment& environment);
+
+// file_identity is "MAJOR:MINOR:INODE:SIZE:MTIME_S.NS:CTIME_S.NS" of an open file (statx), or "" when it
+// cannot be read. Any write, rename over or chmod changes it (ctime moves with each). The fast-path front
+// executable (daemon/front) formats the same fields the same way without libc.
+std::string file_identity(int fd);
 
 // load_config reads `path` (refusing a file writable by group or others, or not a regular file) and parses
 // it.

@@ -685,6 +685,13 @@ private:
             reply_control(connection, format_ok_reply(status_json()));
             return;
         }
+        // A fast-path client that found this socket by scanning its configuration file is answered only if
+        // that file is the one this agent runs with; otherwise it loads (and checks) the file itself.
+        if (!request->config_identity.empty() &&
+            request->config_identity != options_.config.source_identity) {
+            reply_control(connection, Secret(kOtherConfigReply));
+            return;
+        }
         auto profile = find(request->profile);
         if (!profile) {
             reply_control(connection, Secret(format_error_reply(make_error(

@@ -54,7 +54,17 @@ Result<ControlRequest> parse_control_request(std::string_view line) {
     if (!valid_profile_name(request.profile)) {
         return protocol_error("bad profile name");
     }
-    const std::string_view number = line.substr(space + 1);
+    std::string_view number = line.substr(space + 1);
+    if (const auto next = number.find(' '); next != std::string_view::npos) {
+        constexpr std::string_view kConfig = "config=";
+        const std::string_view identity = number.substr(next + 1);
+        number = number.substr(0, next);
+        if (!identity.starts_with(kConfig) || identity.size() == kConfig.size() || identity.size() > 256 ||
+            identity.find_first_not_of("0123456789:.", kConfig.size()) != std::string_view::npos) {
+            return protocol_error("bad config identity");
+        }
+        request.config_identity = std::string(identity.substr(kConfig.size()));
+    }
     if (number == "default") {
         request.min_seconds = ControlRequest::kDefaultMinSeconds;
         return request;
@@ -74,7 +84,9 @@ std::string format_control_request(const ControlRequest& request) {
     const std::string min = request.min_seconds == ControlRequest::kDefaultMinSeconds
                                 ? std::string("default")
                                 : std::to_string(request.min_seconds);
-    return "credentials " + request.profile + " " + min + "\n";
+    const std::string config =
+        request.config_identity.empty() ? std::string() : " config=" + request.config_identity;
+    return "credentials " + request.profile + " " + min + config + "\n";
 }
 
 Secret format_ok_reply(std::string_view payload) {

@@ -1,10 +1,13 @@
 #pragma once
 // The agent's Unix-socket protocol (the credential_process fast path and `status`): the client writes one
 // request line, the agent answers one line and closes.
-//   "credentials <profile> <min-seconds|default>\n" -> "ok <credential_process JSON>\n" | "error <errc>
-//   <message>\n" "status\n"                              -> "ok <status JSON>\n"
+//   "credentials <profile> <min-seconds|default>[ config=<identity>]\n"
+//        -> "ok <credential_process JSON>\n" | "error <errc> <message>\n" | "other-config\n"
+//   "status\n" -> "ok <status JSON>\n"
 // <min-seconds> asks for credentials with at least that much life left; the agent refreshes first if the
-// cached ones have less. Plain text keeps the client free of any JSON or TLS library.
+// cached ones have less. config=<identity> (config::file_identity of the client's configuration file) asks
+// the agent to answer only if it runs with that very file; otherwise it says "other-config" and the client
+// loads the file itself. Plain text keeps the client free of any JSON or TLS library.
 
 #include <string>
 #include <string_view>
@@ -24,6 +27,8 @@ struct ControlRequest {
     // (sent as "default").
     int min_seconds = kDefaultMinSeconds;
     static constexpr int kDefaultMinSeconds = -1;
+    // config_identity: empty, or the client's configuration file identity the agent must be running with.
+    std::string config_identity;
 };
 
 [[nodiscard]] Result<ControlRequest> parse_control_request(std::string_view line);
@@ -31,6 +36,9 @@ std::string format_control_request(const ControlRequest& request);
 
 // format_ok_reply is "ok <payload>\n"; the payload may hold credentials, so the reply is a Secret.
 Secret format_ok_reply(std::string_view payload);
+// kOtherConfigReply answers a request whose config=<identity> is not the agent's own configuration.
+inline constexpr std::string_view kOtherConfigReply = "other-config\n";
+
 // format_error_reply is "error <errc_name> <message>\n" (message on one line).
 std::string format_error_reply(const Error& error);
 // parse_control_reply returns the payload of an ok reply, or the Error the agent reported (its Errc kept so
