@@ -1,5 +1,6 @@
 #include "daemon/fast_path.hpp"
 
+#include <algorithm>
 #include <charconv>
 #include <chrono>
 #include <cmath>
@@ -76,7 +77,9 @@ AgentConsultation consult_agent(const FastPathOptions& options) {
     request.kind = ControlRequest::Kind::credentials;
     request.profile = options.profile;
     request.min_seconds = options.min_lifetime_seconds;
-    const auto timeout = std::chrono::milliseconds(static_cast<long long>(options.timeout_seconds * 1000));
+    // Rounded to the nearest millisecond (as the front executable reads "1.5" or "0.29"), at most a year.
+    const auto timeout =
+        std::chrono::milliseconds(std::llround(std::min(options.timeout_seconds, 365.0 * 86400) * 1000));
     c.reply = c.socket.empty() ? Result<Secret>(make_error(Errc::agent_unavailable, "no socket configured"))
                                : send_control_request(c.socket, request, timeout);
     if (!c.reply && c.reply.error().code == Errc::agent_unavailable && options.no_fallback) {

@@ -6,13 +6,18 @@
 - The fast path answers from the agent's cache: 200 runs cost no CreateSession.
 - With no agent: --no-fallback exits 69 with one line on stderr; without it, the command signs by itself from
   the configuration (one CreateSession).
+- Without --socket, the front answers alone only while the configuration file is the agent's own.
 """
 
 import json
+import os
+import re
+import signal
 import subprocess
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 from agent_support import AgentProcess, create_sessions, imds_credentials, same_credentials, started_agent
 from conftest import AGENT, clean_environment
@@ -150,3 +155,48 @@ def test_startup_jitter_delays_the_first_create_session(tmp_path, em, pki):
     credentials = parse_process_output(agent.credential_process("web", "--no-fallback"))
     assert credentials["AccessKeyId"].startswith("ASIA")
     assert create_sessions(em) == 1
+
+
+def traced_credential_process(agent, tmp_path, *args):
+    """credential-process --profile web with `args`, under strace: (result, programs it executed)."""
+    trace = tmp_path / "execve.txt"
+    result = subprocess.run(["strace", "-f", "-qq", "-e", "trace=execve", "-o", str(trace), str(AGENT),
+                             "credential-process", "--profile", "web", *map(str, args)],
+                            capture_output=True, stdin=subprocess.DEVNULL, env=clean_environment(None), timeout=30)
+    programs = re.findall(r'execve\("([^"]+)"', trace.read_text())
+    return result, [Path(p).name for p in programs]
+
+
+def test_fast_path_through_the_configuration_file(em, pki, tmp_path):
+    """Without --socket the front finds the socket in the configuration by a quick scan and sends the file's
+    identity: while the file is the one the agent runs with, the front answers alone; once it changes (even
+    a chmod), the full program loads it, says what is wrong with it if anything, or asks the agent itself;
+    after a reload the front answers alone again."""
+    agent = started_agent(tmp_path, em, pki)
+    try:
+        issued = em.issued()[0]
+        result, programs = traced_credential_process(agent, tmp_path, "--config", agent.config_path, "--no-fallback")
+        assert matches(issued, parse_process_output(result))
+        assert programs == ["rolesanywhere-agent"], programs
+
+        os.chmod(agent.config_path, 0o640)  # same bytes, new ctime: no longer the agent's file
+        result, programs = traced_credential_process(agent, tmp_path, "--config", agent.config_path, "--no-fallback")
+        assert matches(issued, parse_process_output(result))
+        assert programs == ["rolesanywhere-agent", "rolesanywhere-agent-core"], programs
+
+        good = agent.config_path.read_text()
+        agent.config_path.write_text(good + "[agent]\n")  # a second [agent] table: TOML refuses it
+        result, programs = traced_credential_process(agent, tmp_path, "--config", agent.config_path, "--no-fallback")
+        assert result.returncode == 78 and result.stdout == b"", result
+        assert str(agent.config_path) in result.stderr.decode(), result.stderr
+
+        assert create_sessions(em) == 1
+        agent.write_config(good)
+        agent.signal(signal.SIGHUP)
+        agent.wait_for_log(r"event=reloaded\b", timeout=10)
+        result, programs = traced_credential_process(agent, tmp_path, "--config", agent.config_path, "--no-fallback")
+        document = parse_process_output(result)
+        assert any(matches(i, document) for i in em.issued())
+        assert programs == ["rolesanywhere-agent"], programs
+    finally:
+        assert agent.stop() == 0
