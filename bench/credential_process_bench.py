@@ -60,12 +60,17 @@ def main() -> int:
     ap.add_argument("--ca-bundle")
     ap.add_argument("--arns", help="JSON from ra_emulator.py --print-arns")
     ap.add_argument("--socket", help="warm runs: the running agent's socket")
+    ap.add_argument("--config", help="warm runs: also find the socket through this configuration file")
     ap.add_argument("--profile", default="bench")
     args = ap.parse_args()
     cases = {}
     if args.socket:
         cases["warm_fast_path"] = [args.agent, "credential-process", "--profile", args.profile, "--socket",
                                    args.socket, "--no-fallback"]
+        if args.config:
+            # As ~/.aws/config usually has it: no --socket, the front scans the configuration for it.
+            cases["warm_fast_path_config"] = [args.agent, "credential-process", "--profile", args.profile,
+                                              "--config", args.config, "--no-fallback"]
     else:
         arns = json.loads(args.arns)
         for key in ("p256", "rsa2048"):

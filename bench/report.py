@@ -16,7 +16,7 @@ def load(out):
     machine = dict(line.split("=", 1) for line in (out / "machine.txt").read_text().splitlines() if "=" in line)
     floor = {r["command"]: r["median"] * 1000 for r in json.loads((out / "floor.json").read_text())["results"]}
     cold = json.loads((out / "cold.json").read_text())
-    warm = json.loads((out / "warm.json").read_text())["warm_fast_path"]
+    warm_cases = json.loads((out / "warm.json").read_text())
     # The best of the rounds on each side (bench/run says why).
     ours = {}
     for line in (out / "sign_bench.txt").read_text().splitlines():
@@ -41,12 +41,13 @@ def load(out):
         f["requests_per_second"] = f["requests"] / (f["duration_us"] / 1e6)
         f["errors"] = sum(f[k] for k in ("connect_errors", "read_errors", "write_errors", "timeouts", "status_errors"))
         wrk.setdefault(surface, {})[f"c{connections}"] = f
-    requests = sum(f["requests"] for s in wrk.values() for f in s.values()) + warm["runs"] + 3
+    requests = sum(f["requests"] for s in wrk.values() for f in s.values()) + sum(
+        c["runs"] for c in warm_cases.values()) + 3
     sessions = int((out / "create_sessions").read_text())
     return {
         "machine": machine,
         "floor_ms": floor,
-        "credential_process": {**cold, "warm_fast_path": warm},
+        "credential_process": {**cold, **warm_cases},
         "signatures_per_second": {k: {"agent": ours.get(k), "openssl_speed": theirs.get(k),
                                       "ratio": (ours[k] / theirs[k]) if k in ours and theirs.get(k) else None}
                                   for k in ("rsa2048", "p256", "p384", "p521")},
@@ -79,6 +80,8 @@ def targets(r):
     empty = r["floor_ms"].get("/bin/true", 0.0)
     cold = r["credential_process"]["cold_p256"]
     warm = r["credential_process"]["warm_fast_path"]
+    # Both spellings count: --socket, and the socket found through the configuration (the usual ~/.aws/config).
+    warm_config = r["credential_process"].get("warm_fast_path_config", warm)
     imds16 = r["http"]["imds"]["c16"]
     rows = [
         ("credential-process cold, P-256 over HTTPS, median (p90)",
@@ -86,11 +89,12 @@ def targets(r):
          f"a process that loads libcrypto costs {start_floor:.1f} ms here before doing anything (`openssl version`; "
          f"an empty process {empty:.1f} ms); the rest is the TLS handshake and the Python emulator's signature "
          f"and chain verification" + contention),
-        ("credential-process warm (fast path), median (p90)",
-         f"{warm['median_ms']:.1f} ms ({warm['p90_ms']:.1f} ms)", "≤ 1.5 ms", warm["median_ms"] <= 1.5,
-         f"bounded by process start: the fast path runs in the static front executable (no libcrypto, no "
-         f"shared libraries), but starting any process costs {empty:.1f} ms here (`/bin/true`); the socket "
-         f"exchange itself is well under a millisecond" + contention),
+        ("credential-process warm (fast path) with --socket / through the configuration, median (p90)",
+         f"{warm['median_ms']:.2f} ms ({warm['p90_ms']:.2f} ms) / {warm_config['median_ms']:.2f} ms "
+         f"({warm_config['p90_ms']:.2f} ms)", "≤ 1.5 ms",
+         max(warm["median_ms"], warm_config["median_ms"]) <= 1.5,
+         f"bounded by process start: the front executable has no C runtime and no shared library, but "
+         f"starting any process costs {empty:.1f} ms here (`/bin/true`)" + contention),
         ("IMDS credentials GET at -c16: req/s, p99",
          f"{imds16['requests_per_second']:,.0f} req/s, {imds16['p99_us'] / 1000:.2f} ms", "≥ 75 000 req/s, p99 ≤ 3 ms",
          imds16["requests_per_second"] >= 75000 and imds16["p99_us"] <= 3000,
