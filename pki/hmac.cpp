@@ -1,70 +1,91 @@
 #include "pki/hmac.hpp"
 
+#include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
+#include <openssl/params.h>
 #include <openssl/rand.h>
 
 #include <cstdio>
 #include <cstdlib>
+#include <mutex>
 
 #include "pki/ossl.hpp"
 
 namespace rad::pki {
 
+namespace {
+
+using MacPtr = std::unique_ptr<EVP_MAC, ossl::Deleter<EVP_MAC_free>>;
+using MacCtxPtr = std::unique_ptr<EVP_MAC_CTX, ossl::Deleter<EVP_MAC_CTX_free>>;
+
+// The signature has no error channel and any fixed tag would let a forger predict it: stop the process
+// (systemd restarts it with a fresh key). Only allocation failure gets here.
+[[noreturn]] void abort_hmac() {
+    std::fputs("rolesanywhere-agent: HMAC-SHA256 failed; aborting\n", stderr);
+    std::abort();
+}
+
+}  // namespace
+
+// Prepared holds a MAC context whose key is set once. HMAC() fetched the algorithm, built a context and
+// hashed the key's pads on every call — most of an IMDS request's crypto time; re-initialising a prepared
+// context with a null key restarts it from the stored pads. The context is not safe to share, hence the lock.
+struct HmacKey::Prepared {
+    std::mutex lock;
+    MacCtxPtr context;
+};
+
+HmacKey::HmacKey(std::unique_ptr<Prepared> prepared) noexcept : prepared_(std::move(prepared)) {}
+
 Result<HmacKey> HmacKey::random() {
-    std::vector<std::uint8_t> key(random_size);
+    std::array<std::uint8_t, random_size> key{};
     if (RAND_bytes(key.data(), static_cast<int>(key.size())) != 1) {
         OPENSSL_cleanse(key.data(), key.size());
         return make_error(Errc::crypto_failure,
                           "cannot draw a random HMAC key: " + ossl::take_error_reason());
     }
-    return HmacKey(std::move(key));
+    HmacKey prepared = from_bytes(key);
+    OPENSSL_cleanse(key.data(), key.size());
+    return prepared;
 }
 
 HmacKey HmacKey::from_bytes(std::span<const std::uint8_t> key) {
-    return HmacKey(std::vector<std::uint8_t>(key.begin(), key.end()));
-}
-
-// A moved-from vector is empty (its buffer changes owner), so only the destination's old bytes need wiping.
-HmacKey::HmacKey(HmacKey&& other) noexcept : key_(std::move(other.key_)) {
-    other.key_.clear();
-}
-
-HmacKey& HmacKey::operator=(HmacKey&& other) noexcept {
-    if (this != &other) {
-        wipe();
-        key_ = std::move(other.key_);
-        other.key_.clear();
+    const MacPtr mac(EVP_MAC_fetch(nullptr, OSSL_MAC_NAME_HMAC, nullptr));
+    if (!mac) {
+        abort_hmac();
     }
-    return *this;
-}
-
-HmacKey::~HmacKey() {
-    wipe();
-}
-
-void HmacKey::wipe() noexcept {
-    if (!key_.empty()) {
-        OPENSSL_cleanse(key_.data(), key_.size());
+    auto prepared = std::make_unique<Prepared>();
+    prepared->context.reset(EVP_MAC_CTX_new(mac.get()));
+    char digest[] = OSSL_DIGEST_NAME_SHA2_256;
+    const OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
+                                 OSSL_PARAM_construct_end()};
+    // A valid pointer even for an empty key: a null key means "keep the previous one".
+    static const unsigned char empty_key = 0;
+    const unsigned char* bytes = key.empty() ? &empty_key : key.data();
+    if (!prepared->context || EVP_MAC_init(prepared->context.get(), bytes, key.size(), params) != 1) {
+        abort_hmac();
     }
-    key_.clear();
+    return HmacKey(std::move(prepared));
 }
+
+// Moving hands over the context (which holds the key); EVP_MAC_CTX_free wipes it.
+HmacKey::HmacKey(HmacKey&& other) noexcept = default;
+HmacKey& HmacKey::operator=(HmacKey&& other) noexcept = default;
+HmacKey::~HmacKey() = default;
 
 HmacKey::Tag HmacKey::sign(std::string_view message) const {
+    if (!prepared_) {
+        abort_hmac();  // a moved-from key
+    }
     Tag tag{};
-    unsigned int length = 0;
-    // HMAC() with a null key pointer would mean "reuse the previous key" in old APIs; give it a valid pointer
-    // even for an empty key.
-    static const unsigned char empty_key = 0;
-    const unsigned char* key = key_.empty() ? &empty_key : key_.data();
-    const unsigned char* result = HMAC(EVP_sha256(), key, static_cast<int>(key_.size()), ossl::bytes(message),
-                                       message.size(), tag.data(), &length);
-    if (result == nullptr || length != tag.size()) {
-        // Only allocation failure gets here. Returning any fixed tag would let a forger predict it, and the
-        // signature has no error channel, so stop the process (systemd restarts it with a fresh key).
-        std::fputs("rolesanywhere-agent: HMAC-SHA256 failed; aborting\n", stderr);
-        std::abort();
+    std::size_t length = 0;
+    const std::lock_guard<std::mutex> hold(prepared_->lock);
+    EVP_MAC_CTX* context = prepared_->context.get();
+    if (EVP_MAC_init(context, nullptr, 0, nullptr) != 1 ||
+        EVP_MAC_update(context, ossl::bytes(message), message.size()) != 1 ||
+        EVP_MAC_final(context, tag.data(), &length, tag.size()) != 1 || length != tag.size()) {
+        abort_hmac();
     }
     return tag;
 }

@@ -1,10 +1,12 @@
 #pragma once
 // HmacKey is a secret key for HMAC-SHA256, used by the agent to MAC its stateless IMDS session tokens. A key
 // lives only in memory (a fresh one per start, so a restart voids every token) and its bytes are wiped when
-// the key is destroyed or assigned over. OpenSSL stays behind this header.
+// the key is destroyed or assigned over. sign() may be called from several threads. OpenSSL stays behind
+// this header.
 
 #include <array>
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string_view>
 #include <vector>
@@ -35,9 +37,9 @@ public:
     Tag sign(std::string_view message) const;
 
 private:
-    explicit HmacKey(std::vector<std::uint8_t> key) noexcept : key_(std::move(key)) {}
-    void wipe() noexcept;
-    std::vector<std::uint8_t> key_;
+    struct Prepared;  // the MAC context with the key set, and its lock
+    explicit HmacKey(std::unique_ptr<Prepared> prepared) noexcept;
+    std::unique_ptr<Prepared> prepared_;
 };
 
 }  // namespace rad::pki
