@@ -60,10 +60,28 @@ std::string format_date_stamp(SystemTime t) {
 
 std::string format_iso8601(SystemTime t) {
     const Fields f = split(t);
-    char buf[32];
-    std::snprintf(buf, sizeof buf, "%04d-%02u-%02uT%02u:%02u:%02uZ", f.year, f.month, f.day, f.hour, f.minute,
-                  f.second);
-    return buf;
+    if (f.year < 0 || f.year > 9999) {
+        char buf[32];
+        std::snprintf(buf, sizeof buf, "%04d-%02u-%02uT%02u:%02u:%02uZ", f.year, f.month, f.day, f.hour,
+                      f.minute, f.second);
+        return buf;
+    }
+    // The common case by hand: IMDS and ECS answers carry two of these each, and snprintf was a visible
+    // share of a request's time.
+    std::string out = "0000-00-00T00:00:00Z";
+    const auto put = [&out](std::size_t at, unsigned value, int digits) {
+        for (int i = digits - 1; i >= 0; --i) {
+            out[at + static_cast<std::size_t>(i)] = static_cast<char>('0' + value % 10);
+            value /= 10;
+        }
+    };
+    put(0, static_cast<unsigned>(f.year), 4);
+    put(5, f.month, 2);
+    put(8, f.day, 2);
+    put(11, f.hour, 2);
+    put(14, f.minute, 2);
+    put(17, f.second, 2);
+    return out;
 }
 
 std::optional<SystemTime> parse_rfc3339(std::string_view s) {

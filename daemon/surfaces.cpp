@@ -49,39 +49,53 @@ std::string base64url_encode(std::span<const std::uint8_t> bytes) {
     return text;
 }
 
-bool is_base64url_char(char c) noexcept {
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_';
+// base64url_value is the 6-bit value of a base64url character, or -1.
+int base64url_value(char c) noexcept {
+    if (c >= 'A' && c <= 'Z') {
+        return c - 'A';
+    }
+    if (c >= 'a' && c <= 'z') {
+        return c - 'a' + 26;
+    }
+    if (c >= '0' && c <= '9') {
+        return c - '0' + 52;
+    }
+    if (c == '-') {
+        return 62;
+    }
+    if (c == '_') {
+        return 63;
+    }
+    return -1;
 }
 
+// decode_token decodes the 54 characters in place, without working copies of the token on the heap.
 std::optional<std::array<std::uint8_t, token_bytes>> decode_token(std::string_view token) {
-    if (token.size() != token_chars || !std::all_of(token.begin(), token.end(), is_base64url_char)) {
-        return std::nullopt;
-    }
-    std::string standard(token);
-    std::replace(standard.begin(), standard.end(), '-', '+');
-    std::replace(standard.begin(), standard.end(), '_', '/');
-    standard.append("==");
-    auto decoded = base64_decode(standard);
-    // A token is a bearer credential for up to six hours: the working copies are wiped, not just freed.
-    wipe_string(standard);
-    if (!decoded) {
+    if (token.size() != token_chars) {
         return std::nullopt;
     }
     std::array<std::uint8_t, token_bytes> raw{};
-    const bool sized = decoded->size() == token_bytes;
-    if (sized) {
-        std::copy(decoded->begin(), decoded->end(), raw.begin());
+    std::uint32_t bits = 0;
+    int pending = 0;
+    std::size_t out = 0;
+    for (const char c : token) {
+        const int value = base64url_value(c);
+        if (value < 0) {
+            explicit_bzero(raw.data(), raw.size());
+            return std::nullopt;
+        }
+        bits = (bits << 6) | static_cast<std::uint32_t>(value);
+        pending += 6;
+        if (pending >= 8) {
+            pending -= 8;
+            raw[out++] = static_cast<std::uint8_t>(bits >> pending);
+            bits &= (1u << pending) - 1;
+        }
     }
-    explicit_bzero(decoded->data(), decoded->size());
-    if (!sized) {
-        return std::nullopt;
-    }
-    // The last character carries 4 unused bits; only the canonical spelling is a token, so one token has
-    // exactly one textual form.
-    std::string canonical = base64url_encode(raw);
-    const bool is_canonical = canonical == token;
-    wipe_string(canonical);
-    if (!is_canonical) {
+    // 54 characters carry 324 bits: 40 bytes and 4 unused bits in the last character. Only the canonical
+    // spelling (those bits zero) is a token, so one token has exactly one textual form.
+    if (out != token_bytes || bits != 0) {
+        explicit_bzero(raw.data(), raw.size());
         return std::nullopt;
     }
     return raw;
@@ -128,6 +142,20 @@ void append_json_string(std::string& out, std::string_view value) {
     out.push_back('"');
     std::size_t i = 0;
     while (i < value.size()) {
+        // Runs of bytes that need no escaping (all of a key, a token) are copied at once.
+        std::size_t plain = i;
+        while (plain < value.size()) {
+            const auto b = static_cast<unsigned char>(value[plain]);
+            if (b < 0x20 || b >= 0x80 || b == '"' || b == '\\') {
+                break;
+            }
+            ++plain;
+        }
+        out.append(value.substr(i, plain - i));
+        i = plain;
+        if (i == value.size()) {
+            break;
+        }
         const auto c = static_cast<unsigned char>(value[i]);
         if (c >= 0x80) {
             const std::size_t length = utf8_sequence_length(value.substr(i));
