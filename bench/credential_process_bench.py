@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 
-WARMUP_RUNS = 3  # they fill the page cache
+WARMUP_RUNS = 10  # they fill the page cache and wake the agent's thread up
 
 
 RSS_RUNS = 5
