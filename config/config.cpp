@@ -669,7 +669,7 @@ Result<AgentConfig> parse_config_text(std::string_view text,
 
 }  // namespace
 
-Result<AgentConfig> load_config(const std::filesystem::path& path, const ConfigEnvironment& environment) {
+Result<ConfigFile> read_config_file(const std::filesystem::path& path) {
     struct stat st {};
     if (::stat(path.c_str(), &st) != 0) {
         return make_error(Errc::config_invalid,
@@ -689,9 +689,9 @@ Result<AgentConfig> load_config(const std::filesystem::path& path, const ConfigE
         return make_error(Errc::config_invalid,
                           path.string() + ": cannot read the configuration: " + std::strerror(errno));
     }
-    // The identity is taken before and after reading: equal, it names the bytes that were parsed.
+    // The identity is taken before and after reading: equal, it names the bytes that were read.
     const std::string before = file_identity(fd);
-    std::string text;
+    ConfigFile file;
     constexpr std::size_t limit = 1024 * 1024;
     char chunk[16384];
     for (;;) {
@@ -708,17 +708,29 @@ Result<AgentConfig> load_config(const std::filesystem::path& path, const ConfigE
         if (n == 0) {
             break;
         }
-        text.append(chunk, static_cast<std::size_t>(n));
-        if (text.size() > limit) {
+        file.text.append(chunk, static_cast<std::size_t>(n));
+        if (file.text.size() > limit) {
             ::close(fd);
             return make_error(Errc::config_invalid, path.string() + ": larger than 1 MiB");
         }
     }
     const std::string after = file_identity(fd);
     ::close(fd);
-    auto config = parse_config(text, path, environment);
-    if (config && before == after) {
-        config->source_identity = after;
+    if (before == after) {
+        file.identity = after;
+    }
+    return file;
+}
+
+Result<AgentConfig> load_config(const std::filesystem::path& path, const ConfigEnvironment& environment) {
+    auto file = read_config_file(path);
+    if (!file) {
+        return file.error();
+    }
+    auto config = parse_config(file->text, path, environment);
+    if (config) {
+        config->source_identity = std::move(file->identity);
+        config->source_text = std::move(file->text);
     }
     return config;
 }

@@ -112,6 +112,8 @@ struct AgentConfig {
     // it with the one a fast-path client sends, so that a client that found the socket by a quick scan of
     // the same file can trust the answer as if it had loaded the file itself.
     std::string source_identity;
+    // source_text is the file's content as parsed (for the agent to tell a rewrite of the same bytes).
+    std::string source_text;
     AgentSettings agent;
     std::vector<ProfileConfig> profiles;  // in file order
     const ProfileConfig* find_profile(std::string_view name) const;
@@ -133,6 +135,17 @@ struct ConfigEnvironment {
 // cannot be read. Any write, rename over or chmod changes it (ctime moves with each). The fast-path front
 // executable (daemon/front) formats the same fields the same way without libc.
 std::string file_identity(int fd);
+
+// ConfigFile is a configuration file's bytes and the identity they were read under ("" when the file
+// changed while it was read).
+struct ConfigFile {
+    std::string text;
+    std::string identity;
+};
+
+// read_config_file reads `path` as load_config does: a regular file, not writable by group or others, at
+// most 1 MiB; errors are config_invalid.
+[[nodiscard]] Result<ConfigFile> read_config_file(const std::filesystem::path& path);
 
 // load_config reads `path` (refusing a file writable by group or others, or not a regular file) and parses
 // it.

@@ -675,6 +675,31 @@ private:
         }
     }
 
+    // renew_config_identity: a client's configuration identity is not the one this agent loaded, but the
+    // file may hold the same bytes under a new identity (touch, chmod, a tool rewriting it unchanged). If the
+    // identity is that of the file at the agent's own path now, the file is read once and compared with the
+    // bytes the agent runs with; equal, the new identity is the agent's. An identity that is not the file's
+    // costs one statx; one that was refused is remembered and costs nothing.
+    bool renew_config_identity(const std::string& identity) {
+        const auto& path = options_.config.path;
+        if (path.empty() || options_.config.source_text.empty() || identity == refused_config_identity_) {
+            return false;
+        }
+        const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+        const std::string now = fd < 0 ? std::string() : config::file_identity(fd);
+        if (fd >= 0) {
+            ::close(fd);
+        }
+        auto file = now == identity ? config::read_config_file(path) : Result<config::ConfigFile>(Error{});
+        if (!file || file->identity != identity || file->text != options_.config.source_text) {
+            refused_config_identity_ = identity;
+            return false;
+        }
+        options_.config.source_identity = identity;
+        log_.info("config_identity_renewed", {{"config", path.string()}});
+        return true;
+    }
+
     void handle_control(const std::shared_ptr<ControlConnection>& connection, const std::string& line) {
         auto request = parse_control_request(line);
         if (!request) {
@@ -688,7 +713,8 @@ private:
         // A fast-path client that found this socket by scanning its configuration file is answered only if
         // that file is the one this agent runs with; otherwise it loads (and checks) the file itself.
         if (!request->config_identity.empty() &&
-            request->config_identity != options_.config.source_identity) {
+            request->config_identity != options_.config.source_identity &&
+            !renew_config_identity(request->config_identity)) {
             reply_control(connection, Secret(kOtherConfigReply));
             return;
         }
@@ -1206,6 +1232,7 @@ private:
     net::signal_set signals_;
     std::mt19937_64 rng_;
     std::unique_ptr<pki::HmacKey> hmac_;
+    std::string refused_config_identity_;  // renew_config_identity's last "no"
     ImdsTokens tokens_;
     std::vector<std::shared_ptr<Profile>> profiles_;
     std::unique_ptr<HttpServer> ecs_server_;

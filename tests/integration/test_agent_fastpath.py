@@ -6,13 +6,12 @@
 - The fast path answers from the agent's cache: 200 runs cost no CreateSession.
 - With no agent: --no-fallback exits 69 with one line on stderr; without it, the command signs by itself from
   the configuration (one CreateSession).
-- Without --socket, the front answers alone only while the configuration file is the agent's own.
+- Without --socket, the front answers alone only while the configuration file holds the agent's own bytes.
 """
 
 import json
 import os
 import shutil
-import signal
 import subprocess
 import threading
 import time
@@ -174,31 +173,37 @@ def fast_path(program, config):
 
 def test_fast_path_through_the_configuration_file(em, pki, tmp_path):
     """Without --socket the front finds the socket in the configuration by a quick scan and sends the file's
-    identity: while the file is the one the agent runs with, the front answers alone; once it changes (even
-    a chmod), the full program loads it, says what is wrong with it if anything, or asks the agent itself;
-    after a reload the front answers alone again."""
+    identity. The agent answers the front alone while the file holds the bytes it runs with (a chmod or an
+    unchanged rewrite gives the file a new identity: the agent compares the bytes once and takes it); once the
+    bytes differ, the full program loads the file, says what is wrong with it if anything, or asks the agent
+    itself."""
     agent = started_agent(tmp_path, em, pki)
     front = lone_front(tmp_path)
     try:
         issued = em.issued()[0]
         assert matches(issued, parse_process_output(fast_path(front, agent.config_path)))
 
-        os.chmod(agent.config_path, 0o640)  # same bytes, new ctime: no longer the agent's file
+        os.chmod(agent.config_path, 0o640)  # same bytes, new identity
+        assert matches(issued, parse_process_output(fast_path(front, agent.config_path)))
+        agent.wait_for_log(r"event=config_identity_renewed\b", timeout=5)
+
+        good = agent.config_path.read_text()
+        agent.config_path.write_text(good + "# edited\n")  # other bytes: not the agent's configuration
         alone = fast_path(front, agent.config_path)
         assert alone.returncode == 69 and b"cannot run" in alone.stderr, alone
         assert matches(issued, parse_process_output(fast_path(AGENT, agent.config_path)))
 
-        good = agent.config_path.read_text()
         agent.config_path.write_text(good + "[agent]\n")  # a second [agent] table: TOML refuses it
         result = fast_path(AGENT, agent.config_path)
         assert result.returncode == 78 and result.stdout == b"", result
         assert str(agent.config_path) in result.stderr.decode(), result.stderr
 
+        agent.write_config(good)  # the original bytes again, in a new file
+        assert matches(issued, parse_process_output(fast_path(front, agent.config_path)))
+        os.chmod(agent.config_path, 0o620)  # group-writable: refused, and the full program says why
+        result = fast_path(AGENT, agent.config_path)
+        assert result.returncode == 78 and b"writable by group" in result.stderr, result
+        assert fast_path(front, agent.config_path).returncode == 69
         assert create_sessions(em) == 1
-        agent.write_config(good)
-        agent.signal(signal.SIGHUP)
-        agent.wait_for_log(r"event=reloaded\b", timeout=10)
-        document = parse_process_output(fast_path(front, agent.config_path))
-        assert any(matches(i, document) for i in em.issued())
     finally:
         assert agent.stop() == 0
