@@ -5,7 +5,9 @@ namespace {
 constexpr char kHexDigits[] = "0123456789abcdef";
 constexpr char kBase64Alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
-int base64_value(char c) {
+}  // namespace
+
+int base64_digit(char c, bool url) noexcept {
     if (c >= 'A' && c <= 'Z') {
         return c - 'A';
     }
@@ -15,15 +17,14 @@ int base64_value(char c) {
     if (c >= '0' && c <= '9') {
         return c - '0' + 52;
     }
-    if (c == '+') {
+    if (c == (url ? '-' : '+')) {
         return 62;
     }
-    if (c == '/') {
+    if (c == (url ? '_' : '/')) {
         return 63;
     }
     return -1;
 }
-}  // namespace
 
 std::string hex_lower(std::span<const std::uint8_t> bytes) {
     std::string out;
@@ -44,7 +45,8 @@ std::string base64_encode(std::span<const std::uint8_t> bytes) {
     out.reserve((bytes.size() + 2) / 3 * 4);
     std::size_t i = 0;
     for (; i + 3 <= bytes.size(); i += 3) {
-        const std::uint32_t v = (std::uint32_t{bytes[i]} << 16) | (std::uint32_t{bytes[i + 1]} << 8) | bytes[i + 2];
+        const std::uint32_t v =
+            (std::uint32_t{bytes[i]} << 16) | (std::uint32_t{bytes[i + 1]} << 8) | bytes[i + 2];
         out.push_back(kBase64Alphabet[(v >> 18) & 63]);
         out.push_back(kBase64Alphabet[(v >> 12) & 63]);
         out.push_back(kBase64Alphabet[(v >> 6) & 63]);
@@ -86,12 +88,13 @@ std::optional<std::vector<std::uint8_t>> base64_decode(std::string_view text) {
             if (pad > 0) {
                 return std::nullopt;  // data after padding
             }
-            v[k] = base64_value(c);
+            v[k] = base64_digit(c, false);
             if (v[k] < 0) {
                 return std::nullopt;
             }
         }
-        const std::uint32_t n = (static_cast<std::uint32_t>(v[0]) << 18) | (static_cast<std::uint32_t>(v[1]) << 12) |
+        const std::uint32_t n = (static_cast<std::uint32_t>(v[0]) << 18) |
+                                (static_cast<std::uint32_t>(v[1]) << 12) |
                                 (static_cast<std::uint32_t>(v[2]) << 6) | static_cast<std::uint32_t>(v[3]);
         out.push_back(static_cast<std::uint8_t>(n >> 16));
         if (pad < 2) {

@@ -49,26 +49,6 @@ std::string base64url_encode(std::span<const std::uint8_t> bytes) {
     return text;
 }
 
-// base64url_value is the 6-bit value of a base64url character, or -1.
-int base64url_value(char c) noexcept {
-    if (c >= 'A' && c <= 'Z') {
-        return c - 'A';
-    }
-    if (c >= 'a' && c <= 'z') {
-        return c - 'a' + 26;
-    }
-    if (c >= '0' && c <= '9') {
-        return c - '0' + 52;
-    }
-    if (c == '-') {
-        return 62;
-    }
-    if (c == '_') {
-        return 63;
-    }
-    return -1;
-}
-
 // decode_token decodes the 54 characters in place, without working copies of the token on the heap.
 std::optional<std::array<std::uint8_t, token_bytes>> decode_token(std::string_view token) {
     if (token.size() != token_chars) {
@@ -79,7 +59,7 @@ std::optional<std::array<std::uint8_t, token_bytes>> decode_token(std::string_vi
     int pending = 0;
     std::size_t out = 0;
     for (const char c : token) {
-        const int value = base64url_value(c);
+        const int value = base64_digit(c, /*url=*/true);
         if (value < 0) {
             explicit_bzero(raw.data(), raw.size());
             return std::nullopt;

@@ -42,6 +42,21 @@ TEST(Base64, UsesTheStandardAlphabet) {
     EXPECT_EQ(base64_decode("+/+/").value(), data);
 }
 
+TEST(Base64, DigitsOfBothAlphabets) {
+    const std::string standard = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    const std::string url = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    for (int i = 0; i < 64; ++i) {
+        EXPECT_EQ(base64_digit(standard[static_cast<std::size_t>(i)], false), i);
+        EXPECT_EQ(base64_digit(url[static_cast<std::size_t>(i)], true), i);
+    }
+    for (char c : {'-', '_', '=', ' ', '\0'}) {
+        EXPECT_EQ(base64_digit(c, false), -1) << c;
+    }
+    for (char c : {'+', '/', '=', ' ', '\0'}) {
+        EXPECT_EQ(base64_digit(c, true), -1) << c;
+    }
+}
+
 TEST(Base64, RoundTripsEveryByteValue) {
     std::vector<std::uint8_t> all(256);
     for (std::size_t i = 0; i < all.size(); ++i) {
