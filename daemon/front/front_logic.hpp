@@ -471,8 +471,7 @@ constexpr Scan scan_socket_path(Text toml, Text& path) {
     return Scan::found;
 }
 
-// ---- the exchange with the agent
-// ---------------------------------------------------------------------------
+// ---- the exchange with the agent --------------------------------------------------------------------------
 
 // Writer appends to a fixed buffer. What does not fit is cut off, and `ok` turns false (and stays).
 struct Writer {
@@ -515,6 +514,21 @@ struct FileIdentity {
     int64_t ctime_sec = 0;
     uint32_t ctime_nsec = 0;
 };
+
+// identity_of takes those fields from a struct statx (the kernel's, or glibc's in the tests).
+template <class Statx>
+constexpr FileIdentity identity_of(const Statx& s) {
+    FileIdentity id;
+    id.dev_major = s.stx_dev_major;
+    id.dev_minor = s.stx_dev_minor;
+    id.inode = s.stx_ino;
+    id.size = s.stx_size;
+    id.mtime_sec = s.stx_mtime.tv_sec;
+    id.mtime_nsec = s.stx_mtime.tv_nsec;
+    id.ctime_sec = s.stx_ctime.tv_sec;
+    id.ctime_nsec = s.stx_ctime.tv_nsec;
+    return id;
+}
 
 constexpr bool same_identity(const FileIdentity& a, const FileIdentity& b) {
     return a.dev_major == b.dev_major && a.dev_minor == b.dev_minor && a.inode == b.inode &&

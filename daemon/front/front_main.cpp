@@ -31,8 +31,7 @@ namespace {
 using rad::front::Text;
 using rad::front::text;
 
-// ---- system calls
-// ------------------------------------------------------------------------------------------
+// ---- system calls -----------------------------------------------------------------------------------------
 
 #if defined(__x86_64__)
 long sys(long n, long a = 0, long b = 0, long c = 0, long d = 0, long e = 0, long f = 0) {
@@ -84,18 +83,20 @@ struct SockaddrUn {
     }
 }
 
-void write_all(int fd, Text t) {
+// write_all writes all of `t`; false when the descriptor refuses.
+bool write_all(int fd, Text t) {
     while (t.size > 0) {
         const long n = sys(__NR_write, fd, arg(t.data), static_cast<long>(t.size));
         if (n == -EINTR) {
             continue;
         }
         if (n <= 0) {
-            return;
+            return false;
         }
         t.data += n;
         t.size -= static_cast<size_t>(n);
     }
+    return true;
 }
 
 // fail prints "rolesanywhere-agent: <parts...>" on standard error and exits.
@@ -109,7 +110,7 @@ void write_all(int fd, Text t) {
     w.put(d);
     w.size = w.size < sizeof line ? w.size : sizeof line - 1;  // a message too long is cut, not lost
     line[w.size++] = '\n';
-    write_all(2, Text{line, w.size});
+    (void)write_all(2, Text{line, w.size});  // nowhere left to report a failure
     exit_now(code);
 }
 
@@ -142,21 +143,7 @@ bool statx_of(int dirfd, const char* path, int flags, struct statx& out) {
     return sys(__NR_statx, dirfd, arg(path), flags, STATX_BASIC_STATS, arg(&out)) == 0;
 }
 
-rad::front::FileIdentity identity_of(const struct statx& s) {
-    rad::front::FileIdentity id;
-    id.dev_major = s.stx_dev_major;
-    id.dev_minor = s.stx_dev_minor;
-    id.inode = s.stx_ino;
-    id.size = s.stx_size;
-    id.mtime_sec = s.stx_mtime.tv_sec;
-    id.mtime_nsec = s.stx_mtime.tv_nsec;
-    id.ctime_sec = s.stx_ctime.tv_sec;
-    id.ctime_nsec = s.stx_ctime.tv_nsec;
-    return id;
-}
-
-// ---- handing over to the full program
-// ------------------------------------------------------------------------
+// ---- handing over to the full program ---------------------------------------------------------------------
 
 const char* errno_text(long err) {
     switch (err) {
@@ -205,8 +192,7 @@ const char* errno_text(long err) {
     fail(69, text("cannot run "), text(path), text(": "), text(errno_text(-err)));
 }
 
-// ---- the fast path
-// ---------------------------------------------------------------------------------------------
+// ---- the fast path ----------------------------------------------------------------------------------------
 
 // The configuration file and the agent's reply, in zero-initialised static storage: only the pages a file
 // or a reply actually fills are ever touched.
@@ -274,13 +260,14 @@ Found find_socket(const rad::front::Options& options,
         }
     }
     good = good && statx_of(static_cast<int>(fd), "", AT_EMPTY_PATH, after) &&
-           rad::front::same_identity(identity_of(before), identity_of(after)) && after.stx_size == size;
+           rad::front::same_identity(rad::front::identity_of(before), rad::front::identity_of(after)) &&
+           after.stx_size == size;
     sys(__NR_close, fd);
     if (!good) {
         return Found::ask_core;
     }
     rad::front::Writer w{identity_storage, identity_cap};
-    if (!rad::front::format_identity(identity_of(after), w)) {
+    if (!rad::front::format_identity(rad::front::identity_of(after), w)) {
         return Found::ask_core;
     }
     identity = Text{identity_storage, w.size};
@@ -379,20 +366,7 @@ void fast_path(const rad::front::Options& options) {
     const auto reply = rad::front::classify_reply(Text{reply_bytes, reply_size}, options.no_fallback);
     switch (reply.kind) {
         case rad::front::ReplyKind::credentials: {
-            Text out = reply.payload;
-            bool written = true;
-            while (out.size > 0) {
-                const long n = sys(__NR_write, 1, arg(out.data), static_cast<long>(out.size));
-                if (n == -EINTR) {
-                    continue;
-                }
-                if (n <= 0) {
-                    written = false;
-                    break;
-                }
-                out.data += n;
-                out.size -= static_cast<size_t>(n);
-            }
+            const bool written = write_all(1, reply.payload);
             wipe_reply();
             if (!written) {
                 fail(70, text("cannot write the credentials to standard output"));

@@ -114,8 +114,7 @@ TEST(FrontArguments, LeavesEverythingElseToTheFullProgram) {
     }
 }
 
-// ---- the configuration scan
-// ---------------------------------------------------------------------------------
+// ---- the configuration scan -------------------------------------------------------------------------------
 
 const char* const kProfile = R"([profiles.web]
 certificate = "/etc/ra/web.pem"
@@ -222,8 +221,7 @@ TEST(FrontConfigScan, AgreesWithTheFullParserOnTheExampleConfiguration) {
     EXPECT_EQ(full->agent.socket_path.string(), path);
 }
 
-// ---- identity, request, reply
-// ---------------------------------------------------------------------------------
+// ---- identity, request, reply -----------------------------------------------------------------------------
 
 TEST(FrontIdentity, IsTheConfigurationsFileIdentity) {
     const auto file =
@@ -236,15 +234,7 @@ TEST(FrontIdentity, IsTheConfigurationsFileIdentity) {
     ASSERT_GE(fd, 0);
     struct statx stx {};
     ASSERT_EQ(::statx(fd, "", AT_EMPTY_PATH, STATX_BASIC_STATS, &stx), 0);
-    FileIdentity id;
-    id.dev_major = stx.stx_dev_major;
-    id.dev_minor = stx.stx_dev_minor;
-    id.inode = stx.stx_ino;
-    id.size = stx.stx_size;
-    id.mtime_sec = stx.stx_mtime.tv_sec;
-    id.mtime_nsec = stx.stx_mtime.tv_nsec;
-    id.ctime_sec = stx.stx_ctime.tv_sec;
-    id.ctime_nsec = stx.stx_ctime.tv_nsec;
+    const FileIdentity id = identity_of(stx);
     char buffer[160];
     Writer w{buffer, sizeof buffer};
     ASSERT_TRUE(format_identity(id, w));
