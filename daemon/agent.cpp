@@ -681,23 +681,34 @@ private:
     // bytes the agent runs with; equal, the new identity is the agent's. An identity that is not the file's
     // costs one statx; one that was refused is remembered and costs nothing.
     bool renew_config_identity(const std::string& identity) {
-        const auto& path = options_.config.path;
-        if (path.empty() || options_.config.source_text.empty() || identity == refused_config_identity_) {
+        if (options_.config.path.empty() || options_.config.source_text.empty() ||
+            identity == refused_config_identity_) {
             return false;
         }
-        const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-        const std::string now = fd < 0 ? std::string() : config::file_identity(fd);
-        if (fd >= 0) {
-            ::close(fd);
-        }
-        auto file = now == identity ? config::read_config_file(path) : Result<config::ConfigFile>(Error{});
-        if (!file || file->identity != identity || file->text != options_.config.source_text) {
+        if (!config_file_holds_own_bytes(identity)) {
             refused_config_identity_ = identity;
             return false;
         }
         options_.config.source_identity = identity;
-        log_.info("config_identity_renewed", {{"config", path.string()}});
+        log_.info("config_identity_renewed", {{"config", options_.config.path.string()}});
         return true;
+    }
+
+    // config_file_holds_own_bytes: the file at the configuration path has `identity` now and, read as
+    // load_config reads it, holds the bytes this agent runs with.
+    bool config_file_holds_own_bytes(const std::string& identity) const {
+        const auto& path = options_.config.path;
+        const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+        if (fd < 0) {
+            return false;
+        }
+        const std::string now = config::file_identity(fd);
+        ::close(fd);
+        if (now != identity) {
+            return false;  // one statx for an identity that is not this file's
+        }
+        const auto file = config::read_config_file(path);
+        return file && file->identity == identity && file->text == options_.config.source_text;
     }
 
     void handle_control(const std::shared_ptr<ControlConnection>& connection, const std::string& line) {
