@@ -24,8 +24,8 @@ from pathlib import Path
 
 import pytest
 
-from agent_support import AgentProcess, free_port
-from conftest import AGENT, PYTHON
+from agent_support import AgentProcess, agent_for_any_user, free_port
+from conftest import PYTHON
 
 EX_UNAVAILABLE, EX_NOPERM = 69, 77
 
@@ -188,7 +188,7 @@ def test_b10_socket_peer_outside_the_allow_lists_is_refused(emulator, pki):
         process.profile("web", imds_listen=None, ecs_path=None, ecs_token_file=None)
         process.start()
         try:
-            as_nobody = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", str(AGENT),
+            as_nobody = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", str(agent_for_any_user()),
                          "credential-process", "--profile", "web", "--socket", str(process.socket_path),
                          "--no-fallback"]
             refused = subprocess.run(as_nobody, capture_output=True, timeout=30, stdin=subprocess.DEVNULL)

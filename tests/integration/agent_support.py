@@ -6,13 +6,17 @@ would: IMDSv2 (token PUT, role GET, credentials GET), the container endpoint, th
 `status` and `credential-process` commands). Every wait here is bounded.
 """
 
+import atexit
+import functools
 import http.client
 import json
 import os
 import re
 import signal
 import socket
+import shutil
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -116,14 +120,15 @@ class AgentProcess:
 
     # --- process -----------------------------------------------------------------------------------------
 
-    def start(self, *args, wait_refresh=True, env=None, write=True, wrapper=(), wait_started=True):
+    def start(self, *args, wait_refresh=True, env=None, write=True, wrapper=(), wait_started=True, program=AGENT):
         """Run `serve --config` (or `serve ARGS` when args are given) and wait until it is ready.
 
         `wrapper` is a command line put in front of the agent's (systemd-socket-activate ... --); with
-        wait_started=False this returns as soon as the process is spawned, waiting for nothing."""
+        wait_started=False this returns as soon as the process is spawned, waiting for nothing. `program` is
+        the executable (agent_for_any_user() for a wrapper that changes the user)."""
         if write and not args:
             self.write_config()
-        command = [*map(str, wrapper), str(AGENT), "serve",
+        command = [*map(str, wrapper), str(program), "serve",
                    *(map(str, args) if args else ["--config", str(self.config_path)])]
         self._log_file = open(self.log_path, "ab")
         self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=self._log_file,
@@ -232,6 +237,21 @@ class AgentProcess:
 
     def credential_process_command(self, name="web"):
         return f"{AGENT} credential-process --profile {name} --socket {self.socket_path}"
+
+
+@functools.lru_cache(maxsize=None)
+def agent_for_any_user():
+    """The front and the full program copied side by side into a /tmp directory that every user can read (once
+    per test process, removed at exit). A user other than root cannot traverse a build tree under a 0700
+    directory (a clone in `mktemp -d`): setpriv still execs the front there with root's capabilities, but the
+    front's own exec of the full program runs as that user and is refused."""
+    directory = Path(tempfile.mkdtemp(prefix="rad-bin-", dir="/tmp"))
+    atexit.register(shutil.rmtree, directory, True)
+    os.chmod(directory, 0o755)
+    for name in ("rolesanywhere-agent", "rolesanywhere-agent-core"):
+        shutil.copy2(Path(AGENT).parent / name, directory / name)
+        os.chmod(directory / name, 0o755)
+    return directory / "rolesanywhere-agent"
 
 
 def started_agent(directory, emulator, pki, **overrides):

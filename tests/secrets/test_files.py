@@ -12,15 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from agent_support import AgentProcess
+from agent_support import AgentProcess, agent_for_any_user
 from conftest import AGENT, clean_environment
 
 EX_NOPERM = 77
 AS_NOBODY = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
 
 
-def sign(certificate, key, as_user=()):
-    return subprocess.run([*as_user, str(AGENT), "sign-string", "--certificate", str(certificate), "--private-key",
+def sign(certificate, key, as_user=(), program=AGENT):
+    return subprocess.run([*as_user, str(program), "sign-string", "--certificate", str(certificate), "--private-key",
                            str(key)], capture_output=True, timeout=30, env=clean_environment(),
                           stdin=subprocess.DEVNULL)
 
@@ -74,7 +74,7 @@ def test_s5_key_file_permission_matrix(pki, tmp_path):
         shutil.copyfile(pki / name, own / name)
         os.chown(own / name, 65534, 65534)
     os.chmod(own / "p256.key", 0o600)
-    result = sign(own / "p256.pem", own / "p256.key", AS_NOBODY)
+    result = sign(own / "p256.pem", own / "p256.key", AS_NOBODY, agent_for_any_user())
     figures.append(f"{'accepted' if result.returncode == 0 else 'refused '} ({result.returncode}) nobody's own key")
     if result.returncode != 0:
         failures.append(f"nobody's own 0600 key: {result.stderr.decode()}")

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from agent_support import AgentProcess, wait_until
+from agent_support import AgentProcess, agent_for_any_user, wait_until
 from conftest import AGENT, clean_environment
 from rawhttp import vm_kib
 
@@ -106,7 +106,7 @@ def nobody_agent(emulator, pki):
         os.chown(path, 65534, 65534)
         if path.is_file():
             os.chmod(path, 0o600)
-    process.start(wrapper=AS_NOBODY, write=False)
+    process.start(wrapper=AS_NOBODY, write=False, program=agent_for_any_user())
     yield process
     try:
         assert process.stop() == 0
