@@ -26,6 +26,17 @@ START_TIMEOUT = 20
 STOP_TIMEOUT = 15
 HTTP_TIMEOUT = 10
 
+# Every agent process a test started: whatever a failing test leaves running is killed when pytest exits.
+_STARTED = []
+
+
+@atexit.register
+def _kill_leftover_agents():
+    for process in _STARTED:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=STOP_TIMEOUT)
+
 
 def free_port():
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
@@ -133,15 +144,22 @@ class AgentProcess:
         self._log_file = open(self.log_path, "ab")
         self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=self._log_file,
                                         stderr=self._log_file, env=clean_environment(env))
+        _STARTED.append(self.process)
         if not wait_started:
             return self
-        self.wait_for_log(r"event=started", timeout=START_TIMEOUT)
-        if wait_refresh and args:
-            self.wait_for_log(r"event=refresh_(ok|failed)\b", timeout=START_TIMEOUT)
-        elif wait_refresh:
-            for name in self.profiles:
-                self.wait_for_log(rf"event=refresh_(ok|failed)\b.*profile={re.escape(name)}\b",
-                                  timeout=START_TIMEOUT)
+        try:
+            self.wait_for_log(r"event=started", timeout=START_TIMEOUT)
+            if wait_refresh and args:
+                self.wait_for_log(r"event=refresh_(ok|failed)\b", timeout=START_TIMEOUT)
+            elif wait_refresh:
+                for name in self.profiles:
+                    self.wait_for_log(rf"event=refresh_(ok|failed)\b.*profile={re.escape(name)}\b",
+                                      timeout=START_TIMEOUT)
+        except BaseException:
+            # A start that fails its wait is the test's failure; the agent must not outlive it.
+            self.process.kill()
+            self.process.wait(timeout=STOP_TIMEOUT)
+            raise
         return self
 
     def signal(self, signum):
