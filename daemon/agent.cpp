@@ -35,6 +35,7 @@
 #include "common/time_format.hpp"
 #include "daemon/control_protocol.hpp"
 #include "daemon/credential_cache.hpp"
+#include "daemon/credentials_answer.hpp"
 #include "daemon/credentials_file.hpp"
 #include "daemon/health.hpp"
 #include "daemon/http_server.hpp"
@@ -738,28 +739,13 @@ private:
         }
         const auto now = SteadyClock::now();
         const auto wall = WallClock::now();
-        auto current = profile->cache.current(now, wall);
-        // The default asks for 15 minutes (botocore re-runs credential_process on every call below that), but
-        // never more than 40 % of the session duration: the background refresh keeps at least that much in
-        // the cache, and a 15-minute session could otherwise never satisfy it and would sign on every call.
-        // An explicit --min-lifetime is taken as asked.
-        const int min_seconds = request->min_seconds == ControlRequest::kDefaultMinSeconds
-                                    ? std::min(900, profile->config.session_duration * 2 / 5)
-                                    : request->min_seconds;
-        if (current && (*current)->deadline - now >= std::chrono::seconds(min_seconds) &&
-            (*current)->credentials.expiration - wall >= std::chrono::seconds(min_seconds)) {
-            reply_control(connection,
-                          format_ok_reply(signer::credential_process_json((*current)->credentials).reveal()));
-            return;
-        }
-        // A refresh that is backing off after failures is not hurried by clients: each fast-path call would
-        // otherwise be one more CreateSession against a failing or throttling service (the reference helper's
-        // PR #200 shape). The client gets what the cache holds now — the credentials still in service, or the
-        // error that stopped the last refresh — and the scheduled retry stays where the policy put it.
-        if (profile->cache.consecutive_failures() > 0 && !profile->cache.refresh_in_flight() &&
-            profile->cache.next_refresh() > now) {
-            reply_with(connection, current);
-            return;
+        switch (answer_credentials(profile->cache, request->min_seconds, now, wall)) {
+            case CredentialsAnswer::serve:
+            case CredentialsAnswer::what_cache_holds:
+                reply_with(connection, profile->cache.current(now, wall));
+                return;
+            case CredentialsAnswer::refresh_first:
+                break;
         }
         // Not enough life left (or none at all): refresh now and answer when it completes, with whatever the
         // cache then holds — fresh credentials are as good as it gets, even for a short session duration.

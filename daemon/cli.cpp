@@ -173,7 +173,7 @@ int run_cli(int argc, char** argv) {
         ->add_option(
             "--min-lifetime", fast.min_lifetime_seconds,
             "With --profile: seconds of life the credentials must have left (default: 900, at most 40 % of "
-            "the session duration)")
+            "the lifetime the service issued)")
         ->needs(fast_profile);
     for (const char* flag : {"--certificate", "--private-key", "--trust-anchor-arn", "--profile-arn",
                              "--role-arn", "--intermediates"}) {

@@ -20,7 +20,7 @@ struct FastPathOptions {
     std::string config_path;   // --config (default /etc/rolesanywhere-agent/config.toml)
     std::string socket_path;   // --socket (default: the config's, else /run/rolesanywhere-agent/agent.sock)
     bool no_fallback = false;  // --no-fallback: exit 69 instead of signing here when no agent answers
-    int min_lifetime_seconds = -1;  // -1: the agent's default (900 s, at most 40 % of the session duration)
+    int min_lifetime_seconds = -1;  // -1: the agent's default (900 s, at most 40 % of the issued lifetime)
     double timeout_seconds = 20;    // credential-process --timeout
 };
 

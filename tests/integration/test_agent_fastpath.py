@@ -210,3 +210,20 @@ def test_fast_path_through_the_configuration_file(em, pki, tmp_path):
         assert create_sessions(em) == 1
     finally:
         assert agent.stop() == 0
+
+
+def test_shorter_issued_sessions_than_configured_cost_no_create_session(em, pki, tmp_path):
+    """The service may issue less than the configured session_duration: with 240 s credentials for a profile
+    that asks for 900 s, the fast path's default minimum is 40 % of what was issued (96 s), not of the 900 s
+    configured (360 s, more than the 240 s credentials ever have): 20 calls are served from the cache."""
+    em.faults({"lifetime_seconds": 240, "count": 5})
+    agent = started_agent(tmp_path, em, pki, session_duration=900)
+    try:
+        assert create_sessions(em) == 1
+        first = em.issued()[0]
+        for _ in range(20):
+            document = parse_process_output(agent.credential_process("web", "--no-fallback"))
+            assert matches(first, document)
+        assert create_sessions(em) == 1, "the fast path called CreateSession for credentials the cache holds"
+    finally:
+        assert agent.stop() == 0
