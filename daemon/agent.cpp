@@ -5,6 +5,7 @@
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -149,6 +150,25 @@ std::vector<FileStamp> identity_stamps(const CredentialOptions& o) {
             stamp_of(o.identity.pin_file),
             stamp_of(o.identity.tpm_key_password_file),
             stamp_of(o.identity.tpm_parent_password_file)};
+}
+
+// socket_accepts_connections: something listens on the Unix socket at `path` (connect succeeds, or the
+// listener's backlog is full). A connection refused means a stale file of an agent that is gone.
+bool socket_accepts_connections(const std::string& path) {
+    sockaddr_un address{};
+    address.sun_family = AF_UNIX;
+    if (path.size() >= sizeof(address.sun_path)) {
+        return false;
+    }
+    std::memcpy(address.sun_path, path.c_str(), path.size() + 1);
+    const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0) {
+        return false;
+    }
+    const int rc = ::connect(fd, reinterpret_cast<const sockaddr*>(&address), sizeof(address));
+    const int err = errno;
+    ::close(fd);
+    return rc == 0 || err == EAGAIN || err == EINPROGRESS;
 }
 
 signer::Credentials clone_credentials(const signer::Credentials& c) {
@@ -560,9 +580,15 @@ private:
             if (!S_ISSOCK(st.st_mode)) {
                 return make_error(Errc::config_invalid, path + ": exists and is not a socket");
             }
-            ::unlink(path.c_str());  // a stale socket of an earlier run
+            // A socket someone still accepts on belongs to a running agent: replacing it would cut that
+            // agent's clients off until it restarts. Only a socket nobody listens on is stale.
+            if (socket_accepts_connections(path)) {
+                return make_error(Errc::config_invalid,
+                                  path + ": another agent is listening on this socket; stop it, or give this "
+                                         "agent another socket_path");
+            }
+            ::unlink(path.c_str());
         }
-        owns_socket_path_ = true;
         control_->open(unix_stream(), bec);
         // Bind under a tight umask, then widen to the configured mode: no window where others can connect.
         const mode_t old_mask = ::umask(0177);
@@ -585,6 +611,9 @@ private:
         }
         if (::chmod(path.c_str(), agent.socket_mode) != 0) {
             return make_error(Errc::config_invalid, path + ": cannot chmod the socket");
+        }
+        if (::lstat(path.c_str(), &st) == 0) {
+            bound_socket_ = BoundSocket{st.st_dev, st.st_ino};
         }
         log_.info("listening", {{"surface", "socket"}, {"address", path}});
         accept_control();
@@ -634,6 +663,8 @@ private:
             }
             auto connection = std::make_shared<ControlConnection>(io_);
             connection->socket = std::move(socket);
+            std::erase_if(control_connections_, [](const auto& weak) { return weak.expired(); });
+            control_connections_.push_back(connection);
             connection->timer.expires_after(std::chrono::seconds(30));
             connection->timer.async_wait([connection](boost::system::error_code timer_ec) {
                 if (!timer_ec) {
@@ -644,6 +675,7 @@ private:
             net::async_read_until(connection->socket, connection->input, '\n',
                                   [this, connection](boost::system::error_code read_ec, std::size_t n) {
                                       if (read_ec) {
+                                          connection->timer.cancel();
                                           return;
                                       }
                                       std::string line(n, '\0');
@@ -1099,10 +1131,22 @@ private:
         if (ecs_server_) {
             ecs_server_->stop_accepting();
         }
+        // Connections still waiting for their request line (or for a refresh, whose waiters are gone now)
+        // are closed; a reply being written is finished by its own handler.
+        for (const auto& weak : control_connections_) {
+            if (auto connection = weak.lock(); connection && connection->reply.empty()) {
+                connection->timer.cancel();
+                connection->socket.close(ignored);
+            }
+        }
         if (control_) {
             control_->close(ignored);
-            if (owns_socket_path_) {
-                ::unlink(options_.config.agent.socket_path.c_str());
+            // Only the socket this agent bound (not one systemd passed, nor one that replaced it since).
+            struct stat st {};
+            const auto& path = options_.config.agent.socket_path;
+            if (bound_socket_ && ::lstat(path.c_str(), &st) == 0 && st.st_dev == bound_socket_->device &&
+                st.st_ino == bound_socket_->inode) {
+                ::unlink(path.c_str());
             }
         }
     }
@@ -1242,7 +1286,13 @@ private:
     std::chrono::milliseconds watchdog_period_{0};
     std::unique_ptr<unix_stream::acceptor> control_;
     bool stopping_ = false;
-    bool owns_socket_path_ = false;  // we bound the Unix socket (not socket activation): remove it at stop
+    // bound_socket_ is the Unix socket this agent bound itself (not socket activation): removed at stop.
+    struct BoundSocket {
+        dev_t device;
+        ino_t inode;
+    };
+    std::optional<BoundSocket> bound_socket_;
+    std::vector<std::weak_ptr<ControlConnection>> control_connections_;  // open ones, closed by stop()
 };
 
 }  // namespace
