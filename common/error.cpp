@@ -47,6 +47,7 @@ int exit_code(Errc code) noexcept {
         case Errc::unsafe_permissions:
         case Errc::upstream_rejected:
         case Errc::device_auth_failed:
+        case Errc::peer_refused:
             return 77;
         case Errc::config_invalid:
             return 78;
@@ -98,6 +99,8 @@ const char* errc_name(Errc code) noexcept {
             return "device_unavailable";
         case Errc::device_auth_failed:
             return "device_auth_failed";
+        case Errc::peer_refused:
+            return "peer_refused";
         case Errc::internal:
             return "internal";
     }

@@ -33,6 +33,7 @@ enum class Errc {
     device_unavailable,     // 69 EX_UNAVAILABLE, retryable: a TPM or PKCS#11 token cannot be reached
     device_auth_failed,     // 77 EX_NOPERM: a TPM or token refused a password/PIN, or is locked out (never
                             // retried)
+    peer_refused,           // 77 EX_NOPERM: the agent's socket refused this user (allowed_uids/allowed_gids)
     internal,               // 70 EX_SOFTWARE
 };
 

@@ -620,27 +620,26 @@ private:
         return {};
     }
 
-    bool peer_allowed(int fd) const {
-        ucred peer{};
-        socklen_t len = sizeof peer;
-        if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &peer, &len) != 0) {
-            return false;
-        }
+    // peer_allowed: root, the agent's own user, and the configured allowed_uids / allowed_gids.
+    bool peer_allowed(const ucred& peer) const {
         const auto& agent = options_.config.agent;
         if (peer.uid == 0 || peer.uid == ::geteuid()) {
             return true;
         }
-        for (auto uid : agent.allowed_uids) {
-            if (peer.uid == uid) {
-                return true;
-            }
+        return std::find(agent.allowed_uids.begin(), agent.allowed_uids.end(), peer.uid) !=
+                   agent.allowed_uids.end() ||
+               std::find(agent.allowed_gids.begin(), agent.allowed_gids.end(), peer.gid) !=
+                   agent.allowed_gids.end();
+    }
+
+    // peer_refusal is what a refused peer is told (one line; it names no secret).
+    std::string peer_refusal(const ucred& peer) const {
+        const std::string who = "uid " + std::to_string(peer.uid) + " (gid " + std::to_string(peer.gid) + ")";
+        if (options_.config_path.empty()) {
+            return who + " may not use this agent: it serves only root and its own user";
         }
-        for (auto gid : agent.allowed_gids) {
-            if (peer.gid == gid) {
-                return true;
-            }
-        }
-        return false;
+        return who + " may not use this agent: add the uid to allowed_uids, or the group to allowed_gids, in " +
+               options_.config_path.string();
     }
 
     struct ControlConnection {
@@ -649,6 +648,7 @@ private:
         net::steady_timer timer;
         net::streambuf input{kMaxControlLine};
         Secret reply;
+        std::optional<std::string> refusal;  // set for a peer the allow-list refuses: the answer it gets
     };
 
     void accept_control() {
@@ -657,14 +657,23 @@ private:
                 return;
             }
             accept_control();
-            if (!peer_allowed(socket.native_handle())) {
-                log_.warning("socket_peer_refused", {});
-                return;  // closing without an answer
+            ucred peer{};
+            socklen_t length = sizeof peer;
+            if (::getsockopt(socket.native_handle(), SOL_SOCKET, SO_PEERCRED, &peer, &length) != 0) {
+                return;  // closing: a peer we cannot identify gets nothing
             }
             auto connection = std::make_shared<ControlConnection>(io_);
             connection->socket = std::move(socket);
             std::erase_if(control_connections_, [](const auto& weak) { return weak.expired(); });
             control_connections_.push_back(connection);
+            if (!peer_allowed(peer)) {
+                log_.warning("socket_peer_refused", {{"uid", std::to_string(peer.uid)},
+                                                     {"gid", std::to_string(peer.gid)},
+                                                     {"pid", std::to_string(peer.pid)}});
+                // Answered after its request line is read, so that the client reads the reason rather than
+                // a connection reset.
+                connection->refusal = peer_refusal(peer);
+            }
             connection->timer.expires_after(std::chrono::seconds(30));
             connection->timer.async_wait([connection](boost::system::error_code timer_ec) {
                 if (!timer_ec) {
@@ -680,6 +689,12 @@ private:
                                       }
                                       std::string line(n, '\0');
                                       connection->input.sgetn(line.data(), static_cast<std::streamsize>(n));
+                                      if (connection->refusal) {
+                                          reply_control(connection,
+                                                        Secret(format_error_reply(make_error(
+                                                            Errc::peer_refused, *connection->refusal))));
+                                          return;
+                                      }
                                       handle_control(connection, line);
                                   });
         });

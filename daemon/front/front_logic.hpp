@@ -620,6 +620,7 @@ inline constexpr ErrcExit kErrcExits[] = {
     {"agent_unavailable", 69},
     {"device_unavailable", 69},
     {"device_auth_failed", 77},
+    {"peer_refused", 77},
     {"internal", 70},
 };
 

@@ -27,7 +27,7 @@ import pytest
 from agent_support import AgentProcess, agent_for_any_user, free_port
 from conftest import PYTHON
 
-EX_UNAVAILABLE, EX_NOPERM = 69, 77
+EX_NOPERM = 77
 
 # Runs inside the namespace: capture (AF_PACKET) the segments the host sends from host:port, connect, send a
 # token PUT, read until the agent closes; print what came back and the TTLs seen. RSTs are kept apart: once the
@@ -192,11 +192,14 @@ def test_b10_socket_peer_outside_the_allow_lists_is_refused(emulator, pki):
                          "credential-process", "--profile", "web", "--socket", str(process.socket_path),
                          "--no-fallback"]
             refused = subprocess.run(as_nobody, capture_output=True, timeout=30, stdin=subprocess.DEVNULL)
-            # 77 (refused: the agent closed on this peer) or 69 (no answer) depending on how the client reads the
-            # close; either way nothing is served and the client names the allow-lists.
-            assert refused.returncode in (EX_NOPERM, EX_UNAVAILABLE), refused
+            # Both sides say what happened: the client is told it was refused (77, naming its uid and the
+            # allow-lists, not "no agent runs"), and the agent logs who it refused.
+            assert refused.returncode == EX_NOPERM, refused
             assert refused.stdout == b"" and b"SecretAccessKey" not in refused.stderr
-            process.wait_for_log(r"event=socket_peer_refused", timeout=10)
+            message = refused.stderr.decode()
+            assert message.count("\n") == 1 and "uid 65534" in message and "allowed_uids" in message, message
+            assert str(process.config_path) in message, message
+            process.wait_for_log(r"event=socket_peer_refused uid=65534 gid=65534 pid=\d+", timeout=10)
             # The same user through its group, once the configuration allows it: the refusal above was the
             # peer check, not the file mode.
             allowed = process.run("credential-process", "--profile", "web", "--socket", process.socket_path,
