@@ -1,10 +1,13 @@
 #include "config/config.hpp"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <cstring>
 #include <set>
@@ -20,6 +23,40 @@ namespace rad::config {
 std::string ListenAddress::to_string() const {
     const bool v6 = host.find(':') != std::string::npos;
     return (v6 ? "[" + host + "]" : host) + ":" + std::to_string(port);
+}
+
+namespace {
+
+// ip_bytes is the 16-byte IPv6 form of an IP literal (IPv4 as IPv4-mapped), or nullopt.
+std::optional<std::array<unsigned char, 16>> ip_bytes(const std::string& host) {
+    std::array<unsigned char, 16> bytes{};
+    in_addr v4{};
+    if (::inet_pton(AF_INET, host.c_str(), &v4) == 1) {
+        bytes[10] = bytes[11] = 0xff;
+        std::memcpy(bytes.data() + 12, &v4, 4);
+        return bytes;
+    }
+    if (::inet_pton(AF_INET6, host.c_str(), bytes.data()) == 1) {
+        return bytes;
+    }
+    return std::nullopt;
+}
+
+}  // namespace
+
+bool same_listen_address(const ListenAddress& configured, const ListenAddress& bound) {
+    if (configured.port != 0 && configured.port != bound.port) {
+        return false;
+    }
+    const auto bound_ip = ip_bytes(bound.host);
+    if (!bound_ip) {
+        return false;
+    }
+    if (configured.host == "localhost") {
+        return *bound_ip == *ip_bytes("127.0.0.1") || *bound_ip == *ip_bytes("::1");
+    }
+    const auto configured_ip = ip_bytes(configured.host);
+    return configured_ip && *configured_ip == *bound_ip;
 }
 
 Result<ListenAddress> parse_listen_address(std::string_view text) {

@@ -33,6 +33,11 @@ struct ListenAddress {
 // parse_listen_address parses "host:port" (port 0..65535, IPv6 in brackets).
 [[nodiscard]] Result<ListenAddress> parse_listen_address(std::string_view text);
 
+// same_listen_address says whether a socket bound to `bound` (an IP literal, as getsockname reports it)
+// listens where `configured` says: the same port (a configured port 0 matches any) and the same IP,
+// IPv4-mapped IPv6 addresses equal to their IPv4 form; a configured "localhost" matches 127.0.0.1 and ::1.
+bool same_listen_address(const ListenAddress& configured, const ListenAddress& bound);
+
 // Source maps a key of the file to the line it was set on, for messages.
 struct Source {
     std::string file;

@@ -1,7 +1,9 @@
 #include "daemon/agent.hpp"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <netinet/in.h>
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -171,6 +173,27 @@ bool socket_accepts_connections(const std::string& path) {
     return rc == 0 || err == EAGAIN || err == EINPROGRESS;
 }
 
+// socket_local_address is the address a listening TCP socket is bound to (getsockname), or nullopt.
+std::optional<config::ListenAddress> socket_local_address(int fd) {
+    sockaddr_storage storage{};
+    socklen_t length = sizeof storage;
+    if (::getsockname(fd, reinterpret_cast<sockaddr*>(&storage), &length) != 0) {
+        return std::nullopt;
+    }
+    char text[INET6_ADDRSTRLEN] = {};
+    if (storage.ss_family == AF_INET) {
+        const auto& in = reinterpret_cast<const sockaddr_in&>(storage);
+        ::inet_ntop(AF_INET, &in.sin_addr, text, sizeof text);
+        return config::ListenAddress{text, ntohs(in.sin_port)};
+    }
+    if (storage.ss_family == AF_INET6) {
+        const auto& in6 = reinterpret_cast<const sockaddr_in6&>(storage);
+        ::inet_ntop(AF_INET6, &in6.sin6_addr, text, sizeof text);
+        return config::ListenAddress{text, ntohs(in6.sin6_port)};
+    }
+    return std::nullopt;
+}
+
 signer::Credentials clone_credentials(const signer::Credentials& c) {
     return signer::Credentials{c.access_key_id, c.secret_access_key.clone(), c.session_token.clone(),
                                c.expiration};
@@ -260,6 +283,7 @@ struct Profile {
     std::string account_id;
     Secret ecs_token;
     std::vector<std::unique_ptr<HttpServer>> imds_servers;
+    std::vector<std::string> imds_addresses;  // where imds_servers actually listen (status)
     // waiters are fast-path clients that asked for more lifetime than the cache holds; answered when the
     // refresh they triggered completes.
     std::vector<std::function<void()>> waiters;
@@ -424,13 +448,11 @@ private:
                     return count("imds", handle_imds(request, p->imds, tokens_, SteadyClock::now(),
                                                      WallClock::now(), served));
                 });
-            auto port = listen_or_adopt(*server, "imds-" + profile->config.name, address);
-            if (!port) {
-                return port.error();
+            auto served = listen_or_adopt(*server, "imds", profile->config.name, address);
+            if (!served) {
+                return served.error();
             }
-            log_.info("listening", {{"surface", "imds"},
-                                    {"profile", profile->config.name},
-                                    {"address", config::ListenAddress{address.host, *port}.to_string()}});
+            profile->imds_addresses.push_back(std::move(*served));
             profile->imds_servers.push_back(std::move(server));
         }
         return {};
@@ -447,13 +469,11 @@ private:
             ecs_server_ = std::make_unique<HttpServer>(io_, limits(), [this](const SurfaceRequest& request) {
                 return count("ecs", route_ecs(request));
             });
-            auto port = listen_or_adopt(*ecs_server_, "ecs", *agent.ecs_listen);
-            if (!port) {
-                return port.error();
+            auto served = listen_or_adopt(*ecs_server_, "ecs", "", *agent.ecs_listen);
+            if (!served) {
+                return served.error();
             }
-            log_.info("listening",
-                      {{"surface", "ecs"},
-                       {"address", config::ListenAddress{agent.ecs_listen->host, *port}.to_string()}});
+            ecs_address_ = std::move(*served);
         }
         if (agent.health_listen) {
             health_server_ =
@@ -463,13 +483,9 @@ private:
                     }
                     return handle_health(request, health_snapshot());
                 });
-            auto port = listen_or_adopt(*health_server_, "health", *agent.health_listen);
-            if (!port) {
-                return port.error();
+            if (auto served = listen_or_adopt(*health_server_, "health", "", *agent.health_listen); !served) {
+                return served.error();
             }
-            log_.info("listening",
-                      {{"surface", "health"},
-                       {"address", config::ListenAddress{agent.health_listen->host, *port}.to_string()}});
         }
         if (!agent.socket_path.empty()) {
             if (auto r = open_control_socket(); !r) {
@@ -482,22 +498,45 @@ private:
         return {};
     }
 
-    // listen_or_adopt uses the socket systemd passed under `name` (FileDescriptorName=) when there is one,
-    // else binds the configured address itself. A single-profile agent also accepts plain "imds".
-    Result<std::uint16_t> listen_or_adopt(HttpServer& server,
-                                          const std::string& name,
-                                          const config::ListenAddress& address) {
+    // listen_or_adopt serves `surface` (of `profile`, for IMDS) on the socket systemd passed under its
+    // FileDescriptorName= ("imds-PROFILE", "ecs", "health"; a single-profile agent also takes plain "imds")
+    // when there is one, else binds the configured address itself. It logs and returns the address actually
+    // served. An activated socket is used whatever its address, since the socket unit decides where clients
+    // connect; one that differs from the configuration is reported as a warning, naming both.
+    Result<std::string> listen_or_adopt(HttpServer& server,
+                                        const std::string& surface,
+                                        const std::string& profile,
+                                        const config::ListenAddress& address) {
+        const std::string name = profile.empty() ? surface : surface + "-" + profile;
         auto fd = activated_.take(name);
-        if (!fd && name.starts_with("imds-") && options_.config.profiles.size() == 1) {
+        if (!fd && surface == "imds" && options_.config.profiles.size() == 1) {
             fd = activated_.take("imds");
         }
+        std::string served;
         if (fd) {
+            const auto bound = socket_local_address(*fd);
             if (auto r = server.adopt(*fd); !r) {
                 return r.error();
             }
-            return address.port;
+            served = bound ? bound->to_string() : "unknown";
+            if (!bound || !same_listen_address(address, *bound)) {
+                log_.warning("activated_socket_mismatch", {{"surface", surface},
+                                                           {"profile", profile},
+                                                           {"configured", address.to_string()},
+                                                           {"served", served}});
+            }
+        } else {
+            auto port = server.listen(address.host, address.port);
+            if (!port) {
+                return port.error();
+            }
+            served = config::ListenAddress{address.host, *port}.to_string();
         }
-        return server.listen(address.host, address.port);
+        log_.info("listening", {{"surface", surface},
+                                {"profile", profile},
+                                {"address", served},
+                                {"activated", fd ? "yes" : "no"}});
+        return served;
     }
 
     SurfaceResponse count(const char* surface, SurfaceResponse response) {
@@ -584,8 +623,9 @@ private:
             // agent's clients off until it restarts. Only a socket nobody listens on is stale.
             if (socket_accepts_connections(path)) {
                 return make_error(Errc::config_invalid,
-                                  path + ": another agent is listening on this socket; stop it, or give this "
-                                         "agent another socket_path");
+                                  path +
+                                      ": another agent is listening on this socket; stop it, or give this "
+                                      "agent another socket_path");
             }
             ::unlink(path.c_str());
         }
@@ -638,7 +678,8 @@ private:
         if (options_.config_path.empty()) {
             return who + " may not use this agent: it serves only root and its own user";
         }
-        return who + " may not use this agent: add the uid to allowed_uids, or the group to allowed_gids, in " +
+        return who +
+               " may not use this agent: add the uid to allowed_uids, or the group to allowed_gids, in " +
                options_.config_path.string();
     }
 
@@ -681,22 +722,23 @@ private:
                     connection->socket.close(ignored);
                 }
             });
-            net::async_read_until(connection->socket, connection->input, '\n',
-                                  [this, connection](boost::system::error_code read_ec, std::size_t n) {
-                                      if (read_ec) {
-                                          connection->timer.cancel();
-                                          return;
-                                      }
-                                      std::string line(n, '\0');
-                                      connection->input.sgetn(line.data(), static_cast<std::streamsize>(n));
-                                      if (connection->refusal) {
-                                          reply_control(connection,
-                                                        Secret(format_error_reply(make_error(
-                                                            Errc::peer_refused, *connection->refusal))));
-                                          return;
-                                      }
-                                      handle_control(connection, line);
-                                  });
+            net::async_read_until(
+                connection->socket, connection->input, '\n',
+                [this, connection](boost::system::error_code read_ec, std::size_t n) {
+                    if (read_ec) {
+                        connection->timer.cancel();
+                        return;
+                    }
+                    std::string line(n, '\0');
+                    connection->input.sgetn(line.data(), static_cast<std::streamsize>(n));
+                    if (connection->refusal) {
+                        reply_control(
+                            connection,
+                            Secret(format_error_reply(make_error(Errc::peer_refused, *connection->refusal))));
+                        return;
+                    }
+                    handle_control(connection, line);
+                });
         });
     }
 
@@ -856,12 +898,11 @@ private:
                                     {"expiring_soon", days < 14}};
             }
             nlohmann::ordered_json surfaces = nlohmann::json::array();
-            for (const auto& address : profile->config.imds_listen) {
-                surfaces.push_back("imds http://" + address.to_string());
+            for (const auto& address : profile->imds_addresses) {
+                surfaces.push_back("imds http://" + address + "/");
             }
-            if (!profile->config.ecs_path.empty() && options_.config.agent.ecs_listen) {
-                surfaces.push_back("ecs http://" + options_.config.agent.ecs_listen->to_string() +
-                                   profile->config.ecs_path);
+            if (!profile->config.ecs_path.empty() && !ecs_address_.empty()) {
+                surfaces.push_back("ecs http://" + ecs_address_ + profile->config.ecs_path);
             }
             if (!profile->config.credentials_file_profile.empty()) {
                 surfaces.push_back("credentials-file " + credentials_path(*profile).string() + " [" +
@@ -1236,6 +1277,7 @@ private:
                         server->stop_accepting();
                     }
                     profile->imds_servers.clear();
+                    profile->imds_addresses.clear();
                     profile->listeners_pending = true;
                 }
                 if (token_changed) {
@@ -1292,6 +1334,7 @@ private:
     ImdsTokens tokens_;
     std::vector<std::shared_ptr<Profile>> profiles_;
     std::unique_ptr<HttpServer> ecs_server_;
+    std::string ecs_address_;  // where ecs_server_ actually listens (status)
     std::unique_ptr<HttpServer> health_server_;
     ActivatedSockets activated_;
     RequestCounts requests_;

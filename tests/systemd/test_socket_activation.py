@@ -102,3 +102,25 @@ def test_fast_path_socket_at_the_configured_path(short_dir, agent_process):
     assert second.returncode == 0, second.stderr.decode()
     assert agent.stop() == 0
     assert socket_path.exists(), "the agent removed the activated socket's path when it stopped"
+
+
+def test_activated_address_differing_from_the_configuration_is_served_and_reported(em, agent_process):
+    """The socket unit decides where clients connect: the agent serves on the activated socket, logs the
+    address it actually serves (not the configured one), warns naming both, and `status` shows what is
+    served. A socket at the configured address draws no warning."""
+    agent = agent_process()
+    activated_port, ecs_port = free_port(), agent.ecs_port
+    configured = f"127.0.0.1:{agent.imds_port()}"
+    start_activated(agent, f"127.0.0.1:{activated_port}", f"127.0.0.1:{ecs_port}", names=["imds", "ecs"])
+    status, _, _ = http_call(activated_port, "PUT", "/latest/api/token", {"X-aws-ec2-metadata-token-ttl-seconds": "60"})
+    assert status == 200
+    agent.wait_for_log(r"event=refresh_ok\b")
+    warning = agent.wait_for_log(r"event=activated_socket_mismatch\b")[0]
+    assert "surface=imds" in warning and f"configured={configured}" in warning, warning
+    assert f"served=127.0.0.1:{activated_port}" in warning, warning
+    assert len(agent.log_lines("activated_socket_mismatch")) == 1, "the ECS socket matched its configuration"
+    listening = [line for line in agent.log_lines("listening") if "surface=imds" in line]
+    assert len(listening) == 1 and f"address=127.0.0.1:{activated_port}" in listening[0], listening
+    served = agent.profile_status("web")["surfaces"]
+    assert f"imds http://127.0.0.1:{activated_port}/" in served and not any(configured in s for s in served), served
+    assert agent.stop() == 0

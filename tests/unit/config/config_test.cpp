@@ -353,6 +353,30 @@ TEST(ListenAddress, Parses) {
     EXPECT_FALSE(parse_listen_address("h:123456"));
 }
 
+TEST(ListenAddress, SameListenAddressTable) {
+    const struct {
+        ListenAddress configured, bound;
+        bool same;
+    } rows[] = {
+        {{"127.0.0.1", 9911}, {"127.0.0.1", 9911}, true},
+        {{"127.0.0.1", 9911}, {"127.0.0.1", 9921}, false},
+        {{"127.0.0.1", 9911}, {"127.0.0.2", 9911}, false},
+        {{"127.0.0.1", 0}, {"127.0.0.1", 40123}, true},
+        {{"localhost", 9911}, {"127.0.0.1", 9911}, true},
+        {{"localhost", 9911}, {"::1", 9911}, true},
+        {{"localhost", 9911}, {"10.0.0.1", 9911}, false},
+        {{"::1", 9911}, {"::1", 9911}, true},
+        {{"0:0:0:0:0:0:0:1", 9911}, {"::1", 9911}, true},
+        {{"127.0.0.1", 9911}, {"::ffff:127.0.0.1", 9911}, true},
+        {{"::", 9911}, {"0.0.0.0", 9911}, false},
+        {{"127.0.0.1", 9911}, {"not-an-ip", 9911}, false},
+    };
+    for (const auto& row : rows) {
+        EXPECT_EQ(same_listen_address(row.configured, row.bound), row.same)
+            << row.configured.to_string() << " vs " << row.bound.to_string();
+    }
+}
+
 }  // namespace
 }  // namespace rad::config
 
