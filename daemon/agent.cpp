@@ -754,7 +754,7 @@ private:
         }
         // A refresh that is backing off after failures is not hurried by clients: each fast-path call would
         // otherwise be one more CreateSession against a failing or throttling service (the reference helper's
-        // PR #200 shape). The client gets what the cache holds now — the credentials still in service, or the
+        // `serve` flaw). The client gets what the cache holds now — the credentials still in service, or the
         // error that stopped the last refresh — and the scheduled retry stays where the policy put it.
         if (profile->cache.consecutive_failures() > 0 && !profile->cache.refresh_in_flight() &&
             profile->cache.next_refresh() > now) {
