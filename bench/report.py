@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Compose bench/results.json and bench/results.md from the pieces bench/run wrote into its output directory.
 
-Every target of issue #6 gets a row: the figure, the target, met or missed, and for a miss the reason, with the
-measured figure that supports it (the process-start floor, the load average, the openssl speed ratio).
+Every performance target (README.md, "Benchmarks") gets a row: the figure, the target, met or missed, and for
+a miss the reason, with the measured figure that supports it (the process-start floor, the load average, the
+openssl speed ratio).
 """
 import json
 import re

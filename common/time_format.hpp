@@ -18,7 +18,7 @@ std::string format_amz_date(SystemTime t);
 std::string format_date_stamp(SystemTime t);
 
 // format_iso8601 gives "YYYY-MM-DDTHH:MM:SSZ" (UTC, seconds truncated): the one Expiration format every SDK
-// parses without side effects (client-contracts.md §0).
+// parses without side effects (docs/clients.md §2.6).
 std::string format_iso8601(SystemTime t);
 
 // parse_rfc3339 accepts "YYYY-MM-DDTHH:MM:SS[.fraction](Z|z|±HH:MM)" and returns the instant, or nullopt

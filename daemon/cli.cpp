@@ -79,8 +79,8 @@ void add_debug_flag(CLI::App& cmd, bool& debug) {
     cmd.add_flag("--debug", debug, "Diagnostics on stderr (never secrets or response bodies)");
 }
 
-// add_credential_flags declares the flags shared by credential-process, serve and update (reference-helper.md
-// §1.1).
+// add_credential_flags declares the flags shared by credential-process, serve and update (README.md,
+// "Reference").
 void add_credential_flags(CLI::App& cmd, CredentialOptions& o, std::string& password_holder) {
     add_identity_flags(cmd, o.identity, password_holder);
     cmd.add_option("--intermediates", o.identity.intermediates,

@@ -398,7 +398,7 @@ Result<void> run_sign_string(const SignStringOptions& options, std::FILE* out, c
     if (!public_key) {
         return public_key.error();
     }
-    // reference-helper.md §1.6: fixed text || "1" || SHA256("IAM RA" || public key), raw digest bytes.
+    // docs/protocol.md §7.2: fixed text || "1" || SHA256("IAM RA" || public key), raw digest bytes.
     std::string message = "AWS Roles Anywhere Credential Helper Signing Test1";
     const auto suffix = pki::sha256("IAM RA" + *public_key);
     message.append(reinterpret_cast<const char*>(suffix.data()), suffix.size());

@@ -1,6 +1,6 @@
 #pragma once
-// The one-shot commands of the command line, compatible with aws_signing_helper 1.8.0 (reference-helper.md
-// §1). Each takes parsed options, writes its result to `out` and returns a Result; main() turns an Error into
+// The one-shot commands of the command line, compatible with aws_signing_helper 1.8.0 (docs/protocol.md
+// §7). Each takes parsed options, writes its result to `out` and returns a Result; main() turns an Error into
 // one line on stderr and a sysexits code. Argument parsing lives in cli.cpp.
 
 #include <cstdio>

@@ -1,5 +1,5 @@
 #pragma once
-// The checks every local surface applies before routing (client-contracts.md §0, reliability-security.md):
+// The checks every local surface applies before routing (docs/clients.md §2.9, docs/test-plan.md §6):
 // requests that went through a proxy (X-Forwarded-For, Forwarded, Via), requests a browser made (Origin,
 // Sec-Fetch-*), and Host values outside the allow-list (DNS rebinding) are refused.
 

@@ -1,6 +1,6 @@
 #pragma once
 // The IMDSv2-compatible and container-credentials surfaces as pure request -> response functions
-// (client-contracts.md §0, §1, §3). The caller (the Beast server in agent.cpp) passes in the time and what
+// (docs/clients.md §2, §3). The caller (the Beast server in agent.cpp) passes in the time and what
 // the profile's cache says right now; nothing here blocks, allocates per token, or touches a socket.
 
 #include <array>

@@ -1,5 +1,5 @@
 #pragma once
-// The CreateSession operation: building the request and reading the answer (reference-helper.md §2.2, §2.5).
+// The CreateSession operation: building the request and reading the answer (docs/protocol.md §3, §5).
 
 #include <chrono>
 #include <optional>

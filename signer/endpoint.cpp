@@ -58,7 +58,7 @@ struct Partition {
     bool has_fips;
 };
 
-// kPartitions are the DNS suffixes of the SDK endpoint rules for rolesanywhere (reference-helper.md §2.1).
+// kPartitions are the DNS suffixes of the SDK endpoint rules for rolesanywhere (docs/protocol.md §2.2).
 constexpr std::array<Partition, 7> kPartitions{{
     {"aws", "amazonaws.com", true},
     {"aws-cn", "amazonaws.com.cn", false},
@@ -293,7 +293,7 @@ Result<ResolvedEndpoint> resolve_endpoint(const EndpointOptions& options) {
         return usage("--region", options.region, "not a valid region name");
     }
     // A "-fips" pseudo-region would reach the signing scope verbatim and break the signature (the reference
-    // helper's trap, reference-helper.md §2.1); FIPS is a separate switch here.
+    // helper's trap, docs/protocol.md §2.3); FIPS is a separate switch here.
     if (is_fips_pseudo_region(resolved.region)) {
         return usage(
             options.region.empty() ? "--trust-anchor-arn" : "--region", resolved.region,

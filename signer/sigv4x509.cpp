@@ -216,7 +216,7 @@ Result<void> sign_request(HttpRequest& request,
     const pki::KeyType key_type = identity.key.key_type();
     const std::string canonical = canonical_request(signed_request);
     const std::string to_sign = string_to_sign(key_type, now, region, canonical);
-    // Roles Anywhere hashes with SHA-256 whatever the key size or curve (reference-helper.md §2.4).
+    // Roles Anywhere hashes with SHA-256 whatever the key size or curve (docs/protocol.md §4.4).
     auto signature = identity.key.sign(to_sign, pki::Digest::sha256);
     if (!signature) {
         return signature.error();

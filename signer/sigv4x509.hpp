@@ -1,5 +1,5 @@
 #pragma once
-// SigV4-X509, the request signature of IAM Roles Anywhere (reference-helper.md §2): a SigV4 canonical request
+// SigV4-X509, the request signature of IAM Roles Anywhere (docs/protocol.md §4): a SigV4 canonical request
 // whose string to sign is signed by the certificate's private key. Canonicalisation is pure; sign_request
 // only adds headers and calls the key.
 

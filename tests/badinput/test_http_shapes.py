@@ -1,4 +1,4 @@
-"""Bad input on the live agent's HTTP surfaces, sent byte for byte over raw sockets (reliability-security.md §4
+"""Bad input on the live agent's HTTP surfaces, sent byte for byte over raw sockets (docs/test-plan.md §6,
 rows B2, B3, B4, B6, B7, B8). One agent serves the whole module (IMDS + ECS + Unix socket); every case also
 checks the one thing that must never happen: a 200 carrying credentials or a token to a refused request."""
 

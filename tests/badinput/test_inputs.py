@@ -1,5 +1,5 @@
 """Keys, certificates and configuration files the agent must refuse before anything goes on the wire
-(reliability-security.md §4 rows B11 and B13).
+(docs/test-plan.md §6, rows B11 and B13).
 
 B11 runs `credential-process` on every malformed, mismatched, unsupported or unsafe key and certificate: each is
 refused with the documented exit code and one line naming the file or the reason, and the emulator sees 0

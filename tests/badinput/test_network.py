@@ -1,4 +1,4 @@
-"""Peers that are not on this host, and local users that are not allowed (reliability-security.md §4 rows B9 and
+"""Peers that are not on this host, and local users that are not allowed (docs/test-plan.md §6, rows B9 and
 B10, the parts a test can build by itself).
 
 B9 builds a network namespace joined to the host by a veth pair (`ip netns`, `ip link`; root). From inside it:

@@ -1,5 +1,5 @@
-"""IMDS session tokens and the container endpoint's Authorization token on the live agent (reliability-security.md
-§4 rows B5 and B12): every malformed, wrong, expired or repeated token is refused, every bad TTL is a 400, and
+"""IMDS session tokens and the container endpoint's Authorization token on the live agent (docs/test-plan.md
+§6, rows B5 and B12): every malformed, wrong, expired or repeated token is refused, every bad TTL is a 400, and
 the time to refuse a token that shares a long prefix with a valid one is the time to refuse one that differs in
 its first byte (constant-time comparison), measured over a bounded loop on one keep-alive connection."""
 

@@ -1,4 +1,4 @@
-"""F1-F6 and F8 of the fault plan (reliability-security.md §4), with N1/N2 checked on every answer.
+"""F1-F6 and F8 of the fault plan (docs/test-plan.md §5), with N1/N2 checked on every answer.
 
 Each test drives the emulator's fault switches against the real agent, watches IMDS, ECS and the
 credential-process fast path the whole time (fault_support.SurfaceWatcher enforces N2 on every answer), and

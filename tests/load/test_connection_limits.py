@@ -1,4 +1,4 @@
-"""L5 and L6 of the load plan: the connection cap and slowloris.
+"""L5 and L6 of the load plan (docs/test-plan.md §4): the connection cap and slowloris.
 
 - L5: 10 000 idle TCP connections to the IMDS listener (the test raises its RLIMIT_NOFILE for them), then a
   real client. The agent keeps at most max_connections (256, config key agent.max_connections) and closes the

@@ -1,4 +1,4 @@
-"""L1-L3 of the load plan (/work/shared/notes/reliability-security.md §4): the agent's HTTP surfaces under wrk.
+"""L1-L3 of the load plan (docs/test-plan.md §4): the agent's HTTP surfaces under wrk.
 
 - L1: IMDS credentials GET with a token fetched before the run, wrk -t2 -c64;
 - L2: a token PUT flood (stateless tokens: no memory growth, and a token issued before the flood still works);

@@ -9,7 +9,7 @@ BADINPUT_DIR = Path(__file__).resolve().parents[1] / "badinput"
 sys.path[:0] = [str(BADINPUT_DIR.parent / "integration"), str(BADINPUT_DIR)]
 from suite_support import adopt  # noqa: E402
 
-# agent_support takes AGENT and clean_environment `from conftest`, which in this session is this module: both
+# agent_support takes AGENT and clean_environment `from conftest`, here this module: both
 # are adopted from the integration conftest before the bad-input conftest (which imports agent_support) loads.
 adopt(globals(), "AGENT", "PYTHON", "clean_environment")
 adopt(globals(), "emulator", "em", "agent", "pki", "private_copy", "live",

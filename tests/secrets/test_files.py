@@ -1,4 +1,4 @@
-"""S5 and S6 (reliability-security.md §4): the key-file permission matrix, and the credentials file and its
+"""S5 and S6 (docs/test-plan.md §8): the key-file permission matrix, and the credentials file and its
 directory never wider than 0600/0700, not even for a moment, when the agent runs under umask 0000."""
 
 import os

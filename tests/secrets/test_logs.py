@@ -1,4 +1,4 @@
-"""S1 and S8 (reliability-security.md §4): a representative agent session — startup, IMDS, ECS and the fast path,
+"""S1 and S8 (docs/test-plan.md §8): a representative agent session — startup, IMDS, ECS and the fast path,
 refused requests, refreshes, failed refreshes, SIGHUP — at every log level and in both log formats, with canary
 credentials from the emulator and an encrypted key whose passphrase comes from a file. Every byte the agent wrote
 (stderr), every error body and every stderr of credential_process runs (failing and succeeding, --debug) is

@@ -1,4 +1,4 @@
-"""S2, S3 and S4 (reliability-security.md §4): what another process can learn from the agent's /proc entries,
+"""S2, S3 and S4 (docs/test-plan.md §8): what another process can learn from the agent's /proc entries,
 core dumps and ptrace, and what stays in the agent's memory.
 
 S2: /proc/<pid>/cmdline and environ of `serve` (passphrase from a file) and of `credential-process` caught while

@@ -115,6 +115,6 @@ def test_sockets_match_the_agent_and_the_example_config():
         assert s[("Socket", "ListenStream")] == [address], unit
         assert s[("Socket", "Service")] == ["rolesanywhere-agent.service"], unit
         if not address.startswith("/"):
-            # The kernel-level allow-list applies to the sockets this unit creates (reliability notes, T5).
+            # The kernel-level allow-list applies to the sockets this unit creates (docs/test-plan.md §6, row B9).
             assert s[("Socket", "IPAddressDeny")] == ["any"], unit
             assert s[("Socket", "IPAddressAllow")] == ["localhost"], unit

@@ -12,7 +12,7 @@ Run with Debian's /usr/bin/python3 (python3-cryptography). Modes:
   make-golden.py --check-vectors   only re-derive the public vectors A and B (vector-a/, vector-b/) and check
                                    them against the published values
 
-The protocol is written out here from reference-helper.md §2, not from the C++ sources, so a shared mistake
+The protocol is written out here from docs/protocol.md §3-§4, not from the C++ sources, so a shared mistake
 would need to be made twice.
 """
 
@@ -113,7 +113,7 @@ def generate_keys():
 
 
 # ----------------------------------------------------------------------------------------------------------
-# SigV4-X509 as reference-helper.md §2 describes it
+# SigV4-X509 as docs/protocol.md §3-§4 describes it
 
 
 def amz_date(instant):
@@ -242,7 +242,7 @@ def write_goldens():
 
 
 # ----------------------------------------------------------------------------------------------------------
-# Public vectors (reference-helper.md §7.2)
+# Public vectors (docs/protocol.md §8; vector-a/README.md, vector-b/README.md)
 
 VECTOR_QUERY = {
     "profileArn": "arn:aws:rolesanywhere:us-east-2:291738886548:profile/6f4943fb-13d4-4242-89c4-be367595c380",

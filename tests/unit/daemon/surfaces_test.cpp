@@ -1,5 +1,5 @@
 // The IMDS and container-credentials surfaces as pure functions: every route and status the SDKs depend on
-// (client-contracts.md §0, §1, §3), the stateless IMDS tokens, and the exact JSON documents. Every body is
+// (docs/clients.md §2, §3), the stateless IMDS tokens, and the exact JSON documents. Every body is
 // also parsed with nlohmann/json as an independent check of the hand-written escaping.
 #include "daemon/surfaces.hpp"
 

@@ -138,7 +138,7 @@ TEST(GoldenTest, P384WithChain) {
     check_golden("p384-chain");
 }
 
-// The inputs of the captured requests (reference-helper.md §7.2; tests/data/sigv4/vector-*/README.md).
+// The inputs of the captured requests (docs/protocol.md §8; tests/data/sigv4/vector-*/README.md).
 HttpRequest captured_request(const std::string& trust_anchor, std::string* region) {
     EndpointOptions options;
     options.trust_anchor_arn = trust_anchor;

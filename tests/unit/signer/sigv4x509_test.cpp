@@ -79,7 +79,7 @@ TEST(CanonicalRequestTest, HasTheSigv4LayoutWithTrimmedCollapsedAndJoinedValues)
               "x-multi:first value,second value\n"
               "\n"
               "content-type;host;x-multi\n"
-              // SHA-256 of {"durationSeconds":3600} (reference-helper.md §2.2)
+              // SHA-256 of {"durationSeconds":3600} (docs/protocol.md §3.3)
               "1a15f67f6619aa540b13e9a4c37d149fb2c9bdea25d82b73a3878826694dfe27");
 }
 
