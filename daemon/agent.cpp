@@ -42,6 +42,7 @@
 #include "daemon/credentials_file.hpp"
 #include "daemon/health.hpp"
 #include "daemon/http_server.hpp"
+#include "daemon/reload_plan.hpp"
 #include "daemon/request_guard.hpp"
 #include "daemon/surfaces.hpp"
 #include "daemon/systemd.hpp"
@@ -117,6 +118,40 @@ namespace {
 
 using SteadyClock = std::chrono::steady_clock;
 using WallClock = std::chrono::system_clock;
+
+// RefreshReason says why a refresh ran (the refresh_ok / refresh_failed lines carry it).
+enum class RefreshReason {
+    startup,     // the first refresh of a profile
+    timer,       // the scheduled refresh point of the credentials held
+    retry,       // the scheduled retry after a failure
+    fast_path,   // a credential-process client needed more lifetime than the cache held
+    reload,      // a reload changed the profile's identity or CreateSession settings, or added it
+    rotation,    // the certificate, key or a secret file changed on disk
+    wall_clock,  // the wall clock says the credentials held have expired (suspend, clock set forward)
+    command,     // an operator ran `rolesanywhere-agent refresh`
+};
+
+const char* refresh_reason_name(RefreshReason reason) noexcept {
+    switch (reason) {
+        case RefreshReason::startup:
+            return "startup";
+        case RefreshReason::timer:
+            return "timer";
+        case RefreshReason::retry:
+            return "retry";
+        case RefreshReason::fast_path:
+            return "fast_path";
+        case RefreshReason::reload:
+            return "reload";
+        case RefreshReason::rotation:
+            return "rotation";
+        case RefreshReason::wall_clock:
+            return "wall_clock";
+        case RefreshReason::command:
+            return "command";
+    }
+    return "timer";
+}
 
 // FileStamp identifies one version of a file: a rotation (rename over, or rewrite in place) changes it.
 struct FileStamp {
@@ -292,6 +327,10 @@ struct Profile {
     // settings_changed: a SIGHUP changed the profile; the identity is prepared again at the next refresh.
     bool settings_changed = false;
     bool listeners_pending = false;
+    // identity_failed_stamps: the last refresh could not load the identity from files with these stamps. Any
+    // change to them (the matching key of a renewal arriving after its certificate, a corrected PIN file) is
+    // tried at once instead of after the failure's backoff: loading local files costs no CreateSession.
+    std::optional<std::vector<FileStamp>> identity_failed_stamps;
 };
 
 class Agent {
@@ -689,6 +728,7 @@ private:
         net::steady_timer timer;
         net::streambuf input{kMaxControlLine};
         Secret reply;
+        ucred peer{};
         std::optional<std::string> refusal;  // set for a peer the allow-list refuses: the answer it gets
     };
 
@@ -705,6 +745,7 @@ private:
             }
             auto connection = std::make_shared<ControlConnection>(io_);
             connection->socket = std::move(socket);
+            connection->peer = peer;
             std::erase_if(control_connections_, [](const auto& weak) { return weak.expired(); });
             control_connections_.push_back(connection);
             if (!peer_allowed(peer)) {
@@ -811,6 +852,10 @@ private:
             reply_control(connection, format_ok_reply(status_json()));
             return;
         }
+        if (request->kind == ControlRequest::Kind::refresh) {
+            handle_refresh_request(connection, request->profile);
+            return;
+        }
         // A fast-path client that found this socket by scanning its configuration file is answered only if
         // that file is the one this agent runs with; otherwise it loads (and checks) the file itself.
         if (!request->config_identity.empty() &&
@@ -846,7 +891,41 @@ private:
             }
             reply_with(connection, p->cache.current(SteadyClock::now(), WallClock::now()));
         });
-        refresh_now(profile);
+        refresh_now(profile, RefreshReason::fast_path);
+    }
+
+    // handle_refresh_request: an operator's `refresh` runs the profile's refresh now (or joins the one
+    // running) and answers when it completes. Clients admitted only by allowed_uids/allowed_gids may not: a
+    // refresh is a CreateSession call, and those are the host's to spend, not every local user's.
+    void handle_refresh_request(const std::shared_ptr<ControlConnection>& connection,
+                                const std::string& name) {
+        if (connection->peer.uid != 0 && connection->peer.uid != ::geteuid()) {
+            reply_control(connection, Secret(format_error_reply(make_error(
+                                          Errc::peer_refused, "uid " + std::to_string(connection->peer.uid) +
+                                                                  " may not ask for refreshes: only root and "
+                                                                  "the agent's own user may"))));
+            return;
+        }
+        auto profile = find(name);
+        if (!profile) {
+            reply_control(
+                connection,
+                Secret(format_error_reply(make_error(Errc::usage, "no profile named \"" + name + "\""))));
+            return;
+        }
+        std::weak_ptr<Profile> weak = profile;
+        profile->waiters.push_back([this, connection, weak] {
+            auto p = weak.lock();
+            if (!p) {
+                return;
+            }
+            if (const auto& error = p->cache.last_error()) {
+                reply_control(connection, Secret(format_error_reply(*error)));
+            } else {
+                reply_control(connection, format_ok_reply(profile_status(*p).dump()));
+            }
+        });
+        refresh_now(profile, RefreshReason::command);
     }
 
     std::shared_ptr<Profile> find(std::string_view name) const {
@@ -859,62 +938,67 @@ private:
     }
 
     std::string status_json() const {
-        const auto now = SteadyClock::now();
-        const auto wall = WallClock::now();
         nlohmann::ordered_json doc;
         doc["version"] = kVersion;
         doc["config"] = options_.config_path.string();
         auto& list = doc["profiles"] = nlohmann::json::array();
         for (const auto& profile : profiles_) {
-            nlohmann::ordered_json p;
-            p["name"] = profile->config.name;
-            p["state"] = cache_state_name(profile->cache.state(now, wall));
-            const auto& held = profile->cache.held();
-            if (held) {
-                p["access_key_id"] = signer::redact_access_key_id(held->credentials.access_key_id);
-                p["expiration"] = format_iso8601(held->credentials.expiration);
-                p["expires_in_seconds"] =
-                    std::chrono::duration_cast<std::chrono::seconds>(held->deadline - now).count();
-            }
-            if (!profile->cache.refresh_in_flight()) {
-                p["next_refresh_in_seconds"] = std::max<long long>(
-                    0, std::chrono::duration_cast<std::chrono::seconds>(profile->cache.next_refresh() - now)
-                           .count());
-            } else {
-                p["refreshing"] = true;
-            }
-            if (const auto& error = profile->cache.last_error()) {
-                p["last_error"] = {{"code", errc_name(error->code)}, {"message", error->message}};
-                p["consecutive_failures"] = profile->cache.consecutive_failures();
-            }
-            if (profile->session) {
-                const auto& leaf = profile->session->identity.leaf;
-                const auto days =
-                    std::chrono::duration_cast<std::chrono::hours>(leaf.not_after() - wall).count() / 24;
-                p["certificate"] = {{"subject", leaf.subject()},
-                                    {"serial", leaf.serial_decimal()},
-                                    {"not_after", format_iso8601(leaf.not_after())},
-                                    {"days_left", days},
-                                    {"expiring_soon", days < 14}};
-            }
-            nlohmann::ordered_json surfaces = nlohmann::json::array();
-            for (const auto& address : profile->imds_addresses) {
-                surfaces.push_back("imds http://" + address + "/");
-            }
-            if (!profile->config.ecs_path.empty() && !ecs_address_.empty()) {
-                surfaces.push_back("ecs http://" + ecs_address_ + profile->config.ecs_path);
-            }
-            if (!profile->config.credentials_file_profile.empty()) {
-                surfaces.push_back("credentials-file " + credentials_path(*profile).string() + " [" +
-                                   profile->config.credentials_file_profile + "]");
-            }
-            if (!options_.config.agent.socket_path.empty()) {
-                surfaces.push_back("credential-process --profile " + profile->config.name);
-            }
-            p["surfaces"] = std::move(surfaces);
-            list.push_back(std::move(p));
+            list.push_back(profile_status(*profile));
         }
         return doc.dump();
+    }
+
+    // profile_status is one profile's entry of `status` (no secrets: the access key id is redacted).
+    nlohmann::ordered_json profile_status(const Profile& profile) const {
+        const auto now = SteadyClock::now();
+        const auto wall = WallClock::now();
+        nlohmann::ordered_json p;
+        p["name"] = profile.config.name;
+        p["state"] = cache_state_name(profile.cache.state(now, wall));
+        const auto& held = profile.cache.held();
+        if (held) {
+            p["access_key_id"] = signer::redact_access_key_id(held->credentials.access_key_id);
+            p["expiration"] = format_iso8601(held->credentials.expiration);
+            p["expires_in_seconds"] =
+                std::chrono::duration_cast<std::chrono::seconds>(held->deadline - now).count();
+        }
+        if (!profile.cache.refresh_in_flight()) {
+            p["next_refresh_in_seconds"] = std::max<long long>(
+                0,
+                std::chrono::duration_cast<std::chrono::seconds>(profile.cache.next_refresh() - now).count());
+        } else {
+            p["refreshing"] = true;
+        }
+        if (const auto& error = profile.cache.last_error()) {
+            p["last_error"] = {{"code", errc_name(error->code)}, {"message", error->message}};
+            p["consecutive_failures"] = profile.cache.consecutive_failures();
+        }
+        if (profile.session) {
+            const auto& leaf = profile.session->identity.leaf;
+            const auto days =
+                std::chrono::duration_cast<std::chrono::hours>(leaf.not_after() - wall).count() / 24;
+            p["certificate"] = {{"subject", leaf.subject()},
+                                {"serial", leaf.serial_decimal()},
+                                {"not_after", format_iso8601(leaf.not_after())},
+                                {"days_left", days},
+                                {"expiring_soon", days < 14}};
+        }
+        nlohmann::ordered_json surfaces = nlohmann::json::array();
+        for (const auto& address : profile.imds_addresses) {
+            surfaces.push_back("imds http://" + address + "/");
+        }
+        if (!profile.config.ecs_path.empty() && !ecs_address_.empty()) {
+            surfaces.push_back("ecs http://" + ecs_address_ + profile.config.ecs_path);
+        }
+        if (!profile.config.credentials_file_profile.empty()) {
+            surfaces.push_back("credentials-file " + credentials_path(profile).string() + " [" +
+                               profile.config.credentials_file_profile + "]");
+        }
+        if (!options_.config.agent.socket_path.empty()) {
+            surfaces.push_back("credential-process --profile " + profile.config.name);
+        }
+        p["surfaces"] = std::move(surfaces);
+        return p;
     }
 
     std::filesystem::path credentials_path(const Profile& profile) const {
@@ -933,28 +1017,36 @@ private:
         profile->timer.async_wait([this, weak](boost::system::error_code ec) {
             auto p = weak.lock();
             if (!ec && p && !stopping_) {
-                start_refresh(p);
+                const auto reason = p->cache.consecutive_failures() > 0 ? RefreshReason::retry
+                                    : p->cache.held()                   ? RefreshReason::timer
+                                                                        : RefreshReason::startup;
+                start_refresh(p, reason);
             }
         });
     }
 
-    void refresh_now(const std::shared_ptr<Profile>& profile) {
+    void refresh_now(const std::shared_ptr<Profile>& profile, RefreshReason reason) {
         if (profile->cache.refresh_in_flight()) {
             return;  // single flight: the waiter is answered when the running refresh completes
         }
         profile->cache.request_refresh_by(SteadyClock::now());
         profile->timer.cancel();
-        start_refresh(profile);
+        start_refresh(profile, reason);
     }
 
     struct RefreshOutcome {
+        RefreshReason reason = RefreshReason::timer;
         std::optional<double> create_session_seconds;        // set when CreateSession was attempted
         std::shared_ptr<const PreparedSession> new_session;  // set when the identity was (re)loaded
+        bool identity_failed = false;                        // the identity could not be loaded
         std::vector<FileStamp> stamps;
         Result<signer::Credentials> credentials = make_error(Errc::internal, "not run");
     };
 
-    void start_refresh(const std::shared_ptr<Profile>& profile) {
+    // start_refresh runs one refresh on a worker thread. The worker holds only values and shared immutable
+    // state (the options and the prepared session), never the Profile: a profile that a reload removes
+    // meanwhile is destroyed on the event loop, with its timers and servers, and its completion is dropped.
+    void start_refresh(const std::shared_ptr<Profile>& profile, RefreshReason reason) {
         if (!profile->cache.begin_refresh()) {
             return;
         }
@@ -963,9 +1055,11 @@ private:
         profile->settings_changed = false;
         auto session = profile->session;
         auto options = profile->options;
-        net::post(workers_, [this, profile, reload, session, options, stamps = std::move(stamps),
+        std::weak_ptr<Profile> weak = profile;
+        net::post(workers_, [this, weak, reason, reload, session, options, stamps = std::move(stamps),
                              name = profile->config.name]() mutable {
             auto outcome = std::make_shared<RefreshOutcome>();
+            outcome->reason = reason;
             outcome->stamps = std::move(stamps);
             // Signing and the HTTPS exchange happen here, on a worker: the event loop keeps serving
             // meanwhile.
@@ -975,6 +1069,7 @@ private:
                     // A rotation that fails its checks (e.g. a key that does not match the new certificate)
                     // is an error of this refresh; signing on with the old key in memory would hide it.
                     outcome->credentials = prepared.error();
+                    outcome->identity_failed = true;
                     session = nullptr;
                 } else {
                     session = std::make_shared<const PreparedSession>(std::move(*prepared));
@@ -996,13 +1091,22 @@ private:
                                                       SteadyClock::now() - started)
                                                       .count())}});
             }
-            net::post(io_, [this, profile, outcome] { finish_refresh(profile, *outcome); });
+            net::post(io_, [this, weak, outcome] {
+                if (auto p = weak.lock()) {
+                    finish_refresh(p, *outcome);
+                }
+            });
         });
     }
 
     void finish_refresh(const std::shared_ptr<Profile>& profile, RefreshOutcome& outcome) {
         if (stopping_) {
             return;
+        }
+        if (outcome.identity_failed) {
+            profile->identity_failed_stamps = outcome.stamps;
+        } else {
+            profile->identity_failed_stamps.reset();
         }
         if (outcome.new_session) {
             const bool rotated = profile->session != nullptr;
@@ -1028,6 +1132,7 @@ private:
             profile->cache.complete_success(std::move(*outcome.credentials), WallClock::now(), now, jitter);
             const auto& held = *profile->cache.held();
             log_.info("refresh_ok", {{"profile", profile->config.name},
+                                     {"reason", refresh_reason_name(outcome.reason)},
                                      {"access_key", key},
                                      {"expiration", format_iso8601(held.credentials.expiration)},
                                      {"next_refresh_in", seconds_text(profile->cache.next_refresh() - now)}});
@@ -1038,6 +1143,7 @@ private:
             const bool serving = static_cast<bool>(profile->cache.current(now, WallClock::now()));
             const std::initializer_list<LogField> fields{
                 {"profile", profile->config.name},
+                {"reason", refresh_reason_name(outcome.reason)},
                 {"class", decision.retryable ? "retryable" : "rejected"},
                 {"code", errc_name(error.code)},
                 {"error", error.message},
@@ -1136,7 +1242,8 @@ private:
         });
     }
 
-    // arm_clock_watch compares the wall clock with each profile's Expiration once a second. The refresh
+    // arm_clock_watch compares the wall clock with each profile's Expiration once a second, and looks at the
+    // identity files of profiles whose identity did not load (identity_failed_stamps). The refresh
     // timers run on the monotonic clock, which stands still while the host sleeps and ignores a clock that is
     // set forward: after either, credentials that are really expired would wait for a timer that has not
     // fired. Each set held triggers at most one such refresh, so a wall clock that stays ahead cannot turn
@@ -1160,7 +1267,13 @@ private:
                              {{"profile", profile->config.name},
                               {"expiration", format_iso8601(held->credentials.expiration)},
                               {"monotonic_left", seconds_text(held->deadline - now)}});
-                refresh_now(profile);
+                refresh_now(profile, RefreshReason::wall_clock);
+            }
+            for (const auto& profile : profiles_) {
+                if (profile->identity_failed_stamps && !profile->cache.refresh_in_flight() &&
+                    identity_stamps(*profile->options) != *profile->identity_failed_stamps) {
+                    refresh_now(profile, RefreshReason::rotation);
+                }
             }
             arm_clock_watch();
         });
@@ -1221,9 +1334,9 @@ private:
     void do_reload() {
         log_.info("reloading");
         if (options_.config_path.empty()) {
+            // Flags, not a file: only the identity files can have changed.
             for (auto& profile : profiles_) {
-                profile->settings_changed = true;  // forces a reload of the identity files
-                refresh_now(profile);
+                refresh_if_rotated(profile);
             }
             return;
         }
@@ -1239,40 +1352,44 @@ private:
                 return;
             }
         }
-        const auto& old_agent = options_.config.agent;
-        if (next.agent.socket_path != old_agent.socket_path ||
-            (next.agent.ecs_listen ? next.agent.ecs_listen->to_string() : "") !=
-                (old_agent.ecs_listen ? old_agent.ecs_listen->to_string() : "")) {
+        const ReloadPlan plan = plan_reload(options_.config, next);
+        if (!plan.restart_needed.empty()) {
+            std::string settings;
+            for (const auto& name : plan.restart_needed) {
+                settings += (settings.empty() ? "" : ",") + name;
+            }
             log_.warning("reload_partial",
-                         {{"reason", "socket_path and ecs_listen changes take effect on restart"}});
+                         {{"settings", settings}, {"reason", "take effect at the next start"}});
+            const auto& old_agent = options_.config.agent;
             next.agent.socket_path = old_agent.socket_path;
+            next.agent.socket_mode = old_agent.socket_mode;
+            next.agent.socket_group = old_agent.socket_group;
             next.agent.ecs_listen = old_agent.ecs_listen;
+            next.agent.health_listen = old_agent.health_listen;
         }
+        const auto listed = [](const std::vector<std::string>& names, const std::string& name) {
+            return std::find(names.begin(), names.end(), name) != names.end();
+        };
         log_.set_level(next.agent.log_level);
         std::vector<std::shared_ptr<Profile>> kept;
+        std::vector<std::pair<std::shared_ptr<Profile>, std::optional<RefreshReason>>> refreshes;
         for (const auto& cfg : next.profiles) {
             std::shared_ptr<Profile> profile = find(cfg.name);
+            std::optional<RefreshReason> refresh;
             if (profile) {
                 // The runtime stays (its credentials remain in service until replaced); its settings change.
-                const bool listeners_changed = [&] {
-                    if (cfg.imds_listen.size() != profile->config.imds_listen.size()) {
-                        return true;
-                    }
-                    for (std::size_t i = 0; i < cfg.imds_listen.size(); ++i) {
-                        if (cfg.imds_listen[i].to_string() != profile->config.imds_listen[i].to_string()) {
-                            return true;
-                        }
-                    }
-                    return false;
-                }();
                 const bool token_changed = cfg.ecs_token_file != profile->config.ecs_token_file;
                 profile->config = cfg;
                 profile->options =
                     std::make_shared<const CredentialOptions>(credential_options_from_profile(cfg));
                 std::tie(profile->imds.role_name, profile->account_id) = role_name_and_account(cfg.role_arn);
                 profile->imds.allow_imdsv1 = next.agent.allow_imdsv1;
-                profile->settings_changed = true;
-                if (listeners_changed) {
+                profile->cache.set_settings(Profile::settings_from(next.agent));
+                if (listed(plan.credentials_changed, cfg.name)) {
+                    profile->settings_changed = true;  // the identity is prepared again
+                    refresh = RefreshReason::reload;
+                }
+                if (listed(plan.listeners_changed, cfg.name)) {
                     for (auto& server : profile->imds_servers) {
                         server->stop_accepting();
                     }
@@ -1287,6 +1404,7 @@ private:
                 profile = std::make_shared<Profile>(io_, cfg, next.agent, SteadyClock::now());
                 profile->settings_changed = true;
                 profile->listeners_pending = true;
+                refresh = RefreshReason::reload;
             }
             if (!profile->config.ecs_path.empty() && profile->ecs_token.empty()) {
                 auto token = ensure_token_file(profile->config.ecs_token_file);
@@ -1296,6 +1414,7 @@ private:
                 }
                 profile->ecs_token = std::move(*token);
             }
+            refreshes.emplace_back(profile, refresh);
             kept.push_back(std::move(profile));
         }
         for (auto& old : profiles_) {
@@ -1318,9 +1437,35 @@ private:
                                {{"profile", profile->config.name}, {"error", r.error().message}});
                 }
             }
-            refresh_now(profile);
         }
-        log_.info("reloaded", {{"profiles", std::to_string(profiles_.size())}});
+        // Only what the reload changed is refreshed; an unchanged profile is refreshed only if its identity
+        // files changed on disk (a renewal that SIGHUP announces).
+        std::size_t refreshed = 0;
+        for (auto& [profile, reason] : refreshes) {
+            if (reason) {
+                refresh_now(profile, *reason);
+                ++refreshed;
+            } else if (refresh_if_rotated(profile)) {
+                ++refreshed;
+            }
+        }
+        log_.info("reloaded", {{"profiles", std::to_string(profiles_.size())},
+                               {"added", std::to_string(plan.added.size())},
+                               {"removed", std::to_string(plan.removed.size())},
+                               {"refreshed", std::to_string(refreshed)}});
+    }
+
+    // refresh_if_rotated refreshes a profile whose certificate, key or secret files changed since its
+    // identity was loaded (or since it last failed to load); true when it did.
+    bool refresh_if_rotated(const std::shared_ptr<Profile>& profile) {
+        const auto stamps = identity_stamps(*profile->options);
+        const auto& reference =
+            profile->identity_failed_stamps ? *profile->identity_failed_stamps : profile->stamps;
+        if (stamps == reference) {
+            return false;
+        }
+        refresh_now(profile, RefreshReason::rotation);
+        return true;
     }
 
     AgentOptions options_;

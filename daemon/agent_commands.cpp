@@ -284,4 +284,61 @@ Result<void> run_status(const StatusOptions& options, std::FILE* out) {
     return {};
 }
 
+Result<void> run_refresh(const RefreshOptions& options, std::FILE* out) {
+    std::optional<config::AgentConfig> config;
+    if (options.socket_path.empty()) {
+        auto loaded =
+            config::load_config(config_path_or_default(options.config_path), environment_from_process());
+        if (loaded) {
+            config = std::move(*loaded);
+        } else if (!options.config_path.empty()) {
+            return loaded.error();
+        }
+    }
+    const auto socket = socket_for(options.socket_path, config);
+    std::vector<std::string> profiles = options.profiles;
+    if (profiles.empty()) {
+        auto status = send_control_request(socket, ControlRequest{}, std::chrono::seconds(5));
+        if (!status) {
+            return status.error().code == Errc::agent_unavailable
+                       ? make_error(Errc::agent_unavailable, "no agent answers on " + socket.string())
+                       : status.error();
+        }
+        const auto doc = nlohmann::json::parse(status->reveal(), nullptr, false);
+        if (doc.is_discarded() || !doc.contains("profiles")) {
+            return make_error(Errc::upstream_malformed, "agent socket: unreadable status");
+        }
+        for (const auto& p : doc["profiles"]) {
+            profiles.push_back(p.value("name", ""));
+        }
+    }
+    std::optional<Error> first_failure;
+    for (const auto& name : profiles) {
+        ControlRequest request;
+        request.kind = ControlRequest::Kind::refresh;
+        request.profile = name;
+        // A refresh is one CreateSession: bounded by the agent's own timeouts (20 s by default).
+        auto reply = send_control_request(socket, request, std::chrono::seconds(60));
+        if (!reply) {
+            if (reply.error().code == Errc::agent_unavailable) {
+                return make_error(Errc::agent_unavailable, "no agent answers on " + socket.string());
+            }
+            std::fprintf(out, "%s: failed: %s: %s\n", name.c_str(), errc_name(reply.error().code),
+                         reply.error().message.c_str());
+            if (!first_failure) {
+                first_failure = reply.error();
+            }
+            continue;
+        }
+        const auto doc = nlohmann::json::parse(reply->reveal(), nullptr, false);
+        std::fprintf(out, "%s: refreshed, credentials %s expire %s\n", name.c_str(),
+                     doc.is_discarded() ? "?" : doc.value("access_key_id", "?").c_str(),
+                     doc.is_discarded() ? "?" : doc.value("expiration", "?").c_str());
+    }
+    if (first_failure) {
+        return *first_failure;
+    }
+    return {};
+}
+
 }  // namespace rad::daemon

@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <string>
+#include <vector>
 
 #include "common/error.hpp"
 #include "config/config.hpp"
@@ -37,11 +38,20 @@ struct StatusOptions {
     bool json = false;
 };
 
+struct RefreshOptions {
+    std::string config_path;
+    std::string socket_path;
+    std::vector<std::string> profiles;  // empty: every profile the agent serves
+};
+
 int run_serve(ServeOptions options);
 int run_update(const UpdateOptions& options);
 [[nodiscard]] Result<void> run_fast_path(const FastPathOptions& options,
                                          std::FILE* out,
                                          const Diagnostics& diag);
 [[nodiscard]] Result<void> run_status(const StatusOptions& options, std::FILE* out);
+// run_refresh asks the running agent to refresh the named profiles now, one after the other, and prints one
+// line per profile; the first failure's Error is returned (its exit code), after every profile was tried.
+[[nodiscard]] Result<void> run_refresh(const RefreshOptions& options, std::FILE* out);
 
 }  // namespace rad::daemon

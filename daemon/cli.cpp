@@ -222,6 +222,15 @@ int run_cli(int argc, char** argv) {
     status->add_option("--socket", st.socket_path, "The agent's Unix socket");
     status->add_flag("--json", st.json, "Print the status as JSON");
 
+    // refresh
+    RefreshOptions rf;
+    auto* refresh = app.add_subcommand(
+        "refresh", "Make the running agent refresh its credentials now (root or the agent's own user)");
+    refresh->add_option("--config", rf.config_path, "Configuration file (to find the socket)");
+    refresh->add_option("--socket", rf.socket_path, "The agent's Unix socket");
+    refresh->add_option("--profile", rf.profiles,
+                        "A profile to refresh (repeatable; default: every profile)");
+
     // sign-string
     SignStringOptions ss;
     std::string ss_password;
@@ -293,6 +302,9 @@ int run_cli(int argc, char** argv) {
     }
     if (*status) {
         return finish(run_status(st, stdout));
+    }
+    if (*refresh) {
+        return finish(run_refresh(rf, stdout));
     }
     if (*sign_string) {
         if (sign_string->count("--pkcs8-password") > 0) {

@@ -40,6 +40,15 @@ Result<ControlRequest> parse_control_request(std::string_view line) {
     if (line == "status") {
         return request;
     }
+    constexpr std::string_view kRefresh = "refresh ";
+    if (line.starts_with(kRefresh)) {
+        request.kind = ControlRequest::Kind::refresh;
+        request.profile = std::string(line.substr(kRefresh.size()));
+        if (!valid_profile_name(request.profile)) {
+            return protocol_error("bad profile name");
+        }
+        return request;
+    }
     constexpr std::string_view kCredentials = "credentials ";
     if (!line.starts_with(kCredentials)) {
         return protocol_error("unknown request");
@@ -80,6 +89,9 @@ Result<ControlRequest> parse_control_request(std::string_view line) {
 std::string format_control_request(const ControlRequest& request) {
     if (request.kind == ControlRequest::Kind::status) {
         return "status\n";
+    }
+    if (request.kind == ControlRequest::Kind::refresh) {
+        return "refresh " + request.profile + "\n";
     }
     const std::string min = request.min_seconds == ControlRequest::kDefaultMinSeconds
                                 ? std::string("default")

@@ -4,6 +4,9 @@
 //   "credentials <profile> <min-seconds|default>[ config=<identity>]\n"
 //        -> "ok <credential_process JSON>\n" | "error <errc> <message>\n" | "other-config\n"
 //   "status\n" -> "ok <status JSON>\n"
+//   "refresh <profile>\n" -> "ok <profile status JSON>\n" | "error <errc> <message>\n", once that profile's
+//        refresh (started now, or the one already running) has completed; only root and the agent's own user
+//        may ask (clients in allowed_uids/allowed_gids must not be able to drive CreateSession calls)
 // <min-seconds> asks for credentials with at least that much life left; the agent refreshes first if the
 // cached ones have less. config=<identity> (config::file_identity of the client's configuration file) asks
 // the agent to answer only if it runs with that very file; otherwise it says "other-config" and the client
@@ -21,7 +24,7 @@ namespace rad::daemon {
 inline constexpr std::size_t kMaxControlLine = 64 * 1024;
 
 struct ControlRequest {
-    enum class Kind { credentials, status } kind = Kind::status;
+    enum class Kind { credentials, status, refresh } kind = Kind::status;
     std::string profile;
     // min_seconds: the life the credentials must have left; kDefaultMinSeconds lets the agent choose
     // (sent as "default").

@@ -64,6 +64,8 @@ public:
     // request_refresh_by moves the next refresh earlier (never later), e.g. when a client needs more
     // lifetime.
     void request_refresh_by(SteadyTime at) noexcept;
+    // set_settings changes the policy for the decisions to come (a reload); what is scheduled stays.
+    void set_settings(const RefreshSettings& settings) noexcept { settings_ = settings; }
 
     CacheState state(SteadyTime now, WallTime wall_now) const;
     const std::optional<Error>& last_error() const noexcept { return last_error_; }

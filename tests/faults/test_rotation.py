@@ -61,14 +61,14 @@ def test_f9_rotation(em, pki, tmp_path, figure):
         replace_atomically(pki / "p384.pem", cert)
         # The next refresh that starts after the renames must sign with the new pair. One already running at
         # the rename (or, on a slow start, the scheduled one already past) signs with the old one; then ask
-        # for another with SIGHUP, at most twice.
+        # for another (`refresh`), at most twice.
         new_serial = serial_of(pki / "p384.pem")
         last_serial = lambda: ([r.get("serial") for r in recorded() if r.get("serial")] or [None])[-1]  # noqa: E731
         for _ in range(3):
             seen = len(agent.wait_for_log(pattern, timeout=30, count=seen + 1))
             if last_serial() == new_serial:
                 break
-            agent.signal(signal.SIGHUP)
+            agent.request_refresh()
         a_serial = last_serial()
         lines = agent.wait_for_log(pattern, timeout=30, count=seen)
         a_line = lines[-1] if field(lines[-1], "event") == "refresh_ok" else ""

@@ -6,7 +6,6 @@ soon as it presents a good certificate again.
 """
 
 import re
-import signal
 import time
 
 from agent_support import AgentProcess, create_sessions, wait_until
@@ -45,7 +44,7 @@ def test_f7_tls_failures_accept_nothing(em, pki, tmp_path, figure):
                 # ends within milliseconds; the first line after this pause is an attempt on the new variant.
                 time.sleep(0.1)
                 seen = len(agent.wait_for_log(pattern, timeout=30))
-                agent.signal(signal.SIGHUP)
+                agent.request_refresh()
             else:
                 seen = 0
             line = agent.wait_for_log(pattern, timeout=30, count=seen + 1)[seen]
@@ -54,7 +53,7 @@ def test_f7_tls_failures_accept_nothing(em, pki, tmp_path, figure):
         calls_during_faults = create_sessions(em)
         connections = em.stats()["tls_connections"]
         em.set_tls_variant("good")
-        agent.signal(signal.SIGHUP)
+        agent.request_refresh()
         last = agent.wait_for_log(r"\bevent=refresh_ok\b", timeout=30)[-1]
         # The surfaces serve the new credentials from the refresh_ok on; let the watcher see them.
         wait_until(lambda: any(s[3] for s in watcher.samples), 10, what="credentials on a surface")

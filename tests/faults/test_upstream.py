@@ -11,7 +11,6 @@ is short.
 """
 
 import re
-import signal
 import time
 
 from agent_support import AgentProcess, create_sessions, free_port, wait_until
@@ -34,8 +33,8 @@ def field(line, name):
     return m[1].strip('"') if m else None
 
 
-def hup_and_wait(agent, count):
-    agent.signal(signal.SIGHUP)
+def refresh_and_wait(agent, count):
+    agent.request_refresh()
     return wait_refreshes(agent, count)[-1]
 
 
@@ -143,7 +142,8 @@ def test_f3_blackholed_and_slow_upstream(em, pki, tmp_path, figure):
         baseline_p99 = watcher.latency_p99_ms("imds")
         em.faults({"blackhole": True}, {"delay_ms": 25000})
         began = time.monotonic()
-        agent.signal(signal.SIGHUP)
+        agent.request_refresh("web")
+        agent.request_refresh("slow")
         failed = agent.wait_for_log(r"event=refresh_failed\b", timeout=LONG, count=2)
         stalled = time.monotonic() - began
         during_p99 = watcher.latency_p99_ms("imds", since=began, until=began + stalled)
@@ -182,7 +182,7 @@ def test_f4_server_errors_then_success(em, pki, tmp_path, figure):
     try:
         timeline = EmulatorTimeline(em)
         em.faults({"status": 500}, {"status": 502}, {"status": 503})
-        agent.signal(signal.SIGHUP)
+        agent.request_refresh()
         agent.wait_for_log(r"event=refresh_ok\b", timeout=LONG, count=2)
         time.sleep(0.3)
         watcher.stop()
@@ -226,7 +226,7 @@ def test_f5_throttling(em, pki, tmp_path, figure):
             # failure logged after it is that attempt's.
             seen = len(refresh_lines(agent))
             em.faults(spec)
-            agent.signal(signal.SIGHUP)
+            agent.request_refresh()
             line = wait_until(lambda: [l for l in refresh_lines(agent)[seen:] if "refresh_failed" in l], LONG,
                               what="the throttled attempt")[0]
             calls = create_sessions(em)
@@ -234,7 +234,7 @@ def test_f5_throttling(em, pki, tmp_path, figure):
             time.sleep(min(retry_in, 2.5) - 0.2 if retry_in >= 1 else 0)
             outcomes.append((field(line, "code"), field(line, "class"), retry_in, create_sessions(em) - calls))
         seen = len(refresh_lines(agent))
-        agent.signal(signal.SIGHUP)
+        agent.request_refresh()
         wait_until(lambda: [l for l in refresh_lines(agent)[seen:] if "refresh_ok" in l], LONG, what="recovery")
         watcher.stop()
         figure(f"F5: Retry-After 7 -> next attempt after {retry_after_wait:.2f}s; 429 / 400 ThrottlingException -> "
@@ -265,12 +265,12 @@ def test_f6_malformed_answers_are_refused(em, pki, tmp_path, figure):
     try:
         rss_before = rss_kib(agent.process.pid)
         # All seven answers are queued at once, in order: the agent's own retries (full jitter from 0 s) and
-        # the SIGHUPs that hurry them each take the next one. One CreateSession is in flight per profile, so
+        # the refresh requests that hurry them each take the next one. One CreateSession is in flight per profile, so
         # the n-th request the emulator recorded is answered by the n-th refresh line, whatever the timing.
         em.faults(*({kind: True} for kind in MALFORMED))
         for n in range(2, len(MALFORMED) + 3):
             if len(refresh_lines(agent)) < n:
-                agent.signal(signal.SIGHUP)
+                agent.request_refresh()
             wait_refreshes(agent, n)
             if n == len(MALFORMED) + 1:
                 rss_after = rss_kib(agent.process.pid)
@@ -322,7 +322,7 @@ def test_f8_non_recoverable_answers(em, pki, tmp_path, figure):
                                                (404, "no such profile")), start=2):
             em.faults({"status": status, "message": message})
             sent = time.monotonic()
-            line = hup_and_wait(agent, n)
+            line = refresh_and_wait(agent, n)
             calls = create_sessions(em)
             seen = wait_until(lambda: [t for t, s in notify.statuses() if t >= sent and "upstream_rejected" in s],
                               5, interval=0.01, what="STATUS= naming the failure")

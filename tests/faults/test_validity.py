@@ -6,7 +6,6 @@ a certificate with 6 days left starts, works, and warns once.
 import datetime
 import os
 import re
-import signal
 import subprocess
 
 import pytest
@@ -69,8 +68,8 @@ def test_f10_six_days_left_warns_once(em, pki, tmp_path, figure):
     agent.start()
     try:
         assert agent.log_lines("refresh_ok"), agent.log()
-        # Another refresh (SIGHUP re-reads the configuration): still one warning for the day.
-        agent.signal(signal.SIGHUP)
+        # Another refresh: still one warning for the day.
+        agent.request_refresh()
         agent.wait_for_log(r"\bevent=refresh_(ok|failed)\b", count=2)
         warnings = agent.log_lines("certificate_expiring")
         figure(f"F10 (6 days left): warnings {len(warnings)} ({warnings[0].split(' ', 1)[1] if warnings else '-'}); "

@@ -162,6 +162,14 @@ class AgentProcess:
             raise
         return self
 
+    def request_refresh(self, name="web"):
+        """Ask the agent to refresh `name` now, as `rolesanywhere-agent refresh` does, without waiting for the
+        answer (the caller waits for the refresh's log line)."""
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(HTTP_TIMEOUT)
+            s.connect(str(self.socket_path))
+            s.sendall(f"refresh {name}\n".encode())
+
     def signal(self, signum):
         assert self.process is not None and self.process.poll() is None, "the agent is not running"
         self.process.send_signal(signum)

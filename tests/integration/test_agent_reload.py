@@ -169,3 +169,34 @@ def test_serve_with_the_reference_helpers_flags(em, pki, tmp_path):
         assert body["Token"] == em.issued()[1]["sessionToken"]
     finally:
         assert agent.stop() == 0
+
+
+def test_sighup_refreshes_only_what_changed(em, pki, tmp_path):
+    """Configuration management rewrites files and sends SIGHUP across a fleet: a reload that changes nothing
+    costs no CreateSession, and one that changes one profile's CreateSession settings refreshes that profile
+    only. A change to how a profile is served (its IMDS port) reopens the listener without a refresh."""
+    agent = AgentProcess(tmp_path, em, pki)
+    agent.profile("web")
+    agent.profile("api")
+    agent.start()
+    try:
+        assert create_sessions(em) == 2
+        web_before, api_before = served(agent, "web"), served(agent, "api")
+
+        agent.write_config()  # the same settings, rewritten
+        agent.signal(signal.SIGHUP)
+        agent.wait_for_log(r"event=reloaded\b.*refreshed=0", timeout=TIMEOUT)
+        assert create_sessions(em) == 2, "an unchanged reload called CreateSession"
+
+        agent.profiles["api"]["session_duration"] = 1800
+        agent.profiles["web"]["imds_listen"] = f"127.0.0.1:{free_port()}"
+        agent.write_config()
+        agent.signal(signal.SIGHUP)
+        agent.wait_for_log(r"event=reloaded\b.*refreshed=1", timeout=TIMEOUT)
+        agent.wait_for_log(r"event=refresh_ok\b.*profile=api\b.*reason=reload", timeout=TIMEOUT)
+        assert create_sessions(em) == 3
+        web_after = wait_until(lambda: served(agent, "web"), TIMEOUT, what="web on its new IMDS port")
+        assert web_after["AccessKeyId"] == web_before["AccessKeyId"], "web was refreshed by a listener change"
+        assert served(agent, "api")["AccessKeyId"] != api_before["AccessKeyId"]
+    finally:
+        assert agent.stop() == 0

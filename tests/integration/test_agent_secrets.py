@@ -4,7 +4,6 @@ the status output holds no secret either.
 """
 
 import re
-import signal
 
 from agent_support import AgentProcess, ecs_credentials, http_call, imds_credentials, imds_token
 
@@ -46,8 +45,9 @@ def test_debug_log_and_status_hold_no_secret(em, pki, tmp_path):
             assert not any(c in text for c in CANARIES), text
             assert access_key not in text, "the status shows the full access key id"
 
-        # A refresh (new canary credentials) and a rotation of the credentials file at debug level.
-        agent.signal(signal.SIGHUP)
+        # A refresh (new canary credentials) and a rotation of the credentials file at debug level: a client
+        # that needs more lifetime than the cache holds makes the agent refresh.
+        assert agent.credential_process("web", "--no-fallback", "--min-lifetime", "3650").returncode == 0
         agent.wait_for_log(r"event=refresh_ok\b", count=2)
         agent.wait_for_log(r"event=credentials_file_written\b", count=2)
         assert "CANARY-SECRET" in agent.credentials_file.read_text()

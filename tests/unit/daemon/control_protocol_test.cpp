@@ -25,6 +25,20 @@ TEST(ControlProtocol, RequestsRoundTrip) {
     EXPECT_EQ(status->kind, ControlRequest::Kind::status);
 }
 
+TEST(ControlProtocol, RefreshRequestRoundTrips) {
+    ControlRequest request;
+    request.kind = ControlRequest::Kind::refresh;
+    request.profile = "web";
+    EXPECT_EQ(format_control_request(request), "refresh web\n");
+    auto parsed = parse_control_request("refresh web\n");
+    ASSERT_TRUE(parsed);
+    EXPECT_EQ(parsed->kind, ControlRequest::Kind::refresh);
+    EXPECT_EQ(parsed->profile, "web");
+    EXPECT_FALSE(parse_control_request("refresh \n"));
+    EXPECT_FALSE(parse_control_request("refresh a b\n"));
+    EXPECT_FALSE(parse_control_request("refresh\n"));
+}
+
 TEST(ControlProtocol, DefaultMinimumRoundTrips) {
     ControlRequest request;
     request.kind = ControlRequest::Kind::credentials;
