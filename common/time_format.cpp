@@ -84,6 +84,17 @@ std::string format_iso8601(SystemTime t) {
     return out;
 }
 
+std::string format_rfc3339_ms(SystemTime t) {
+    using namespace std::chrono;
+    // floor, not a cast: a time before 1970 still gets the milliseconds of its own second.
+    const auto millis = floor<milliseconds>(t) - floor<seconds>(t);
+    std::string out = format_iso8601(t);
+    char fraction[8];
+    std::snprintf(fraction, sizeof fraction, ".%03d", static_cast<int>(millis.count()));
+    out.insert(out.size() - 1, fraction);
+    return out;
+}
+
 std::optional<SystemTime> parse_rfc3339(std::string_view s) {
     using namespace std::chrono;
     int year, month, day, hour, minute, second;

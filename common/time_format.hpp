@@ -21,6 +21,9 @@ std::string format_date_stamp(SystemTime t);
 // parses without side effects (docs/clients.md §2.6).
 std::string format_iso8601(SystemTime t);
 
+// format_rfc3339_ms gives "YYYY-MM-DDTHH:MM:SS.mmmZ" (UTC, truncated to the millisecond): log timestamps.
+std::string format_rfc3339_ms(SystemTime t);
+
 // parse_rfc3339 accepts "YYYY-MM-DDTHH:MM:SS[.fraction](Z|z|±HH:MM)" and returns the instant, or nullopt
 // for anything else (including out-of-range fields, and instants system_clock cannot hold: before 1678 or
 // after 2262). Fractions are truncated to whole seconds.

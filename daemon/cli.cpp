@@ -40,6 +40,26 @@ void add_tpm_flags(CLI::App& cmd, IdentityOptions& o) {
                    "swtpm:host=127.0.0.1,port=2321)");
 }
 
+// add_passphrase_flags declares the three exclusive sources of the passphrase of an encrypted key or PKCS#12
+// bundle, and the switch that accepts loose permissions on the files holding secrets.
+void add_passphrase_flags(CLI::App& cmd,
+                          std::string& password_holder,
+                          std::string& password_file,
+                          std::string& password_env,
+                          bool& allow_insecure_key_permissions) {
+    auto* pw = cmd.add_option("--pkcs8-password", password_holder,
+                              "Passphrase of an encrypted key or PKCS#12 file (compatibility; prefer "
+                              "--pkcs8-password-file, argv is visible to other users)");
+    auto* pw_file = cmd.add_option("--pkcs8-password-file", password_file,
+                                   "File holding the passphrase (one trailing newline is ignored)");
+    auto* pw_env = cmd.add_option("--pkcs8-password-env", password_env,
+                                  "Name of an environment variable holding the passphrase");
+    pw->excludes(pw_file)->excludes(pw_env);
+    pw_file->excludes(pw_env);
+    cmd.add_flag("--allow-insecure-key-permissions", allow_insecure_key_permissions,
+                 "Accept key and passphrase files readable by group or others, or symlinks");
+}
+
 // add_identity_flags declares the certificate/key flags shared by credential-process and sign-string.
 void add_identity_flags(CLI::App& cmd, IdentityOptions& o, std::string& password_holder) {
     cmd.add_option("--certificate", o.certificate,
@@ -52,18 +72,9 @@ void add_identity_flags(CLI::App& cmd, IdentityOptions& o, std::string& password
     cmd.add_flag("--reuse-pin", o.reuse_pin,
                  "Log in to keys that need a PIN for every signature (CKA_ALWAYS_AUTHENTICATE) with the "
                  "user PIN");
-    auto* pw = cmd.add_option("--pkcs8-password", password_holder,
-                              "Passphrase of an encrypted key or PKCS#12 file (compatibility; prefer "
-                              "--pkcs8-password-file, argv is visible to other users)");
-    auto* pw_file = cmd.add_option("--pkcs8-password-file", o.pkcs8_password_file,
-                                   "File holding the passphrase (one trailing newline is ignored)");
-    auto* pw_env = cmd.add_option("--pkcs8-password-env", o.pkcs8_password_env,
-                                  "Name of an environment variable holding the passphrase");
-    pw->excludes(pw_file)->excludes(pw_env);
-    pw_file->excludes(pw_env);
+    add_passphrase_flags(cmd, password_holder, o.pkcs8_password_file, o.pkcs8_password_env,
+                         o.allow_insecure_key_permissions);
     add_tpm_flags(cmd, o);
-    cmd.add_flag("--allow-insecure-key-permissions", o.allow_insecure_key_permissions,
-                 "Accept key and passphrase files readable by group or others, or symlinks");
     auto* selector = cmd.add_option("--cert-selector", o.cert_selector,
                                     "OS certificate store selector (macOS/Windows only)");
     auto* store = cmd.add_option("--system-store-name", o.system_store_name,
@@ -247,7 +258,10 @@ int run_cli(int argc, char** argv) {
         "read-certificate-data", "Print the certificate's key type, DER and serial as JSON");
     read_certificate_data->add_option(
         "--certificate", rcd.certificate,
-        "Certificate file (PEM or DER), or a pkcs11: URI to list token certificates");
+        "Certificate file (PEM, DER or PKCS#12), or a pkcs11: URI to list token certificates");
+    std::string rcd_password;
+    add_passphrase_flags(*read_certificate_data, rcd_password, rcd.pkcs8_password_file,
+                         rcd.pkcs8_password_env, rcd.allow_insecure_key_permissions);
     read_certificate_data->add_option("--pkcs11-lib", rcd.pkcs11_lib,
                                       "PKCS#11 module for a pkcs11: URI (default: p11-kit's proxy module)");
     auto* rcd_selector = read_certificate_data->add_option("--cert-selector", rcd.cert_selector,
@@ -313,6 +327,9 @@ int run_cli(int argc, char** argv) {
         return finish(run_sign_string(ss, stdout, Diagnostics{ss.debug, stderr}));
     }
     if (*read_certificate_data) {
+        if (read_certificate_data->count("--pkcs8-password") > 0) {
+            rcd.pkcs8_password.emplace(std::move(rcd_password));
+        }
         return finish(run_read_certificate_data(rcd, stdout, Diagnostics{rcd.debug, stderr}));
     }
     std::fputs(app.help().c_str(), stderr);

@@ -435,7 +435,20 @@ Result<void> run_read_certificate_data(const ReadCertificateDataOptions& options
     if (pki::is_pkcs11_uri(options.certificate)) {
         return list_token_certificates(options, out);
     }
-    auto certificate = pki::load_certificate(options.certificate);
+    // A PKCS#12 bundle is opened as credential-process opens it: same passphrase sources, same file rules.
+    IdentityOptions identity;
+    identity.certificate = options.certificate;
+    if (options.pkcs8_password) {
+        identity.pkcs8_password.emplace(options.pkcs8_password->clone());
+    }
+    identity.pkcs8_password_file = options.pkcs8_password_file;
+    identity.pkcs8_password_env = options.pkcs8_password_env;
+    identity.allow_insecure_key_permissions = options.allow_insecure_key_permissions;
+    auto source = identity_source(identity, false);
+    if (!source) {
+        return source.error();
+    }
+    auto certificate = pki::load_leaf_certificate(*source);
     if (!certificate) {
         return certificate.error();
     }

@@ -75,6 +75,11 @@ struct SignStringOptions {
 struct ReadCertificateDataOptions {
     std::string certificate;
     std::string pkcs11_lib;  // for a "pkcs11:" --certificate
+    // The passphrase of a PKCS#12 --certificate, from at most one source as for credential-process.
+    std::optional<Secret> pkcs8_password;
+    std::string pkcs8_password_file;
+    std::string pkcs8_password_env;
+    bool allow_insecure_key_permissions = false;
     std::string cert_selector;
     std::string system_store_name;
     bool debug = false;

@@ -1,8 +1,14 @@
 #include "daemon/log.hpp"
 
+#include <sys/stat.h>
+
 #include <algorithm>
+#include <charconv>
+#include <cstdlib>
 
 #include <nlohmann/json.hpp>
+
+#include "common/time_format.hpp"
 
 namespace rad::daemon {
 
@@ -61,38 +67,103 @@ void append_value(std::string& line, std::string_view value) {
     line.push_back('"');
 }
 
+// text_of renders a value for a text line: strings as they are, numbers in their shortest exact form.
+std::string text_of(const LogValue& value) {
+    return std::visit(
+        [](const auto& v) -> std::string {
+            using T = std::decay_t<decltype(v)>;
+            if constexpr (std::is_same_v<T, std::string>) {
+                return v;
+            } else if constexpr (std::is_same_v<T, bool>) {
+                return v ? "true" : "false";
+            } else {
+                char buf[32];
+                const auto result = std::to_chars(buf, buf + sizeof buf, v);
+                return std::string(buf, result.ptr);
+            }
+        },
+        value.value());
+}
+
+nlohmann::ordered_json json_of(const LogValue& value) {
+    return std::visit([](const auto& v) { return nlohmann::ordered_json(v); }, value.value());
+}
+
+// parse_decimal reads all of `text` as an unsigned decimal number (no sign, no blanks).
+std::optional<std::uint64_t> parse_decimal(std::string_view text) {
+    std::uint64_t value = 0;
+    const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
+    if (text.empty() || error != std::errc() || end != text.data() + text.size()) {
+        return std::nullopt;
+    }
+    return value;
+}
+
+// writes_to_journal is true when the stream is the journal's own: systemd connects stdout/stderr of a service
+// to journald and names that socket in $JOURNAL_STREAM; a child whose stderr was redirected inherits the
+// variable but not the stream, hence the comparison with fstat().
+bool writes_to_journal(std::FILE* stream) {
+    const char* journal_stream = std::getenv("JOURNAL_STREAM");
+    struct stat st {};
+    if (journal_stream == nullptr || stream == nullptr || ::fstat(::fileno(stream), &st) != 0) {
+        return false;
+    }
+    return is_journal_stream(journal_stream, static_cast<std::uint64_t>(st.st_dev),
+                             static_cast<std::uint64_t>(st.st_ino));
+}
+
 }  // namespace
+
+bool is_journal_stream(std::string_view journal_stream, std::uint64_t device, std::uint64_t inode) noexcept {
+    const std::size_t colon = journal_stream.find(':');
+    if (colon == std::string_view::npos) {
+        return false;
+    }
+    const auto stream_device = parse_decimal(journal_stream.substr(0, colon));
+    const auto stream_inode = parse_decimal(journal_stream.substr(colon + 1));
+    return stream_device == device && stream_inode == inode;
+}
 
 std::string format_log_line(config::LogLevel level,
                             config::LogFormat format,
                             std::string_view event,
-                            std::initializer_list<LogField> fields) {
+                            std::initializer_list<LogField> fields,
+                            std::optional<std::chrono::system_clock::time_point> time) {
     if (format == config::LogFormat::json) {
         nlohmann::ordered_json doc;
+        if (time) {
+            doc["time"] = format_rfc3339_ms(*time);
+        }
         doc["level"] = level_name(level);
         doc["event"] = event;
         for (const auto& [key, value] : fields) {
-            doc[std::string(key)] = value;
+            doc[std::string(key)] = json_of(value);
         }
         return doc.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
     }
-    std::string line = priority_prefix(level);
+    // The timestamp goes first, where readers of a plain file look for it; "<N>" follows unchanged.
+    std::string line = time ? format_rfc3339_ms(*time) + " " : std::string();
+    line.append(priority_prefix(level));
     line.append("event=");
     append_value(line, event);
     for (const auto& [key, value] : fields) {
         line.push_back(' ');
         line.append(key);
         line.push_back('=');
-        append_value(line, value);
+        append_value(line, text_of(value));
     }
     return line;
 }
+
+Logger::Logger(config::LogLevel level, config::LogFormat format, std::FILE* stream)
+    : level_(level), format_(format), stream_(stream), timestamps_(!writes_to_journal(stream)) {}
 
 void Logger::log(config::LogLevel level, std::string_view event, std::initializer_list<LogField> fields) {
     if (!enabled(level)) {
         return;
     }
-    std::string line = format_log_line(level, format_, event, fields);
+    const auto now = timestamps_ ? std::optional(std::chrono::system_clock::now()) : std::nullopt;
+    std::string line = format_log_line(level, format_, event, fields, now);
     line.push_back('\n');
     std::lock_guard lock(mutex_);
     std::fwrite(line.data(), 1, line.size(), stream_);

@@ -255,6 +255,14 @@ SurfaceResponse imds_response(int status, Secret body) {
     return response;
 }
 
+// imds_json_error is the one IMDS answer whose body is JSON of our own (IMDS itself has no JSON errors): it
+// says so, while the documents IMDS defines keep IMDS's text/plain.
+SurfaceResponse imds_json_error(int status, std::string_view code, std::string_view message) {
+    SurfaceResponse response = imds_response(status, error_json(code, message));
+    response.set_header("Content-Type", "application/json");
+    return response;
+}
+
 SurfaceResponse imds_text(int status, std::string_view text) {
     return imds_response(status, Secret(text));
 }
@@ -314,7 +322,7 @@ SurfaceResponse imds_credentials(const ServedCredentials& served,
     Error why;
     const signer::Credentials* c = servable(served, wall_now, why);
     if (c == nullptr) {
-        return imds_response(503, error_json(errc_name(why.code), why.message));
+        return imds_json_error(503, errc_name(why.code), why.message);
     }
     const std::string last_updated = format_iso8601(served.last_updated);
     const std::string expiration = format_iso8601(c->expiration);

@@ -60,7 +60,8 @@ struct ImdsSettings {
 //   missing/invalid/expired/repeated token on a GET -> 401, checked before the route (unless allow_imdsv1
 //   and no token header at all); a GET with a valid token carries the token's remaining TTL header.
 // With no servable credentials (none, incomplete, or expired at `wall_now`), the credentials GET answers
-// 503 {"Code":<errc name>,"Message":...} — never "Success" without keys.
+// 503 {"Code":<errc name>,"Message":...} as application/json — never "Success" without keys. Everything else
+// is text/plain, as IMDS labels its documents (the credentials JSON included).
 SurfaceResponse handle_imds(const SurfaceRequest& request,
                             const ImdsSettings& settings,
                             const ImdsTokens& tokens,

@@ -157,6 +157,28 @@ Result<PrivateKey> load_private_key(const IdentitySource& source) {
     return PrivateKey::load(source.private_key, passphrase_of(source), source.key_file_policy);
 }
 
+Result<Certificate> load_leaf_certificate(const IdentitySource& source) {
+    auto read = read_public_file(source.certificate);
+    if (!read) {
+        return read.error();
+    }
+    std::string contents = ossl::take(read);
+    const bool pkcs12 = is_pkcs12(contents);
+    wipe_string(contents);
+    if (!pkcs12) {
+        return load_certificate(source.certificate);
+    }
+    auto secret = read_secret_file(source.certificate, source.key_file_policy);
+    if (!secret) {
+        return secret.error();
+    }
+    auto bundle = ossl::load_pkcs12(secret->reveal(), passphrase_of(source), source.certificate.string());
+    if (!bundle) {
+        return bundle.error();
+    }
+    return std::move(ossl::take(bundle).leaf);
+}
+
 Result<Identity> load_identity(const IdentitySource& source, SystemTime now) {
     if (source.certificate.empty()) {
         return make_error(Errc::usage, "no certificate file given (--certificate)");

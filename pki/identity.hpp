@@ -57,6 +57,12 @@ struct IdentitySource {
 // Errors as PrivateKey::load, load_tpm_handle_key and load_tss2_key.
 [[nodiscard]] Result<PrivateKey> load_private_key(const IdentitySource& source);
 
+// load_leaf_certificate reads the certificate that source.certificate names, for read-certificate-data: the
+// first certificate of a PEM file, a DER file, or the leaf of a PKCS#12 bundle opened with
+// source.passphrase (read under the secret-file rules of source.key_file_policy, since it holds the key).
+// No leaf rule or validity check. Errors as load_certificate and load_identity's PKCS#12 errors.
+[[nodiscard]] Result<Certificate> load_leaf_certificate(const IdentitySource& source);
+
 // is_pkcs12 is true when `bytes` look like a DER PKCS#12 PFX (used to route --certificate).
 bool is_pkcs12(std::string_view bytes);
 

@@ -78,18 +78,104 @@ const Partition* find_partition(std::string_view name) {
     return nullptr;
 }
 
-// check_resource requires "<prefix><id>" with a non-empty id.
-Result<void> check_resource(const Arn& arn,
-                            std::string_view text,
-                            std::string_view what,
-                            std::string_view service,
-                            std::string_view prefix) {
+// valid_partition accepts "aws" and "aws-<name>" (aws-cn, aws-us-gov, aws-iso-b, ...): the shape of every
+// partition AWS has, without a list, so that a new partition works with --endpoint.
+bool valid_partition(std::string_view partition) {
+    if (partition == "aws") {
+        return true;
+    }
+    if (!partition.starts_with("aws-") || partition.size() == 4 || partition.back() == '-' ||
+        partition.size() > 32) {
+        return false;
+    }
+    return std::all_of(partition.begin(), partition.end(),
+                       [](char c) { return (c >= 'a' && c <= 'z') || is_digit(c) || c == '-'; });
+}
+
+bool valid_account(std::string_view account) {
+    return account.size() == 12 && std::all_of(account.begin(), account.end(), is_digit);
+}
+
+// valid_uuid is the id pattern of trust anchors and profiles in the Roles Anywhere API reference:
+// [a-f0-9]{8}-([a-z0-9]{4}-){3}[a-z0-9]{12}, 36 characters.
+bool valid_uuid(std::string_view id) {
+    if (id.size() != 36) {
+        return false;
+    }
+    for (std::size_t i = 0; i < id.size(); ++i) {
+        const char c = id[i];
+        const bool dash_position = i == 8 || i == 13 || i == 18 || i == 23;
+        const bool ok = dash_position ? c == '-'
+                        : i < 8       ? (is_digit(c) || (c >= 'a' && c <= 'f'))
+                                      : (is_digit(c) || (c >= 'a' && c <= 'z'));
+        if (!ok) {
+            return false;
+        }
+    }
+    return true;
+}
+
+// valid_role_resource checks "role/[path/]name" against the IAM limits: the name is 1 to 64 of
+// [A-Za-z0-9+=,.@_-], the path "/" or "/<printable ASCII>/" of at most 512 characters.
+bool valid_role_resource(std::string_view resource) {
+    constexpr std::string_view kPrefix = "role";
+    if (!resource.starts_with("role/")) {
+        return false;
+    }
+    const std::size_t last_slash = resource.rfind('/');
+    const std::string_view path = resource.substr(kPrefix.size(), last_slash + 1 - kPrefix.size());
+    const std::string_view name = resource.substr(last_slash + 1);
+    const auto name_char = [](char c) {
+        return is_alnum(c) || c == '+' || c == '=' || c == ',' || c == '.' || c == '@' || c == '_' ||
+               c == '-';
+    };
+    if (name.empty() || name.size() > 64 || !std::all_of(name.begin(), name.end(), name_char)) {
+        return false;
+    }
+    // The path runs from the '/' after "role" to the last '/': its inner characters are printable ASCII
+    // (parse_arn already refused the rest), and "//" would be an empty segment IAM never creates.
+    return path.size() <= 512 && path.find("//") == std::string_view::npos;
+}
+
+// check_arn requires the service, a valid partition and account, a region exactly where the service has one
+// (Roles Anywhere ARNs do, IAM ARNs do not), and a resource "<prefix><id>" whose id AWS could have issued.
+Result<void> check_arn(const Arn& arn,
+                       std::string_view text,
+                       std::string_view what,
+                       std::string_view service,
+                       std::string_view prefix) {
     if (arn.service != service) {
         return usage(what, text,
                      "expected an ARN of service '" + std::string(service) + "', got '" + arn.service + "'");
     }
+    if (!valid_partition(arn.partition)) {
+        return usage(what, text,
+                     "unknown partition '" + arn.partition + "' (expected aws, aws-cn, aws-us-gov, ...)");
+    }
+    if (!valid_account(arn.account)) {
+        return usage(what, text, "the account id must be 12 digits, got '" + arn.account + "'");
+    }
+    const bool regional = service != "iam";
+    if (regional && !valid_region(arn.region)) {
+        return usage(what, text, "the ARN has no valid region");
+    }
+    if (!regional && !arn.region.empty()) {
+        return usage(what, text,
+                     "an IAM role ARN has no region (arn:<partition>:iam::<account>:role/<name>)");
+    }
     if (!arn.resource.starts_with(prefix) || arn.resource.size() == prefix.size()) {
         return usage(what, text, "expected a resource of the form '" + std::string(prefix) + "<id>'");
+    }
+    if (regional && !valid_uuid(std::string_view(arn.resource).substr(prefix.size()))) {
+        return usage(what, text,
+                     "expected '" + std::string(prefix) +
+                         "<id>' with the 36-character lowercase id that AWS shows, e.g. "
+                         "0a1b2c3d-0000-4000-8000-000000000001");
+    }
+    if (!regional && !valid_role_resource(arn.resource)) {
+        return usage(what, text,
+                     "expected 'role/[path/]name': a name of 1 to 64 letters, digits or +=,.@_- and a path "
+                     "of at most 512 characters");
     }
     return {};
 }
@@ -237,7 +323,7 @@ Result<Url> parse_url(std::string_view text, std::string_view what) {
 
 namespace {
 
-// checked_arn parses an ARN and checks its service and resource prefix.
+// checked_arn parses an ARN and checks every part of it (check_arn).
 Result<Arn> checked_arn(std::string_view text,
                         std::string_view what,
                         std::string_view service,
@@ -246,7 +332,7 @@ Result<Arn> checked_arn(std::string_view text,
     if (!arn) {
         return arn.error();
     }
-    if (auto r = check_resource(*arn, text, what, service, prefix); !r) {
+    if (auto r = check_arn(*arn, text, what, service, prefix); !r) {
         return r.error();
     }
     return arn;
@@ -272,9 +358,6 @@ Result<ResolvedEndpoint> resolve_endpoint(const EndpointOptions& options) {
     const Arn trust_anchor = std::move(trust_anchor_result).value();
     const Arn profile = std::move(profile_result).value();
     const Arn role = std::move(role_result).value();
-    if (!valid_region(trust_anchor.region)) {
-        return usage("--trust-anchor-arn", options.trust_anchor_arn, "the ARN has no valid region");
-    }
     if (profile.region != trust_anchor.region) {
         return make_error(Errc::usage, "--trust-anchor-arn and --profile-arn are in different regions ('" +
                                            trust_anchor.region + "' and '" + profile.region +

@@ -23,7 +23,7 @@ struct Url {
     std::string host;    // without brackets for IPv6 literals
     std::string port;    // always set: explicit, or 443/80 from the scheme
     bool explicit_port = false;
-    std::string path;    // base path prefix without a trailing '/', usually empty
+    std::string path;  // base path prefix without a trailing '/', usually empty
     // host_header is "host" or "host:port" (explicit port only), IPv6 in brackets.
     std::string host_header() const;
 };
@@ -44,10 +44,13 @@ struct ResolvedEndpoint {
     Url url;             // where POST <url.path>/sessions goes
 };
 
-// resolve_endpoint validates the three ARNs (trust anchor and profile are rolesanywhere ARNs in the same
-// region, role is an iam ARN), picks the region, and builds https://rolesanywhere[-fips].<region>.<suffix>
-// (amazonaws.com, amazonaws.com.cn for aws-cn) unless an endpoint is given. Errors are Errc::usage naming
-// the flag.
+// resolve_endpoint validates the three ARNs in full before anything is signed: trust anchor and profile are
+// rolesanywhere ARNs in the same region with UUID ids ("trust-anchor/<id>", "profile/<id>"), the role an iam
+// ARN without region ("role/[path/]name" within IAM's limits); every account id is 12 digits and every
+// partition "aws" or "aws-<name>", the same for all three. It then picks the region and builds
+// https://rolesanywhere[-fips].<region>.<suffix> (amazonaws.com, amazonaws.com.cn for aws-cn) unless an
+// endpoint is given. Errors are one-line Errc::usage messages that start with the flag of the ARN
+// ("--trust-anchor-arn ...") or name the flags involved.
 [[nodiscard]] Result<ResolvedEndpoint> resolve_endpoint(const EndpointOptions& options);
 
 }  // namespace rad::signer

@@ -2,6 +2,8 @@
 backoff, never serves a broken or expired answer, and reports a rejection in its status.
 """
 
+import json
+import socket
 import threading
 import time
 
@@ -111,6 +113,54 @@ def test_rejected_role_is_reported_and_nothing_is_served(em, pki, tmp_path):
         time.sleep(1)
         assert create_sessions(em) == 1
         assert em.stats()["rejected"] == 1
+    finally:
+        assert agent.stop() == 0
+
+
+def raw_exchange(port, head):
+    """Send one request as bytes and read the answer until the server closes: (status, headers, body)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
+        connection.sendall(head.encode())
+        data = b""
+        while chunk := connection.recv(65536):
+            data += chunk
+    header_block, _, body = data.partition(b"\r\n\r\n")
+    lines = header_block.decode().split("\r\n")
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers.setdefault(name.strip().lower(), []).append(value.strip())
+    return int(lines[0].split()[1]), headers, body
+
+
+def test_content_type_says_what_the_body_is(em, pki, tmp_path):
+    """With nothing to serve, both surfaces answer a JSON error labelled application/json (Go's SDK reads an
+    error document only under that type); the IMDS token and role name stay text/plain."""
+    wrong_role = em.arns["role_arn"].rsplit("/", 1)[0] + "/not-in-the-profile"
+    agent = started_agent(tmp_path, em, pki, role_arn=wrong_role)
+    try:
+        port = agent.imds_port("web")
+        status, headers, token = raw_exchange(
+            port, "PUT /latest/api/token HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                  "X-aws-ec2-metadata-token-ttl-seconds: 60\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        assert (status, headers["content-type"]) == (200, ["text/plain"]), (status, headers)
+        get = ("GET {} HTTP/1.1\r\nHost: 127.0.0.1\r\nX-aws-ec2-metadata-token: " + token.decode() +
+               "\r\nConnection: close\r\n\r\n")
+        status, headers, role = raw_exchange(port, get.format("/latest/meta-data/iam/security-credentials/"))
+        assert (status, headers["content-type"]) == (200, ["text/plain"]), (status, headers)
+        status, headers, body = raw_exchange(port, get.format(f"/latest/meta-data/iam/security-credentials/"
+                                                              f"{role.decode()}"))
+        assert (status, headers["content-type"]) == (503, ["application/json"]), (status, headers, body)
+        assert set(json.loads(body)) == {"Code", "Message"}, body
+
+        ecs_token = agent.ecs_token_file("web").read_text()
+        path = agent.ecs_url("web").split(str(agent.ecs_port), 1)[1]
+        for authorization, expected in ((ecs_token, 503), ("wrong", 403)):
+            status, headers, body = raw_exchange(
+                agent.ecs_port, f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: {authorization}\r\n"
+                                "Connection: close\r\n\r\n")
+            assert (status, headers["content-type"]) == (expected, ["application/json"]), (status, headers)
+            assert set(json.loads(body)) == {"Code", "Message"}, body
     finally:
         assert agent.stop() == 0
 

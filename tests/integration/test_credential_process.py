@@ -175,6 +175,34 @@ def test_read_certificate_data(agent, pki):
     assert not result.stdout.endswith(b"\n")
 
 
+@pytest.mark.parametrize("bundle,leaf,passphrase", [("p256-modern.p12", "p256", "file"),
+                                                     ("rsa2048-legacy.p12", "rsa2048", "env"),
+                                                     ("p256-modern-empty.p12", "p256", None),
+                                                     ("via-intermediate.p12", "p256-via-intermediate", "file")])
+def test_read_certificate_data_of_a_pkcs12_bundle(agent, pki, bundle, leaf, passphrase):
+    """A bundle that credential-process accepts, opened with the same passphrase flags, reads as its leaf's PEM."""
+    flags = {"file": ["--pkcs8-password-file", pki / "passphrase.txt"],
+             "env": ["--pkcs8-password-env", "RAD_IT_PASSPHRASE"], None: []}[passphrase]
+    result = agent.run("read-certificate-data", "--certificate", pki / bundle, *flags,
+                       env={"RAD_IT_PASSPHRASE": "test-passphrase"})
+    assert result.returncode == 0, result.stderr.decode()
+    expected = agent.run("read-certificate-data", "--certificate", pki / f"{leaf}.pem")
+    assert expected.returncode == 0, expected.stderr.decode()
+    assert result.stdout == expected.stdout
+
+
+def test_read_certificate_data_of_a_pkcs12_bundle_with_a_wrong_passphrase(agent, pki, tmp_path):
+    wrong = tmp_path / "wrong-passphrase"
+    wrong.write_text("not-the-passphrase\n")
+    wrong.chmod(0o600)
+    result = agent.run("read-certificate-data", "--certificate", pki / "p256-modern.p12",
+                       "--pkcs8-password-file", wrong)
+    assert result.returncode == 65, result.stderr.decode()
+    assert result.stdout == b""
+    lines = result.stderr.decode().splitlines()
+    assert len(lines) == 1 and "p256-modern.p12" in lines[0], lines
+
+
 def test_version(agent):
     result = agent.run("version")
     assert result.returncode == 0 and result.stdout.endswith(b"\n") and len(result.stdout.strip()) > 0

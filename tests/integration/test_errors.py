@@ -7,7 +7,9 @@ import time
 
 import pytest
 
-EX_USAGE, EX_DATAERR, EX_NOINPUT, EX_UNAVAILABLE, EX_TEMPFAIL, EX_NOPERM = 64, 65, 66, 69, 75, 77
+from agent_support import AgentProcess
+
+EX_USAGE, EX_DATAERR, EX_NOINPUT, EX_UNAVAILABLE, EX_TEMPFAIL, EX_NOPERM, EX_CONFIG = 64, 65, 66, 69, 75, 77, 78
 DATE = re.compile(r"\d{4}-\d\d-\d\d")
 
 
@@ -41,6 +43,44 @@ def test_malformed_arn_is_a_usage_error(agent, em):
     line = one_line_error(agent.credential_process(arns={"trust_anchor_arn": "not-an-arn"}), EX_USAGE)
     assert "trust" in line.lower()
     assert requests_seen(em) == 0
+
+
+def malformed(arns):
+    """ARNs that parse as ARNs but that AWS can never have issued: caught before the request is signed."""
+    ta, profile, role = arns["trust_anchor_arn"], arns["profile_arn"], arns["role_arn"]
+    account = ta.split(":")[4]
+    return [
+        ("trust_anchor_arn", "--trust-anchor-arn", ta.replace(f":{account}:", ":1234:")),
+        ("trust_anchor_arn", "--trust-anchor-arn", ta.rsplit("/", 1)[0] + "/ta-1"),
+        ("trust_anchor_arn", "--trust-anchor-arn", ta.replace("arn:aws:", "arn:amazon:")),
+        ("profile_arn", "--profile-arn", profile.replace(f":{account}:", f":{account}0:")),
+        ("profile_arn", "--profile-arn", profile + "0"),
+        ("role_arn", "--role-arn", role.replace("arn:aws:iam::", "arn:aws:iam:us-east-1:")),
+        ("role_arn", "--role-arn", role.replace(f"::{account}:", "::12345678901x:")),
+        ("role_arn", "--role-arn", role.rsplit("/", 1)[0] + "/a*b"),
+    ]
+
+
+def test_malformed_arn_parts_are_usage_errors_before_any_request(agent, em):
+    for key, flag, arn in malformed(em.arns):
+        line = one_line_error(agent.credential_process(arns={key: arn}), EX_USAGE)
+        assert line.startswith(f"rolesanywhere-agent: {flag} "), line
+        assert requests_seen(em) == 0, (arn, line)
+
+
+def test_malformed_arn_in_the_configuration_names_its_line(em, pki, tmp_path):
+    """The same checks on `serve --config`: exit 78 at FILE:LINE of the key, before any request."""
+    for key, _, arn in malformed(em.arns):
+        agent = AgentProcess(tmp_path / key, em, pki)
+        agent.profile("web", **{key: arn})
+        text = agent.write_config()
+        line_number = next(i for i, l in enumerate(text.splitlines(), 1) if l.startswith(f"{key} ="))
+        # A configuration that were accepted would keep `serve` running: the timeout kills it and fails.
+        result = agent.run("serve", "--config", agent.config_path, timeout=20)
+        stderr = result.stderr.decode()
+        assert result.returncode == EX_CONFIG, (arn, stderr)
+        assert f"{agent.config_path}:{line_number}: profiles.web.{key}: " in stderr, (arn, stderr)
+        assert requests_seen(em) == 0, (arn, stderr)
 
 
 def test_key_of_another_certificate(agent, em):

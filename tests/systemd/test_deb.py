@@ -2,6 +2,7 @@
 and `dpkg -r` leaving none of it. This test changes the host, so CTest runs it alone (RUN_SERIAL). Not being
 root is a failure, not a skip: set RAD_SKIP_DEB=1 to leave this test out on purpose."""
 
+import hashlib
 import os
 import re
 import shutil
@@ -20,6 +21,8 @@ CORE = "/usr/libexec/rolesanywhere-agent/rolesanywhere-agent-core"
 INSTALLED = ["/usr/bin/rolesanywhere-agent", CORE, "/etc/rolesanywhere-agent/config.toml.example",
              "/usr/share/man/man8/rolesanywhere-agent.8.gz", "/usr/share/doc/rolesanywhere-agent/README.md",
              "/usr/share/doc/rolesanywhere-agent/README.systemd.md"] + [f"/lib/systemd/system/{u}" for u in UNITS]
+# dpkg's conffiles: kept when edited, kept on `dpkg -r`, removed on purge.
+CONFFILES = ["/etc/rolesanywhere-agent/config.toml.example"]
 # What the full program links against, and the Debian 12 package that provides each (toml++ is compiled
 # in, header-only; the front executable /usr/bin/rolesanywhere-agent is a static PIE).
 RUNTIME_PACKAGES = {"libssl3", "libstdc++6", "libc6", "libgcc-s1"}
@@ -121,10 +124,84 @@ def test_install_and_remove(deb):
     assert removal.returncode == 0, removal.stdout + removal.stderr
     assert installed_version() is None
     for path in INSTALLED:
+        assert Path(path).exists() == (path in CONFFILES), path  # conffiles stay until purge
+    assert user_config.read_text() == "# the administrator's\n"
+    # The maintainer scripts and the conffiles keep the package known ("rc") until it is purged.
+    run("dpkg", "--purge", PACKAGE, timeout=300)
+    assert run("dpkg-query", "-W", PACKAGE, check=False).returncode != 0
+    for path in CONFFILES:
         assert not Path(path).exists(), path
     assert user_config.read_text() == "# the administrator's\n"
     user_config.unlink()
     Path("/etc/rolesanywhere-agent").rmdir()
-    # The maintainer scripts keep the package known ("rc") until it is purged.
-    run("dpkg", "--purge", PACKAGE, timeout=300)
-    assert run("dpkg-query", "-W", PACKAGE, check=False).returncode != 0
+
+
+def test_example_configuration_is_a_conffile(deb):
+    info = run("dpkg-deb", "-I", str(deb)).stdout
+    assert re.search(r"^\s+\d+ bytes,\s+\d+ lines\s+conffiles\s*$", info, re.M), info
+    assert run("dpkg-deb", "-I", str(deb), "conffiles").stdout.splitlines() == CONFFILES
+    listing = run("dpkg-deb", "-c", str(deb)).stdout
+    for path in CONFFILES:
+        assert re.search(rf"^-\S+ \S+ +\d+ .* \.{re.escape(path)}$", listing, re.M), (path, listing)
+
+
+ENABLE_LINKS = {Path("/etc/systemd/system/multi-user.target.wants/rolesanywhere-agent.service"):
+                "rolesanywhere-agent.service",
+                Path("/etc/systemd/system/sockets.target.wants/rolesanywhere-agent.socket"):
+                "rolesanywhere-agent.socket"}
+
+
+def upgraded_package(deb, directory):
+    """The same package as version VERSION+1, its files unchanged: what a point release looks like to dpkg."""
+    tree = directory / "tree"
+    run("dpkg-deb", "-R", str(deb), str(tree))
+    control = tree / "DEBIAN" / "control"
+    control.write_text(re.sub(r"^Version: .*$", f"Version: {VERSION}+1", control.read_text(), flags=re.M))
+    upgraded = directory / f"{PACKAGE}_{VERSION}+1.deb"
+    run("dpkg-deb", "--root-owner-group", "-b", str(tree), str(upgraded))
+    return upgraded
+
+
+def test_edited_example_survives_an_upgrade_without_a_prompt_until_purge(deb, tmp_path):
+    assert os.geteuid() == 0, "dpkg -i needs root (set RAD_SKIP_DEB=1 to leave this test out)"
+    assert installed_version() is None, f"{PACKAGE} is already installed; not touching it"
+    assert not Path("/etc/rolesanywhere-agent").exists(), "/etc/rolesanywhere-agent exists; not touching this host"
+    assert not any(link.is_symlink() for link in ENABLE_LINKS), "the agent is enabled here; not touching this host"
+    example = Path(CONFFILES[0])
+    upgraded = upgraded_package(deb, tmp_path)
+    edited = "# the administrator's notes\n"
+    made_directories = []
+    try:
+        run("dpkg", "-i", str(deb), timeout=300)
+        # dpkg's database holds it as a conffile, with the packaged file's checksum.
+        assert run("dpkg-query", "--control-show", PACKAGE, "conffiles").stdout.splitlines() == CONFFILES
+        recorded = run("dpkg-query", "-W", "-f=${Conffiles}\n", PACKAGE).stdout.split()
+        assert recorded[:2] == [CONFFILES[0], hashlib.md5(example.read_bytes()).hexdigest()], recorded
+        example.write_text(edited)
+        # Policy: a conffile edited locally and unchanged in the package is kept, and dpkg does not ask (with
+        # standard input at /dev/null a question would fail the upgrade).
+        upgrade = run("dpkg", "-i", str(upgraded), timeout=300)
+        assert installed_version().endswith(f"{VERSION}+1"), installed_version()
+        assert example.read_text() == edited
+        assert "Configuration file" not in upgrade.stdout + upgrade.stderr, upgrade.stdout + upgrade.stderr
+        assert not list(example.parent.glob("config.toml.example.dpkg-*")), list(example.parent.iterdir())
+        # What `systemctl enable` leaves: kept on remove (a reinstall comes back enabled), gone on purge.
+        for link, unit in ENABLE_LINKS.items():
+            if not link.parent.exists():
+                link.parent.mkdir(parents=True)
+                made_directories.append(link.parent)
+            link.symlink_to(f"/lib/systemd/system/{unit}")
+        run("dpkg", "-r", PACKAGE, timeout=300)
+        assert example.read_text() == edited
+        assert all(link.is_symlink() for link in ENABLE_LINKS), ENABLE_LINKS
+    finally:
+        purge = run("dpkg", "--purge", PACKAGE, timeout=300, check=False)
+        for link in ENABLE_LINKS:
+            if link.is_symlink():
+                link.unlink()
+        for directory in made_directories:
+            directory.rmdir()
+    assert purge.returncode == 0, purge.stdout + purge.stderr
+    assert not example.exists()
+    assert not Path("/etc/rolesanywhere-agent").exists()
+    assert not any(link.is_symlink() for link in ENABLE_LINKS)

@@ -24,6 +24,22 @@ TEST(TimeFormat, Iso8601TruncatesFractions) {
     EXPECT_EQ(format_iso8601(at(2038, 1, 19, 3, 14, 8)), "2038-01-19T03:14:08Z");
 }
 
+TEST(TimeFormat, Rfc3339MillisecondsTruncatesToTheMillisecond) {
+    struct Row {
+        SystemTime t;
+        const char* text;
+    };
+    const Row rows[] = {
+        {at(2025, 5, 1, 10, 2, 3) + milliseconds{45}, "2025-05-01T10:02:03.045Z"},
+        {at(2023, 12, 31, 23, 59, 59) + microseconds{999999}, "2023-12-31T23:59:59.999Z"},
+        {SystemTime{}, "1970-01-01T00:00:00.000Z"},
+        {SystemTime{} - milliseconds{1}, "1969-12-31T23:59:59.999Z"},
+    };
+    for (const auto& row : rows) {
+        EXPECT_EQ(format_rfc3339_ms(row.t), row.text);
+    }
+}
+
 TEST(ParseRfc3339, UtcForms) {
     const SystemTime expected = at(2024, 6, 1, 12, 30, 45);
     EXPECT_EQ(parse_rfc3339("2024-06-01T12:30:45Z"), expected);

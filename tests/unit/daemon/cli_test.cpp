@@ -43,8 +43,11 @@ int run(std::initializer_list<std::string> args, std::string* err = nullptr) {
     return code;
 }
 
-const std::string kTa = "--trust-anchor-arn=arn:aws:rolesanywhere:us-east-1:123456789012:trust-anchor/ta";
-const std::string kPr = "--profile-arn=arn:aws:rolesanywhere:us-east-1:123456789012:profile/pr";
+const std::string kTa =
+    "--trust-anchor-arn=arn:aws:rolesanywhere:us-east-1:123456789012:trust-anchor/"
+    "0a1b2c3d-0000-4000-8000-000000000001";
+const std::string kPr =
+    "--profile-arn=arn:aws:rolesanywhere:us-east-1:123456789012:profile/0a1b2c3d-0000-4000-8000-000000000002";
 const std::string kRole = "--role-arn=arn:aws:iam::123456789012:role/r";
 
 TEST(CliTest, UnknownFlagIsAUsageErrorOnOneLine) {
@@ -93,8 +96,9 @@ TEST(CliTest, SessionDurationOutsideServiceBoundsIsAUsageError) {
 TEST(CliTest, RegionMismatchBetweenTrustAnchorAndProfileIsAUsageError) {
     std::string err;
     EXPECT_EQ(run({"credential-process", kTa,
-                   "--profile-arn=arn:aws:rolesanywhere:eu-west-1:123456789012:profile/pr", kRole,
-                   "--certificate", "c"},
+                   "--profile-arn=arn:aws:rolesanywhere:eu-west-1:123456789012:profile/"
+                   "0a1b2c3d-0000-4000-8000-000000000002",
+                   kRole, "--certificate", "c"},
                   &err),
               64);
     EXPECT_NE(err.find("region"), std::string::npos) << err;

@@ -282,7 +282,49 @@ TEST_F(Imds, NoCredentialsIs503WithReason) {
     EXPECT_EQ(r.status, 503);
     EXPECT_EQ(body(r), R"j({"Code":"upstream_throttled","Message":"CreateSession was throttled (429)"})j");
     EXPECT_EQ(header_or(r, "Server"), "EC2ws");
+    EXPECT_EQ(header_or(r, "Content-Type"), "application/json");  // a JSON body is labelled as one
     EXPECT_EQ(nlohmann::json::parse(body(r)).at("Code"), "upstream_throttled");
+}
+
+TEST_F(Imds, ContentTypeSaysWhatTheBodyIs) {
+    // Text stays text/plain (SDKs read the token and the role name as raw text); the JSON error document is
+    // application/json. The credentials document keeps text/plain, as IMDS sends it.
+    const std::string role = std::string(creds_path) + "my-role";
+    const std::string valid = token(21600s);
+    struct Row {
+        const char* what;
+        SurfaceRequest request;
+        bool with_credentials;
+        int status;
+        const char* content_type;
+        bool json_body;
+    };
+    const Row rows[] = {
+        {"token", make_request("PUT", "/latest/api/token", {{std::string(ttl_name), "60"}}), true, 200,
+         "text/plain", false},
+        {"bad TTL", make_request("PUT", "/latest/api/token", {{std::string(ttl_name), "0"}}), true, 400,
+         "text/plain", false},
+        {"role list", make_request("GET", std::string(creds_path), {{std::string(token_name), valid}}), true,
+         200, "text/plain", false},
+        {"no token", make_request("GET", role), true, 401, "text/plain", false},
+        {"unknown path", make_request("GET", "/latest/x", {{std::string(token_name), valid}}), true, 404,
+         "text/plain", false},
+        {"wrong method", make_request("POST", role, {{std::string(token_name), valid}}), true, 405,
+         "text/plain", false},
+        {"credentials", make_request("GET", role, {{std::string(token_name), valid}}), true, 200,
+         "text/plain", true},
+        {"no credentials", make_request("GET", role, {{std::string(token_name), valid}}), false, 503,
+         "application/json", true},
+    };
+    for (const auto& row : rows) {
+        served = row.with_credentials
+                     ? ServedCredentials{&credentials, {}, wall0 - 10min}
+                     : ServedCredentials{nullptr, make_error(Errc::upstream_rejected, "AccessDenied"), {}};
+        const auto r = call(row.request);
+        EXPECT_EQ(r.status, row.status) << row.what;
+        EXPECT_EQ(header_or(r, "Content-Type"), row.content_type) << row.what;
+        EXPECT_EQ(nlohmann::json::accept(body(r)), row.json_body) << row.what << ": " << body(r);
+    }
 }
 
 TEST_F(Imds, ExpiredOrIncompleteCredentialsAreNeverSuccess) {

@@ -7,14 +7,19 @@
 namespace rad::signer {
 namespace {
 
-constexpr const char* kTrustAnchor = "arn:aws:rolesanywhere:eu-west-1:123456789012:trust-anchor/ta-1";
-constexpr const char* kProfile = "arn:aws:rolesanywhere:eu-west-1:123456789012:profile/pr-1";
+constexpr const char* kTrustAnchorId = "0a1b2c3d-0000-4000-8000-000000000001";
+constexpr const char* kProfileId = "0a1b2c3d-0000-4000-8000-000000000002";
+constexpr const char* kTrustAnchor =
+    "arn:aws:rolesanywhere:eu-west-1:123456789012:trust-anchor/0a1b2c3d-0000-4000-8000-000000000001";
+constexpr const char* kProfile =
+    "arn:aws:rolesanywhere:eu-west-1:123456789012:profile/0a1b2c3d-0000-4000-8000-000000000002";
 constexpr const char* kRole = "arn:aws:iam::123456789012:role/app/reader";
 
 EndpointOptions options(std::string partition = "aws", std::string region = "eu-west-1") {
     EndpointOptions o;
-    o.trust_anchor_arn = "arn:" + partition + ":rolesanywhere:" + region + ":123456789012:trust-anchor/ta-1";
-    o.profile_arn = "arn:" + partition + ":rolesanywhere:" + region + ":123456789012:profile/pr-1";
+    o.trust_anchor_arn =
+        "arn:" + partition + ":rolesanywhere:" + region + ":123456789012:trust-anchor/" + kTrustAnchorId;
+    o.profile_arn = "arn:" + partition + ":rolesanywhere:" + region + ":123456789012:profile/" + kProfileId;
     o.role_arn = "arn:" + partition + ":iam::123456789012:role/app/reader";
     return o;
 }
@@ -166,7 +171,7 @@ void expect_usage_error(const EndpointOptions& o, std::initializer_list<std::str
 
 TEST(ResolveEndpointTest, RegionMismatchNamesBothFlags) {
     EndpointOptions o = options();
-    o.profile_arn = "arn:aws:rolesanywhere:eu-central-1:123456789012:profile/pr-1";
+    o.profile_arn = std::string("arn:aws:rolesanywhere:eu-central-1:123456789012:profile/") + kProfileId;
     expect_usage_error(o, {"--trust-anchor-arn", "--profile-arn", "eu-west-1", "eu-central-1"});
 }
 
@@ -198,6 +203,108 @@ TEST(ResolveEndpointTest, RejectsArnsOfTheWrongServiceOrResource) {
     o = options();
     o.role_arn.clear();
     expect_usage_error(o, {"--role-arn", "required"});
+}
+
+// ArnRow replaces one of the three ARNs of options() with `arn`.
+struct ArnRow {
+    enum Which { trust_anchor, profile, role } which;
+    std::string arn;
+};
+
+EndpointOptions with_arn(const ArnRow& row) {
+    EndpointOptions o = options();
+    (row.which == ArnRow::trust_anchor ? o.trust_anchor_arn
+     : row.which == ArnRow::profile    ? o.profile_arn
+                                       : o.role_arn) = row.arn;
+    return o;
+}
+
+const char* flag_of(ArnRow::Which which) {
+    return which == ArnRow::trust_anchor ? "--trust-anchor-arn"
+           : which == ArnRow::profile    ? "--profile-arn"
+                                         : "--role-arn";
+}
+
+TEST(ResolveEndpointTest, AcceptsEveryArnShapeAwsIssues) {
+    const std::string ta = "arn:aws:rolesanywhere:eu-west-1:123456789012:trust-anchor/";
+    const std::string iam = "arn:aws:iam::123456789012:role/";
+    const ArnRow rows[] = {
+        {ArnRow::trust_anchor, ta + "5c0e8f2a-7d41-4b9e-a6c3-91f0d2e4b7a8"},
+        {ArnRow::trust_anchor, ta + "00000000-0000-0000-0000-000000000000"},
+        {ArnRow::profile,
+         "arn:aws:rolesanywhere:eu-west-1:000000000000:profile/ffffffff-ffff-ffff-ffff-ffffffffffff"},
+        {ArnRow::role, iam + "r"},
+        {ArnRow::role, iam + "Web_Server+Role=1,prod.eu@example-x"},
+        {ArnRow::role, iam + std::string(64, 'n')},
+        {ArnRow::role, iam + "division_abc/subdivision_xyz/Reader"},
+        {ArnRow::role, iam + "aws-service-role/rolesanywhere.amazonaws.com/AWSServiceRoleForRolesAnywhere"},
+        {ArnRow::role, iam + "path!with~printable[chars]/name"},
+        {ArnRow::role, iam + std::string(510, 'p') + "/n"},  // the longest path: 512 characters
+    };
+    for (const auto& row : rows) {
+        auto resolved = resolve_endpoint(with_arn(row));
+        EXPECT_TRUE(resolved) << row.arn << ": " << resolved.error().message;
+    }
+}
+
+TEST(ResolveEndpointTest, RejectsMalformedArnPartsBeforeAnythingIsSent) {
+    const std::string region_account = ":rolesanywhere:eu-west-1:123456789012:";
+    const std::string ta_id = kTrustAnchorId;
+    const std::string iam = "arn:aws:iam::123456789012:role/";
+    struct Row {
+        ArnRow row;
+        const char* mention;  // what the message must name besides the flag
+    };
+    const Row rows[] = {
+        // The account id: exactly 12 digits.
+        {{ArnRow::trust_anchor, "arn:aws:rolesanywhere:eu-west-1:1234:trust-anchor/" + ta_id}, "account"},
+        {{ArnRow::trust_anchor, "arn:aws:rolesanywhere:eu-west-1:1234567890123:trust-anchor/" + ta_id},
+         "account"},
+        {{ArnRow::profile, std::string("arn:aws:rolesanywhere:eu-west-1::profile/") + kProfileId}, "account"},
+        {{ArnRow::profile, std::string("arn:aws:rolesanywhere:eu-west-1:12345678901a:profile/") + kProfileId},
+         "account"},
+        {{ArnRow::role, "arn:aws:iam::12345678901:role/web"}, "account"},
+        {{ArnRow::role, "arn:aws:iam::-12345678901:role/web"}, "account"},
+        // The partition: "aws" or "aws-<name>", lowercase.
+        {{ArnRow::trust_anchor, "arn:AWS" + region_account + "trust-anchor/" + ta_id}, "partition"},
+        {{ArnRow::trust_anchor, "arn:amazon" + region_account + "trust-anchor/" + ta_id}, "partition"},
+        {{ArnRow::trust_anchor, "arn:aws-" + region_account + "trust-anchor/" + ta_id}, "partition"},
+        {{ArnRow::trust_anchor, "arn:aws-Cn" + region_account + "trust-anchor/" + ta_id}, "partition"},
+        // Regions: every Roles Anywhere ARN has one, an IAM ARN has none.
+        {{ArnRow::profile, std::string("arn:aws:rolesanywhere:eu_west_1:123456789012:profile/") + kProfileId},
+         "region"},
+        {{ArnRow::role, "arn:aws:iam:eu-west-1:123456789012:role/web"}, "region"},
+        // Trust anchor and profile ids are UUIDs.
+        {{ArnRow::trust_anchor, "arn:aws" + region_account + "trust-anchor/ta-1"}, "trust-anchor/"},
+        {{ArnRow::trust_anchor, "arn:aws" + region_account + "trust-anchor/" + ta_id + "0"}, "trust-anchor/"},
+        {{ArnRow::trust_anchor,
+          "arn:aws" + region_account + "trust-anchor/0A1B2C3D-0000-4000-8000-000000000001"},
+         "trust-anchor/"},
+        {{ArnRow::trust_anchor,
+          "arn:aws" + region_account + "trust-anchor/0a1b2c3d_0000-4000-8000-000000000001"},
+         "trust-anchor/"},
+        {{ArnRow::profile, "arn:aws" + region_account + "profile/pr-1"}, "profile/"},
+        {{ArnRow::profile, "arn:aws" + region_account + "profile/" + std::string(kProfileId) + "/x"},
+         "profile/"},
+        // Role names: 1 to 64 of [A-Za-z0-9+=,.@_-]; paths: "/" or "/<printable>/", at most 512 characters.
+        {{ArnRow::role, iam + std::string(65, 'n')}, "role"},
+        {{ArnRow::role, iam + "a*b"}, "role"},
+        {{ArnRow::role, iam + "app/"}, "role"},
+        {{ArnRow::role, iam + "/web"}, "role"},
+        {{ArnRow::role, iam + "app//web"}, "role"},
+        {{ArnRow::role, iam + std::string(511, 'p') + "/n"}, "role"},
+        {{ArnRow::role, "arn:aws:iam::123456789012:role:web"}, "role/"},
+    };
+    for (const auto& [row, mention] : rows) {
+        auto resolved = resolve_endpoint(with_arn(row));
+        ASSERT_FALSE(resolved) << row.arn;
+        EXPECT_EQ(resolved.error().code, Errc::usage) << row.arn;
+        const std::string& message = resolved.error().message;
+        // The flag comes first: the configuration file maps it to its key and line.
+        EXPECT_EQ(message.rfind(flag_of(row.which), 0), 0u) << message;
+        EXPECT_NE(message.find(mention), std::string::npos) << "'" << mention << "' not in: " << message;
+        EXPECT_EQ(message.find('\n'), std::string::npos) << message;
+    }
 }
 
 TEST(ResolveEndpointTest, RejectsMixedPartitionsBadRegionsAndFipsPseudoRegions) {
