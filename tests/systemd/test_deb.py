@@ -1,6 +1,7 @@
-"""The Debian package: `cpack -G DEB` in the build directory, then (as root) `dpkg -i`, the installed layout,
-and `dpkg -r` leaving none of it. This test changes the host, so CTest runs it alone (RUN_SERIAL). Not being
-root is a failure, not a skip: set RAD_SKIP_DEB=1 to leave this test out on purpose."""
+"""The Debian package, built once by `cpack -G DEB` (tests/support/build-deb; under CTest the fixture test
+package_deb): its metadata and contents, then (as root) `dpkg -i`, the installed layout, and `dpkg -r` leaving
+none of it. This test changes the host, so CTest runs it alone (RUN_SERIAL). Not being root is a failure, not a
+skip: set RAD_SKIP_DEB=1 to leave this test out on purpose."""
 
 import hashlib
 import os
@@ -11,11 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BUILD, UNIT_DIR
+from conftest import BUILD, ROOT, UNIT_DIR
 
 PACKAGE = "rolesanywhere-agent"
 VERSION = os.environ.get("RAD_VERSION", "0.1.0")
 CPACK = os.environ.get("RAD_CPACK") or shutil.which("cpack") or "cpack"
+PYTHON = os.environ.get("RAD_PYTHON") or "/usr/bin/python3"
+# Where tests/support/build-deb puts the package (CTest: the fixture test package_deb).
+DEB_DIR = Path(os.environ.get("RAD_DEB_DIR") or BUILD / "deb")
 UNITS = sorted(p.name for p in UNIT_DIR.iterdir() if p.suffix in (".service", ".socket", ".path"))
 CORE = "/usr/libexec/rolesanywhere-agent/rolesanywhere-agent-core"
 INSTALLED = ["/usr/bin/rolesanywhere-agent", CORE, "/etc/rolesanywhere-agent/config.toml.example",
@@ -46,12 +50,11 @@ def installed_version():
 @pytest.fixture(scope="module")
 def deb():
     arch = run("dpkg", "--print-architecture").stdout.strip()
-    path = BUILD / f"{PACKAGE}_{VERSION}_{arch}.deb"
-    if path.exists():
-        path.unlink()
-    # cpack builds the `preinstall` target first (up to date when CTest runs), then installs and packages.
-    run(CPACK, "-G", "DEB", "-B", str(BUILD), "--config", str(BUILD / "CPackConfig.cmake"), timeout=540)
-    assert path.is_file(), f"cpack did not produce {path.name}: {sorted(p.name for p in BUILD.glob('*.deb'))}"
+    path = DEB_DIR / f"{PACKAGE}_{VERSION}_{arch}.deb"
+    if not os.environ.get("RAD_DEB_DIR"):
+        # Run by hand: build it here. Under CTest the fixture test package_deb has just built it.
+        run(PYTHON, str(ROOT / "tests" / "support" / "build-deb"), str(BUILD), str(DEB_DIR), CPACK, timeout=600)
+    assert path.is_file(), f"no {path.name} in {DEB_DIR}: {sorted(p.name for p in DEB_DIR.glob('*.deb'))}"
     return path
 
 
