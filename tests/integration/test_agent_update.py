@@ -40,12 +40,9 @@ def assert_written(path, section, issued):
     assert sections["other"] == {"aws_access_key_id": "AKIAEXAMPLEOTHER0000", "aws_secret_access_key": "other-secret"}
     assert "# keys managed by hand" in path.read_text()
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
-    # Writers serialise on an flock of FILE.lock (kept, empty); no temporary file may be left behind.
+    # Neither a temporary file nor the writers' lock file may be left behind.
     leftovers = sorted(p.name for p in path.parent.iterdir() if p.name.startswith(path.name))
-    assert leftovers in ([path.name], [path.name, path.name + ".lock"]), leftovers
-    lock = path.with_name(path.name + ".lock")
-    if lock.exists():
-        assert lock.stat().st_size == 0 and stat.S_IMODE(lock.stat().st_mode) == 0o600
+    assert leftovers == [path.name], leftovers
 
 
 def botocore_profile(credentials_file, profile, home):
