@@ -70,6 +70,9 @@ struct ProfileConfig {
     bool no_verify_ssl = false;
     int session_duration = 3600;
     std::string role_session_name;
+    // connect_timeout_seconds and timeout_seconds: --connect-timeout and --timeout of `serve` and `update`
+    // from command-line flags (never read from the file).
+    double connect_timeout_seconds = 5, timeout_seconds = 20;
     // Surfaces.
     std::vector<ListenAddress> imds_listen;  // empty: not served over IMDS
     std::string ecs_path;                    // empty: not served over the container endpoint
