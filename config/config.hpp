@@ -134,6 +134,12 @@ struct ConfigEnvironment {
                                                const std::filesystem::path& origin,
                                                const ConfigEnvironment& environment);
 
+// read_socket_path is the [agent] table's socket_path as TOML text sets it, read by the same parser as
+// parse_config but without checking anything else, for the agent's clients to find a running agent while
+// its configuration file has a mistake: the path ("" for no socket), the default when the text does not set
+// it, nullopt when the text cannot tell (it is not TOML, or the value is not an absolute path or "").
+[[nodiscard]] std::optional<std::filesystem::path> read_socket_path(std::string_view text);
+
 // file_identity is "MAJOR:MINOR:INODE:SIZE:MTIME_S.NS:CTIME_S.NS" of an open file (statx), or "" when it
 // cannot be read. Any write, rename over or chmod changes it (ctime moves with each). The fast-path front
 // executable (daemon/front) formats the same fields the same way without libc.
