@@ -218,11 +218,11 @@ Result<void> run_fast_path(const FastPathOptions& options, std::FILE* out, const
     }
     diag.trace(consultation.reply.error().message + "; no agent answers");
     read_config_once(options, consultation);
-    const auto& config = consultation.config;
-    const std::string& config_path = consultation.config_path;
+    const auto& config = consultation.file.config;
+    const std::string& config_path = consultation.file.path;
     if (!config) {
-        if (consultation.config_error) {
-            return *consultation.config_error;
+        if (consultation.file.error) {
+            return *consultation.file.error;
         }
         return make_error(Errc::agent_unavailable, "no agent answers on " + consultation.socket.string() +
                                                        " and there is no " + config_path + " to sign from");
@@ -239,17 +239,21 @@ Result<void> run_fast_path(const FastPathOptions& options, std::FILE* out, const
 }
 
 Result<void> run_status(const StatusOptions& options, std::FILE* out) {
-    std::optional<config::AgentConfig> config;
-    if (options.socket_path.empty()) {
-        auto loaded =
-            config::load_config(config_path_or_default(options.config_path), environment_from_process());
-        if (loaded) {
-            config = std::move(*loaded);
-        } else if (!options.config_path.empty()) {
-            return loaded.error();
+    std::filesystem::path socket = options.socket_path;
+    if (socket.empty()) {
+        const ConfigRead file = read_agent_config(options.config_path);
+        socket = socket_for({}, file.config);
+        // A configuration with a mistake is when its agent's status matters most: the agent runs with the
+        // version it loaded, whose socket the file still names (or, when it cannot tell, the default one).
+        // A default file this user may not read is passed over in silence, as before.
+        if (file.error && (file.text_read || !options.config_path.empty())) {
+            std::fprintf(stderr,
+                         "rolesanywhere-agent: warning: %s (the running agent uses the configuration it "
+                         "loaded)\n",
+                         file.error->message.c_str());
+            socket = file.named_socket.value_or(socket);
         }
     }
-    const auto socket = socket_for(options.socket_path, config);
     ControlRequest request;
     auto reply = send_control_request(socket, request, std::chrono::seconds(5));
     if (!reply) {

@@ -35,26 +35,37 @@ std::filesystem::path socket_for(const std::string& socket_flag,
     return config::AgentSettings{}.socket_path;
 }
 
+ConfigRead read_agent_config(const std::string& flag) {
+    ConfigRead r;
+    r.path = config_path_or_default(flag);
+    std::error_code ec;
+    if (flag.empty() && !std::filesystem::exists(r.path, ec)) {
+        return r;
+    }
+    auto loaded = config::load_config(r.path, environment_from_process());
+    if (loaded) {
+        r.config = std::move(*loaded);
+        return r;
+    }
+    r.error = loaded.error();
+    // Read again to tell a file refused as such from one whose content does not validate.
+    if (auto file = config::read_config_file(r.path)) {
+        r.text_read = true;
+        r.named_socket = config::read_socket_path(file->text);
+    }
+    return r;
+}
+
 void read_config_once(const FastPathOptions& options, AgentConsultation& c) {
     if (c.config_read) {
         return;
     }
     c.config_read = true;
-    c.config_path = config_path_or_default(options.config_path);
-    std::error_code ec;
-    if (!options.config_path.empty() || std::filesystem::exists(c.config_path, ec)) {
-        auto loaded = config::load_config(c.config_path, environment_from_process());
-        if (loaded) {
-            c.config = std::move(*loaded);
-        } else {
-            c.config_error = loaded.error();
-        }
-    }
+    c.file = read_agent_config(options.config_path);
 }
 
 AgentConsultation consult_agent(const FastPathOptions& options) {
     AgentConsultation c;
-    c.config_path = config_path_or_default(options.config_path);
     if (options.min_lifetime_seconds < -1 || options.min_lifetime_seconds > 43200) {
         c.reply = make_error(Errc::usage, "--min-lifetime must be 0-43200 seconds");
         return c;
@@ -67,12 +78,12 @@ AgentConsultation consult_agent(const FastPathOptions& options) {
     // that does not load is the answer: it names the socket, so any other socket would be a guess.
     if (options.socket_path.empty()) {
         read_config_once(options, c);
-        if (c.config_error) {
-            c.reply = *c.config_error;
+        if (c.file.error) {
+            c.reply = *c.file.error;
             return c;
         }
     }
-    c.socket = socket_for(options.socket_path, c.config);
+    c.socket = socket_for(options.socket_path, c.file.config);
     ControlRequest request;
     request.kind = ControlRequest::Kind::credentials;
     request.profile = options.profile;

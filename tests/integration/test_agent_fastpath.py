@@ -7,6 +7,7 @@
 - With no agent: --no-fallback exits 69 with one line on stderr; without it, the command signs by itself from
   the configuration (one CreateSession).
 - Without --socket, the front answers alone only while the configuration file holds the agent's own bytes.
+- `status` still finds the agent's socket in a configuration that no longer loads, and warns about it.
 """
 
 import json
@@ -210,3 +211,33 @@ def test_fast_path_through_the_configuration_file(em, pki, tmp_path):
         assert create_sessions(em) == 1
     finally:
         assert agent.stop() == 0
+
+
+def with_a_typo(agent):
+    """Appends an unknown key to the agent's configuration (as an edit not yet reloaded); returns the error
+    line the file now gives."""
+    good = agent.config_path.read_text()
+    agent.config_path.write_text(good + "sesion_duration = 900\n")
+    return f"{agent.config_path}:{len(good.splitlines()) + 1}: profiles.web.sesion_duration: unknown key"
+
+
+def test_status_warns_about_a_configuration_with_a_typo_and_asks_the_agent(em, pki, tmp_path):
+    """`status --config` with a file that no longer loads: one warning line naming the file's line, then the
+    running agent's status, exit 0; with no agent, the warning and exit 69."""
+    agent = started_agent(tmp_path, em, pki)
+    try:
+        error = with_a_typo(agent)
+        warning = f"rolesanywhere-agent: warning: {error} (the running agent uses the configuration it loaded)"
+        status = agent.run("status", "--config", agent.config_path)
+        assert status.returncode == 0, status
+        assert status.stderr.decode().splitlines() == [warning]
+        assert "profile web: fresh" in status.stdout.decode(), status.stdout
+        status = agent.run("status", "--config", agent.config_path, "--json")
+        assert status.returncode == 0 and status.stderr.decode().splitlines() == [warning], status
+        assert [p["name"] for p in json.loads(status.stdout)["profiles"]] == ["web"]
+    finally:
+        assert agent.stop() == 0
+    status = agent.run("status", "--config", agent.config_path)
+    assert status.returncode == 69, status
+    assert status.stderr.decode().splitlines() == [warning, f"rolesanywhere-agent: no agent answers on "
+                                                             f"{agent.socket_path}"]
