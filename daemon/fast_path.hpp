@@ -5,6 +5,7 @@
 // (rolesanywhere-agent-core) would have finished loading its libraries, and hands everything else —
 // including signing by itself when no agent answers — to that program.
 
+#include <chrono>
 #include <filesystem>
 #include <optional>
 #include <string>
@@ -63,9 +64,19 @@ std::filesystem::path socket_for(const std::string& socket_flag,
 // read_config_once reads the configuration into `c.file` the first time it is called.
 void read_config_once(const FastPathOptions& options, AgentConsultation& c);
 
+// agent_runs_with asks the agent on `socket` for its status and is true when it names `config_path` (made
+// absolute) as the configuration file it runs with.
+[[nodiscard]] bool agent_runs_with(const std::filesystem::path& socket,
+                                   const std::string& config_path,
+                                   std::chrono::milliseconds timeout);
+
 // consult_agent validates the options and asks the agent. The result is final — credentials to print, or
 // the error to report — unless it is agent_unavailable without --no-fallback: then the caller signs by
-// itself (settled() is false).
+// itself (settled() is false). A configuration that does not load is the answer only when no agent answers
+// on the socket it still names (ConfigRead::named_socket): editing the file must not take the
+// credentials of a running agent away from its clients before it is reloaded. When the text cannot tell the
+// socket, the default socket is asked, and its agent trusted only if it runs with this very file
+// (agent_runs_with). A file refused as such is the answer at once.
 [[nodiscard]] AgentConsultation consult_agent(const FastPathOptions& options);
 [[nodiscard]] bool settled(const FastPathOptions& options, const AgentConsultation& c) noexcept;
 
