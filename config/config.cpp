@@ -706,6 +706,33 @@ Result<AgentConfig> parse_config_text(std::string_view text,
 
 }  // namespace
 
+std::optional<std::filesystem::path> read_socket_path(std::string_view text) {
+    // The same guard as parse_config_text: toml++ never sees the non-ASCII text it mishandles.
+    if (first_non_ascii_outside_comments(text) != 0) {
+        return std::nullopt;
+    }
+    toml::table root;
+    try {
+        root = toml::parse(text);
+    } catch (const toml::parse_error&) {
+        return std::nullopt;
+    }
+    const toml::node* agent = root.get("agent");
+    if (agent != nullptr && !agent->is_table()) {
+        return std::nullopt;
+    }
+    const toml::node* socket = agent != nullptr ? agent->as_table()->get("socket_path") : nullptr;
+    if (socket == nullptr) {
+        return AgentSettings{}.socket_path;
+    }
+    // What read_agent accepts.
+    const auto* value = socket->as_string();
+    if (value == nullptr || (!value->get().empty() && !value->get().starts_with('/'))) {
+        return std::nullopt;
+    }
+    return std::filesystem::path(value->get());
+}
+
 Result<ConfigFile> read_config_file(const std::filesystem::path& path) {
     struct stat st {};
     if (::stat(path.c_str(), &st) != 0) {

@@ -75,6 +75,9 @@ struct ProfileConfig {
     bool no_verify_ssl = false;
     int session_duration = 3600;
     std::string role_session_name;
+    // connect_timeout_seconds and timeout_seconds: --connect-timeout and --timeout of `serve` and `update`
+    // from command-line flags (never read from the file).
+    double connect_timeout_seconds = 5, timeout_seconds = 20;
     // Surfaces.
     std::vector<ListenAddress> imds_listen;  // empty: not served over IMDS
     std::string ecs_path;                    // empty: not served over the container endpoint
@@ -135,6 +138,12 @@ struct ConfigEnvironment {
 [[nodiscard]] Result<AgentConfig> parse_config(std::string_view text,
                                                const std::filesystem::path& origin,
                                                const ConfigEnvironment& environment);
+
+// read_socket_path is the [agent] table's socket_path as TOML text sets it, read by the same parser as
+// parse_config but without checking anything else, for the agent's clients to find a running agent while
+// its configuration file has a mistake: the path ("" for no socket), the default when the text does not set
+// it, nullopt when the text cannot tell (it is not TOML, or the value is not an absolute path or "").
+[[nodiscard]] std::optional<std::filesystem::path> read_socket_path(std::string_view text);
 
 // file_identity is "MAJOR:MINOR:INODE:SIZE:MTIME_S.NS:CTIME_S.NS" of an open file (statx), or "" when it
 // cannot be read. Any write, rename over or chmod changes it (ctime moves with each). The fast-path front

@@ -83,6 +83,8 @@ CredentialOptions credential_options_from_profile(const config::ProfileConfig& p
     o.no_verify_ssl = profile.no_verify_ssl;
     o.session_duration = profile.session_duration;
     o.role_session_name = profile.role_session_name;
+    o.connect_timeout_seconds = profile.connect_timeout_seconds;
+    o.timeout_seconds = profile.timeout_seconds;
     return o;
 }
 

@@ -1,10 +1,7 @@
 #include "daemon/agent_commands.hpp"
 
-#include <csignal>
 #include <cstdlib>
 #include <cstring>
-#include <random>
-#include <thread>
 
 #include <nlohmann/json.hpp>
 
@@ -14,7 +11,6 @@
 #include "daemon/credentials_file.hpp"
 #include "daemon/fast_path.hpp"
 #include "daemon/log.hpp"
-#include "daemon/refresh_policy.hpp"
 
 namespace rad::daemon {
 
@@ -39,6 +35,64 @@ int report(const Error& error) {
 }
 
 }  // namespace
+
+Result<config::ProfileConfig> profile_from_flags(const CredentialOptions& c) {
+    config::ProfileConfig profile;
+    profile.name = "default";
+    profile.certificate = c.identity.certificate;
+    profile.private_key = c.identity.private_key;
+    profile.intermediates = c.identity.intermediates;
+    profile.passphrase_file = c.identity.pkcs8_password_file;
+    if (c.identity.pkcs8_password) {
+        profile.passphrase_value = std::make_shared<const Secret>(c.identity.pkcs8_password->clone());
+    } else if (!c.identity.pkcs8_password_env.empty()) {
+        char* value = std::getenv(c.identity.pkcs8_password_env.c_str());
+        if (value == nullptr) {
+            return make_error(Errc::usage, "--pkcs8-password-env: environment variable " +
+                                               c.identity.pkcs8_password_env + " is not set");
+        }
+        profile.passphrase_value = std::make_shared<const Secret>(std::string_view(value));
+        explicit_bzero(value, std::strlen(value));
+    }
+    profile.allow_insecure_key_permissions = c.identity.allow_insecure_key_permissions;
+    profile.pkcs11_lib = c.identity.pkcs11_lib;
+    profile.reuse_pin = c.identity.reuse_pin;
+    profile.tpm_tcti = c.identity.tpm_tcti;
+    profile.tpm_key_password_file = c.identity.tpm_key_password_file;
+    profile.tpm_parent_password_file = c.identity.tpm_parent_password_file;
+    if (c.identity.tpm_key_password && !c.identity.no_tpm_key_password) {
+        profile.tpm_key_password_value = std::make_shared<const Secret>(c.identity.tpm_key_password->clone());
+    }
+    profile.trust_anchor_arn = c.trust_anchor_arn;
+    profile.profile_arn = c.profile_arn;
+    profile.role_arn = c.role_arn;
+    profile.region = c.region;
+    profile.endpoint = c.endpoint;
+    profile.use_fips_endpoint = c.use_fips_endpoint;
+    profile.ca_bundle = c.ca_bundle;
+    profile.no_verify_ssl = c.no_verify_ssl;
+    profile.session_duration = c.session_duration;
+    profile.role_session_name = c.role_session_name;
+    profile.connect_timeout_seconds = c.connect_timeout_seconds;
+    profile.timeout_seconds = c.timeout_seconds;
+    return profile;
+}
+
+Result<config::AgentConfig> update_agent_config(const UpdateOptions& options) {
+    if (options.profile.empty()) {
+        return make_error(Errc::usage, "--profile must name a section of the credentials file");
+    }
+    auto profile = profile_from_flags(options.credentials);
+    if (!profile) {
+        return profile.error();
+    }
+    profile->name = options.profile;
+    profile->credentials_file_profile = options.profile;
+    config::AgentConfig config;
+    config.agent.socket_path.clear();
+    config.profiles.push_back(std::move(*profile));
+    return config;
+}
 
 int run_serve(ServeOptions options) {
     std::optional<config::LogLevel> level_flag;
@@ -72,47 +126,13 @@ int run_serve(ServeOptions options) {
         if (options.hop_limit < 1 || options.hop_limit > 255) {
             return report(make_error(Errc::usage, "--hop-limit must be 1-255"));
         }
-        const CredentialOptions& c = options.credentials;
-        config::ProfileConfig profile;
-        profile.name = "default";
-        profile.certificate = c.identity.certificate;
-        profile.private_key = c.identity.private_key;
-        profile.intermediates = c.identity.intermediates;
-        profile.passphrase_file = c.identity.pkcs8_password_file;
-        if (c.identity.pkcs8_password) {
-            profile.passphrase_value = std::make_shared<const Secret>(c.identity.pkcs8_password->clone());
-        } else if (!c.identity.pkcs8_password_env.empty()) {
-            char* value = std::getenv(c.identity.pkcs8_password_env.c_str());
-            if (value == nullptr) {
-                return report(make_error(Errc::usage, "--pkcs8-password-env: environment variable " +
-                                                          c.identity.pkcs8_password_env + " is not set"));
-            }
-            profile.passphrase_value = std::make_shared<const Secret>(std::string_view(value));
-            explicit_bzero(value, std::strlen(value));
+        auto profile = profile_from_flags(options.credentials);
+        if (!profile) {
+            return report(profile.error());
         }
-        profile.allow_insecure_key_permissions = c.identity.allow_insecure_key_permissions;
-        profile.pkcs11_lib = c.identity.pkcs11_lib;
-        profile.reuse_pin = c.identity.reuse_pin;
-        profile.tpm_tcti = c.identity.tpm_tcti;
-        profile.tpm_key_password_file = c.identity.tpm_key_password_file;
-        profile.tpm_parent_password_file = c.identity.tpm_parent_password_file;
-        if (c.identity.tpm_key_password && !c.identity.no_tpm_key_password) {
-            profile.tpm_key_password_value =
-                std::make_shared<const Secret>(c.identity.tpm_key_password->clone());
-        }
-        profile.trust_anchor_arn = c.trust_anchor_arn;
-        profile.profile_arn = c.profile_arn;
-        profile.role_arn = c.role_arn;
-        profile.region = c.region;
-        profile.endpoint = c.endpoint;
-        profile.use_fips_endpoint = c.use_fips_endpoint;
-        profile.ca_bundle = c.ca_bundle;
-        profile.no_verify_ssl = c.no_verify_ssl;
-        profile.session_duration = c.session_duration;
-        profile.role_session_name = c.role_session_name;
-        profile.imds_listen.push_back(
+        profile->imds_listen.push_back(
             config::ListenAddress{"127.0.0.1", static_cast<std::uint16_t>(options.port)});
-        agent.config.profiles.push_back(std::move(profile));
+        agent.config.profiles.push_back(std::move(*profile));
         agent.config.agent.hop_limit = options.hop_limit;
         agent.config.agent.socket_path = options.socket_path;
         std::fprintf(stderr,
@@ -133,61 +153,55 @@ int run_serve(ServeOptions options) {
     return run_agent(std::move(agent), log);
 }
 
-int run_update(const UpdateOptions& options) {
+int run_update(UpdateOptions options) {
     auto level = parse_level(options.log_level);
     if (!level) {
         return report(level.error());
     }
-    Logger log(*level, config::LogFormat::text);
     const Diagnostics diag{options.credentials.debug, stderr};
+    if (!options.once) {
+        // Kept fresh, the file is a surface of the agent: its refresh policy and backoff, rotated key files
+        // picked up, and a clean stop on SIGTERM.
+        auto config = update_agent_config(options);
+        if (!config) {
+            return report(config.error());
+        }
+        // The flags are checked and the identity loaded here first (the agent then loads its own), so that a
+        // mistake in them is reported as with --once: one line and its own exit code, not a profile the agent
+        // cannot start. --pkcs8-password-env has been read, and wiped, by now: the check takes the
+        // passphrase the agent holds.
+        if (const auto& passphrase = config->profiles.front().passphrase_value) {
+            options.credentials.identity.pkcs8_password.emplace(passphrase->clone());
+            options.credentials.identity.pkcs8_password_env.clear();
+        }
+        if (auto checked = prepare_session(options.credentials, diag); !checked) {
+            return report(checked.error());
+        }
+        AgentOptions agent;
+        agent.config = std::move(*config);
+        agent.environment = environment_from_process();
+        Logger log(options.credentials.debug ? config::LogLevel::debug : *level, config::LogFormat::text);
+        return run_agent(std::move(agent), log);
+    }
     auto session = prepare_session(options.credentials, diag);
     if (!session) {
         return report(session.error());
     }
-    const auto path = default_credentials_file();
-    const RefreshSettings settings;
-    std::mt19937_64 rng{std::random_device{}()};
-    std::uniform_real_distribution<double> uniform(0.0, 1.0);
-    std::optional<SteadyTime> served_deadline;
-    int failures = 0;
-    for (;;) {
-        auto credentials = fetch_credentials(session->identity, session->params, session->endpoint,
-                                             RetryOptions{}, production_hooks(session->client, diag));
-        const auto now = std::chrono::steady_clock::now();
-        SteadyTime next;
-        if (credentials) {
-            const auto deadline =
-                monotonic_deadline(credentials->expiration, std::chrono::system_clock::now(), now);
-            if (auto r = write_credentials_file(path, options.profile, *credentials); !r) {
-                return report(r.error());
-            }
-            failures = 0;
-            served_deadline = deadline;
-            next = next_refresh_after_success(settings, now, deadline, uniform(rng));
-            log.info("credentials_written",
-                     {{"file", path.string()},
-                      {"profile", options.profile},
-                      {"access_key", signer::redact_access_key_id(credentials->access_key_id)},
-                      {"expiration", format_iso8601(credentials->expiration)}});
-            if (options.once) {
-                return 0;
-            }
-        } else {
-            if (options.once) {
-                return report(credentials.error());
-            }
-            ++failures;
-            const auto decision = next_refresh_after_failure(settings, now, credentials.error(), failures,
-                                                             uniform(rng), served_deadline);
-            next = decision.retry_at;
-            log.error(
-                "refresh_failed",
-                {{"error", credentials.error().message},
-                 {"retry_in",
-                  std::to_string(std::chrono::duration_cast<std::chrono::seconds>(next - now).count())}});
-        }
-        std::this_thread::sleep_until(next);
+    Logger log(*level, config::LogFormat::text);
+    auto credentials = fetch_credentials(session->identity, session->params, session->endpoint,
+                                         RetryOptions{}, production_hooks(session->client, diag));
+    if (!credentials) {
+        return report(credentials.error());
     }
+    const auto path = default_credentials_file();
+    if (auto r = write_credentials_file(path, options.profile, *credentials); !r) {
+        return report(r.error());
+    }
+    log.info("credentials_written", {{"file", path.string()},
+                                     {"profile", options.profile},
+                                     {"access_key", signer::redact_access_key_id(credentials->access_key_id)},
+                                     {"expiration", format_iso8601(credentials->expiration)}});
+    return 0;
 }
 
 Result<void> run_fast_path(const FastPathOptions& options, std::FILE* out, const Diagnostics& diag) {
@@ -204,11 +218,11 @@ Result<void> run_fast_path(const FastPathOptions& options, std::FILE* out, const
     }
     diag.trace(consultation.reply.error().message + "; no agent answers");
     read_config_once(options, consultation);
-    const auto& config = consultation.config;
-    const std::string& config_path = consultation.config_path;
+    const auto& config = consultation.file.config;
+    const std::string& config_path = consultation.file.path;
     if (!config) {
-        if (consultation.config_error) {
-            return *consultation.config_error;
+        if (consultation.file.error) {
+            return *consultation.file.error;
         }
         return make_error(Errc::agent_unavailable, "no agent answers on " + consultation.socket.string() +
                                                        " and there is no " + config_path + " to sign from");
@@ -225,17 +239,21 @@ Result<void> run_fast_path(const FastPathOptions& options, std::FILE* out, const
 }
 
 Result<void> run_status(const StatusOptions& options, std::FILE* out) {
-    std::optional<config::AgentConfig> config;
-    if (options.socket_path.empty()) {
-        auto loaded =
-            config::load_config(config_path_or_default(options.config_path), environment_from_process());
-        if (loaded) {
-            config = std::move(*loaded);
-        } else if (!options.config_path.empty()) {
-            return loaded.error();
+    std::filesystem::path socket = options.socket_path;
+    if (socket.empty()) {
+        const ConfigRead file = read_agent_config(options.config_path);
+        socket = socket_for({}, file.config);
+        // A configuration with a mistake is when its agent's status matters most: the agent runs with the
+        // version it loaded, whose socket the file still names (or, when it cannot tell, the default one).
+        // A default file this user may not read is passed over in silence, as before.
+        if (file.error && (file.text_read || !options.config_path.empty())) {
+            std::fprintf(stderr,
+                         "rolesanywhere-agent: warning: %s (the running agent uses the configuration it "
+                         "loaded)\n",
+                         file.error->message.c_str());
+            socket = file.named_socket.value_or(socket);
         }
     }
-    const auto socket = socket_for(options.socket_path, config);
     ControlRequest request;
     auto reply = send_control_request(socket, request, std::chrono::seconds(5));
     if (!reply) {

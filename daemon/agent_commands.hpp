@@ -1,6 +1,7 @@
 #pragma once
 // The commands that involve the long-running agent: `serve` (run it), `update` (keep a credentials-file
-// profile fresh), `status` (ask it), and `credential-process --profile` (the fast path through its socket).
+// profile fresh: the agent with that one surface, or one write with --once), `status` (ask it), and
+// `credential-process --profile` (the fast path through its socket).
 
 #include <cstdio>
 #include <filesystem>
@@ -44,8 +45,16 @@ struct RefreshOptions {
     std::vector<std::string> profiles;  // empty: every profile the agent serves
 };
 
+// profile_from_flags is the profile the reference helper's flags describe, named "default", with no surface:
+// `serve` and `update` from flags. An unset --pkcs8-password-env variable is a usage error.
+[[nodiscard]] Result<config::ProfileConfig> profile_from_flags(const CredentialOptions& credentials);
+// update_agent_config is the agent that the continuous `update` runs: the profile of the flags, named after
+// and written to section --profile of the default credentials file, and no other surface (no IMDS, no
+// container endpoint, no Unix socket).
+[[nodiscard]] Result<config::AgentConfig> update_agent_config(const UpdateOptions& options);
+
 int run_serve(ServeOptions options);
-int run_update(const UpdateOptions& options);
+int run_update(UpdateOptions options);
 [[nodiscard]] Result<void> run_fast_path(const FastPathOptions& options,
                                          std::FILE* out,
                                          const Diagnostics& diag);

@@ -312,7 +312,7 @@ int run_cli(int argc, char** argv) {
         if (update->count("--pkcs8-password") > 0) {
             up.credentials.identity.pkcs8_password.emplace(std::move(up_password));
         }
-        return run_update(up);
+        return run_update(std::move(up));
     }
     if (*status) {
         return finish(run_status(st, stdout));

@@ -244,6 +244,60 @@ void remove_stale_temporaries(const std::filesystem::path& path) {
     }
 }
 
+// WriterLock is an flock on "<file>.lock", taken while that name leads to the locked inode; the file is
+// removed before the lock is released.
+//
+// Why a lock file that is removed, rather than one kept forever or an flock on the directory: a kept file is
+// litter beside the credentials that outlives every writer, and on NFS (home directories often are) flock is
+// emulated with byte-range locks, which need a descriptor open for writing, which a directory cannot have.
+// Removing it is safe because every writer checks, once locked, that the name still leads to the inode it
+// locked, and starts over if not: a writer that opened the file just before its holder removed it wakes up
+// holding an orphan, and takes the file now at the name instead. So at most one writer holds the lock of the
+// file the name leads to. A writer killed while holding it leaves the file; the next one takes it over.
+class WriterLock {
+public:
+    static Result<WriterLock> take(const std::filesystem::path& file) {
+        WriterLock lock(file.string() + ".lock");
+        for (;;) {
+            lock.fd_.reset(::open(lock.path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600));
+            if (!lock.fd_.valid()) {
+                return io_error(lock.path_, "cannot open the lock file");
+            }
+            while (::flock(lock.fd_.get(), LOCK_EX) != 0) {
+                if (errno != EINTR) {
+                    return io_error(lock.path_, "cannot lock");
+                }
+            }
+            struct stat locked {};
+            if (::fstat(lock.fd_.get(), &locked) != 0) {
+                return io_error(lock.path_, "cannot stat");
+            }
+            struct stat named {};
+            if (::lstat(lock.path_.c_str(), &named) == 0) {
+                if (named.st_dev == locked.st_dev && named.st_ino == locked.st_ino) {
+                    lock.held_ = true;
+                    return lock;
+                }
+            } else if (errno != ENOENT) {
+                return io_error(lock.path_, "cannot stat");
+            }
+        }
+    }
+    WriterLock(WriterLock&&) = default;
+    WriterLock& operator=(WriterLock&&) = delete;
+    ~WriterLock() {
+        if (held_ && fd_.valid()) {
+            ::unlink(path_.c_str());  // still locked: fd_ closes (and unlocks) after this
+        }
+    }
+
+private:
+    explicit WriterLock(std::filesystem::path path) : path_(std::move(path)) {}
+    std::filesystem::path path_;
+    UniqueFd fd_;
+    bool held_ = false;  // only the holder may remove the file: anyone else would free it for a third writer
+};
+
 }  // namespace
 
 Result<void> write_credentials_file(const std::filesystem::path& path,
@@ -264,16 +318,11 @@ Result<void> write_credentials_file(const std::filesystem::path& path,
         }
     }
 
-    // The lock file (not the credentials file, which rename() replaces) serialises writers.
-    const std::filesystem::path lock_path = path.string() + ".lock";
-    UniqueFd lock(::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600));
-    if (!lock.valid()) {
-        return io_error(lock_path, "cannot open the lock file");
-    }
-    while (::flock(lock.get(), LOCK_EX) != 0) {
-        if (errno != EINTR) {
-            return io_error(lock_path, "cannot lock");
-        }
+    // Writers serialise on a lock file beside the credentials file (not on that file, which rename()
+    // replaces); it is gone again when this returns.
+    auto lock = WriterLock::take(path);
+    if (!lock) {
+        return lock.error();
     }
 
     remove_stale_temporaries(path);

@@ -2,7 +2,7 @@
 // The shared credentials file (~/.aws/credentials) as `update` and the agent's credentials-file surface write
 // it. Editing is a pure function of the old text; writing is atomic (temp file, fsync, rename, fsync of the
 // directory) under an flock on a lock file beside it, so a reader never sees half a file and two writers
-// never lose each other's profiles.
+// never lose each other's profiles. The lock file exists only while a writer holds it.
 
 #include <sys/types.h>
 
@@ -30,7 +30,8 @@ Secret edit_credentials_file(std::string_view existing,
                              const signer::Credentials& credentials);
 
 // write_credentials_file applies edit_credentials_file to `path` (created 0600 if missing, with its directory
-// 0700). Under the lock it first removes "<path>.tmp.*" files that a killed writer left behind. Errors:
+// 0700), locking "<path>.lock" and removing it again. Under the lock it first removes "<path>.tmp.*" files
+// that a killed writer left behind (and takes over the lock file one left). Errors:
 // input_invalid (the file is not a regular file), unsafe_permissions (group/world readable existing file),
 // internal (I/O failures), each naming the path.
 [[nodiscard]] Result<void> write_credentials_file(const std::filesystem::path& path,

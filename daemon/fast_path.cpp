@@ -8,6 +8,8 @@
 #include <string_view>
 #include <system_error>
 
+#include <nlohmann/json.hpp>
+
 #include "daemon/control_client.hpp"
 
 namespace rad::daemon {
@@ -35,26 +37,55 @@ std::filesystem::path socket_for(const std::string& socket_flag,
     return config::AgentSettings{}.socket_path;
 }
 
+ConfigRead read_agent_config(const std::string& flag) {
+    ConfigRead r;
+    r.path = config_path_or_default(flag);
+    std::error_code ec;
+    if (flag.empty() && !std::filesystem::exists(r.path, ec)) {
+        return r;
+    }
+    auto loaded = config::load_config(r.path, environment_from_process());
+    if (loaded) {
+        r.config = std::move(*loaded);
+        return r;
+    }
+    r.error = loaded.error();
+    // Read again to tell a file refused as such from one whose content does not validate.
+    if (auto file = config::read_config_file(r.path)) {
+        r.text_read = true;
+        r.named_socket = config::read_socket_path(file->text);
+    }
+    return r;
+}
+
 void read_config_once(const FastPathOptions& options, AgentConsultation& c) {
     if (c.config_read) {
         return;
     }
     c.config_read = true;
-    c.config_path = config_path_or_default(options.config_path);
-    std::error_code ec;
-    if (!options.config_path.empty() || std::filesystem::exists(c.config_path, ec)) {
-        auto loaded = config::load_config(c.config_path, environment_from_process());
-        if (loaded) {
-            c.config = std::move(*loaded);
-        } else {
-            c.config_error = loaded.error();
-        }
+    c.file = read_agent_config(options.config_path);
+}
+
+bool agent_runs_with(const std::filesystem::path& socket,
+                     const std::string& config_path,
+                     std::chrono::milliseconds timeout) {
+    auto status = send_control_request(socket, ControlRequest{}, timeout);
+    if (!status) {
+        return false;
     }
+    const auto doc = nlohmann::json::parse(status->reveal(), nullptr, false);
+    const auto config = doc.is_object() ? doc.find("config") : doc.end();
+    if (config == doc.end() || !config->is_string()) {
+        return false;
+    }
+    const std::filesystem::path theirs = config->get<std::string>();
+    std::error_code ec;
+    const auto ours = std::filesystem::absolute(config_path, ec);
+    return !ec && theirs.is_absolute() && theirs.lexically_normal() == ours.lexically_normal();
 }
 
 AgentConsultation consult_agent(const FastPathOptions& options) {
     AgentConsultation c;
-    c.config_path = config_path_or_default(options.config_path);
     if (options.min_lifetime_seconds < -1 || options.min_lifetime_seconds > 43200) {
         c.reply = make_error(Errc::usage, "--min-lifetime must be 0-43200 seconds");
         return c;
@@ -63,28 +94,45 @@ AgentConsultation consult_agent(const FastPathOptions& options) {
         c.reply = make_error(Errc::usage, "--timeout must be a positive number of seconds");
         return c;
     }
-    // With --socket, a call the agent answers never parses the configuration. Without it, a configuration
-    // that does not load is the answer: it names the socket, so any other socket would be a guess.
+    // Rounded to the nearest millisecond (as the front executable reads "1.5" or "0.29"), at most a year.
+    const auto timeout =
+        std::chrono::milliseconds(std::llround(std::min(options.timeout_seconds, 365.0 * 86400) * 1000));
+    // With --socket, a call the agent answers never parses the configuration. Without it, the file names the
+    // socket, and still does when it no longer loads (an edit the agent has not loaded yet): the agent is
+    // asked all the same, and the file's error is the answer only when none answers. A file refused as such
+    // names nothing, and a text that cannot tell leads to the default socket only if the agent there runs
+    // with this very file: no other socket is guessed.
     if (options.socket_path.empty()) {
         read_config_once(options, c);
-        if (c.config_error) {
-            c.reply = *c.config_error;
+    }
+    const std::optional<Error>& broken = c.file.error;
+    if (broken) {
+        if (!c.file.text_read) {
+            c.reply = *broken;
             return c;
         }
+        c.socket = c.file.named_socket.value_or(config::AgentSettings{}.socket_path);
+        if (!c.file.named_socket && !agent_runs_with(c.socket, c.file.path, timeout)) {
+            c.reply = *broken;
+            return c;
+        }
+    } else {
+        c.socket = socket_for(options.socket_path, c.file.config);
     }
-    c.socket = socket_for(options.socket_path, c.config);
     ControlRequest request;
     request.kind = ControlRequest::Kind::credentials;
     request.profile = options.profile;
     request.min_seconds = options.min_lifetime_seconds;
-    // Rounded to the nearest millisecond (as the front executable reads "1.5" or "0.29"), at most a year.
-    const auto timeout =
-        std::chrono::milliseconds(std::llround(std::min(options.timeout_seconds, 365.0 * 86400) * 1000));
     c.reply = c.socket.empty() ? Result<Secret>(make_error(Errc::agent_unavailable, "no socket configured"))
                                : send_control_request(c.socket, request, timeout);
-    if (!c.reply && c.reply.error().code == Errc::agent_unavailable && options.no_fallback) {
-        c.reply = make_error(Errc::agent_unavailable, "no agent answers on " + c.socket.string() +
-                                                          " (start it: systemctl start rolesanywhere-agent)");
+    if (!c.reply && c.reply.error().code == Errc::agent_unavailable) {
+        if (broken) {
+            c.reply = *broken;  // no agent, and nothing to sign with
+        } else if (options.no_fallback) {
+            c.reply =
+                make_error(Errc::agent_unavailable, "no agent answers on " + c.socket.string() +
+                                                        " (start it: systemctl start rolesanywhere-agent)");
+        }
     }
     return c;
 }

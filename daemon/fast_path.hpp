@@ -5,6 +5,7 @@
 // (rolesanywhere-agent-core) would have finished loading its libraries, and hands everything else —
 // including signing by itself when no agent answers — to that program.
 
+#include <chrono>
 #include <filesystem>
 #include <optional>
 #include <string>
@@ -24,15 +25,32 @@ struct FastPathOptions {
     double timeout_seconds = 20;    // credential-process --timeout
 };
 
+// ConfigRead is the agent's configuration file as its clients (the fast path, `status`) read it: to find the
+// agent's socket and, for the fast path with no agent, to sign from.
+struct ConfigRead {
+    std::string path;                           // --config, else the default path
+    std::optional<config::AgentConfig> config;  // set when it loads
+    std::optional<Error> error;                 // set when it does not (a missing default file is no error)
+    // With `error`: text_read when the file itself was accepted (a regular file, not writable by others; see
+    // config::read_config_file) and only its content does not validate, as after an edit the running agent
+    // has not loaded; then named_socket is the socket it still names (config::read_socket_path), nullopt
+    // when the text cannot tell. A file refused as such names nothing: whoever can write it could point
+    // clients at a socket of their own.
+    bool text_read = false;
+    std::optional<std::filesystem::path> named_socket;
+};
+
+// read_agent_config reads the configuration named by --config (`flag`), else the default file: an explicit
+// file that does not exist is an error; a missing default file is not.
+[[nodiscard]] ConfigRead read_agent_config(const std::string& flag);
+
 // AgentConsultation is one fast-path exchange: the agent's reply, or why there is none, and the
 // configuration, which is read only when it matters (no --socket, or signing by ourselves next).
 struct AgentConsultation {
     Result<Secret> reply = make_error(Errc::agent_unavailable, "not asked");
     std::filesystem::path socket;
-    std::string config_path;
     bool config_read = false;
-    std::optional<config::AgentConfig> config;  // set when read and valid
-    std::optional<Error> config_error;          // set when read and invalid
+    ConfigRead file;
 };
 
 // environment_from_process is what the configuration may refer to ($CREDENTIALS_DIRECTORY).
@@ -43,13 +61,22 @@ std::string config_path_or_default(const std::string& flag);
 std::filesystem::path socket_for(const std::string& socket_flag,
                                  const std::optional<config::AgentConfig>& config);
 
-// read_config_once loads the configuration into `c` the first time it is called (an explicit --config
-// that does not exist is an error; a missing default file is not).
+// read_config_once reads the configuration into `c.file` the first time it is called.
 void read_config_once(const FastPathOptions& options, AgentConsultation& c);
+
+// agent_runs_with asks the agent on `socket` for its status and is true when it names `config_path` (made
+// absolute) as the configuration file it runs with.
+[[nodiscard]] bool agent_runs_with(const std::filesystem::path& socket,
+                                   const std::string& config_path,
+                                   std::chrono::milliseconds timeout);
 
 // consult_agent validates the options and asks the agent. The result is final — credentials to print, or
 // the error to report — unless it is agent_unavailable without --no-fallback: then the caller signs by
-// itself (settled() is false).
+// itself (settled() is false). A configuration that does not load is the answer only when no agent answers
+// on the socket it still names (ConfigRead::named_socket): editing the file must not take the
+// credentials of a running agent away from its clients before it is reloaded. When the text cannot tell the
+// socket, the default socket is asked, and its agent trusted only if it runs with this very file
+// (agent_runs_with). A file refused as such is the answer at once.
 [[nodiscard]] AgentConsultation consult_agent(const FastPathOptions& options);
 [[nodiscard]] bool settled(const FastPathOptions& options, const AgentConsultation& c) noexcept;
 

@@ -1,6 +1,6 @@
-// Fuzz target: parse_config on arbitrary TOML text (toml++ and every check of config.cpp), without touching
-// the file system (check_files off). A configuration that parses must keep the promises config.hpp makes;
-// one that does not must say why on one line that starts with the file name.
+// Fuzz target: parse_config and read_socket_path on arbitrary TOML text (toml++ and every check of
+// config.cpp), without touching the file system (check_files off). A configuration that parses must keep the
+// promises config.hpp makes; one that does not must say why on one line that starts with the file name.
 
 #include <cstddef>
 #include <cstdint>
@@ -72,8 +72,13 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     environment.check_files = false;
     environment.credentials_directory = "/run/credentials/rolesanywhere-agent.service";
     auto parsed = rad::config::parse_config(text, "fuzz.toml", environment);
+    // read_socket_path runs toml++ on the same text, for files that do not validate too.
+    const auto socket = rad::config::read_socket_path(text);
     if (parsed) {
         check(*parsed);
+        if (socket != parsed->agent.socket_path) {
+            fail("read_socket_path disagrees with parse_config on a valid file");
+        }
         return 0;
     }
     const rad::Error& error = parsed.error();

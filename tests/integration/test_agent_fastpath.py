@@ -7,6 +7,8 @@
 - With no agent: --no-fallback exits 69 with one line on stderr; without it, the command signs by itself from
   the configuration (one CreateSession).
 - Without --socket, the front answers alone only while the configuration file holds the agent's own bytes.
+- An edited configuration that no longer loads does not take the running agent away: the fast path and
+  `status` still find its socket in the file; only with no agent is the file's error the answer (exit 78).
 """
 
 import json
@@ -178,8 +180,8 @@ def test_fast_path_through_the_configuration_file(em, pki, tmp_path):
     """Without --socket the front finds the socket in the configuration by a quick scan and sends the file's
     identity. The agent answers the front alone while the file holds the bytes it runs with (a chmod or an
     unchanged rewrite gives the file a new identity: the agent compares the bytes once and takes it); once the
-    bytes differ, the full program loads the file, says what is wrong with it if anything, or asks the agent
-    itself."""
+    bytes differ, the full program loads the file and asks the agent itself (even when the file no longer
+    loads: see the next test); a file it refuses as such (writable by others) is reported, exit 78."""
     agent = started_agent(tmp_path, em, pki)
     front = lone_front(tmp_path)
     try:
@@ -196,7 +198,12 @@ def test_fast_path_through_the_configuration_file(em, pki, tmp_path):
         assert alone.returncode == 69 and b"cannot run" in alone.stderr, alone
         assert matches(issued, parse_process_output(fast_path(AGENT, agent.config_path)))
 
-        agent.config_path.write_text(good + "[agent]\n")  # a second [agent] table: TOML refuses it
+        agent.config_path.write_text(good + "sesion_duration = 900\n")  # a typo: the file no longer loads
+        assert fast_path(front, agent.config_path).returncode == 69  # the front hands it over...
+        assert matches(issued, parse_process_output(fast_path(AGENT, agent.config_path)))  # ...the agent answers
+        # Not even TOML (a second [agent] table): the file cannot tell the socket, and no agent at the default
+        # socket runs with this file, so its error is the answer.
+        agent.config_path.write_text(good + "[agent]\n")
         result = fast_path(AGENT, agent.config_path)
         assert result.returncode == 78 and result.stdout == b"", result
         assert str(agent.config_path) in result.stderr.decode(), result.stderr
@@ -227,3 +234,54 @@ def test_shorter_issued_sessions_than_configured_cost_no_create_session(em, pki,
         assert create_sessions(em) == 1, "the fast path called CreateSession for credentials the cache holds"
     finally:
         assert agent.stop() == 0
+
+
+def with_a_typo(agent):
+    """Appends an unknown key to the agent's configuration (as an edit not yet reloaded); returns the error
+    line the file now gives."""
+    good = agent.config_path.read_text()
+    agent.config_path.write_text(good + "sesion_duration = 900\n")
+    return f"{agent.config_path}:{len(good.splitlines()) + 1}: profiles.web.sesion_duration: unknown key"
+
+
+def test_a_configuration_with_a_typo_still_reaches_the_running_agent(em, pki, tmp_path):
+    """The configuration is edited and has a typo, and the agent has not been reloaded: it still holds good
+    credentials, and the fast path gets them. Once no agent answers, the fast path reports the file's error
+    with exit 78: there is nothing to sign with."""
+    agent = started_agent(tmp_path, em, pki)
+    try:
+        issued = em.issued()[0]
+        error = with_a_typo(agent)
+        for extra in ([], ["--no-fallback"]):
+            result = agent.run("credential-process", "--profile", "web", "--config", agent.config_path, *extra)
+            assert matches(issued, parse_process_output(result)), result
+            assert result.stderr == b"", result
+    finally:
+        assert agent.stop() == 0
+    for extra in ([], ["--no-fallback"]):
+        result = agent.run("credential-process", "--profile", "web", "--config", agent.config_path, *extra)
+        assert result.returncode == 78 and result.stdout == b"", result
+        assert result.stderr.decode().splitlines() == [f"rolesanywhere-agent: {error}"]
+    assert create_sessions(em) == 1
+
+
+def test_status_warns_about_a_configuration_with_a_typo_and_asks_the_agent(em, pki, tmp_path):
+    """`status --config` with a file that no longer loads: one warning line naming the file's line, then the
+    running agent's status, exit 0; with no agent, the warning and exit 69."""
+    agent = started_agent(tmp_path, em, pki)
+    try:
+        error = with_a_typo(agent)
+        warning = f"rolesanywhere-agent: warning: {error} (the running agent uses the configuration it loaded)"
+        status = agent.run("status", "--config", agent.config_path)
+        assert status.returncode == 0, status
+        assert status.stderr.decode().splitlines() == [warning]
+        assert "profile web: fresh" in status.stdout.decode(), status.stdout
+        status = agent.run("status", "--config", agent.config_path, "--json")
+        assert status.returncode == 0 and status.stderr.decode().splitlines() == [warning], status
+        assert [p["name"] for p in json.loads(status.stdout)["profiles"]] == ["web"]
+    finally:
+        assert agent.stop() == 0
+    status = agent.run("status", "--config", agent.config_path)
+    assert status.returncode == 69, status
+    assert status.stderr.decode().splitlines() == [warning, f"rolesanywhere-agent: no agent answers on "
+                                                             f"{agent.socket_path}"]

@@ -1,16 +1,22 @@
 """The credentials-file surface: `update --once` and the agent's credentials_file_profile write one section of
 the shared credentials file, atomically (a new file renamed over the old, mode 0600), with exactly what the
-emulator issued, and leave every other section and comment alone. botocore then reads it.
+emulator issued, and leave every other section and comment alone. botocore then reads it. The continuous
+`update` is the agent with that one surface: SIGTERM stops it with exit 0, and nothing but the credentials
+file is left in its directory.
 """
 
 import configparser
 import json
 import os
+import signal
 import stat
 import subprocess
+import time
 
-from agent_support import AgentProcess, create_sessions
-from conftest import PYTHON, clean_environment
+import pytest
+
+from agent_support import STOP_TIMEOUT, AgentProcess, create_sessions
+from conftest import AGENT, PYTHON, clean_environment
 
 OTHER_SECTIONS = """# keys managed by hand
 [default]
@@ -40,12 +46,9 @@ def assert_written(path, section, issued):
     assert sections["other"] == {"aws_access_key_id": "AKIAEXAMPLEOTHER0000", "aws_secret_access_key": "other-secret"}
     assert "# keys managed by hand" in path.read_text()
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
-    # Writers serialise on an flock of FILE.lock (kept, empty); no temporary file may be left behind.
+    # Neither a temporary file nor the writers' lock file may be left behind.
     leftovers = sorted(p.name for p in path.parent.iterdir() if p.name.startswith(path.name))
-    assert leftovers in ([path.name], [path.name, path.name + ".lock"]), leftovers
-    lock = path.with_name(path.name + ".lock")
-    if lock.exists():
-        assert lock.stat().st_size == 0 and stat.S_IMODE(lock.stat().st_mode) == 0o600
+    assert leftovers == [path.name], leftovers
 
 
 def botocore_profile(credentials_file, profile, home):
@@ -117,3 +120,36 @@ def test_agent_credentials_file_surface(em, pki, tmp_path):
         assert_written(agent.credentials_file, "web", em.issued()[-1])
     finally:
         assert agent.stop() == 0
+
+
+@pytest.mark.parametrize("identity", ["plain", "passphrase-from-environment"])
+def test_update_stops_on_sigterm_with_exit_0_and_leaves_only_the_file(em, agent, tmp_path, identity):
+    """The continuous `update` is the agent with the credentials file as its only surface: it writes the file,
+    and SIGTERM stops it with exit 0 and nothing but the file left beside it. A passphrase from
+    --pkcs8-password-env (read once, then wiped from the environment) reaches the agent."""
+    credentials = tmp_path / "aws" / "credentials"
+    env = clean_environment({"AWS_SHARED_CREDENTIALS_FILE": str(credentials), "RAD_IT_PASSPHRASE": "test-passphrase"})
+    flags = agent.identity_args() if identity == "plain" else [
+        *agent.identity_args("p256.pem", "p256-enc-aes256-sha256.key"), "--pkcs8-password-env", "RAD_IT_PASSPHRASE"]
+    process = subprocess.Popen([str(AGENT), "update", "--profile", "web", *flags, *agent.target_args()],
+                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    try:
+        deadline = time.monotonic() + 30
+        while not (credentials.exists() and "[web]" in credentials.read_text()):
+            assert process.poll() is None, process.stderr.read().decode()
+            assert time.monotonic() < deadline, "no credentials written within 30 s"
+            time.sleep(0.05)
+        process.send_signal(signal.SIGTERM)
+        returncode = process.wait(timeout=STOP_TIMEOUT)
+        stderr = process.stderr.read().decode()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=STOP_TIMEOUT)
+        process.stderr.close()
+    assert returncode == 0, stderr
+    assert sorted(p.name for p in credentials.parent.iterdir()) == ["credentials"]
+    sections = read_sections(credentials)
+    assert list(sections) == ["web"]
+    assert sections["web"]["aws_access_key_id"] == em.issued()[-1]["accessKeyId"]
+    assert em.issued()[-1]["secretAccessKey"] not in stderr

@@ -231,6 +231,43 @@ TEST(Config, NonAsciiOnlyInComments) {
     }
 }
 
+// read_socket_path finds the socket in a file that does not validate (for `status` and the fast path to
+// reach the running agent while its configuration has a mistake), and says when the text cannot tell.
+TEST(SocketPath, IsReadWithoutValidatingTheRest) {
+    const std::filesystem::path kDefault = AgentSettings{}.socket_path;
+    const std::string agent = "[agent]\nsocket_path = \"/run/x/agent.sock\"\n";
+    const std::pair<std::string, std::optional<std::filesystem::path>> cases[] = {
+        // Files that validate: what parse_config reads (checked below).
+        {kMinimal, kDefault},
+        {"[agent]\nlog_level = \"debug\"\n" + std::string(kMinimal), kDefault},
+        {agent + kMinimal, "/run/x/agent.sock"},
+        {"[agent]\nsocket_path = \"\"\n" + std::string(kMinimal), ""},
+        {"agent.socket_path = '/run/y.sock'\n" + std::string(kMinimal), "/run/y.sock"},
+        // Files with a mistake elsewhere: the socket still.
+        {agent + kMinimal + "sesion_duration = 900\n", "/run/x/agent.sock"},
+        {agent + "hop_limit = 0\nlog_level = \"loud\"\n", "/run/x/agent.sock"},
+        {"[profiles.web]\ncertificate = 7\n", kDefault},
+        {"", kDefault},
+        // Texts that cannot tell.
+        {agent + kMinimal + "[agent]\n", std::nullopt},  // a second [agent]: not TOML
+        {"socket_path = \"/run/x.sock\n", std::nullopt},
+        {"[agent]\nsocket_path = \"/run/caf\xC3\xA9.sock\"\n", std::nullopt},
+        {std::string("[") + std::string(3, '\0') + "]\n", std::nullopt},
+        {"[agent]\nsocket_path = 7\n", std::nullopt},
+        {"[agent]\nsocket_path = \"run/agent.sock\"\n", std::nullopt},
+        {"agent = 5\n", std::nullopt},
+    };
+    int validated = 0;
+    for (const auto& [text, expected] : cases) {
+        EXPECT_EQ(read_socket_path(text), expected) << text;
+        if (auto parsed = parse(text)) {
+            EXPECT_EQ(read_socket_path(text), parsed->agent.socket_path) << text;
+            ++validated;
+        }
+    }
+    EXPECT_EQ(validated, 5);
+}
+
 // Found by fuzzing: a required key present with an empty value (trust_anchor_arn = "") was accepted.
 TEST(Config, RequiredKeysMustNotBeEmpty) {
     for (const char* key : {"trust_anchor_arn", "profile_arn", "role_arn"}) {

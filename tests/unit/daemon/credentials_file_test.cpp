@@ -194,7 +194,15 @@ TEST_F(CredentialsFileWriter, LeavesNoTemporaryFilesBehind) {
         names.push_back(entry.path().filename().string());
     }
     std::sort(names.begin(), names.end());
-    EXPECT_EQ(names, (std::vector<std::string>{"credentials", "credentials.lock"}));
+    EXPECT_EQ(names, (std::vector<std::string>{"credentials"}));  // nor the writers' lock file
+}
+
+TEST_F(CredentialsFileWriter, RemovesTheLockFileAKilledWriterLeft) {
+    const auto path = dir_ / "credentials";
+    std::ofstream(dir_ / "credentials.lock") << "";
+    ASSERT_TRUE(write_credentials_file(path, "a", creds("A")));
+    EXPECT_FALSE(std::filesystem::exists(dir_ / "credentials.lock"));
+    EXPECT_EQ(slurp(path).rfind("[a]\naws_access_key_id = A\n", 0), 0u);
 }
 
 TEST_F(CredentialsFileWriter, RemovesTemporaryFilesAKilledWriterLeft) {
@@ -212,8 +220,8 @@ TEST_F(CredentialsFileWriter, RemovesTemporaryFilesAKilledWriterLeft) {
     std::sort(names.begin(), names.end());
     // Only the stale regular files of this credentials file go; a directory, a symlink and others' files
     // stay.
-    EXPECT_EQ(names, (std::vector<std::string>{"credentials", "credentials.lock", "credentials.tmp.dir",
-                                               "credentials.tmp.link", "other.tmp.1.2"}));
+    EXPECT_EQ(names, (std::vector<std::string>{"credentials", "credentials.tmp.dir", "credentials.tmp.link",
+                                               "other.tmp.1.2"}));
     EXPECT_EQ(slurp(dir_ / "other.tmp.1.2"), "not ours");
 }
 
@@ -237,6 +245,7 @@ TEST_F(CredentialsFileWriter, ConcurrentWritersLoseNoProfile) {
                   std::string::npos)
             << text;
     }
+    EXPECT_FALSE(std::filesystem::exists(dir_ / "credentials.lock"));
 }
 
 }  // namespace

@@ -10,14 +10,112 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <poll.h>
+#include <sys/stat.h>
+
 #include <cstdio>
 #include <filesystem>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
 
 namespace rad::daemon {
 namespace {
+
+// FakeAgent answers every connection to a Unix socket with `reply` and records the request lines, until it
+// is destroyed.
+class FakeAgent {
+public:
+    FakeAgent(const std::filesystem::path& path, std::string_view reply) : path_(path), reply_(reply) {
+        listener_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        sockaddr_un address{};
+        address.sun_family = AF_UNIX;
+        std::snprintf(address.sun_path, sizeof address.sun_path, "%s", path.c_str());
+        EXPECT_EQ(::bind(listener_, reinterpret_cast<sockaddr*>(&address), sizeof address), 0);
+        EXPECT_EQ(::listen(listener_, 4), 0);
+        EXPECT_EQ(::pipe(stop_), 0);
+        thread_ = std::thread([this] { serve(); });
+    }
+    ~FakeAgent() {
+        EXPECT_EQ(::write(stop_[1], "x", 1), 1);
+        thread_.join();
+        ::close(listener_);
+        ::close(stop_[0]);
+        ::close(stop_[1]);
+        std::filesystem::remove(path_);
+    }
+    // requests is what was asked so far (call it once the client is done).
+    std::vector<std::string> requests() {
+        const std::lock_guard lock(mutex_);
+        return requests_;
+    }
+
+private:
+    void serve() {
+        for (;;) {
+            pollfd fds[2] = {{listener_, POLLIN, 0}, {stop_[0], POLLIN, 0}};
+            if (::poll(fds, 2, -1) < 0 || fds[1].revents != 0) {
+                return;
+            }
+            const int peer = ::accept(listener_, nullptr, nullptr);
+            std::string line;
+            char c = 0;
+            while (::read(peer, &c, 1) == 1 && c != '\n') {
+                line += c;
+            }
+            {
+                const std::lock_guard lock(mutex_);
+                requests_.push_back(line);
+            }
+            EXPECT_EQ(::write(peer, reply_.data(), reply_.size()), static_cast<ssize_t>(reply_.size()));
+            ::close(peer);
+        }
+    }
+
+    std::filesystem::path path_;
+    std::string reply_;
+    int listener_ = -1;
+    int stop_[2] = {-1, -1};
+    std::mutex mutex_;
+    std::vector<std::string> requests_;
+    std::thread thread_;
+};
+
+// ConfigDirectory is a temporary directory with an agent configuration file in it.
+class ConfigDirectory : public ::testing::Test {
+protected:
+    void SetUp() override {
+        dir_ =
+            std::filesystem::temp_directory_path() /
+            ("rad-fast-path-" + std::string(::testing::UnitTest::GetInstance()->current_test_info()->name()) +
+             "-" + std::to_string(::getpid()));
+        std::filesystem::create_directories(dir_);
+    }
+    void TearDown() override { std::filesystem::remove_all(dir_); }
+    std::filesystem::path write_config(const std::string& text, mode_t mode = 0600) {
+        const auto path = dir_ / "agent.toml";
+        std::FILE* f = std::fopen(path.c_str(), "w");
+        EXPECT_NE(f, nullptr);
+        std::fputs(text.c_str(), f);
+        std::fclose(f);
+        ::chmod(path.c_str(), mode);
+        return path;
+    }
+    FastPathOptions options_for(const std::filesystem::path& config) const {
+        FastPathOptions options;
+        options.profile = "web";
+        options.config_path = config.string();
+        options.timeout_seconds = 5;
+        return options;
+    }
+    std::string with_typo() const {
+        return "[agent]\nsocket_path = \"" + (dir_ / "agent.sock").string() +
+               "\"\n\n[profiles.web]\nsesion_duration = 900\n";
+    }
+
+    std::filesystem::path dir_;
+};
 
 std::optional<FastPathOptions> parse(const std::vector<const char*>& args) {
     std::vector<const char*> argv{"rolesanywhere-agent"};
@@ -118,7 +216,71 @@ TEST(FastPath, AConfigurationThatDoesNotLoadIsTheAnswer) {
     ASSERT_FALSE(c.reply);
     EXPECT_EQ(c.reply.error().code, Errc::config_invalid);
     EXPECT_NE(c.reply.error().message.find("agent.toml:2"), std::string::npos) << c.reply.error().message;
-    EXPECT_TRUE(settled(options, c));  // no guess at a default socket, no signing from a broken file
+    // The text cannot tell the socket, and no agent at the default one runs with this file: no signing from a
+    // broken file either.
+    EXPECT_TRUE(settled(options, c));
+}
+
+// An edited configuration with a typo, not yet reloaded: the agent that runs with the version it loaded is
+// still asked, on the socket the file names, without the file's identity (it is not the agent's file).
+TEST_F(ConfigDirectory, ATypoStillReachesTheAgentOnTheSocketTheFileNames) {
+    FakeAgent agent(dir_ / "agent.sock", format_ok_reply(R"({"Version":1})").reveal());
+    const auto options = options_for(write_config(with_typo()));
+    auto c = consult_agent(options);
+    ASSERT_TRUE(c.reply) << c.reply.error().message;
+    EXPECT_EQ(c.reply->reveal(), R"({"Version":1})");
+    EXPECT_TRUE(settled(options, c));
+    EXPECT_EQ(agent.requests(), std::vector<std::string>{"credentials web default"});
+}
+
+// With no agent there, the file's error is the answer, even without --no-fallback: nothing to sign with.
+TEST_F(ConfigDirectory, ATypoIsTheAnswerWhenNoAgentAnswers) {
+    for (const bool no_fallback : {false, true}) {
+        auto options = options_for(write_config(with_typo()));
+        options.no_fallback = no_fallback;
+        auto c = consult_agent(options);
+        ASSERT_FALSE(c.reply);
+        EXPECT_EQ(c.reply.error().code, Errc::config_invalid);
+        EXPECT_EQ(c.reply.error().message,
+                  (dir_ / "agent.toml").string() + ":5: profiles.web.sesion_duration: unknown key");
+        EXPECT_TRUE(settled(options, c));
+    }
+}
+
+// A file refused as such (writable by others) names no socket: its error is the answer, no agent is asked.
+TEST_F(ConfigDirectory, AFileWritableByOthersNamesNoSocket) {
+    FakeAgent agent(dir_ / "agent.sock", format_ok_reply(R"({"Version":1})").reveal());
+    const auto options = options_for(write_config(with_typo(), 0620));
+    auto c = consult_agent(options);
+    ASSERT_FALSE(c.reply);
+    EXPECT_EQ(c.reply.error().code, Errc::config_invalid);
+    EXPECT_NE(c.reply.error().message.find("writable by group or others"), std::string::npos);
+    EXPECT_TRUE(agent.requests().empty());
+}
+
+// When the text of a file that does not validate cannot tell the socket, the default socket's agent is
+// trusted only if its status names this very file.
+TEST_F(ConfigDirectory, AnAgentRunsWithTheFileItsStatusNames) {
+    const auto socket = dir_ / "agent.sock";
+    const auto config = write_config("not = [toml\n");
+    EXPECT_FALSE(agent_runs_with(socket, config.string(), std::chrono::seconds(5)));  // no agent
+    const std::pair<std::string, bool> answers[] = {
+        {R"({"version":"1","config":")" + config.string() + R"(","profiles":[]})", true},
+        {R"({"config":")" + (dir_ / "." / "agent.toml").string() + R"("})", true},
+        {R"({"config":")" + (dir_ / "other.toml").string() + R"("})", false},
+        {R"({"config":"agent.toml"})", false},  // relative to a directory we do not know
+        {R"({"config":""})", false},            // an agent run from flags
+        {R"({"profiles":[]})", false},
+        {R"(["config"])", false},
+        {"not json", false},
+    };
+    for (const auto& [status, runs_with] : answers) {
+        FakeAgent agent(socket, format_ok_reply(status).reveal());
+        EXPECT_EQ(agent_runs_with(socket, config.string(), std::chrono::seconds(5)), runs_with) << status;
+        EXPECT_EQ(agent.requests(), std::vector<std::string>{"status"});
+    }
+    FakeAgent failing(socket, format_error_reply(make_error(Errc::internal, "no")));
+    EXPECT_FALSE(agent_runs_with(socket, config.string(), std::chrono::seconds(5)));
 }
 
 TEST(FastPath, BadOptionsAreUsageErrorsAndFinal) {
