@@ -995,6 +995,12 @@ Result<PrivateKey> load_pkcs11_key(const Pkcs11Uri& uri,
     if (!certificate_type) {
         return certificate_type.error();
     }
+    if (is_ml_dsa(*certificate_type)) {
+        return make_error(Errc::unsupported_key,
+                          origin + ": the certificate's key is " +
+                              std::string(key_type_name(*certificate_type)) +
+                              "; ML-DSA keys are supported in files, not on PKCS#11 tokens");
+    }
     const CK_KEY_TYPE wanted = *certificate_type == KeyType::rsa ? CKK_RSA : CKK_EC;
     struct Match {
         CK_OBJECT_HANDLE handle;
