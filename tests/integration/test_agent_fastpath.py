@@ -145,14 +145,17 @@ def test_startup_jitter_delays_the_first_create_session(tmp_path, em, pki):
     agent.agent["startup_jitter_seconds"] = 3600
     agent.profile("web")
     agent.start(wait_refresh=False)
-    time.sleep(2)
-    assert create_sessions(em) == 0
-    status = agent.profile_status("web")
-    assert status["state"] == "starting", status
-    assert status["next_refresh_in_seconds"] >= 0
-    credentials = parse_process_output(agent.credential_process("web", "--no-fallback"))
-    assert credentials["AccessKeyId"].startswith("ASIA")
-    assert create_sessions(em) == 1
+    try:
+        time.sleep(2)
+        assert create_sessions(em) == 0
+        status = agent.profile_status("web")
+        assert status["state"] == "starting", status
+        assert status["next_refresh_in_seconds"] >= 0
+        credentials = parse_process_output(agent.credential_process("web", "--no-fallback"))
+        assert credentials["AccessKeyId"].startswith("ASIA")
+        assert create_sessions(em) == 1
+    finally:
+        assert agent.stop() == 0, agent.log()
 
 
 def lone_front(tmp_path):
