@@ -394,14 +394,17 @@ Result<void> run_sign_string(const SignStringOptions& options, std::FILE* out, c
         return key.error();
     }
     diag.trace("key " + key->description());
-    auto public_key = key->sign_string_public_key();
-    if (!public_key) {
-        return public_key.error();
-    }
-    // docs/protocol.md §7.2: fixed text || "1" || SHA256("IAM RA" || public key), raw digest bytes.
+    // docs/protocol.md §7.2: fixed text || "1" || SHA256("IAM RA" || public key), raw digest bytes; for ML-DSA
+    // the text alone (as aws_signing_helper 1.8.0 does), signed without a digest, so --digest changes nothing.
     std::string message = "AWS Roles Anywhere Credential Helper Signing Test1";
-    const auto suffix = pki::sha256("IAM RA" + *public_key);
-    message.append(reinterpret_cast<const char*>(suffix.data()), suffix.size());
+    if (!pki::is_ml_dsa(key->key_type())) {
+        auto public_key = key->sign_string_public_key();
+        if (!public_key) {
+            return public_key.error();
+        }
+        const auto suffix = pki::sha256("IAM RA" + *public_key);
+        message.append(reinterpret_cast<const char*>(suffix.data()), suffix.size());
+    }
     auto signature = key->sign(message, digest);
     if (!signature) {
         return signature.error();
@@ -454,18 +457,21 @@ Result<void> run_read_certificate_data(const ReadCertificateDataOptions& options
     }
     auto key_type = certificate->key_type();
     if (!key_type) {
-        return key_type.error();
+        return make_error(key_type.error().code, options.certificate + ": " + key_type.error().message);
     }
     diag.trace("certificate subject=\"" + certificate->subject() + "\" issuer=\"" + certificate->issuer() +
                "\"");
-    const bool rsa = *key_type == pki::KeyType::rsa;
     // Key order as the helper prints it (a Go struct marshalled in field order), hence ordered_json.
+    const std::string name(pki::key_type_name(*key_type));
     nlohmann::ordered_json doc;
-    doc["keyType"] = rsa ? "RSA" : "EC";
+    doc["keyType"] = name;
     doc["certificateData"] = certificate->der_base64();
     doc["serialNumber"] = certificate->serial_decimal();
-    doc["supportedAlgorithms"] = rsa ? nlohmann::json::array({"RSASHA256", "RSASHA384", "RSASHA512"})
-                                     : nlohmann::json::array({"ECSHA256", "ECSHA384", "ECSHA512"});
+    // RSA and EC list the digests sign-string offers; ML-DSA signs without one, so its only entry is itself.
+    doc["supportedAlgorithms"] =
+        pki::is_ml_dsa(*key_type)
+            ? nlohmann::json::array({name})
+            : nlohmann::json::array({name + "SHA256", name + "SHA384", name + "SHA512"});
     const std::string text = doc.dump();
     if (std::fwrite(text.data(), 1, text.size(), out) != text.size() || std::fflush(out) != 0) {
         return make_error(Errc::internal, "cannot write to standard output");

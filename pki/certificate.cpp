@@ -56,6 +56,51 @@ ossl::BignumPtr serial_bignum(const X509* x509) {
 
 }  // namespace
 
+std::string_view key_type_name(KeyType type) noexcept {
+    switch (type) {
+        case KeyType::rsa:
+            return "RSA";
+        case KeyType::ec:
+            return "EC";
+        case KeyType::ml_dsa_44:
+            return "ML-DSA-44";
+        case KeyType::ml_dsa_65:
+            return "ML-DSA-65";
+        case KeyType::ml_dsa_87:
+            return "ML-DSA-87";
+    }
+    return "unknown";
+}
+
+std::optional<KeyType> ml_dsa_from_oid(std::string_view dotted_oid) noexcept {
+    // FIPS 204 parameter sets, registered under NIST's sigAlgs arc (id-ml-dsa-44/65/87, RFC 9881).
+    if (dotted_oid == "2.16.840.1.101.3.4.3.17") {
+        return KeyType::ml_dsa_44;
+    }
+    if (dotted_oid == "2.16.840.1.101.3.4.3.18") {
+        return KeyType::ml_dsa_65;
+    }
+    if (dotted_oid == "2.16.840.1.101.3.4.3.19") {
+        return KeyType::ml_dsa_87;
+    }
+    return std::nullopt;
+}
+
+bool ml_dsa_available() noexcept {
+    // The library's version, not the headers': the binary runs on whatever libcrypto the system has.
+    return OpenSSL_version_num() >= 0x30500000L;
+}
+
+Error ml_dsa_unavailable(std::string_view origin, std::string_view what, KeyType type) {
+    std::string message = origin.empty() ? std::string(what) : std::string(origin) + ": " + std::string(what);
+    message += " is ";
+    message += key_type_name(type);
+    message += ", and ML-DSA needs OpenSSL 3.5 or later (this system has OpenSSL ";
+    message += OpenSSL_version(OPENSSL_VERSION_STRING);
+    message += ")";
+    return Error{Errc::unsupported_key, std::move(message)};
+}
+
 Result<Certificate> Certificate::from_der(std::string_view der, std::string_view origin) {
     const unsigned char* p = ossl::bytes(der);
     if (der.empty() || der.size() > kMaxInputFileBytes) {
@@ -154,7 +199,25 @@ bool Certificate::has_digital_signature() const {
     return (X509_get_key_usage(impl_->x509.get()) & KU_DIGITAL_SIGNATURE) != 0;
 }
 
+std::optional<KeyType> Certificate::ml_dsa_type() const {
+    const ASN1_OBJECT* algorithm = nullptr;
+    const X509_PUBKEY* spki = X509_get_X509_PUBKEY(impl_->x509.get());
+    if (spki == nullptr ||
+        X509_PUBKEY_get0_param(const_cast<ASN1_OBJECT**>(&algorithm), nullptr, nullptr, nullptr, spki) != 1) {
+        ossl::clear_errors();
+        return std::nullopt;
+    }
+    return ml_dsa_from_oid(ossl::oid_text(algorithm));
+}
+
 Result<KeyType> Certificate::key_type() const {
+    // Told by the OID first: OpenSSL before 3.5 cannot decode an ML-DSA key, yet it must be refused by name.
+    if (const auto ml_dsa = ml_dsa_type()) {
+        if (!ml_dsa_available()) {
+            return ml_dsa_unavailable("", "the certificate's key", *ml_dsa);
+        }
+        return *ml_dsa;
+    }
     const EVP_PKEY* key = X509_get0_pubkey(impl_->x509.get());
     if (key == nullptr) {
         ossl::clear_errors();
@@ -169,7 +232,7 @@ Result<KeyType> Certificate::key_type() const {
             const char* name = EVP_PKEY_get0_type_name(key);
             return make_error(Errc::unsupported_key, std::string("the certificate's public key is ") +
                                                          (name != nullptr ? name : "of an unknown type") +
-                                                         "; Roles Anywhere accepts RSA and EC keys");
+                                                         "; Roles Anywhere accepts RSA, EC and ML-DSA keys");
         }
     }
 }
@@ -228,6 +291,9 @@ Result<void> check_leaf_rules(const Certificate& leaf,
                               std::string_view origin,
                               std::optional<SystemTime> now) {
     const std::string where(origin);
+    if (const auto ml_dsa = leaf.ml_dsa_type(); ml_dsa && !ml_dsa_available()) {
+        return ml_dsa_unavailable(origin, "the certificate's key", *ml_dsa);
+    }
     if (leaf.version() != 3) {
         return make_error(Errc::certificate_invalid, where + ": the certificate is X.509 v" +
                                                          std::to_string(leaf.version()) +

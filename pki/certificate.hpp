@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -18,8 +19,30 @@ namespace rad::pki {
 
 using SystemTime = std::chrono::system_clock::time_point;
 
-// KeyType is the public-key algorithm of a certificate or private key that Roles Anywhere accepts.
-enum class KeyType { rsa, ec };
+// KeyType is the public-key algorithm of a certificate or private key that Roles Anywhere accepts: RSA, EC,
+// and the three ML-DSA (FIPS 204) parameter sets.
+enum class KeyType { rsa, ec, ml_dsa_44, ml_dsa_65, ml_dsa_87 };
+
+// is_ml_dsa is true for ML-DSA-44, ML-DSA-65 and ML-DSA-87.
+constexpr bool is_ml_dsa(KeyType type) noexcept {
+    return type == KeyType::ml_dsa_44 || type == KeyType::ml_dsa_65 || type == KeyType::ml_dsa_87;
+}
+
+// key_type_name is "RSA", "EC", "ML-DSA-44", "ML-DSA-65" or "ML-DSA-87" (read-certificate-data's keyType).
+std::string_view key_type_name(KeyType type) noexcept;
+
+// ml_dsa_from_oid maps the dotted OIDs id-ml-dsa-44/65/87 (2.16.840.1.101.3.4.3.17/18/19) to their KeyType;
+// nullopt for any other OID.
+std::optional<KeyType> ml_dsa_from_oid(std::string_view dotted_oid) noexcept;
+
+// ml_dsa_available is true when the OpenSSL this process runs on (3.5 or later) can load and sign with ML-DSA
+// keys. Without it an ML-DSA key or certificate is refused as unsupported_key (ml_dsa_unavailable).
+bool ml_dsa_available() noexcept;
+
+// ml_dsa_unavailable is the one-line refusal of an ML-DSA key or certificate, e.g. "<origin>: the private key
+// is ML-DSA-65, and ML-DSA needs OpenSSL 3.5 or later (this system has OpenSSL 3.0.17)"; `what` is
+// "the private key" or "the certificate's key".
+Error ml_dsa_unavailable(std::string_view origin, std::string_view what, KeyType type);
 
 // Certificate wraps one parsed X.509 certificate.
 class Certificate {
@@ -47,8 +70,12 @@ public:
     bool is_ca() const;
     // has_digital_signature is true when keyUsage is absent (no restriction) or includes digitalSignature.
     bool has_digital_signature() const;
-    // key_type is the public key algorithm; Result because the key may be of an unsupported kind.
+    // key_type is the public key algorithm; Result because the key may be of an unsupported kind, or ML-DSA
+    // where OpenSSL has no ML-DSA (ml_dsa_unavailable). ML-DSA is told by its OID, so it is recognised either
+    // way.
     [[nodiscard]] Result<KeyType> key_type() const;
+    // ml_dsa_type is the ML-DSA parameter set of the public key, by its OID; nullopt for any other key.
+    std::optional<KeyType> ml_dsa_type() const;
     // issued_by is true when `issuer`'s subject equals our issuer name and its key verifies our signature.
     bool issued_by(const Certificate& issuer) const;
     // native is the OpenSSL object, borrowed: valid while this Certificate (or a copy) lives. pki/ only.
@@ -76,7 +103,8 @@ private:
 
 // check_chain_order verifies that chain[0] issued the leaf and chain[i+1] issued chain[i] (a self-signed
 // root at the end is allowed). An out-of-order or unrelated chain is certificate_invalid naming `origin`.
-[[nodiscard]] Result<void> check_chain_order(const Certificate& leaf, const std::vector<Certificate>& chain,
+[[nodiscard]] Result<void> check_chain_order(const Certificate& leaf,
+                                             const std::vector<Certificate>& chain,
                                              std::string_view origin);
 
 }  // namespace rad::pki

@@ -1,8 +1,10 @@
 #include "pki/ossl.hpp"
 
 #include <openssl/err.h>
+#include <openssl/objects.h>
 #include <openssl/pem.h>
 
+#include <array>
 #include <cstring>
 #include <limits>
 
@@ -22,6 +24,16 @@ std::string take_error_reason() {
 
 void clear_errors() noexcept {
     ERR_clear_error();
+}
+
+std::string oid_text(const ASN1_OBJECT* oid) {
+    std::array<char, 128> text{};
+    const int length = OBJ_obj2txt(text.data(), static_cast<int>(text.size()), oid, 1);
+    if (length <= 0 || static_cast<std::size_t>(length) >= text.size()) {
+        clear_errors();
+        return {};
+    }
+    return std::string(text.data(), static_cast<std::size_t>(length));
 }
 
 Result<BioPtr> memory_bio(std::string_view data) {

@@ -36,6 +36,7 @@ using BignumPtr = std::unique_ptr<BIGNUM, Deleter<BN_free>>;
 using EvpMdCtxPtr = std::unique_ptr<EVP_MD_CTX, Deleter<EVP_MD_CTX_free>>;
 using EvpPkeyPtr = std::unique_ptr<EVP_PKEY, Deleter<EVP_PKEY_free>>;
 using EvpPkeyCtxPtr = std::unique_ptr<EVP_PKEY_CTX, Deleter<EVP_PKEY_CTX_free>>;
+using EvpSignaturePtr = std::unique_ptr<EVP_SIGNATURE, Deleter<EVP_SIGNATURE_free>>;
 using Pkcs12Ptr = std::unique_ptr<PKCS12, Deleter<PKCS12_free>>;
 using Pkcs8InfoPtr = std::unique_ptr<PKCS8_PRIV_KEY_INFO, Deleter<PKCS8_PRIV_KEY_INFO_free>>;
 using X509Ptr = std::unique_ptr<X509, Deleter<X509_free>>;
@@ -70,6 +71,9 @@ void clear_errors() noexcept;
 inline const unsigned char* bytes(std::string_view s) noexcept {
     return reinterpret_cast<const unsigned char*>(s.data());
 }
+
+// oid_text is the dotted form of `oid` ("2.16.840.1.101.3.4.3.18"), empty when it cannot be printed.
+std::string oid_text(const ASN1_OBJECT* oid);
 
 // memory_bio is a read-only BIO over `data`; `data` must outlive it.
 [[nodiscard]] Result<BioPtr> memory_bio(std::string_view data);

@@ -929,6 +929,13 @@ Result<PrivateKey> load_pkcs11_key(const Pkcs11Uri& uri,
         return *wrong_type;
     }
     const std::string origin = where(uri);
+    // Tokens sign with CKM_ECDSA or CKM_RSA_PKCS only: SoftHSM2 2.6 and OpenSC have no ML-DSA mechanism. Said
+    // before the token is searched (and a PIN spent) for a key that could not sign anyway.
+    if (auto type = certificate.key_type(); type && is_ml_dsa(*type)) {
+        return make_error(Errc::unsupported_key,
+                          origin + ": the certificate's key is " + std::string(key_type_name(*type)) +
+                              "; ML-DSA keys are supported in files, not on PKCS#11 tokens");
+    }
     auto module = Module::open(module_path(uri, options));
     if (!module) {
         return module.error();

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <mutex>
+#include <optional>
 
 #include "pki/identity.hpp"
 #include "pki/ossl.hpp"
@@ -85,6 +86,60 @@ bool parse(PKCS12* p12, const Password& password, Parsed& out) {
     return ok == 1;
 }
 
+// ml_dsa_in_bundle looks through the bags that `password` opens for an ML-DSA key or certificate, by
+// algorithm OID: where OpenSSL has no ML-DSA (before 3.5) PKCS12_parse fails on such a key without saying
+// why.
+std::optional<KeyType> ml_dsa_in_bundle(PKCS12* p12, const Password& password) {
+    std::optional<KeyType> found;
+    STACK_OF(PKCS7)* safes = PKCS12_unpack_authsafes(p12);
+    for (int i = 0; safes != nullptr && i < sk_PKCS7_num(safes) && !found; ++i) {
+        PKCS7* safe = sk_PKCS7_value(safes, i);
+        STACK_OF(PKCS12_SAFEBAG)* bags = nullptr;
+        switch (OBJ_obj2nid(safe->type)) {
+            case NID_pkcs7_data:
+                bags = PKCS12_unpack_p7data(safe);
+                break;
+            case NID_pkcs7_encrypted:
+                bags = PKCS12_unpack_p7encdata(safe, password.data, password.length);
+                break;
+            default:
+                break;
+        }
+        for (int j = 0; bags != nullptr && j < sk_PKCS12_SAFEBAG_num(bags) && !found; ++j) {
+            const PKCS12_SAFEBAG* bag = sk_PKCS12_SAFEBAG_value(bags, j);
+            const ASN1_OBJECT* algorithm = nullptr;
+            switch (PKCS12_SAFEBAG_get_nid(bag)) {
+                case NID_keyBag:
+                    PKCS8_pkey_get0(&algorithm, nullptr, nullptr, nullptr, PKCS12_SAFEBAG_get0_p8inf(bag));
+                    found = ml_dsa_from_oid(oid_text(algorithm));
+                    break;
+                case NID_pkcs8ShroudedKeyBag: {
+                    Pkcs8InfoPtr info(PKCS12_decrypt_skey(bag, password.data, password.length));
+                    if (info && PKCS8_pkey_get0(&algorithm, nullptr, nullptr, nullptr, info.get()) == 1) {
+                        found = ml_dsa_from_oid(oid_text(algorithm));
+                    }
+                    break;
+                }
+                case NID_certBag: {
+                    X509Ptr x509(PKCS12_SAFEBAG_get1_cert(bag));
+                    const X509_PUBKEY* spki = x509 ? X509_get_X509_PUBKEY(x509.get()) : nullptr;
+                    if (spki != nullptr && X509_PUBKEY_get0_param(const_cast<ASN1_OBJECT**>(&algorithm),
+                                                                  nullptr, nullptr, nullptr, spki) == 1) {
+                        found = ml_dsa_from_oid(oid_text(algorithm));
+                    }
+                    break;
+                }
+                default:
+                    break;
+            }
+        }
+        sk_PKCS12_SAFEBAG_pop_free(bags, PKCS12_SAFEBAG_free);
+    }
+    sk_PKCS7_pop_free(safes, PKCS7_free);
+    clear_errors();
+    return found;
+}
+
 }  // namespace
 
 Result<Pkcs12Contents> load_pkcs12(std::string_view der, const Secret* passphrase, std::string_view origin) {
@@ -109,6 +164,11 @@ Result<Pkcs12Contents> load_pkcs12(std::string_view der, const Secret* passphras
     Parsed parsed;
     if (!parse(p12.get(), *password, parsed)) {
         clear_errors();
+        if (!ml_dsa_available()) {
+            if (const auto ml_dsa = ml_dsa_in_bundle(p12.get(), *password)) {
+                return ml_dsa_unavailable(origin, "the PKCS#12 bundle's key", *ml_dsa);
+            }
+        }
         // The MAC matched, so the password is right: the contents use an algorithm the default provider
         // lacks (RC2-40 from old Windows or Java exports).
         if (!load_legacy_provider() || !parse(p12.get(), *password, parsed)) {

@@ -9,6 +9,7 @@
 #include <array>
 #include <cstdlib>
 #include <mutex>
+#include <optional>
 
 #include "common/encoding.hpp"
 #include "pki/ossl.hpp"
@@ -54,6 +55,28 @@ std::string_view nist_name(std::string_view curve) {
         return "P-521";
     }
     return {};
+}
+
+// ml_dsa_type_of is the ML-DSA parameter set of an OpenSSL key (3.5 or later), nullopt for any other key.
+std::optional<KeyType> ml_dsa_type_of(const EVP_PKEY* pkey) {
+    if (EVP_PKEY_is_a(pkey, "ML-DSA-44") == 1) {
+        return KeyType::ml_dsa_44;
+    }
+    if (EVP_PKEY_is_a(pkey, "ML-DSA-65") == 1) {
+        return KeyType::ml_dsa_65;
+    }
+    if (EVP_PKEY_is_a(pkey, "ML-DSA-87") == 1) {
+        return KeyType::ml_dsa_87;
+    }
+    return std::nullopt;
+}
+
+// key_type_of is the KeyType of a key; meaningful only for supported keys (check_supported says which).
+KeyType key_type_of(const EVP_PKEY* pkey) {
+    if (const auto ml_dsa = ml_dsa_type_of(pkey)) {
+        return *ml_dsa;
+    }
+    return EVP_PKEY_get_base_id(pkey) == EVP_PKEY_RSA ? KeyType::rsa : KeyType::ec;
 }
 
 std::string describe(const EVP_PKEY* pkey) {
@@ -106,6 +129,14 @@ bool is_unsupported_encryption(unsigned long err) {
 }
 
 Result<ossl::EvpPkeyPtr> from_pkcs8_info(const PKCS8_PRIV_KEY_INFO* info, std::string_view origin) {
+    // An ML-DSA key is told by its algorithm OID, which any OpenSSL can read, so that one without ML-DSA
+    // (before 3.5) refuses it by name instead of as an undecodable key.
+    const ASN1_OBJECT* algorithm = nullptr;
+    if (PKCS8_pkey_get0(&algorithm, nullptr, nullptr, nullptr, info) == 1) {
+        if (const auto ml_dsa = ml_dsa_from_oid(ossl::oid_text(algorithm)); ml_dsa && !ml_dsa_available()) {
+            return ml_dsa_unavailable(origin, "the private key", *ml_dsa);
+        }
+    }
     ossl::EvpPkeyPtr pkey(EVP_PKCS82PKEY_ex(info, nullptr, nullptr));
     if (!pkey) {
         return make_error(Errc::input_invalid, std::string(origin) +
@@ -167,6 +198,9 @@ Result<ossl::EvpPkeyPtr> decode_encrypted_pkcs8(std::string_view der,
         return make_error(Errc::wrong_passphrase, where + ": wrong passphrase for the encrypted private key");
     }
     auto pkey = from_pkcs8_info(info.get(), origin);
+    if (!pkey && pkey.error().code == Errc::unsupported_key) {
+        return pkey.error();
+    }
     if (!pkey) {
         // Decrypted bytes that happen to end in valid padding but are not a key: still a wrong passphrase.
         return make_error(Errc::wrong_passphrase, where + ": wrong passphrase for the encrypted private key");
@@ -254,7 +288,7 @@ Result<PrivateKey> PrivateKey::adopt(EVP_PKEY* key, std::string_view origin) {
         return make_error(Errc::input_invalid, std::string(origin) + ": no private key");
     }
     auto impl = std::make_shared<Impl>();
-    impl->type = EVP_PKEY_get_base_id(owned.get()) == EVP_PKEY_RSA ? KeyType::rsa : KeyType::ec;
+    impl->type = key_type_of(owned.get());
     impl->pkey = std::move(owned);
     PrivateKey result(std::move(impl));
     if (auto r = check_supported(result, origin); !r) {
@@ -269,7 +303,7 @@ Result<PrivateKey> PrivateKey::from_backend(std::shared_ptr<const KeyBackend> ba
         return make_error(Errc::internal, std::string(origin) + ": a device key without a public key");
     }
     auto impl = std::make_shared<Impl>();
-    impl->type = EVP_PKEY_get_base_id(backend->public_key()) == EVP_PKEY_RSA ? KeyType::rsa : KeyType::ec;
+    impl->type = key_type_of(backend->public_key());
     impl->backend = std::move(backend);
     PrivateKey result(std::move(impl));
     if (auto r = check_supported(result, origin); !r) {
@@ -316,11 +350,46 @@ Result<ossl::EvpPkeyCtxPtr> prepare_signing(EVP_PKEY* pkey, KeyType type, Digest
     return ctx;
 }
 
+// sign_ml_dsa signs `message` itself with pure ML-DSA (FIPS 204 ML-DSA.Sign): the deterministic variant, with
+// an empty context string. The key hashes the message internally, so there is no digest to choose.
+Result<std::vector<std::uint8_t>> sign_ml_dsa(EVP_PKEY* pkey, std::string_view message) {
+#if OPENSSL_VERSION_NUMBER >= 0x30500000L
+    ossl::EvpPkeyCtxPtr ctx(EVP_PKEY_CTX_new_from_pkey(nullptr, pkey, nullptr));
+    ossl::EvpSignaturePtr algorithm(EVP_SIGNATURE_fetch(nullptr, EVP_PKEY_get0_type_name(pkey), nullptr));
+    int deterministic = 1;
+    const std::array<OSSL_PARAM, 2> params{
+        OSSL_PARAM_construct_int(OSSL_SIGNATURE_PARAM_DETERMINISTIC, &deterministic),
+        OSSL_PARAM_construct_end()};
+    if (!ctx || !algorithm || EVP_PKEY_sign_message_init(ctx.get(), algorithm.get(), params.data()) != 1) {
+        return make_error(Errc::crypto_failure,
+                          "cannot start an ML-DSA signature: " + ossl::take_error_reason());
+    }
+    std::size_t length = 0;
+    if (EVP_PKEY_sign(ctx.get(), nullptr, &length, ossl::bytes(message), message.size()) != 1) {
+        return make_error(Errc::crypto_failure, "ML-DSA signing failed: " + ossl::take_error_reason());
+    }
+    std::vector<std::uint8_t> signature(length);
+    if (EVP_PKEY_sign(ctx.get(), signature.data(), &length, ossl::bytes(message), message.size()) != 1) {
+        return make_error(Errc::crypto_failure, "ML-DSA signing failed: " + ossl::take_error_reason());
+    }
+    signature.resize(length);
+    return signature;
+#else
+    // Unreachable: without ML-DSA in OpenSSL no ML-DSA key loads (ml_dsa_unavailable).
+    (void)pkey;
+    (void)message;
+    return make_error(Errc::unsupported_key, "ML-DSA needs OpenSSL 3.5 or later");
+#endif
+}
+
 }  // namespace
 
 Result<std::vector<std::uint8_t>> PrivateKey::sign(std::string_view message, Digest digest) const {
     if (impl_->backend) {
         return impl_->backend->sign(message, digest);
+    }
+    if (is_ml_dsa(impl_->type)) {
+        return sign_ml_dsa(impl_->pkey.get(), message);
     }
     std::array<unsigned char, EVP_MAX_MD_SIZE> hash{};
     unsigned int hash_length = 0;
@@ -361,6 +430,9 @@ Result<std::vector<std::uint8_t>> PrivateKey::sign(std::string_view message, Dig
 }
 
 Result<std::string> PrivateKey::sign_string_public_key() const {
+    if (is_ml_dsa(impl_->type)) {
+        return make_error(Errc::internal, "sign-string hashes no public key for an ML-DSA key");
+    }
     EVP_PKEY* pkey = public_native();
     if (impl_->type == KeyType::rsa) {
         unsigned char* out = nullptr;
@@ -407,6 +479,9 @@ Result<void> check_supported(const PrivateKey& key, std::string_view origin) {
     // Only public properties are checked, so a device key's public half answers for it.
     const EVP_PKEY* pkey = key.public_native();
     const std::string where(origin);
+    if (ml_dsa_type_of(pkey)) {
+        return {};  // every ML-DSA parameter set (44, 65, 87) is accepted
+    }
     switch (EVP_PKEY_get_base_id(pkey)) {
         case EVP_PKEY_RSA: {
             const int bits = EVP_PKEY_get_bits(pkey);
@@ -429,7 +504,7 @@ Result<void> check_supported(const PrivateKey& key, std::string_view origin) {
             return make_error(
                 Errc::unsupported_key,
                 where + ": " + describe(pkey) +
-                    " keys are not supported; use RSA (2048 bits or more) or EC P-256/P-384/P-521");
+                    " keys are not supported; use RSA (2048 bits or more), EC P-256/P-384/P-521 or ML-DSA");
     }
 }
 
@@ -440,8 +515,10 @@ bool verify(const Certificate& certificate,
     EVP_PKEY* public_key = X509_get0_pubkey(certificate.native());
     ossl::EvpMdCtxPtr ctx(EVP_MD_CTX_new());
     EVP_PKEY_CTX* pctx = nullptr;  // owned by ctx
-    bool ok = public_key != nullptr && ctx &&
-              EVP_DigestVerifyInit(ctx.get(), &pctx, ossl::md(digest), nullptr, public_key) == 1;
+    // ML-DSA verifies the message itself (pure ML-DSA, empty context): no digest.
+    const EVP_MD* md = public_key != nullptr && ml_dsa_type_of(public_key) ? nullptr : ossl::md(digest);
+    bool ok =
+        public_key != nullptr && ctx && EVP_DigestVerifyInit(ctx.get(), &pctx, md, nullptr, public_key) == 1;
     if (ok && EVP_PKEY_get_base_id(public_key) == EVP_PKEY_RSA) {
         ok = EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PADDING) > 0;
     }

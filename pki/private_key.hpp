@@ -39,11 +39,13 @@ public:
 class PrivateKey {
 public:
     // load reads a PEM private key: PKCS#1 "RSA PRIVATE KEY", SEC1 "EC PRIVATE KEY", PKCS#8 "PRIVATE KEY"
-    // or encrypted PKCS#8 "ENCRYPTED PRIVATE KEY" (PBES2 with PBKDF2-HMAC-SHA1/256/384/512 or scrypt,
-    // AES-128/192/256-CBC), decrypted with `passphrase` (nullptr: none given). The file goes through
-    // read_secret_file (permission rules) and its bytes are wiped after parsing. Errors name the path:
-    // input_missing, unsafe_permissions, input_invalid (no key found), wrong_passphrase (including "the key
-    // is encrypted and no passphrase was given"), unsupported_key (see check_supported()).
+    // (RSA, EC, or ML-DSA in any of the layouts OpenSSL 3.5 reads: seed, expanded key, or both) or encrypted
+    // PKCS#8 "ENCRYPTED PRIVATE KEY" (PBES2 with PBKDF2-HMAC-SHA1/256/384/512 or scrypt,
+    // AES-128/192/256-CBC), decrypted with `passphrase` (nullptr: none given). Where OpenSSL has no ML-DSA
+    // (before 3.5) an ML-DSA key is unsupported_key with the ml_dsa_unavailable message. The file goes
+    // through read_secret_file (permission rules) and its bytes are wiped after parsing. Errors name the
+    // path: input_missing, unsafe_permissions, input_invalid (no key found), wrong_passphrase (including "the
+    // key is encrypted and no passphrase was given"), unsupported_key (see check_supported()).
     [[nodiscard]] static Result<PrivateKey> load(const std::filesystem::path& path,
                                                  const Secret* passphrase,
                                                  SecretFilePolicy policy);
@@ -61,18 +63,20 @@ public:
                                                          std::string_view origin);
 
     KeyType key_type() const noexcept;
-    // description is e.g. "RSA-2048" or "EC P-384", for messages and read-certificate-data.
+    // description is e.g. "RSA-2048", "EC P-384" or "ML-DSA-65", for messages and read-certificate-data.
     std::string description() const;
 
     // matches is true when the certificate's public key is this key's public key.
     bool matches(const Certificate& certificate) const;
 
     // sign returns a signature over digest(message): RSASSA-PKCS1-v1_5 for RSA, DER-encoded ECDSA
-    // (SEQUENCE{r,s}) for EC on every curve. Error crypto_failure on an OpenSSL failure.
+    // (SEQUENCE{r,s}) for EC on every curve. ML-DSA signs `message` itself and ignores `digest`: pure ML-DSA
+    // (FIPS 204), deterministic, with an empty context, so a key signs a message to the same bytes every
+    // time. Error crypto_failure on an OpenSSL failure.
     [[nodiscard]] Result<std::vector<std::uint8_t>> sign(std::string_view message, Digest digest) const;
 
     // sign_string_public_key is the public key as sign-string hashes it: the PKCS#1 RSAPublicKey DER for RSA,
-    // the uncompressed point (0x04||X||Y) for EC.
+    // the uncompressed point (0x04||X||Y) for EC. sign-string hashes no public key for ML-DSA.
     [[nodiscard]] Result<std::string> sign_string_public_key() const;
 
     // native is the OpenSSL key, borrowed; pki/ only. nullptr for a KeyBackend key (use public_native).
@@ -88,11 +92,12 @@ private:
 };
 
 // check_supported refuses keys Roles Anywhere (or this agent) cannot use: RSA below 2048 bits, EC curves
-// other than P-256, P-384 and P-521, and every other algorithm (Ed25519, DSA, ...). Error unsupported_key.
+// other than P-256, P-384 and P-521, and every other algorithm but ML-DSA-44/65/87 (Ed25519, DSA, ...).
+// Error unsupported_key.
 [[nodiscard]] Result<void> check_supported(const PrivateKey& key, std::string_view origin);
 
-// verify checks `signature` over digest(message) with the certificate's public key. Tests and the
-// key-matches-certificate check use it; nothing on the request path does.
+// verify checks `signature` over digest(message) (ML-DSA: over message) with the certificate's public key.
+// Tests and the key-matches-certificate check use it; nothing on the request path does.
 bool verify(const Certificate& certificate,
             std::string_view message,
             std::span<const std::uint8_t> signature,

@@ -151,6 +151,10 @@ std::string_view algorithm_name(pki::KeyType key_type) {
             return "AWS4-X509-RSA-SHA256";
         case pki::KeyType::ec:
             return "AWS4-X509-ECDSA-SHA256";
+        case pki::KeyType::ml_dsa_44:
+        case pki::KeyType::ml_dsa_65:
+        case pki::KeyType::ml_dsa_87:
+            return "AWS4-X509-MLDSA";
     }
     return "AWS4-X509-UNKNOWN";
 }
@@ -216,7 +220,8 @@ Result<void> sign_request(HttpRequest& request,
     const pki::KeyType key_type = identity.key.key_type();
     const std::string canonical = canonical_request(signed_request);
     const std::string to_sign = string_to_sign(key_type, now, region, canonical);
-    // Roles Anywhere hashes with SHA-256 whatever the key size or curve (docs/protocol.md §4.4).
+    // Roles Anywhere hashes with SHA-256 whatever the key size or curve; ML-DSA signs the string itself and
+    // takes no digest (docs/protocol.md §4.4).
     auto signature = identity.key.sign(to_sign, pki::Digest::sha256);
     if (!signature) {
         return signature.error();

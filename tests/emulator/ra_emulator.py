@@ -48,7 +48,9 @@ These alter the answer to the next request that passes verification:
                                        can prove the secret values never reach logs
 
 Only the Python standard library and python3-cryptography (Debian 12: version 38) are used; run it with
-/usr/bin/python3.
+/usr/bin/python3. ML-DSA (AWS4-X509-MLDSA), which python3-cryptography cannot verify, is verified by the
+openssl command line (`openssl pkeyutl -verify -rawin`), so it needs OpenSSL 3.5 or later (Debian 13); with an
+older openssl every ML-DSA signature is refused.
 """
 
 import argparse
@@ -66,14 +68,16 @@ import signal
 import socket
 import ssl
 import string
+import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.parse
 import warnings
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, SignatureAlgorithmOID
@@ -90,7 +94,11 @@ MAX_BODY_BYTES = 64 * 1024
 MAX_CHAIN_DEPTH = 5
 MAX_RECORDED_REQUESTS = 200
 SUPPORTED_CURVES = {"secp256r1", "secp384r1", "secp521r1"}
-ALGORITHMS = {"AWS4-X509-RSA-SHA256": "RSA", "AWS4-X509-ECDSA-SHA256": "EC"}
+ALGORITHMS = {"AWS4-X509-RSA-SHA256": "RSA", "AWS4-X509-ECDSA-SHA256": "EC", "AWS4-X509-MLDSA": "ML-DSA"}
+# FIPS 204 parameter sets by their SubjectPublicKeyInfo (and certificate signature) algorithm OIDs.
+ML_DSA_OIDS = {"2.16.840.1.101.3.4.3.17": "ML-DSA-44", "2.16.840.1.101.3.4.3.18": "ML-DSA-65",
+               "2.16.840.1.101.3.4.3.19": "ML-DSA-87"}
+OPENSSL = "/usr/bin/openssl"
 # Headers the service requires to be signed, in canonical (sorted) order.
 REQUIRED_SIGNED_HEADERS = ("content-type", "host", "x-amz-date", "x-amz-x509")
 BODY_KEYS = {"durationSeconds", "roleSessionName", "instanceProperties"}
@@ -205,11 +213,85 @@ def extension(cert, ext_type):
         return None
 
 
+def der_items(data):
+    """The (tag, whole element, contents) of each DER element in `data`, in order (definite lengths only)."""
+    items = []
+    i = 0
+    while i < len(data):
+        tag = data[i]
+        length = data[i + 1]
+        start = i + 2
+        if length & 0x80:
+            count = length & 0x7F
+            if count == 0 or count > 4:
+                raise ValueError("unsupported DER length")
+            length = int.from_bytes(data[start:start + count], "big")
+            start += count
+        if start + length > len(data):
+            raise ValueError("truncated DER")
+        items.append((tag, data[i:start + length], data[start:start + length]))
+        i = start + length
+    return items
+
+
+def der_oid(contents):
+    """The dotted text of an OBJECT IDENTIFIER's contents octets."""
+    arcs = []
+    value = 0
+    for byte in contents:
+        value = (value << 7) | (byte & 0x7F)
+        if not byte & 0x80:
+            arcs.append(value)
+            value = 0
+    first = min(arcs[0] // 40, 2)
+    return ".".join(str(a) for a in [first, arcs[0] - 40 * first] + arcs[1:])
+
+
+def subject_public_key_info(cert):
+    """(DER SubjectPublicKeyInfo, its algorithm OID) of a certificate, read from the TBSCertificate itself, so
+    that keys python3-cryptography cannot load (ML-DSA) are seen too."""
+    fields = der_items(der_items(cert.tbs_certificate_bytes)[0][2])
+    spki = fields[6 if fields[0][0] == 0xA0 else 5]
+    algorithm = der_items(der_items(spki[2])[0][2])[0]
+    return spki[1], der_oid(algorithm[2])
+
+
+def ml_dsa_variant(cert):
+    """'ML-DSA-44' / '-65' / '-87' when the certificate's key is ML-DSA, else None."""
+    try:
+        return ML_DSA_OIDS.get(subject_public_key_info(cert)[1])
+    except (IndexError, ValueError):
+        return None
+
+
+def ml_dsa_verify(spki_der, message, signature):
+    """Pure ML-DSA verification (FIPS 204, empty context) by the openssl command line, which is independent of
+    the agent's code: python3-cryptography has no ML-DSA."""
+    with tempfile.TemporaryDirectory(prefix="ra-emulator-") as scratch:
+        files = {}
+        for name, data in (("key.der", spki_der), ("message", message), ("signature", signature)):
+            files[name] = os.path.join(scratch, name)
+            with open(files[name], "wb") as f:
+                f.write(data)
+        result = subprocess.run([OPENSSL, "pkeyutl", "-verify", "-pubin", "-keyform", "DER", "-inkey",
+                                 files["key.der"], "-rawin", "-in", files["message"], "-sigfile",
+                                 files["signature"]], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, timeout=30)
+        return result.returncode == 0
+
+
 def signed_by(cert, issuer):
     """True when issuer's public key verifies cert's signature (cryptography 38 has no path validation)."""
     if cert.issuer != issuer.subject:
         return False
-    key = issuer.public_key()
+    if ml_dsa_variant(issuer):
+        if cert.signature_algorithm_oid.dotted_string not in ML_DSA_OIDS:
+            return False
+        return ml_dsa_verify(subject_public_key_info(issuer)[0], cert.tbs_certificate_bytes, cert.signature)
+    try:
+        key = issuer.public_key()
+    except (UnsupportedAlgorithm, ValueError):
+        return False
     try:
         if cert.signature_algorithm_oid == SignatureAlgorithmOID.RSASSA_PSS:
             return False  # not used by any CA this emulator is meant to trust
@@ -247,6 +329,8 @@ def check_leaf(leaf, now):
         raise denied(f"Untrusted Signing Certificate: leaf {describe(leaf)!r} lacks the digitalSignature "
                      "key usage")
     check_dates(leaf, now, "leaf")
+    if ml_dsa_variant(leaf):
+        return "ML-DSA"
     key = leaf.public_key()
     if isinstance(key, rsa.RSAPublicKey):
         if key.key_size < 2048:
@@ -335,8 +419,14 @@ def uri_encode_path(path):
     return "/".join(uri_encode(urllib.parse.unquote(segment)) for segment in path.split("/"))
 
 
-def verify_signature(key_type, public_key, signature, message):
+def verify_signature(key_type, leaf, signature, message):
     try:
+        if key_type == "ML-DSA":
+            # Pure ML-DSA over the string to sign itself (no digest), empty context.
+            if not ml_dsa_verify(subject_public_key_info(leaf)[0], message, signature):
+                raise InvalidSignature()
+            return
+        public_key = leaf.public_key()
         if key_type == "RSA":
             public_key.verify(signature, message, padding.PKCS1v15(), hashes.SHA256())
         else:
@@ -517,7 +607,8 @@ class Emulator:
                          "aws4_request, SignedHeaders=<h;h>, Signature=<hex>'")
         algorithm = match["alg"]
         if algorithm not in ALGORITHMS:
-            raise denied(f"unsupported algorithm {algorithm!r} (AWS4-X509-RSA-SHA256 or AWS4-X509-ECDSA-SHA256)")
+            raise denied(f"unsupported algorithm {algorithm!r} (AWS4-X509-RSA-SHA256, AWS4-X509-ECDSA-SHA256 or "
+                         "AWS4-X509-MLDSA)")
         scope = match["cred"].split("/")
         if len(scope) != 5:
             raise denied(f"Credential {match['cred']!r} is not <serial>/<yyyymmdd>/<region>/rolesanywhere/"
@@ -579,7 +670,7 @@ class Emulator:
         canonical = canonical_request(method, path, pairs, headers, signed, body)
         string_to_sign = "\n".join([algorithm, amz_date, "/".join(scope[1:]),
                                     hashlib.sha256(canonical.encode()).hexdigest()])
-        verify_signature(key_type, leaf.public_key(), bytes.fromhex(signature_hex), string_to_sign.encode())
+        verify_signature(key_type, leaf, bytes.fromhex(signature_hex), string_to_sign.encode())
         return {"leaf": leaf, "serial": serial_text, "algorithm": algorithm, "signed_headers": signed,
                 "chain_length": len(chain), "path_intermediates": depth}
 

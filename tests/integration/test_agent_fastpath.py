@@ -157,7 +157,7 @@ def test_startup_jitter_delays_the_first_create_session(tmp_path, em, pki):
         assert credentials["AccessKeyId"].startswith("ASIA")
         assert create_sessions(em) == 1
     finally:
-        assert agent.stop() == 0
+        assert agent.stop() == 0, agent.log()
 
 
 def lone_front(tmp_path):

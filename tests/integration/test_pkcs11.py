@@ -185,6 +185,21 @@ def test_missing_object_is_named(agent, em, token):
     assert em.stats()["recorded"] == []
 
 
+def test_an_ml_dsa_certificate_on_the_token_is_refused(agent, em, token):
+    """SoftHSM2 (2.6) has no ML-DSA mechanism, so the agent signs with ML-DSA keys in files only: a token
+    certificate with an ML-DSA key is refused before any key is looked for (with OpenSSL before 3.5, because
+    ML-DSA needs 3.5)."""
+    pem = (Path(__file__).resolve().parents[1] / "data" / "mldsa" / "mldsa65.ec.pem").read_bytes()
+    certificate = x509.load_pem_x509_certificate(pem)
+    token.write("cert", certificate.public_bytes(serialization.Encoding.DER), "05", "mldsa65")
+    result = credential_process(agent, token, token.uri(object="mldsa65", query=token.pin_query()))
+    assert result.returncode == 65, result.stderr.decode()
+    lines = result.stderr.decode().splitlines()
+    assert len(lines) == 1 and "object=mldsa65" in lines[0] and "is ML-DSA-65" in lines[0], lines
+    assert ("not on PKCS#11 tokens" in lines[0]) != ("ML-DSA needs OpenSSL 3.5 or later" in lines[0]), lines
+    assert em.stats()["recorded"] == []
+
+
 def test_two_matching_certificates_are_refused(agent, em, token):
     token.import_identity("p384", "03", label="p256", key=False)  # a second certificate labelled "p256"
     result = credential_process(agent, token, token.uri(object="p256", query=token.pin_query()))

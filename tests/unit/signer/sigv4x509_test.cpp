@@ -2,6 +2,8 @@
 
 #include "signer/sigv4x509.hpp"
 
+#include <openssl/opensslv.h>  // which OpenSSL: ML-DSA from 3.5 on
+
 #include <gtest/gtest.h>
 
 #include "common/time_format.hpp"
@@ -96,6 +98,11 @@ TEST(ScopeTest, AlgorithmScopeAndStringToSign) {
     const auto now = parse_rfc3339("2024-07-06T11:38:59Z").value();
     EXPECT_EQ(algorithm_name(pki::KeyType::rsa), "AWS4-X509-RSA-SHA256");
     EXPECT_EQ(algorithm_name(pki::KeyType::ec), "AWS4-X509-ECDSA-SHA256");
+    for (const auto type : {pki::KeyType::ml_dsa_44, pki::KeyType::ml_dsa_65, pki::KeyType::ml_dsa_87}) {
+        EXPECT_EQ(algorithm_name(type), "AWS4-X509-MLDSA");
+        EXPECT_TRUE(
+            string_to_sign(type, now, "eu-west-1", "").starts_with("AWS4-X509-MLDSA\n20240706T113859Z\n"));
+    }
     EXPECT_EQ(credential_scope(now, "us-east-2"), "20240706/us-east-2/rolesanywhere/aws4_request");
     EXPECT_EQ(string_to_sign(pki::KeyType::ec, now, "eu-west-1", ""),
               "AWS4-X509-ECDSA-SHA256\n20240706T113859Z\n20240706/eu-west-1/rolesanywhere/aws4_request\n"
@@ -103,7 +110,7 @@ TEST(ScopeTest, AlgorithmScopeAndStringToSign) {
 }
 
 class SignRequestTest : public ::testing::Test {
-  protected:
+protected:
     static pki::Identity identity(bool with_chain) {
         const auto keys = test::data_dir() / "sigv4" / "keys";
         return test::load_test_identity(keys / "p256.pem", keys / "p256.key",
@@ -173,6 +180,35 @@ TEST_F(SignRequestTest, ResigningReplacesDateAndAuthorizationAndDropsAStaleChain
     }
     EXPECT_EQ(authorizations, 1);
 }
+
+#if OPENSSL_VERSION_NUMBER >= 0x30500000L
+TEST_F(SignRequestTest, MlDsaSignsTheStringToSignItselfDeterministically) {
+    // tests/data/mldsa: the ML-DSA-65 certificate issued by the RSA CA (serial 6503) and its key.
+    const auto dir = test::data_dir() / "mldsa";
+    const pki::Identity id = test::load_test_identity(dir / "mldsa65.rsa.pem", dir / "mldsa65.key");
+    HttpRequest r = request();
+    auto ok = sign_request(r, id, "us-east-1", now_);
+    ASSERT_TRUE(ok) << ok.error().message;
+    const std::string expected_prefix =
+        "AWS4-X509-MLDSA Credential=6503/20250102/us-east-1/rolesanywhere/aws4_request, "
+        "SignedHeaders=content-type;host;x-amz-date;x-amz-x509, Signature=";
+    const std::string authorization = *r.header("Authorization");
+    ASSERT_TRUE(authorization.starts_with(expected_prefix)) << authorization.substr(0, 200);
+    const std::string hex = authorization.substr(expected_prefix.size());
+    ASSERT_EQ(hex.size(), 2u * 3309u);  // FIPS 204: ML-DSA-65 signatures are 3309 bytes
+    ASSERT_EQ(hex.find_first_not_of("0123456789abcdef"), std::string::npos);
+    std::vector<std::uint8_t> signature;
+    for (std::size_t i = 0; i + 1 < hex.size(); i += 2) {
+        signature.push_back(static_cast<std::uint8_t>(std::stoi(hex.substr(i, 2), nullptr, 16)));
+    }
+    const std::string sts = string_to_sign(pki::KeyType::ml_dsa_65, now_, "us-east-1", canonical_request(r));
+    EXPECT_TRUE(pki::verify(id.leaf, sts, signature, pki::Digest::sha256));
+    // Deterministic: the same request at the same time signs to the same header.
+    HttpRequest again = request();
+    ASSERT_TRUE(sign_request(again, id, "us-east-1", now_));
+    EXPECT_EQ(*again.header("Authorization"), authorization);
+}
+#endif
 
 TEST_F(SignRequestTest, RefusesARequestWithoutHostOrRegionAndLeavesItUntouched) {
     const pki::Identity id = identity(false);
