@@ -38,6 +38,7 @@
 #include "common/time_format.hpp"
 #include "common/unique_fd.hpp"
 #include "daemon/control_protocol.hpp"
+#include "daemon/control_server.hpp"
 #include "daemon/credential_cache.hpp"
 #include "daemon/credentials_answer.hpp"
 #include "daemon/credentials_file.hpp"
@@ -45,7 +46,8 @@
 #include "daemon/health.hpp"
 #include "daemon/http_server.hpp"
 #include "daemon/reload_plan.hpp"
-#include "daemon/request_guard.hpp"
+#include "daemon/router.hpp"
+#include "daemon/snapshot.hpp"
 #include "daemon/surfaces.hpp"
 #include "daemon/systemd.hpp"
 #include "pki/hmac.hpp"
@@ -54,7 +56,6 @@
 namespace rad::daemon {
 
 namespace net = boost::asio;
-using unix_stream = net::local::stream_protocol;
 
 CredentialOptions credential_options_from_profile(const config::ProfileConfig& profile) {
     CredentialOptions o;
@@ -194,25 +195,6 @@ std::vector<FileStamp> identity_stamps(const CredentialOptions& o) {
             stamp_of(o.identity.pin_file),
             stamp_of(o.identity.tpm_key_password_file),
             stamp_of(o.identity.tpm_parent_password_file)};
-}
-
-// socket_accepts_connections: something listens on the Unix socket at `path` (connect succeeds, or the
-// listener's backlog is full). A connection refused means a stale file of an agent that is gone.
-bool socket_accepts_connections(const std::string& path) {
-    sockaddr_un address{};
-    address.sun_family = AF_UNIX;
-    if (path.size() >= sizeof(address.sun_path)) {
-        return false;
-    }
-    std::memcpy(address.sun_path, path.c_str(), path.size() + 1);
-    const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    if (fd < 0) {
-        return false;
-    }
-    const int rc = ::connect(fd, reinterpret_cast<const sockaddr*>(&address), sizeof(address));
-    const int err = errno;
-    ::close(fd);
-    return rc == 0 || err == EAGAIN || err == EINPROGRESS;
 }
 
 // socket_local_address is the address a listening TCP socket is bound to (getsockname), or nullopt.
@@ -691,18 +673,14 @@ private:
             std::weak_ptr<Profile> weak = profile;
             auto server =
                 std::make_unique<HttpServer>(io_, limits(), [this, weak](const SurfaceRequest& request) {
-                    if (auto refusal = guard_request(request)) {
-                        return count("imds", std::move(*refusal));
-                    }
                     auto p = weak.lock();
                     if (!p) {
                         SurfaceResponse gone;
                         gone.status = 404;
-                        return gone;
+                        return count("imds", std::move(gone));
                     }
-                    const auto served = serve(*p);
-                    return count("imds", handle_imds(request, p->imds, tokens_, SteadyClock::now(),
-                                                     WallClock::now(), served));
+                    return count("imds", route_imds(request, p->imds, tokens_, SteadyClock::now(),
+                                                    WallClock::now(), serve(*p)));
                 });
             auto served = listen_or_adopt(*server, "imds", profile->config.name, address);
             if (!served) {
@@ -723,7 +701,9 @@ private:
         const auto& agent = options_.config.agent;
         if (agent.ecs_listen) {
             ecs_server_ = std::make_unique<HttpServer>(io_, limits(), [this](const SurfaceRequest& request) {
-                return count("ecs", route_ecs(request));
+                return count("ecs", route_ecs(
+                                        request, [this](std::string_view path) { return ecs_profile(path); },
+                                        WallClock::now()));
             });
             auto served = listen_or_adopt(*ecs_server_, "ecs", "", *agent.ecs_listen);
             if (!served) {
@@ -732,13 +712,9 @@ private:
             ecs_address_ = std::move(*served);
         }
         if (agent.health_listen) {
-            health_server_ =
-                std::make_unique<HttpServer>(io_, limits(false), [this](const SurfaceRequest& request) {
-                    if (auto refusal = guard_request(request)) {
-                        return std::move(*refusal);
-                    }
-                    return handle_health(request, health_snapshot());
-                });
+            health_server_ = std::make_unique<HttpServer>(
+                io_, limits(false),
+                [this](const SurfaceRequest& request) { return route_health(request, snapshot()); });
             if (auto served = listen_or_adopt(*health_server_, "health", "", *agent.health_listen); !served) {
                 return served.error();
             }
@@ -800,51 +776,77 @@ private:
         return response;
     }
 
-    HealthSnapshot health_snapshot() const {
-        HealthSnapshot snapshot;
-        const auto now = SteadyClock::now();
-        const auto wall = WallClock::now();
+    // snapshot is what `status`, /healthz and /metrics report, taken now.
+    AgentSnapshot snapshot() const {
+        AgentSnapshot snapshot;
+        snapshot.version = kVersion;
+        snapshot.config = options_.config_path.string();
         for (const auto& profile : profiles_) {
-            ProfileHealth h;
-            h.name = profile->config.name;
-            h.state = cache_state_name(profile->cache.state(now, wall));
-            h.servable = static_cast<bool>(profile->cache.current(now, wall));
-            if (const auto& error = profile->cache.last_error()) {
-                h.last_error_code = errc_name(error->code);
-            }
-            if (const auto& held = profile->cache.held()) {
-                h.credentials_seconds_left = std::chrono::duration<double>(held->deadline - now).count();
-            }
-            if (profile->session) {
-                h.certificate_seconds_left =
-                    std::chrono::duration<double>(profile->session->identity.leaf.not_after() - wall).count();
-            }
-            h.refreshes = profile->refresh_outcomes;
-            h.create_session_seconds = profile->create_session_seconds;
-            for (const auto& [surface, state] : profile->surfaces) {
-                h.surfaces.push_back(SurfaceHealth{
-                    surface, !state.error, state.error ? errc_name(state.error->code) : "", state.failures});
-            }
-            snapshot.profiles.push_back(std::move(h));
+            snapshot.profiles.push_back(snapshot_of(*profile));
         }
         snapshot.requests = requests_;
         return snapshot;
     }
 
-    SurfaceResponse route_ecs(const SurfaceRequest& request) {
-        if (auto refusal = guard_request(request)) {
-            return std::move(*refusal);
+    ProfileSnapshot snapshot_of(const Profile& profile) const {
+        const auto now = SteadyClock::now();
+        const auto wall = WallClock::now();
+        ProfileSnapshot p;
+        p.name = profile.config.name;
+        p.state = cache_state_name(profile.cache.state(now, wall));
+        p.servable = static_cast<bool>(profile.cache.current(now, wall));
+        if (const auto& held = profile.cache.held()) {
+            p.access_key_id = signer::redact_access_key_id(held->credentials.access_key_id);
+            p.expiration = format_iso8601(held->credentials.expiration);
+            p.credentials_seconds_left = std::chrono::duration<double>(held->deadline - now).count();
         }
-        const std::string_view path = std::string_view(request.target).substr(0, request.target.find('?'));
-        for (auto& profile : profiles_) {
+        p.refreshing = profile.cache.refresh_in_flight();
+        p.next_refresh_in_seconds = std::max<long long>(0, whole_seconds(profile.cache.next_refresh() - now));
+        if (const auto& error = profile.cache.last_error()) {
+            p.last_error_code = errc_name(error->code);
+            p.last_error_message = error->message;
+            p.consecutive_failures = profile.cache.consecutive_failures();
+        }
+        if (profile.session) {
+            const auto& leaf = profile.session->identity.leaf;
+            p.certificate = CertificateSnapshot{
+                leaf.subject(), leaf.serial_decimal(), format_iso8601(leaf.not_after()),
+                std::chrono::duration_cast<std::chrono::hours>(leaf.not_after() - wall).count() / 24};
+            p.certificate_seconds_left = std::chrono::duration<double>(leaf.not_after() - wall).count();
+        }
+        for (const auto& address : profile.imds_addresses) {
+            p.served.push_back("imds http://" + address + "/");
+        }
+        if (!profile.config.ecs_path.empty() && !ecs_address_.empty()) {
+            p.served.push_back("ecs http://" + ecs_address_ + profile.config.ecs_path);
+        }
+        if (!profile.config.credentials_file_profile.empty()) {
+            p.served.push_back("credentials-file " + credentials_path(profile).string() + " [" +
+                               profile.config.credentials_file_profile + "]");
+        }
+        if (!options_.config.agent.socket_path.empty()) {
+            p.served.push_back("credential-process --profile " + profile.config.name);
+        }
+        for (const auto& [surface, state] : profile.surfaces) {
+            p.surfaces.push_back(SurfaceHealth{surface, !state.error,
+                                               state.error ? errc_name(state.error->code) : "",
+                                               state.failures, state.error ? state.error->message : ""});
+        }
+        p.refreshes = profile.refresh_outcomes;
+        p.create_session_seconds = profile.create_session_seconds;
+        return p;
+    }
+
+    // ecs_profile is what the container endpoint serves at `path`.
+    std::optional<EcsProfile> ecs_profile(std::string_view path) const {
+        for (const auto& profile : profiles_) {
             if (!profile->config.ecs_path.empty() && profile->config.ecs_path == path) {
-                EcsSettings settings{profile->config.ecs_path, &profile->ecs_token, profile->account_id};
-                return handle_ecs(request, settings, WallClock::now(), serve(*profile));
+                return EcsProfile{
+                    EcsSettings{profile->config.ecs_path, &profile->ecs_token, profile->account_id},
+                    serve(*profile)};
             }
         }
-        EcsSettings none{"", nullptr, ""};
-        return handle_ecs(request, none, WallClock::now(),
-                          ServedCredentials{nullptr, make_error(Errc::usage, "unknown path"), {}});
+        return std::nullopt;
     }
 
     ServedCredentials serve(const Profile& profile) const {
@@ -859,104 +861,27 @@ private:
 
     Result<void> open_control_socket() {
         const auto& agent = options_.config.agent;
-        const std::string path = agent.socket_path.string();
-        control_ = std::make_unique<unix_stream::acceptor>(io_);
-        boost::system::error_code bec;
+        control_ = std::make_unique<ControlServer>(io_, [this](std::string_view line, ControlReply reply) {
+            handle_control(line, std::move(reply));
+        });
         // A socket passed by systemd stays systemd's: its path is neither replaced now nor removed at stop.
         if (auto fd = activated_.take("socket")) {
-            control_->assign(unix_stream(), *fd, bec);
-            if (bec) {
-                return make_error(Errc::config_invalid, "activated socket \"socket\": " + bec.message());
+            if (auto r = control_->adopt(*fd); !r) {
+                return r;
             }
-            log_.info("listening", {{"surface", "socket"}, {"address", path}, {"activated", "yes"}});
-            accept_control();
+            log_.info("listening",
+                      {{"surface", "socket"}, {"address", agent.socket_path.string()}, {"activated", "yes"}});
             return {};
         }
-        std::error_code ec;
-        std::filesystem::create_directories(agent.socket_path.parent_path(), ec);
-        struct stat st {};
-        if (::lstat(path.c_str(), &st) == 0) {
-            if (!S_ISSOCK(st.st_mode)) {
-                return make_error(Errc::config_invalid, path + ": exists and is not a socket");
-            }
-            // A socket someone still accepts on belongs to a running agent: replacing it would cut that
-            // agent's clients off until it restarts. Only a socket nobody listens on is stale.
-            if (socket_accepts_connections(path)) {
-                return make_error(Errc::config_invalid,
-                                  path +
-                                      ": another agent is listening on this socket; stop it, or give this "
-                                      "agent another socket_path");
-            }
-            ::unlink(path.c_str());
+        if (auto r = control_->listen({agent.socket_path, agent.socket_mode, agent.socket_group}); !r) {
+            return r;
         }
-        control_->open(unix_stream(), bec);
-        // Bind under a tight umask, then widen to the configured mode: no window where others can connect.
-        const mode_t old_mask = ::umask(0177);
-        if (!bec) {
-            control_->bind(unix_stream::endpoint(path), bec);
-        }
-        ::umask(old_mask);
-        if (!bec) {
-            control_->listen(64, bec);
-        }
-        if (bec) {
-            return make_error(Errc::config_invalid, "listen " + path + ": " + bec.message());
-        }
-        if (!agent.socket_group.empty()) {
-            const group* g = ::getgrnam(agent.socket_group.c_str());
-            if (g == nullptr || ::chown(path.c_str(), static_cast<uid_t>(-1), g->gr_gid) != 0) {
-                return make_error(Errc::config_invalid,
-                                  path + ": cannot give the socket to group " + agent.socket_group);
-            }
-        }
-        if (::chmod(path.c_str(), agent.socket_mode) != 0) {
-            return make_error(Errc::config_invalid, path + ": cannot chmod the socket");
-        }
-        if (::lstat(path.c_str(), &st) == 0) {
-            bound_socket_ = BoundSocket{st.st_dev, st.st_ino};
-        }
-        log_.info("listening", {{"surface", "socket"}, {"address", path}});
-        accept_control();
+        log_.info("listening", {{"surface", "socket"}, {"address", agent.socket_path.string()}});
         return {};
     }
 
-    // peer_allowed: root, the agent's own user, the configured allowed_uids, and members of allowed_gids —
-    // by their primary group or any supplementary one (SO_PEERGROUPS: the groups the peer had when it
-    // connected), since that is how a user is put in a group such as the socket's SocketGroup=.
-    bool peer_allowed(int fd, const ucred& peer) const {
-        const auto& agent = options_.config.agent;
-        if (peer.uid == 0 || peer.uid == ::geteuid()) {
-            return true;
-        }
-        const auto allowed_gid = [&](gid_t gid) {
-            return std::find(agent.allowed_gids.begin(), agent.allowed_gids.end(), gid) !=
-                   agent.allowed_gids.end();
-        };
-        if (std::find(agent.allowed_uids.begin(), agent.allowed_uids.end(), peer.uid) !=
-                agent.allowed_uids.end() ||
-            allowed_gid(peer.gid)) {
-            return true;
-        }
-        if (agent.allowed_gids.empty()) {
-            return false;
-        }
-        std::vector<gid_t> groups(64);
-        for (int attempt = 0; attempt < 2; ++attempt) {
-            socklen_t length = static_cast<socklen_t>(groups.size() * sizeof(gid_t));
-            if (::getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups.data(), &length) == 0) {
-                groups.resize(length / sizeof(gid_t));
-                return std::any_of(groups.begin(), groups.end(), allowed_gid);
-            }
-            if (errno != ERANGE) {
-                return false;
-            }
-            groups.resize(length / sizeof(gid_t) + 1);
-        }
-        return false;
-    }
-
     // peer_refusal is what a refused peer is told (one line; it names no secret).
-    std::string peer_refusal(const ucred& peer) const {
+    std::string peer_refusal(const PeerCredentials& peer) const {
         const std::string who = "uid " + std::to_string(peer.uid) + " (gid " + std::to_string(peer.gid) + ")";
         if (options_.config_path.empty()) {
             return who + " may not use this agent: it serves only root and its own user";
@@ -966,87 +891,13 @@ private:
                options_.config_path.string();
     }
 
-    struct ControlConnection {
-        explicit ControlConnection(net::io_context& io) : socket(io), timer(io) {}
-        unix_stream::socket socket;
-        net::steady_timer timer;
-        net::streambuf input{kMaxControlLine};
-        Secret reply;
-        ucred peer{};
-        std::optional<std::string> refusal;  // set for a peer the allow-list refuses: the answer it gets
-    };
-
-    void accept_control() {
-        control_->async_accept([this](boost::system::error_code ec, unix_stream::socket socket) {
-            if (ec || stopping_) {
-                return;
-            }
-            accept_control();
-            ucred peer{};
-            socklen_t length = sizeof peer;
-            if (::getsockopt(socket.native_handle(), SOL_SOCKET, SO_PEERCRED, &peer, &length) != 0) {
-                return;  // closing: a peer we cannot identify gets nothing
-            }
-            auto connection = std::make_shared<ControlConnection>(io_);
-            connection->socket = std::move(socket);
-            connection->peer = peer;
-            std::erase_if(control_connections_, [](const auto& weak) { return weak.expired(); });
-            control_connections_.push_back(connection);
-            if (!peer_allowed(connection->socket.native_handle(), peer)) {
-                log_.warning("socket_peer_refused",
-                             {{"uid", peer.uid}, {"gid", peer.gid}, {"pid", peer.pid}});
-                // Answered after its request line is read, so that the client reads the reason rather than
-                // a connection reset.
-                connection->refusal = peer_refusal(peer);
-            }
-            connection->timer.expires_after(std::chrono::seconds(30));
-            connection->timer.async_wait([connection](boost::system::error_code timer_ec) {
-                if (!timer_ec) {
-                    boost::system::error_code ignored;
-                    connection->socket.close(ignored);
-                }
-            });
-            net::async_read_until(
-                connection->socket, connection->input, '\n',
-                [this, connection](boost::system::error_code read_ec, std::size_t n) {
-                    if (read_ec) {
-                        connection->timer.cancel();
-                        return;
-                    }
-                    std::string line(n, '\0');
-                    connection->input.sgetn(line.data(), static_cast<std::streamsize>(n));
-                    if (connection->refusal) {
-                        reply_control(
-                            connection,
-                            Secret(format_error_reply(make_error(Errc::peer_refused, *connection->refusal))));
-                        return;
-                    }
-                    handle_control(connection, line);
-                });
-        });
-    }
-
-    void reply_control(const std::shared_ptr<ControlConnection>& connection, Secret reply) {
-        connection->reply = std::move(reply);
-        net::async_write(connection->socket, net::buffer(connection->reply.reveal()),
-                         [connection](boost::system::error_code, std::size_t) {
-                             connection->reply = Secret();
-                             boost::system::error_code ignored;
-                             connection->socket.shutdown(unix_stream::socket::shutdown_both, ignored);
-                             connection->socket.close(ignored);
-                             connection->timer.cancel();
-                         });
-    }
-
-    // reply_with answers a credentials request with what the cache holds: the credentials, or why none.
-    void reply_with(const std::shared_ptr<ControlConnection>& connection,
-                    const Result<const CachedCredentials*>& current) {
+    // credentials_reply answers a credentials request with what the cache holds: the credentials, or why
+    // none.
+    static Secret credentials_reply(const Result<const CachedCredentials*>& current) {
         if (current) {
-            reply_control(connection,
-                          format_ok_reply(signer::credential_process_json((*current)->credentials).reveal()));
-        } else {
-            reply_control(connection, Secret(format_error_reply(current.error())));
+            return format_ok_reply(signer::credential_process_json((*current)->credentials).reveal());
         }
+        return Secret(format_error_reply(current.error()));
     }
 
     // renew_config_identity: a client's configuration identity is not the one this agent loaded, but the
@@ -1085,18 +936,26 @@ private:
         return file && file->identity == identity && file->text == options_.config.source_text;
     }
 
-    void handle_control(const std::shared_ptr<ControlConnection>& connection, const std::string& line) {
+    // handle_control answers one line of the Unix socket (control_protocol.hpp).
+    void handle_control(std::string_view line, ControlReply reply) {
+        const PeerCredentials& peer = reply.peer();
+        const auto& agent = options_.config.agent;
+        if (!peer_allowed(peer, ::geteuid(), AccessList{agent.allowed_uids, agent.allowed_gids})) {
+            log_.warning("socket_peer_refused", {{"uid", peer.uid}, {"gid", peer.gid}, {"pid", peer.pid}});
+            reply.send(Secret(format_error_reply(make_error(Errc::peer_refused, peer_refusal(peer)))));
+            return;
+        }
         auto request = parse_control_request(line);
         if (!request) {
-            reply_control(connection, Secret(format_error_reply(request.error())));
+            reply.send(Secret(format_error_reply(request.error())));
             return;
         }
         if (request->kind == ControlRequest::Kind::status) {
-            reply_control(connection, format_ok_reply(status_json()));
+            reply.send(format_ok_reply(status_json(snapshot())));
             return;
         }
         if (request->kind == ControlRequest::Kind::refresh) {
-            handle_refresh_request(connection, request->profile);
+            handle_refresh_request(std::move(reply), request->profile);
             return;
         }
         // A fast-path client that found this socket by scanning its configuration file is answered only if
@@ -1104,14 +963,14 @@ private:
         if (!request->config_identity.empty() &&
             request->config_identity != options_.config.source_identity &&
             !renew_config_identity(request->config_identity)) {
-            reply_control(connection, Secret(kOtherConfigReply));
+            reply.send(Secret(kOtherConfigReply));
             return;
         }
         auto profile = find(request->profile);
         if (!profile) {
-            reply_control(connection, Secret(format_error_reply(make_error(
-                                          Errc::usage, "no profile named \"" + request->profile + "\" in " +
-                                                           options_.config.path.string()))));
+            reply.send(Secret(
+                format_error_reply(make_error(Errc::usage, "no profile named \"" + request->profile +
+                                                               "\" in " + options_.config.path.string()))));
             return;
         }
         const auto now = SteadyClock::now();
@@ -1119,20 +978,19 @@ private:
         switch (answer_credentials(profile->cache, request->min_seconds, now, wall)) {
             case CredentialsAnswer::serve:
             case CredentialsAnswer::what_cache_holds:
-                reply_with(connection, profile->cache.current(now, wall));
+                reply.send(credentials_reply(profile->cache.current(now, wall)));
                 return;
             case CredentialsAnswer::refresh_first:
                 break;
         }
         // Not enough life left (or none at all): refresh now and answer when it completes, with whatever the
         // cache then holds — fresh credentials are as good as it gets, even for a short session duration.
+        auto waiting = std::make_shared<ControlReply>(std::move(reply));
         std::weak_ptr<Profile> weak = profile;
-        profile->waiters.push_back([this, connection, weak] {
-            auto p = weak.lock();
-            if (!p) {
-                return;
+        profile->waiters.push_back([waiting, weak] {
+            if (auto p = weak.lock()) {
+                waiting->send(credentials_reply(p->cache.current(SteadyClock::now(), WallClock::now())));
             }
-            reply_with(connection, p->cache.current(SteadyClock::now(), WallClock::now()));
         });
         refresh_now(profile, RefreshReason::fast_path);
     }
@@ -1140,32 +998,31 @@ private:
     // handle_refresh_request: an operator's `refresh` runs the profile's refresh now (or joins the one
     // running) and answers when it completes. Clients admitted only by allowed_uids/allowed_gids may not: a
     // refresh is a CreateSession call, and those are the host's to spend, not every local user's.
-    void handle_refresh_request(const std::shared_ptr<ControlConnection>& connection,
-                                const std::string& name) {
-        if (connection->peer.uid != 0 && connection->peer.uid != ::geteuid()) {
-            reply_control(connection, Secret(format_error_reply(make_error(
-                                          Errc::peer_refused, "uid " + std::to_string(connection->peer.uid) +
-                                                                  " may not ask for refreshes: only root and "
-                                                                  "the agent's own user may"))));
+    void handle_refresh_request(ControlReply reply, const std::string& name) {
+        if (!may_ask_for_refresh(reply.peer(), ::geteuid())) {
+            reply.send(Secret(format_error_reply(make_error(
+                Errc::peer_refused, "uid " + std::to_string(reply.peer().uid) +
+                                        " may not ask for refreshes: only root and the agent's own "
+                                        "user may"))));
             return;
         }
         auto profile = find(name);
         if (!profile) {
-            reply_control(
-                connection,
+            reply.send(
                 Secret(format_error_reply(make_error(Errc::usage, "no profile named \"" + name + "\""))));
             return;
         }
+        auto waiting = std::make_shared<ControlReply>(std::move(reply));
         std::weak_ptr<Profile> weak = profile;
-        profile->waiters.push_back([this, connection, weak] {
+        profile->waiters.push_back([this, waiting, weak] {
             auto p = weak.lock();
             if (!p) {
                 return;
             }
             if (const auto& error = p->cache.last_error()) {
-                reply_control(connection, Secret(format_error_reply(*error)));
+                waiting->send(Secret(format_error_reply(*error)));
             } else {
-                reply_control(connection, format_ok_reply(profile_status(*p).dump()));
+                waiting->send(format_ok_reply(profile_status_json(snapshot_of(*p))));
             }
         });
         refresh_now(profile, RefreshReason::command);
@@ -1178,82 +1035,6 @@ private:
             }
         }
         return nullptr;
-    }
-
-    std::string status_json() const {
-        nlohmann::ordered_json doc;
-        doc["version"] = kVersion;
-        doc["config"] = options_.config_path.string();
-        auto& list = doc["profiles"] = nlohmann::json::array();
-        for (const auto& profile : profiles_) {
-            list.push_back(profile_status(*profile));
-        }
-        return doc.dump();
-    }
-
-    // profile_status is one profile's entry of `status` (no secrets: the access key id is redacted).
-    nlohmann::ordered_json profile_status(const Profile& profile) const {
-        const auto now = SteadyClock::now();
-        const auto wall = WallClock::now();
-        nlohmann::ordered_json p;
-        p["name"] = profile.config.name;
-        p["state"] = cache_state_name(profile.cache.state(now, wall));
-        const auto& held = profile.cache.held();
-        if (held) {
-            p["access_key_id"] = signer::redact_access_key_id(held->credentials.access_key_id);
-            p["expiration"] = format_iso8601(held->credentials.expiration);
-            p["expires_in_seconds"] =
-                std::chrono::duration_cast<std::chrono::seconds>(held->deadline - now).count();
-        }
-        if (!profile.cache.refresh_in_flight()) {
-            p["next_refresh_in_seconds"] = std::max<long long>(
-                0,
-                std::chrono::duration_cast<std::chrono::seconds>(profile.cache.next_refresh() - now).count());
-        } else {
-            p["refreshing"] = true;
-        }
-        if (const auto& error = profile.cache.last_error()) {
-            p["last_error"] = {{"code", errc_name(error->code)}, {"message", error->message}};
-            p["consecutive_failures"] = profile.cache.consecutive_failures();
-        }
-        if (profile.session) {
-            const auto& leaf = profile.session->identity.leaf;
-            const auto days =
-                std::chrono::duration_cast<std::chrono::hours>(leaf.not_after() - wall).count() / 24;
-            p["certificate"] = {{"subject", leaf.subject()},
-                                {"serial", leaf.serial_decimal()},
-                                {"not_after", format_iso8601(leaf.not_after())},
-                                {"days_left", days},
-                                {"expiring_soon", days < 14}};
-        }
-        nlohmann::ordered_json surfaces = nlohmann::json::array();
-        for (const auto& address : profile.imds_addresses) {
-            surfaces.push_back("imds http://" + address + "/");
-        }
-        if (!profile.config.ecs_path.empty() && !ecs_address_.empty()) {
-            surfaces.push_back("ecs http://" + ecs_address_ + profile.config.ecs_path);
-        }
-        if (!profile.config.credentials_file_profile.empty()) {
-            surfaces.push_back("credentials-file " + credentials_path(profile).string() + " [" +
-                               profile.config.credentials_file_profile + "]");
-        }
-        if (!options_.config.agent.socket_path.empty()) {
-            surfaces.push_back("credential-process --profile " + profile.config.name);
-        }
-        p["surfaces"] = std::move(surfaces);
-        nlohmann::ordered_json failing = nlohmann::json::array();
-        for (const auto& [surface, state] : profile.surfaces) {
-            if (state.error) {
-                failing.push_back({{"surface", surface},
-                                   {"code", errc_name(state.error->code)},
-                                   {"message", state.error->message},
-                                   {"failures", state.failures}});
-            }
-        }
-        if (!failing.empty()) {
-            p["surface_errors"] = std::move(failing);
-        }
-        return p;
     }
 
     std::filesystem::path credentials_path(const Profile& profile) const {
@@ -1672,23 +1453,8 @@ private:
         if (ecs_server_) {
             ecs_server_->stop_accepting();
         }
-        // Connections still waiting for their request line (or for a refresh, whose waiters are gone now)
-        // are closed; a reply being written is finished by its own handler.
-        for (const auto& weak : control_connections_) {
-            if (auto connection = weak.lock(); connection && connection->reply.empty()) {
-                connection->timer.cancel();
-                connection->socket.close(ignored);
-            }
-        }
         if (control_) {
-            control_->close(ignored);
-            // Only the socket this agent bound (not one systemd passed, nor one that replaced it since).
-            struct stat st {};
-            const auto& path = options_.config.agent.socket_path;
-            if (bound_socket_ && ::lstat(path.c_str(), &st) == 0 && st.st_dev == bound_socket_->device &&
-                st.st_ino == bound_socket_->inode) {
-                ::unlink(path.c_str());
-            }
+            control_->stop();
         }
     }
 
@@ -1855,15 +1621,8 @@ private:
     net::steady_timer hold_cap_{io_};
     std::map<std::string, ExpiryWarning> expiry_warned_;  // profile name → the last certificate_expiring
     std::chrono::milliseconds watchdog_period_{0};
-    std::unique_ptr<unix_stream::acceptor> control_;
+    std::unique_ptr<ControlServer> control_;
     bool stopping_ = false;
-    // bound_socket_ is the Unix socket this agent bound itself (not socket activation): removed at stop.
-    struct BoundSocket {
-        dev_t device;
-        ino_t inode;
-    };
-    std::optional<BoundSocket> bound_socket_;
-    std::vector<std::weak_ptr<ControlConnection>> control_connections_;  // open ones, closed by stop()
 };
 
 }  // namespace

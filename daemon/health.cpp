@@ -4,17 +4,6 @@
 
 namespace rad::daemon {
 
-void LatencyHistogram::observe(double seconds) {
-    for (std::size_t i = 0; i < kBounds.size(); ++i) {
-        if (seconds <= kBounds[i]) {
-            ++buckets_[i];
-            break;
-        }
-    }
-    ++count_;
-    sum_ += seconds;
-}
-
 namespace {
 
 // label escapes a Prometheus label value (backslash, quote, newline).
@@ -50,7 +39,7 @@ SurfaceResponse text_response(int status, std::string body, const char* content_
 
 }  // namespace
 
-std::string metrics_text(const HealthSnapshot& snapshot) {
+std::string metrics_text(const AgentSnapshot& snapshot) {
     std::string out;
     auto help = [&](const char* name, const char* type, const char* text) {
         out.append("# HELP ").append(name).append(" ").append(text).append("\n");
@@ -126,7 +115,7 @@ std::string metrics_text(const HealthSnapshot& snapshot) {
     return out;
 }
 
-SurfaceResponse handle_health(const SurfaceRequest& request, const HealthSnapshot& snapshot) {
+SurfaceResponse handle_health(const SurfaceRequest& request, const AgentSnapshot& snapshot) {
     const std::string path = request.target.substr(0, request.target.find('?'));
     if (path != "/healthz" && path != "/metrics") {
         return text_response(404, "not found\n", "text/plain");

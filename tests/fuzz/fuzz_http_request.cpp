@@ -193,8 +193,8 @@ void check_ecs(const SurfaceRequest& request, const rad::daemon::ServedCredentia
 }
 
 void check_health(const SurfaceRequest& request) {
-    rad::daemon::HealthSnapshot snapshot;
-    rad::daemon::ProfileHealth profile;
+    rad::daemon::AgentSnapshot snapshot;
+    rad::daemon::ProfileSnapshot profile;
     profile.name = "web";
     profile.state = "fresh";
     profile.servable = true;

@@ -14,9 +14,9 @@ SurfaceRequest get(std::string target) {
     return r;
 }
 
-HealthSnapshot snapshot(bool web_ok) {
-    HealthSnapshot s;
-    ProfileHealth web;
+AgentSnapshot snapshot(bool web_ok) {
+    AgentSnapshot s;
+    ProfileSnapshot web;
     web.name = "web";
     web.state = web_ok ? "fresh" : "failing";
     web.servable = web_ok;
@@ -27,7 +27,7 @@ HealthSnapshot snapshot(bool web_ok) {
     web.create_session_seconds.observe(0.02);
     web.create_session_seconds.observe(0.3);
     web.create_session_seconds.observe(60);
-    ProfileHealth api;
+    ProfileSnapshot api;
     api.name = "api";
     api.state = "fresh";
     api.servable = true;
@@ -50,8 +50,8 @@ TEST(Healthz, UnavailableListsFailingProfiles) {
 
 TEST(Healthz, AFailingSurfaceMakesItUnavailableEvenWithCredentials) {
     auto s = snapshot(true);
-    s.profiles[1].surfaces = {SurfaceHealth{"credentials_file", false, "internal", 3},
-                              SurfaceHealth{"ecs_token", true, "", 0}};
+    s.profiles[1].surfaces = {SurfaceHealth{"credentials_file", false, "internal", 3, "disk full"},
+                              SurfaceHealth{"ecs_token", true, "", 0, ""}};
     auto r = handle_health(get("/healthz"), s);
     EXPECT_EQ(r.status, 503);
     EXPECT_EQ(r.body.reveal(), "api: credentials_file failing (internal)\n");
@@ -109,8 +109,8 @@ TEST(Metrics, PrometheusText) {
 }
 
 TEST(Metrics, LabelValuesAreEscaped) {
-    HealthSnapshot s;
-    ProfileHealth odd;
+    AgentSnapshot s;
+    ProfileSnapshot odd;
     odd.name = "a\"b\\c";
     s.profiles = {odd};
     EXPECT_NE(metrics_text(s).find("profile=\"a\\\"b\\\\c\""), std::string::npos);
