@@ -92,31 +92,38 @@ CredentialOptions credential_options_from_profile(const config::ProfileConfig& p
 }
 
 Result<void> check_profile_settings(const config::ProfileConfig& profile) {
-    auto resolved = signer::resolve_endpoint(endpoint_options(credential_options_from_profile(profile)));
+    // The signer spells the fields as the file's keys and says which one is at fault.
+    static constexpr signer::EndpointNames kKeys{"trust_anchor_arn", "profile_arn", "role_arn",
+                                                 "region",           "endpoint",    "use_fips_endpoint"};
+    signer::EndpointField field = signer::EndpointField::trust_anchor_arn;
+    auto resolved =
+        signer::resolve_endpoint(endpoint_options(credential_options_from_profile(profile)), kKeys, &field);
     if (resolved) {
         return {};
     }
-    // The signer names command-line flags; point at the key of the file instead.
-    static constexpr std::pair<std::string_view, std::string_view> kFlagKeys[] = {
-        {"--trust-anchor-arn", "trust_anchor_arn"},
-        {"--profile-arn", "profile_arn"},
-        {"--role-arn", "role_arn"},
-        {"--region", "region"},
-        {"--endpoint", "endpoint"},
-        {"--use-fips-endpoint", "use_fips_endpoint"}};
-    const std::string& message = resolved.error().message;
     std::string_view key;
-    std::size_t first = std::string::npos;
-    for (const auto& [flag, config_key] : kFlagKeys) {
-        const auto at = message.find(flag);
-        if (at < first) {
-            first = at;
-            key = config_key;
-        }
+    switch (field) {
+        case signer::EndpointField::trust_anchor_arn:
+            key = kKeys.trust_anchor_arn;
+            break;
+        case signer::EndpointField::profile_arn:
+            key = kKeys.profile_arn;
+            break;
+        case signer::EndpointField::role_arn:
+            key = kKeys.role_arn;
+            break;
+        case signer::EndpointField::region:
+            key = kKeys.region;
+            break;
+        case signer::EndpointField::endpoint:
+            key = kKeys.endpoint;
+            break;
+        case signer::EndpointField::use_fips_endpoint:
+            key = kKeys.use_fips_endpoint;
+            break;
     }
-    const std::string where = profile.source.where(key);
-    const std::string field = key.empty() ? "" : "." + std::string(key);
-    return make_error(Errc::config_invalid, where + ": profiles." + profile.name + field + ": " + message);
+    return make_error(Errc::config_invalid, profile.source.where(key) + ": profiles." + profile.name + "." +
+                                                std::string(key) + ": " + resolved.error().message);
 }
 
 namespace {

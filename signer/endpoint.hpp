@@ -44,13 +44,30 @@ struct ResolvedEndpoint {
     Url url;             // where POST <url.path>/sessions goes
 };
 
+// EndpointField names an input of resolve_endpoint, so that a caller can point at it in its own terms.
+enum class EndpointField { trust_anchor_arn, profile_arn, role_arn, region, endpoint, use_fips_endpoint };
+
+// EndpointNames spells each field in resolve_endpoint's messages: the command line's flags by default; the
+// agent passes the configuration file's keys.
+struct EndpointNames {
+    std::string_view trust_anchor_arn = "--trust-anchor-arn";
+    std::string_view profile_arn = "--profile-arn";
+    std::string_view role_arn = "--role-arn";
+    std::string_view region = "--region";
+    std::string_view endpoint = "--endpoint";
+    std::string_view use_fips_endpoint = "--use-fips-endpoint";
+};
+
 // resolve_endpoint validates the three ARNs in full before anything is signed: trust anchor and profile are
 // rolesanywhere ARNs in the same region with UUID ids ("trust-anchor/<id>", "profile/<id>"), the role an iam
 // ARN without region ("role/[path/]name" within IAM's limits); every account id is 12 digits and every
 // partition "aws" or "aws-<name>", the same for all three. It then picks the region and builds
 // https://rolesanywhere[-fips].<region>.<suffix> (amazonaws.com, amazonaws.com.cn for aws-cn) unless an
-// endpoint is given. Errors are one-line Errc::usage messages that start with the flag of the ARN
-// ("--trust-anchor-arn ...") or name the flags involved.
-[[nodiscard]] Result<ResolvedEndpoint> resolve_endpoint(const EndpointOptions& options);
+// endpoint is given. Errors are one-line Errc::usage messages that start with the name (`names`) of the field
+// at fault, or name the fields involved; `field_at_fault`, when given, is set to the field to blame (the
+// first one named).
+[[nodiscard]] Result<ResolvedEndpoint> resolve_endpoint(const EndpointOptions& options,
+                                                        const EndpointNames& names = {},
+                                                        EndpointField* field_at_fault = nullptr);
 
 }  // namespace rad::signer

@@ -339,3 +339,49 @@ TEST(ResolveEndpointTest, RejectsMixedPartitionsBadRegionsAndFipsPseudoRegions) 
 
 }  // namespace
 }  // namespace rad::signer
+
+namespace rad::signer {
+namespace {
+
+TEST(ResolveEndpointTest, SaysWhichFieldIsAtFaultInTheCallersTerms) {
+    const EndpointNames keys{"trust_anchor_arn", "profile_arn", "role_arn",
+                             "region",           "endpoint",    "use_fips_endpoint"};
+    const struct {
+        const char* what;
+        void (*change)(EndpointOptions&);
+        EndpointField field;
+        const char* starts_with;
+    } rows[] = {
+        {"a malformed role", [](EndpointOptions& o) { o.role_arn = "arn:aws:iam::role"; },
+         EndpointField::role_arn, "role_arn "},
+        {"profile in another region",
+         [](EndpointOptions& o) {
+             o.profile_arn =
+                 "arn:aws:rolesanywhere:eu-central-1:123456789012:profile/"
+                 "0a1b2c3d-0000-4000-8000-000000000002";
+         },
+         EndpointField::trust_anchor_arn, "trust_anchor_arn and profile_arn "},
+        {"a region that is not one", [](EndpointOptions& o) { o.region = "Not A Region"; },
+         EndpointField::region, "region "},
+        {"an endpoint that is not a URL", [](EndpointOptions& o) { o.endpoint = "ftp://x"; },
+         EndpointField::endpoint, "endpoint "},
+    };
+    for (const auto& row : rows) {
+        EndpointOptions o;
+        o.trust_anchor_arn =
+            "arn:aws:rolesanywhere:eu-west-1:123456789012:trust-anchor/0a1b2c3d-0000-4000-8000-000000000001";
+        o.profile_arn =
+            "arn:aws:rolesanywhere:eu-west-1:123456789012:profile/0a1b2c3d-0000-4000-8000-000000000002";
+        o.role_arn = "arn:aws:iam::123456789012:role/web";
+        row.change(o);
+        EndpointField field = EndpointField::use_fips_endpoint;
+        auto resolved = resolve_endpoint(o, keys, &field);
+        ASSERT_FALSE(resolved) << row.what;
+        EXPECT_EQ(field, row.field) << row.what;
+        EXPECT_EQ(resolved.error().message.rfind(row.starts_with, 0), 0u) << resolved.error().message;
+        EXPECT_EQ(resolved.error().message.find("--"), std::string::npos) << resolved.error().message;
+    }
+}
+
+}  // namespace
+}  // namespace rad::signer
