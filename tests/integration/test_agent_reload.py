@@ -200,3 +200,30 @@ def test_sighup_refreshes_only_what_changed(em, pki, tmp_path):
         assert served(agent, "api")["AccessKeyId"] != api_before["AccessKeyId"]
     finally:
         assert agent.stop() == 0
+
+
+def test_a_profile_removed_while_its_refresh_is_in_flight(em, pki, tmp_path):
+    """A reload removes a profile whose CreateSession is still running on a worker thread: the profile is
+    dropped on the event loop, the late completion is ignored, and the agent serves the other profile and stops
+    cleanly. Run under ThreadSanitizer by the test command (scripts/test-all), which reports any race on the
+    way."""
+    agent = AgentProcess(tmp_path, em, pki)
+    agent.profile("web")
+    agent.profile("api")
+    agent.start()
+    try:
+        assert create_sessions(em) == 2
+        em.faults({"delay_ms": 3000})
+        agent.request_refresh("api")
+        wait_until(lambda: em.stats()["requests"] >= 3, TIMEOUT, what="the delayed CreateSession to arrive")
+        del agent.profiles["api"]
+        agent.write_config()
+        agent.signal(signal.SIGHUP)
+        agent.wait_for_log(r"event=profile_removed\b.*profile=api\b", timeout=TIMEOUT)
+        wait_until(lambda: em.stats()["accepted"] >= 3, TIMEOUT, what="the delayed CreateSession to end")
+        assert served(agent, "web") is not None
+        assert [p["name"] for p in agent.status()["profiles"]] == ["web"]
+        assert not [line for line in agent.log_lines("refresh_(ok|failed)") if "profile=api" in line
+                    and "reason=command" in line], "the removed profile's refresh was still completed"
+    finally:
+        assert agent.stop() == 0
