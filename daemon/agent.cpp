@@ -1,61 +1,10 @@
+// The agent's life: start (identities, listeners, files), signals, the watchdog and the clock watch, stop.
+
 #include "daemon/agent.hpp"
 
-#include <arpa/inet.h>
-#include <fcntl.h>
-#include <grp.h>
-#include <netinet/in.h>
-#include <sys/random.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/un.h>
-#include <unistd.h>
-
-#include <algorithm>
-#include <array>
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/local/stream_protocol.hpp>
-#include <boost/asio/post.hpp>
-#include <boost/asio/read_until.hpp>
-#include <boost/asio/signal_set.hpp>
-#include <boost/asio/steady_timer.hpp>
-#include <boost/asio/streambuf.hpp>
-#include <boost/asio/thread_pool.hpp>
-#include <boost/asio/write.hpp>
-#include <cerrno>
-#include <csignal>
-#include <cstring>
-#include <fstream>
-#include <map>
-#include <memory>
-#include <random>
-#include <sstream>
-#include <vector>
-
-#include <nlohmann/json.hpp>
-
-#include "common/encoding.hpp"
-#include "common/file_read.hpp"
-#include "common/time_format.hpp"
-#include "common/unique_fd.hpp"
-#include "daemon/control_protocol.hpp"
-#include "daemon/control_server.hpp"
-#include "daemon/credential_cache.hpp"
-#include "daemon/credentials_answer.hpp"
-#include "daemon/credentials_file.hpp"
-#include "daemon/handover.hpp"
-#include "daemon/health.hpp"
-#include "daemon/http_server.hpp"
-#include "daemon/reload_plan.hpp"
-#include "daemon/router.hpp"
-#include "daemon/snapshot.hpp"
-#include "daemon/surfaces.hpp"
-#include "daemon/systemd.hpp"
-#include "pki/hmac.hpp"
-#include "signer/credentials.hpp"
+#include "daemon/agent_runtime.hpp"
 
 namespace rad::daemon {
-
-namespace net = boost::asio;
 
 CredentialOptions credential_options_from_profile(const config::ProfileConfig& profile) {
     CredentialOptions o;
@@ -126,1518 +75,304 @@ Result<void> check_profile_settings(const config::ProfileConfig& profile) {
                                                 std::string(key) + ": " + resolved.error().message);
 }
 
-namespace {
+}  // namespace rad::daemon
 
-using SteadyClock = std::chrono::steady_clock;
-using WallClock = std::chrono::system_clock;
+namespace rad::daemon::agent_detail {
 
-// RefreshReason says why a refresh ran (the refresh_ok / refresh_failed lines carry it).
-enum class RefreshReason {
-    startup,     // the first refresh of a profile
-    timer,       // the scheduled refresh point of the credentials held
-    retry,       // the scheduled retry after a failure
-    fast_path,   // a credential-process client needed more lifetime than the cache held
-    reload,      // a reload changed the profile's identity or CreateSession settings, or added it
-    rotation,    // the certificate, key or a secret file changed on disk
-    wall_clock,  // the wall clock says the credentials held have expired (suspend, clock set forward)
-    command,     // an operator ran `rolesanywhere-agent refresh`
-    client,      // a client waits for the first credentials (e.g. the one that socket-activated the agent)
-};
-
-const char* refresh_reason_name(RefreshReason reason) noexcept {
-    switch (reason) {
-        case RefreshReason::startup:
-            return "startup";
-        case RefreshReason::timer:
-            return "timer";
-        case RefreshReason::retry:
-            return "retry";
-        case RefreshReason::fast_path:
-            return "fast_path";
-        case RefreshReason::reload:
-            return "reload";
-        case RefreshReason::rotation:
-            return "rotation";
-        case RefreshReason::wall_clock:
-            return "wall_clock";
-        case RefreshReason::command:
-            return "command";
-        case RefreshReason::client:
-            return "client";
+int Agent::run() {
+    // What systemd passes: the listening sockets, and what the previous process of this service left in
+    // its file-descriptor store (read, then closed: systemd keeps its own copy until replaced).
+    activated_ = ActivatedSockets::from_environment();
+    Handover handover = take_handover();
+    if (auto r = set_token_key(std::move(handover.token_key)); !r) {
+        log_.error("startup_failed", {{"error", r.error().message}});
+        return exit_code(r.error().code);
     }
-    return "timer";
-}
 
-// FileStamp identifies one version of a file: a rotation (rename over, or rewrite in place) changes it.
-struct FileStamp {
-    dev_t device = 0;
-    ino_t inode = 0;
-    off_t size = 0;
-    std::int64_t mtime_ns = 0;
-    std::int64_t ctime_ns = 0;
-    bool exists = false;
-    bool operator==(const FileStamp&) const = default;
-};
-
-FileStamp stamp_of(const std::string& path) {
-    FileStamp stamp;
-    struct stat st {};
-    if (path.empty() || ::stat(path.c_str(), &st) != 0) {
-        return stamp;
+    for (const auto& cfg : options_.config.profiles) {
+        if (auto r = check_profile_settings(cfg); !r) {
+            log_.error("profile_invalid", {{"profile", cfg.name}, {"error", r.error().message}});
+            return exit_code(r.error().code);
+        }
+        // A fleet restarting together (power event, mass deploy) would otherwise call CreateSession in
+        // the same second everywhere; startup_jitter_seconds spreads the first calls.
+        const auto jitter = std::chrono::milliseconds(
+            static_cast<long long>(std::uniform_real_distribution<double>(0.0, 1.0)(rng_) *
+                                   options_.config.agent.startup_jitter_seconds * 1000.0));
+        auto profile =
+            std::make_shared<Profile>(io_, cfg, options_.config.agent, SteadyClock::now() + jitter);
+        const bool adopted = adopt_handed_over(*profile, handover);
+        if (auto r = load_identity_now(*profile); !r) {
+            log_.error(
+                "profile_invalid",
+                {{"profile", cfg.name}, {"code", errc_name(r.error().code)}, {"error", r.error().message}});
+            // Credentials handed over by the previous process stay in service (e.g. a restart for a
+            // renewal whose key has not arrived yet: the next restart brings it); the failure shows in
+            // status and STATUS=, and the refresh that fails again records it. Without them there is
+            // nothing to serve, and the configuration is the operator's to fix.
+            if (!adopted) {
+                return startup_exit_code(r.error().code);
+            }
+            profile->cache.request_refresh_by(SteadyClock::now());
+        }
+        profiles_.push_back(std::move(profile));
     }
-    stamp.device = st.st_dev;
-    stamp.inode = st.st_ino;
-    stamp.size = st.st_size;
-    stamp.mtime_ns = static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
-    stamp.ctime_ns = static_cast<std::int64_t>(st.st_ctim.tv_sec) * 1000000000 + st.st_ctim.tv_nsec;
-    stamp.exists = true;
-    return stamp;
-}
-
-std::vector<FileStamp> identity_stamps(const CredentialOptions& o) {
-    return {stamp_of(o.identity.certificate),
-            stamp_of(o.identity.private_key),
-            stamp_of(o.identity.intermediates),
-            stamp_of(o.identity.pkcs8_password_file),
-            stamp_of(o.identity.pin_file),
-            stamp_of(o.identity.tpm_key_password_file),
-            stamp_of(o.identity.tpm_parent_password_file)};
-}
-
-// socket_local_address is the address a listening TCP socket is bound to (getsockname), or nullopt.
-std::optional<config::ListenAddress> socket_local_address(int fd) {
-    sockaddr_storage storage{};
-    socklen_t length = sizeof storage;
-    if (::getsockname(fd, reinterpret_cast<sockaddr*>(&storage), &length) != 0) {
-        return std::nullopt;
+    if (auto r = open_listeners(); !r) {
+        log_.error("listen_failed", {{"error", r.error().message}});
+        return exit_code(r.error().code);
     }
-    char text[INET6_ADDRSTRLEN] = {};
-    if (storage.ss_family == AF_INET) {
-        const auto& in = reinterpret_cast<const sockaddr_in&>(storage);
-        ::inet_ntop(AF_INET, &in.sin_addr, text, sizeof text);
-        return config::ListenAddress{text, ntohs(in.sin_port)};
+    if (auto r = prepare_files(); !r) {
+        log_.error("startup_failed", {{"code", errc_name(r.error().code)}, {"error", r.error().message}});
+        return startup_exit_code(r.error().code);
     }
-    if (storage.ss_family == AF_INET6) {
-        const auto& in6 = reinterpret_cast<const sockaddr_in6&>(storage);
-        ::inet_ntop(AF_INET6, &in6.sin6_addr, text, sizeof text);
-        return config::ListenAddress{text, ntohs(in6.sin6_port)};
+    hold_listeners();
+    wait_for_signal();
+    for (auto& profile : profiles_) {
+        schedule(profile);
     }
-    return std::nullopt;
+    // Ready means listening with keys loaded; the first CreateSession is not awaited (the surfaces say
+    // why there are no credentials yet, and systemd must not kill a host that is merely offline).
+    notify_systemd("READY=1");
+    notify_status();
+    start_watchdog();
+    arm_clock_watch();
+    log_.info("started", {{"profiles", profiles_.size()}, {"version", kVersion}});
+
+    io_.run();
+
+    // A refresh still running on a worker posts its completion to io_; let it finish, then run those
+    // completions (they see stopping_ and do nothing) before the profiles and their timers go away.
+    workers_.join();
+    io_.restart();
+    io_.poll();
+    profiles_.clear();
+    log_.info("stopped");
+    return 0;
 }
 
-signer::Credentials clone_credentials(const signer::Credentials& c) {
-    return signer::Credentials{c.access_key_id, c.secret_access_key.clone(), c.session_token.clone(),
-                               c.expiration};
+// startup_exit_code is the exit status for a profile that cannot start. The one-shot commands exit with
+// the failure's own code (65 for an expired certificate, 77 for a refused PIN, ...); for the service
+// every such failure is the operator's to fix in what the configuration points at, so it exits 78
+// (EX_CONFIG), which the unit's RestartPreventExitStatus keeps from a restart loop that would, with a
+// refused PIN, walk the token into lock-out. A device that cannot be reached yet (69) or a failure of
+// our own (70) may pass, so those are left to Restart=on-failure.
+int Agent::startup_exit_code(Errc code) noexcept {
+    const bool may_pass = is_retryable(code) || code == Errc::crypto_failure || code == Errc::internal;
+    return may_pass ? exit_code(code) : exit_code(Errc::config_invalid);
 }
 
-// whole_seconds is a duration as a log field's number of seconds.
-std::int64_t whole_seconds(std::chrono::steady_clock::duration d) {
-    return std::chrono::duration_cast<std::chrono::seconds>(d).count();
-}
-
-// role_name_and_account extracts what IMDS and ECS show of the role: its name (last path segment) and
-// account.
-std::pair<std::string, std::string> role_name_and_account(const std::string& role_arn) {
-    auto arn = signer::parse_arn(role_arn, "role_arn");
-    if (!arn) {
-        return {"rolesanywhere-role", ""};
+// load_identity_now prepares the session synchronously at startup, so that a broken key or certificate
+// is reported before the agent says it is ready.
+Result<void> Agent::load_identity_now(Profile& profile) {
+    auto stamps = identity_stamps(*profile.options);
+    auto session = prepare_session(*profile.options, Diagnostics{false, stderr});
+    if (!session) {
+        return session.error();
     }
-    const auto slash = arn->resource.rfind('/');
-    return {slash == std::string::npos ? arn->resource : arn->resource.substr(slash + 1), arn->account};
+    profile.session = std::make_shared<const PreparedSession>(std::move(*session));
+    profile.stamps = std::move(stamps);
+    log_identity(profile);
+    return {};
 }
 
-// ensure_token_file returns the ECS token: the file's content, or a new random token written 0400 (no
-// trailing newline: every SDK refuses a token containing CR or LF); `created` says which.
-Result<Secret> ensure_token_file(const std::filesystem::path& path, bool* created = nullptr) {
-    if (std::filesystem::exists(path)) {
-        // A token provisioned to be shared with a group of clients may be group-readable (0640 root:GROUP).
-        auto token = read_secret_file(path, SecretFilePolicy{.allow_group_read = true});
+// prepare_files checks at start what the surfaces write: each credentials file can be written, and each
+// ECS token file is read or created. It runs once the listeners are open, so that a start failing there
+// leaves no token file behind; the token files a failing start created are removed again.
+Result<void> Agent::prepare_files() {
+    for (auto& profile : profiles_) {
+        if (!profile->config.credentials_file_profile.empty()) {
+            const auto path = credentials_path(*profile);
+            if (auto r = check_credentials_file_writable(path); !r) {
+                return make_error(Errc::config_invalid, "profiles." + profile->config.name +
+                                                            ": credentials file: " + r.error().message);
+            }
+        }
+    }
+    std::vector<std::filesystem::path> created;
+    for (auto& profile : profiles_) {
+        if (profile->config.ecs_path.empty()) {
+            continue;
+        }
+        bool made = false;
+        auto token = ensure_token_file(profile->config.ecs_token_file, &made);
         if (!token) {
+            for (const auto& path : created) {
+                ::unlink(path.c_str());
+            }
             return token.error();
         }
-        std::string& text = token->reveal_mutable();
-        while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) {
-            text.pop_back();
+        if (made) {
+            created.push_back(profile->config.ecs_token_file);
         }
-        if (text.empty() || text.find_first_of("\r\n") != std::string::npos) {
-            return make_error(Errc::config_invalid,
-                              path.string() + ": the token must be one line, not empty");
-        }
-        return std::move(*token);
+        profile->ecs_token = std::move(*token);
     }
-    std::array<std::uint8_t, 32> random{};
-    if (::getrandom(random.data(), random.size(), 0) != static_cast<ssize_t>(random.size())) {
-        return make_error(Errc::internal, "getrandom failed");
-    }
-    std::string encoded = hex_lower(random);
-    explicit_bzero(random.data(), random.size());
-    Secret token(std::move(encoded));
-    std::error_code ec;
-    std::filesystem::create_directories(path.parent_path(), ec);
-    if (auto r = replace_file_atomically(path, token.reveal(), 0400); !r) {
-        return make_error(Errc::config_invalid,
-                          path.string() + ": cannot write the token file: " + r.error().message);
-    }
-    if (created != nullptr) {
-        *created = true;
-    }
-    return token;
+    return {};
 }
 
-// Profile is one identity's runtime state; owned by shared_ptr so that a refresh running on a worker thread
-// keeps it alive across a SIGHUP that removes it.
-struct Profile {
-    Profile(net::io_context& io,
-            config::ProfileConfig cfg,
-            const config::AgentSettings& agent,
-            SteadyClock::time_point first_refresh)
-        : config(std::move(cfg)),
-          options(std::make_shared<const CredentialOptions>(credential_options_from_profile(config))),
-          cache(settings_from(agent), first_refresh),
-          timer(io),
-          surface_retry(io) {
-        std::tie(imds.role_name, account_id) = role_name_and_account(config.role_arn);
-        imds.allow_imdsv1 = agent.allow_imdsv1;
+void Agent::log_identity(const Profile& profile) {
+    const auto& leaf = profile.session->identity.leaf;
+    const auto days_left =
+        std::chrono::duration_cast<std::chrono::hours>(leaf.not_after() - WallClock::now()).count() / 24;
+    log_.info("identity_loaded", {{"profile", profile.config.name},
+                                  {"subject", leaf.subject()},
+                                  {"serial", leaf.serial_decimal()},
+                                  {"not_after", format_iso8601(leaf.not_after())},
+                                  {"key", profile.session->identity.key.description()}});
+    // Once a day per profile and certificate: every reload and rotation check would otherwise repeat it.
+    const auto now = WallClock::now();
+    auto& warned = expiry_warned_[profile.config.name];
+    const std::string serial = leaf.serial_decimal();
+    if (days_left < 14 && (warned.serial != serial || now - warned.at >= std::chrono::hours(24))) {
+        warned = ExpiryWarning{serial, now};
+        log_.warning("certificate_expiring", {{"profile", profile.config.name},
+                                              {"days_left", days_left},
+                                              {"not_after", format_iso8601(leaf.not_after())}});
     }
+}
 
-    static RefreshSettings settings_from(const config::AgentSettings& agent) {
-        RefreshSettings s;
-        s.refresh_at_min = agent.refresh_window_min;
-        s.refresh_at_max = agent.refresh_window_max;
-        s.retry_cap = std::chrono::seconds(agent.retry_cap_seconds);
-        return s;
-    }
-
-    config::ProfileConfig config;
-    std::shared_ptr<const CredentialOptions> options;
-    std::shared_ptr<const PreparedSession> session;  // the identity in use; replaced when the files change
-    std::vector<FileStamp> stamps;                   // of the files `session` was loaded from
-    ProfileCache cache;
-    net::steady_timer timer;
-    WallClock::time_point last_updated{};
-    SteadyClock::time_point wall_clock_refresh_for{};  // `received` of the set the clock watch refreshed
-    ImdsSettings imds;
-    std::string account_id;
-    Secret ecs_token;
-    std::vector<std::unique_ptr<HttpServer>> imds_servers;
-    std::vector<std::string> imds_addresses;  // where imds_servers actually listen (status)
-    // waiters are fast-path clients that asked for more lifetime than the cache holds; answered when the
-    // refresh they triggered completes.
-    std::vector<std::function<void()>> waiters;
-    std::map<std::string, std::uint64_t> refresh_outcomes;  // "ok", "retryable", "rejected"
-    LatencyHistogram create_session_seconds;
-    // settings_changed: a SIGHUP changed the profile; the identity is prepared again at the next refresh.
-    bool settings_changed = false;
-    bool listeners_pending = false;
-    // identity_failed_stamps: the last refresh could not load the identity from files with these stamps. Any
-    // change to them (the matching key of a renewal arriving after its certificate, a corrected PIN file) is
-    // tried at once instead of after the failure's backoff: loading local files costs no CreateSession.
-    std::optional<std::vector<FileStamp>> identity_failed_stamps;
-    // surfaces that can fail on their own ("credentials_file", "ecs_token", "imds"): the failure shows in
-    // status, /healthz and /metrics and is retried by surface_retry with a backoff.
-    struct SurfaceState {
-        std::optional<Error> error;
-        std::uint64_t failures = 0;
-    };
-    std::map<std::string, SurfaceState> surfaces;
-    net::steady_timer surface_retry;
-    int surface_retry_attempts = 0;
-    // The credentials file is written by one worker job at a time, always with the credentials held then.
-    bool file_write_in_flight = false;
-    bool file_write_again = false;
-    // first_refresh_done: a refresh of this process has completed (or credentials were handed over). Until
-    // then the profile's IMDS listeners, and the ECS listener, hold new connections (see hold_listeners()).
-    bool first_refresh_done = false;
-};
-
-class Agent {
-public:
-    Agent(AgentOptions options, Logger& log)
-        : options_(std::move(options)),
-          log_(log),
-          signals_(io_, SIGTERM, SIGINT, SIGHUP),
-          rng_(std::random_device{}()),
-          tokens_([this](std::string_view message) { return hmac_->sign(message); }) {}
-
-    int run() {
-        // What systemd passes: the listening sockets, and what the previous process of this service left in
-        // its file-descriptor store (read, then closed: systemd keeps its own copy until replaced).
-        activated_ = ActivatedSockets::from_environment();
-        Handover handover = take_handover();
-        if (auto r = set_token_key(std::move(handover.token_key)); !r) {
-            log_.error("startup_failed", {{"error", r.error().message}});
-            return exit_code(r.error().code);
-        }
-
-        for (const auto& cfg : options_.config.profiles) {
-            if (auto r = check_profile_settings(cfg); !r) {
-                log_.error("profile_invalid", {{"profile", cfg.name}, {"error", r.error().message}});
-                return exit_code(r.error().code);
-            }
-            // A fleet restarting together (power event, mass deploy) would otherwise call CreateSession in
-            // the same second everywhere; startup_jitter_seconds spreads the first calls.
-            const auto jitter = std::chrono::milliseconds(
-                static_cast<long long>(std::uniform_real_distribution<double>(0.0, 1.0)(rng_) *
-                                       options_.config.agent.startup_jitter_seconds * 1000.0));
-            auto profile =
-                std::make_shared<Profile>(io_, cfg, options_.config.agent, SteadyClock::now() + jitter);
-            const bool adopted = adopt_handed_over(*profile, handover);
-            if (auto r = load_identity_now(*profile); !r) {
-                log_.error("profile_invalid", {{"profile", cfg.name},
-                                               {"code", errc_name(r.error().code)},
-                                               {"error", r.error().message}});
-                // Credentials handed over by the previous process stay in service (e.g. a restart for a
-                // renewal whose key has not arrived yet: the next restart brings it); the failure shows in
-                // status and STATUS=, and the refresh that fails again records it. Without them there is
-                // nothing to serve, and the configuration is the operator's to fix.
-                if (!adopted) {
-                    return startup_exit_code(r.error().code);
-                }
-                profile->cache.request_refresh_by(SteadyClock::now());
-            }
-            profiles_.push_back(std::move(profile));
-        }
-        if (auto r = open_listeners(); !r) {
-            log_.error("listen_failed", {{"error", r.error().message}});
-            return exit_code(r.error().code);
-        }
-        if (auto r = prepare_files(); !r) {
-            log_.error("startup_failed", {{"code", errc_name(r.error().code)}, {"error", r.error().message}});
-            return startup_exit_code(r.error().code);
-        }
-        hold_listeners();
-        wait_for_signal();
-        for (auto& profile : profiles_) {
-            schedule(profile);
-        }
-        // Ready means listening with keys loaded; the first CreateSession is not awaited (the surfaces say
-        // why there are no credentials yet, and systemd must not kill a host that is merely offline).
-        notify_systemd("READY=1");
-        notify_status();
-        start_watchdog();
-        arm_clock_watch();
-        log_.info("started", {{"profiles", profiles_.size()}, {"version", kVersion}});
-
-        io_.run();
-
-        // A refresh still running on a worker posts its completion to io_; let it finish, then run those
-        // completions (they see stopping_ and do nothing) before the profiles and their timers go away.
-        workers_.join();
-        io_.restart();
-        io_.poll();
-        profiles_.clear();
-        log_.info("stopped");
-        return 0;
-    }
-
-private:
-    // startup_exit_code is the exit status for a profile that cannot start. The one-shot commands exit with
-    // the failure's own code (65 for an expired certificate, 77 for a refused PIN, ...); for the service
-    // every such failure is the operator's to fix in what the configuration points at, so it exits 78
-    // (EX_CONFIG), which the unit's RestartPreventExitStatus keeps from a restart loop that would, with a
-    // refused PIN, walk the token into lock-out. A device that cannot be reached yet (69) or a failure of
-    // our own (70) may pass, so those are left to Restart=on-failure.
-    static int startup_exit_code(Errc code) noexcept {
-        const bool may_pass = is_retryable(code) || code == Errc::crypto_failure || code == Errc::internal;
-        return may_pass ? exit_code(code) : exit_code(Errc::config_invalid);
-    }
-
-    // --- Holding clients until there is something to serve
-    // ---------------------------------------------------
-
-    // hold_listeners makes the IMDS listeners of profiles that hold no credentials yet, and the ECS listener
-    // while any of its profiles holds none, leave new clients in the listen backlog until that first refresh
-    // completes (release_listeners), rather than answer 503 "the first CreateSession is in progress": the
-    // client that socket-activated the agent, and those of a boot, get credentials after a short wait. A
-    // client seen waiting hurries a refresh the startup jitter would delay, like the fast path does. kHoldCap
-    // bounds the hold whatever happens to the refresh.
-    static constexpr std::chrono::seconds kHoldCap{30};
-
-    void hold_listeners() {
-        bool ecs_waits = false;
-        for (auto& profile : profiles_) {
-            if (profile->first_refresh_done) {
-                continue;
-            }
-            std::weak_ptr<Profile> weak = profile;
-            for (auto& server : profile->imds_servers) {
-                server->hold([this, weak] {
-                    if (auto p = weak.lock(); p && !p->first_refresh_done) {
-                        refresh_now(p, RefreshReason::client);
-                    }
-                });
-            }
-            ecs_waits = ecs_waits || !profile->config.ecs_path.empty();
-        }
-        if (ecs_server_ && ecs_waits) {
-            ecs_server_->hold([this] {
-                for (auto& p : profiles_) {
-                    if (!p->first_refresh_done && !p->config.ecs_path.empty()) {
-                        refresh_now(p, RefreshReason::client);
-                    }
-                }
-            });
-        }
-        hold_cap_.expires_after(kHoldCap);
-        hold_cap_.async_wait([this](boost::system::error_code ec) {
-            if (!ec && !stopping_) {
-                for (auto& profile : profiles_) {
-                    release_listeners(*profile);
-                }
-            }
-        });
-    }
-
-    void release_listeners(Profile& profile) {
-        for (auto& server : profile.imds_servers) {
-            server->release();
-        }
-        if (ecs_server_ && std::all_of(profiles_.begin(), profiles_.end(), [](const auto& p) {
-                return p->first_refresh_done || p->config.ecs_path.empty();
-            })) {
-            ecs_server_->release();
+std::shared_ptr<Profile> Agent::find(std::string_view name) const {
+    for (const auto& profile : profiles_) {
+        if (profile->config.name == name) {
+            return profile;
         }
     }
+    return nullptr;
+}
 
-    // --- Handover across restarts (systemd's file-descriptor store)
-    // -----------------------------------------
+std::filesystem::path Agent::credentials_path(const Profile& profile) const {
+    return profile.config.credentials_file.empty() ? default_credentials_file()
+                                                   : profile.config.credentials_file;
+}
 
-    static constexpr std::size_t kMaxHandover = 1024 * 1024;
-
-    // take_handover reads what the previous process stored; an unreadable or foreign one is logged and
-    // ignored (the agent then starts as on a fresh boot).
-    Handover take_handover() {
-        auto fd = activated_.take("handover");
-        if (!fd) {
-            return {};
+// notify_status tells systemd one line about every profile (`systemctl status` shows it).
+void Agent::notify_status() {
+    const auto now = SteadyClock::now();
+    std::size_t ok = 0;
+    std::string failing;
+    for (const auto& profile : profiles_) {
+        if (profile->cache.current(now, WallClock::now())) {
+            ++ok;
         }
-        UniqueFd owned(*fd);
-        auto text = read_stored(owned.get(), kMaxHandover);
-        if (!text) {
-            log_.warning("handover_ignored", {{"error", "cannot read it"}});
-            return {};
+        if (const auto& error = profile->cache.last_error()) {
+            failing += (failing.empty() ? "" : "; ") + profile->config.name + ": " + errc_name(error->code);
         }
-        auto handover = decode_handover(text->reveal());
-        if (!handover) {
-            log_.warning("handover_ignored", {{"error", handover.error().message}});
-            return {};
-        }
-        return std::move(*handover);
     }
-
-    // set_token_key keys the IMDS tokens with the handed-over key (tokens clients hold stay valid across a
-    // restart), or with 32 new random bytes.
-    Result<void> set_token_key(Secret handed_over) {
-        if (handed_over.empty()) {
-            std::string& bytes = handed_over.reveal_mutable();
-            bytes.resize(pki::HmacKey::random_size);
-            if (::getrandom(bytes.data(), bytes.size(), 0) != static_cast<ssize_t>(bytes.size())) {
-                return make_error(Errc::internal, "getrandom failed");
-            }
-        }
-        const std::string_view bytes = handed_over.reveal();
-        hmac_ = std::make_unique<pki::HmacKey>(pki::HmacKey::from_bytes(
-            std::span(reinterpret_cast<const std::uint8_t*>(bytes.data()), bytes.size())));
-        token_key_ = std::move(handed_over);
-        return {};
+    std::string status = "STATUS=" + std::to_string(ok) + "/" + std::to_string(profiles_.size()) +
+                         " profiles serving credentials";
+    if (!failing.empty()) {
+        status += "; failing: " + failing;
     }
+    notify_systemd(status);
+}
 
-    // adopt_handed_over gives the profile the credentials the previous process held for it, if they were
-    // issued for the same role and settings and are not expired; true when it did.
-    bool adopt_handed_over(Profile& profile, Handover& handover) {
-        for (auto& p : handover.profiles) {
-            if (p.name != profile.config.name || p.settings != credentials_settings_key(profile.config) ||
-                p.credentials.access_key_id.empty()) {
-                continue;
-            }
-            const auto wall = WallClock::now();
-            if (p.credentials.expiration <= wall) {
-                return false;
-            }
-            const std::string key = signer::redact_access_key_id(p.credentials.access_key_id);
-            profile.cache.adopt(std::move(p.credentials), p.received, wall, SteadyClock::now(),
-                                std::uniform_real_distribution<double>(0.0, 1.0)(rng_));
-            profile.last_updated = p.received;
-            profile.first_refresh_done = true;
-            log_.info(
-                "credentials_adopted",
-                {{"profile", profile.config.name},
-                 {"access_key", key},
-                 {"expiration", format_iso8601(profile.cache.held()->credentials.expiration)},
-                 {"next_refresh_in", whole_seconds(profile.cache.next_refresh() - SteadyClock::now())}});
-            return true;
+// --- Signals -------------------------------------------------------------------------------------------
+void Agent::wait_for_signal() {
+    signals_.async_wait([this](boost::system::error_code ec, int signal) {
+        if (ec) {
+            return;
         }
-        return false;
-    }
+        if (signal == SIGHUP) {
+            reload();
+            wait_for_signal();
+            return;
+        }
+        stop();
+    });
+}
 
-    // store_handover replaces what systemd keeps for the next process with what this one holds now. A no-op
-    // outside systemd.
-    void store_handover() {
-        Handover handover;
-        handover.token_key = token_key_.clone();
+// start_watchdog pings systemd from a timer on the event loop itself, at half of WatchdogSec=, so that a
+// wedged loop stops the pings and gets the agent restarted.
+void Agent::start_watchdog() {
+    const auto interval = watchdog_interval();
+    if (!interval) {
+        return;
+    }
+    watchdog_period_ = std::chrono::duration_cast<std::chrono::milliseconds>(*interval / 2);
+    arm_watchdog();
+}
+
+void Agent::arm_watchdog() {
+    watchdog_.expires_after(watchdog_period_);
+    watchdog_.async_wait([this](boost::system::error_code ec) {
+        if (!ec && !stopping_) {
+            notify_systemd("WATCHDOG=1");
+            arm_watchdog();
+        }
+    });
+}
+
+// arm_clock_watch compares the wall clock with each profile's Expiration once a second, and looks at the
+// identity files of profiles whose identity did not load (identity_failed_stamps). The refresh
+// timers run on the monotonic clock, which stands still while the host sleeps and ignores a clock that is
+// set forward: after either, credentials that are really expired would wait for a timer that has not
+// fired. Each set held triggers at most one such refresh, so a wall clock that stays ahead cannot turn
+// this into a loop (CreateSession refuses a clock more than 5 minutes off anyway).
+void Agent::arm_clock_watch() {
+    clock_watch_.expires_after(std::chrono::seconds(1));
+    clock_watch_.async_wait([this](boost::system::error_code ec) {
+        if (ec || stopping_) {
+            return;
+        }
         const auto now = SteadyClock::now();
         const auto wall = WallClock::now();
         for (const auto& profile : profiles_) {
             const auto& held = profile->cache.held();
-            if (!held || !profile->cache.current(now, wall)) {
+            if (!profile->cache.expired_by_wall_clock(now, wall) || profile->cache.refresh_in_flight() ||
+                held->received == profile->wall_clock_refresh_for) {
                 continue;
             }
-            handover.profiles.push_back(
-                HandedOverProfile{profile->config.name, credentials_settings_key(profile->config),
-                                  clone_credentials(held->credentials), wall - (now - held->received)});
+            profile->wall_clock_refresh_for = held->received;
+            log_.warning("wall_clock_expired", {{"profile", profile->config.name},
+                                                {"expiration", format_iso8601(held->credentials.expiration)},
+                                                {"monotonic_left", whole_seconds(held->deadline - now)}});
+            refresh_now(profile, RefreshReason::wall_clock);
         }
-        const Secret text = encode_handover(handover);
-        store_in_systemd("handover", text.reveal());
-    }
-
-    // load_identity_now prepares the session synchronously at startup, so that a broken key or certificate
-    // is reported before the agent says it is ready.
-    Result<void> load_identity_now(Profile& profile) {
-        auto stamps = identity_stamps(*profile.options);
-        auto session = prepare_session(*profile.options, Diagnostics{false, stderr});
-        if (!session) {
-            return session.error();
-        }
-        profile.session = std::make_shared<const PreparedSession>(std::move(*session));
-        profile.stamps = std::move(stamps);
-        log_identity(profile);
-        return {};
-    }
-
-    // prepare_files checks at start what the surfaces write: each credentials file can be written, and each
-    // ECS token file is read or created. It runs once the listeners are open, so that a start failing there
-    // leaves no token file behind; the token files a failing start created are removed again.
-    Result<void> prepare_files() {
-        for (auto& profile : profiles_) {
-            if (!profile->config.credentials_file_profile.empty()) {
-                const auto path = credentials_path(*profile);
-                if (auto r = check_credentials_file_writable(path); !r) {
-                    return make_error(Errc::config_invalid, "profiles." + profile->config.name +
-                                                                ": credentials file: " + r.error().message);
-                }
-            }
-        }
-        std::vector<std::filesystem::path> created;
-        for (auto& profile : profiles_) {
-            if (profile->config.ecs_path.empty()) {
-                continue;
-            }
-            bool made = false;
-            auto token = ensure_token_file(profile->config.ecs_token_file, &made);
-            if (!token) {
-                for (const auto& path : created) {
-                    ::unlink(path.c_str());
-                }
-                return token.error();
-            }
-            if (made) {
-                created.push_back(profile->config.ecs_token_file);
-            }
-            profile->ecs_token = std::move(*token);
-        }
-        return {};
-    }
-
-    void log_identity(const Profile& profile) {
-        const auto& leaf = profile.session->identity.leaf;
-        const auto days_left =
-            std::chrono::duration_cast<std::chrono::hours>(leaf.not_after() - WallClock::now()).count() / 24;
-        log_.info("identity_loaded", {{"profile", profile.config.name},
-                                      {"subject", leaf.subject()},
-                                      {"serial", leaf.serial_decimal()},
-                                      {"not_after", format_iso8601(leaf.not_after())},
-                                      {"key", profile.session->identity.key.description()}});
-        // Once a day per profile and certificate: every reload and rotation check would otherwise repeat it.
-        const auto now = WallClock::now();
-        auto& warned = expiry_warned_[profile.config.name];
-        const std::string serial = leaf.serial_decimal();
-        if (days_left < 14 && (warned.serial != serial || now - warned.at >= std::chrono::hours(24))) {
-            warned = ExpiryWarning{serial, now};
-            log_.warning("certificate_expiring", {{"profile", profile.config.name},
-                                                  {"days_left", days_left},
-                                                  {"not_after", format_iso8601(leaf.not_after())}});
-        }
-    }
-
-    struct ExpiryWarning {
-        std::string serial;
-        WallClock::time_point at;
-    };
-
-    // limits of the credential surfaces (IMDS, ECS): loopback peers only. A listener may be bound to another
-    // address (or reached through route_localnet + DNAT), but credentials never leave the host; the health
-    // endpoint (no secrets) may be scraped from elsewhere.
-    HttpServerLimits limits(bool credentials = true) const {
-        HttpServerLimits l;
-        l.max_connections = options_.config.agent.max_connections;
-        l.hop_limit = options_.config.agent.hop_limit;
-        l.loopback_peers_only = credentials;
-        return l;
-    }
-
-    Result<void> open_imds(const std::shared_ptr<Profile>& profile) {
-        for (const auto& address : profile->config.imds_listen) {
-            std::weak_ptr<Profile> weak = profile;
-            auto server =
-                std::make_unique<HttpServer>(io_, limits(), [this, weak](const SurfaceRequest& request) {
-                    auto p = weak.lock();
-                    if (!p) {
-                        SurfaceResponse gone;
-                        gone.status = 404;
-                        return count("imds", std::move(gone));
-                    }
-                    return count("imds", route_imds(request, p->imds, tokens_, SteadyClock::now(),
-                                                    WallClock::now(), serve(*p)));
-                });
-            auto served = listen_or_adopt(*server, "imds", profile->config.name, address);
-            if (!served) {
-                return served.error();
-            }
-            profile->imds_addresses.push_back(std::move(*served));
-            profile->imds_servers.push_back(std::move(server));
-        }
-        return {};
-    }
-
-    Result<void> open_listeners() {
-        for (auto& profile : profiles_) {
-            if (auto r = open_imds(profile); !r) {
-                return r;
-            }
-        }
-        const auto& agent = options_.config.agent;
-        if (agent.ecs_listen) {
-            ecs_server_ = std::make_unique<HttpServer>(io_, limits(), [this](const SurfaceRequest& request) {
-                return count("ecs", route_ecs(
-                                        request, [this](std::string_view path) { return ecs_profile(path); },
-                                        WallClock::now()));
-            });
-            auto served = listen_or_adopt(*ecs_server_, "ecs", "", *agent.ecs_listen);
-            if (!served) {
-                return served.error();
-            }
-            ecs_address_ = std::move(*served);
-        }
-        if (agent.health_listen) {
-            health_server_ = std::make_unique<HttpServer>(
-                io_, limits(false),
-                [this](const SurfaceRequest& request) { return route_health(request, snapshot()); });
-            if (auto served = listen_or_adopt(*health_server_, "health", "", *agent.health_listen); !served) {
-                return served.error();
-            }
-        }
-        if (!agent.socket_path.empty()) {
-            if (auto r = open_control_socket(); !r) {
-                return r;
-            }
-        }
-        for (const auto& name : activated_.names()) {
-            log_.warning("activated_socket_unused", {{"name", name}});
-        }
-        return {};
-    }
-
-    // listen_or_adopt serves `surface` (of `profile`, for IMDS) on the socket systemd passed under its
-    // FileDescriptorName= ("imds-PROFILE", "ecs", "health"; a single-profile agent also takes plain "imds")
-    // when there is one, else binds the configured address itself. It logs and returns the address actually
-    // served. An activated socket is used whatever its address, since the socket unit decides where clients
-    // connect; one that differs from the configuration is reported as a warning, naming both.
-    Result<std::string> listen_or_adopt(HttpServer& server,
-                                        const std::string& surface,
-                                        const std::string& profile,
-                                        const config::ListenAddress& address) {
-        const std::string name = profile.empty() ? surface : surface + "-" + profile;
-        auto fd = activated_.take(name);
-        if (!fd && surface == "imds" && options_.config.profiles.size() == 1) {
-            fd = activated_.take("imds");
-        }
-        std::string served;
-        if (fd) {
-            const auto bound = socket_local_address(*fd);
-            if (auto r = server.adopt(*fd); !r) {
-                return r.error();
-            }
-            served = bound ? bound->to_string() : "unknown";
-            if (!bound || !same_listen_address(address, *bound)) {
-                log_.warning("activated_socket_mismatch", {{"surface", surface},
-                                                           {"profile", profile},
-                                                           {"configured", address.to_string()},
-                                                           {"served", served}});
-            }
-        } else {
-            auto port = server.listen(address.host, address.port);
-            if (!port) {
-                return port.error();
-            }
-            served = config::ListenAddress{address.host, *port}.to_string();
-        }
-        log_.info("listening", {{"surface", surface},
-                                {"profile", profile},
-                                {"address", served},
-                                {"activated", fd ? "yes" : "no"}});
-        return served;
-    }
-
-    SurfaceResponse count(const char* surface, SurfaceResponse response) {
-        ++requests_[{surface, response.status}];
-        return response;
-    }
-
-    // snapshot is what `status`, /healthz and /metrics report, taken now.
-    AgentSnapshot snapshot() const {
-        AgentSnapshot snapshot;
-        snapshot.version = kVersion;
-        snapshot.config = options_.config_path.string();
         for (const auto& profile : profiles_) {
-            snapshot.profiles.push_back(snapshot_of(*profile));
-        }
-        snapshot.requests = requests_;
-        return snapshot;
-    }
-
-    ProfileSnapshot snapshot_of(const Profile& profile) const {
-        const auto now = SteadyClock::now();
-        const auto wall = WallClock::now();
-        ProfileSnapshot p;
-        p.name = profile.config.name;
-        p.state = cache_state_name(profile.cache.state(now, wall));
-        p.servable = static_cast<bool>(profile.cache.current(now, wall));
-        if (const auto& held = profile.cache.held()) {
-            p.access_key_id = signer::redact_access_key_id(held->credentials.access_key_id);
-            p.expiration = format_iso8601(held->credentials.expiration);
-            p.credentials_seconds_left = std::chrono::duration<double>(held->deadline - now).count();
-        }
-        p.refreshing = profile.cache.refresh_in_flight();
-        p.next_refresh_in_seconds = std::max<long long>(0, whole_seconds(profile.cache.next_refresh() - now));
-        if (const auto& error = profile.cache.last_error()) {
-            p.last_error_code = errc_name(error->code);
-            p.last_error_message = error->message;
-            p.consecutive_failures = profile.cache.consecutive_failures();
-        }
-        if (profile.session) {
-            const auto& leaf = profile.session->identity.leaf;
-            p.certificate = CertificateSnapshot{
-                leaf.subject(), leaf.serial_decimal(), format_iso8601(leaf.not_after()),
-                std::chrono::duration_cast<std::chrono::hours>(leaf.not_after() - wall).count() / 24};
-            p.certificate_seconds_left = std::chrono::duration<double>(leaf.not_after() - wall).count();
-        }
-        for (const auto& address : profile.imds_addresses) {
-            p.served.push_back("imds http://" + address + "/");
-        }
-        if (!profile.config.ecs_path.empty() && !ecs_address_.empty()) {
-            p.served.push_back("ecs http://" + ecs_address_ + profile.config.ecs_path);
-        }
-        if (!profile.config.credentials_file_profile.empty()) {
-            p.served.push_back("credentials-file " + credentials_path(profile).string() + " [" +
-                               profile.config.credentials_file_profile + "]");
-        }
-        if (!options_.config.agent.socket_path.empty()) {
-            p.served.push_back("credential-process --profile " + profile.config.name);
-        }
-        for (const auto& [surface, state] : profile.surfaces) {
-            p.surfaces.push_back(SurfaceHealth{surface, !state.error,
-                                               state.error ? errc_name(state.error->code) : "",
-                                               state.failures, state.error ? state.error->message : ""});
-        }
-        p.refreshes = profile.refresh_outcomes;
-        p.create_session_seconds = profile.create_session_seconds;
-        return p;
-    }
-
-    // ecs_profile is what the container endpoint serves at `path`.
-    std::optional<EcsProfile> ecs_profile(std::string_view path) const {
-        for (const auto& profile : profiles_) {
-            if (!profile->config.ecs_path.empty() && profile->config.ecs_path == path) {
-                return EcsProfile{
-                    EcsSettings{profile->config.ecs_path, &profile->ecs_token, profile->account_id},
-                    serve(*profile)};
+            if (profile->identity_failed_stamps && !profile->cache.refresh_in_flight() &&
+                identity_stamps(*profile->options) != *profile->identity_failed_stamps) {
+                refresh_now(profile, RefreshReason::rotation);
             }
         }
-        return std::nullopt;
+        arm_clock_watch();
+    });
+}
+
+void Agent::stop() {
+    notify_systemd("STOPPING=1");
+    log_.info("stopping");
+    watchdog_.cancel();
+    clock_watch_.cancel();
+    hold_cap_.cancel();
+    if (health_server_) {
+        health_server_->stop_accepting();
     }
-
-    ServedCredentials serve(const Profile& profile) const {
-        auto current = profile.cache.current(SteadyClock::now(), WallClock::now());
-        if (!current) {
-            return ServedCredentials{nullptr, current.error(), {}};
-        }
-        return ServedCredentials{&(*current)->credentials, {}, profile.last_updated};
-    }
-
-    // --- The Unix socket (credential_process fast path, status) -------------------------------------------
-
-    Result<void> open_control_socket() {
-        const auto& agent = options_.config.agent;
-        control_ = std::make_unique<ControlServer>(io_, [this](std::string_view line, ControlReply reply) {
-            handle_control(line, std::move(reply));
-        });
-        // A socket passed by systemd stays systemd's: its path is neither replaced now nor removed at stop.
-        if (auto fd = activated_.take("socket")) {
-            if (auto r = control_->adopt(*fd); !r) {
-                return r;
-            }
-            log_.info("listening",
-                      {{"surface", "socket"}, {"address", agent.socket_path.string()}, {"activated", "yes"}});
-            return {};
-        }
-        if (auto r = control_->listen({agent.socket_path, agent.socket_mode, agent.socket_group}); !r) {
-            return r;
-        }
-        log_.info("listening", {{"surface", "socket"}, {"address", agent.socket_path.string()}});
-        return {};
-    }
-
-    // peer_refusal is what a refused peer is told (one line; it names no secret).
-    std::string peer_refusal(const PeerCredentials& peer) const {
-        const std::string who = "uid " + std::to_string(peer.uid) + " (gid " + std::to_string(peer.gid) + ")";
-        if (options_.config_path.empty()) {
-            return who + " may not use this agent: it serves only root and its own user";
-        }
-        return who +
-               " may not use this agent: add the uid to allowed_uids, or the group to allowed_gids, in " +
-               options_.config_path.string();
-    }
-
-    // credentials_reply answers a credentials request with what the cache holds: the credentials, or why
-    // none.
-    static Secret credentials_reply(const Result<const CachedCredentials*>& current) {
-        if (current) {
-            return format_ok_reply(signer::credential_process_json((*current)->credentials).reveal());
-        }
-        return Secret(format_error_reply(current.error()));
-    }
-
-    // renew_config_identity: a client's configuration identity is not the one this agent loaded, but the
-    // file may hold the same bytes under a new identity (touch, chmod, a tool rewriting it unchanged). If the
-    // identity is that of the file at the agent's own path now, the file is read once and compared with the
-    // bytes the agent runs with; equal, the new identity is the agent's. An identity that is not the file's
-    // costs one statx; one that was refused is remembered and costs nothing.
-    bool renew_config_identity(const std::string& identity) {
-        if (options_.config.path.empty() || options_.config.source_text.empty() ||
-            identity == refused_config_identity_) {
-            return false;
-        }
-        if (!config_file_holds_own_bytes(identity)) {
-            refused_config_identity_ = identity;
-            return false;
-        }
-        options_.config.source_identity = identity;
-        log_.info("config_identity_renewed", {{"config", options_.config.path.string()}});
-        return true;
-    }
-
-    // config_file_holds_own_bytes: the file at the configuration path has `identity` now and, read as
-    // load_config reads it, holds the bytes this agent runs with.
-    bool config_file_holds_own_bytes(const std::string& identity) const {
-        const auto& path = options_.config.path;
-        const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-        if (fd < 0) {
-            return false;
-        }
-        const std::string now = config::file_identity(fd);
-        ::close(fd);
-        if (now != identity) {
-            return false;  // one statx for an identity that is not this file's
-        }
-        const auto file = config::read_config_file(path);
-        return file && file->identity == identity && file->text == options_.config.source_text;
-    }
-
-    // handle_control answers one line of the Unix socket (control_protocol.hpp).
-    void handle_control(std::string_view line, ControlReply reply) {
-        const PeerCredentials& peer = reply.peer();
-        const auto& agent = options_.config.agent;
-        if (!peer_allowed(peer, ::geteuid(), AccessList{agent.allowed_uids, agent.allowed_gids})) {
-            log_.warning("socket_peer_refused", {{"uid", peer.uid}, {"gid", peer.gid}, {"pid", peer.pid}});
-            reply.send(Secret(format_error_reply(make_error(Errc::peer_refused, peer_refusal(peer)))));
-            return;
-        }
-        auto request = parse_control_request(line);
-        if (!request) {
-            reply.send(Secret(format_error_reply(request.error())));
-            return;
-        }
-        if (request->kind == ControlRequest::Kind::status) {
-            reply.send(format_ok_reply(status_json(snapshot())));
-            return;
-        }
-        if (request->kind == ControlRequest::Kind::refresh) {
-            handle_refresh_request(std::move(reply), request->profile);
-            return;
-        }
-        // A fast-path client that found this socket by scanning its configuration file is answered only if
-        // that file is the one this agent runs with; otherwise it loads (and checks) the file itself.
-        if (!request->config_identity.empty() &&
-            request->config_identity != options_.config.source_identity &&
-            !renew_config_identity(request->config_identity)) {
-            reply.send(Secret(kOtherConfigReply));
-            return;
-        }
-        auto profile = find(request->profile);
-        if (!profile) {
-            reply.send(Secret(
-                format_error_reply(make_error(Errc::usage, "no profile named \"" + request->profile +
-                                                               "\" in " + options_.config.path.string()))));
-            return;
-        }
-        const auto now = SteadyClock::now();
-        const auto wall = WallClock::now();
-        switch (answer_credentials(profile->cache, request->min_seconds, now, wall)) {
-            case CredentialsAnswer::serve:
-            case CredentialsAnswer::what_cache_holds:
-                reply.send(credentials_reply(profile->cache.current(now, wall)));
-                return;
-            case CredentialsAnswer::refresh_first:
-                break;
-        }
-        // Not enough life left (or none at all): refresh now and answer when it completes, with whatever the
-        // cache then holds — fresh credentials are as good as it gets, even for a short session duration.
-        auto waiting = std::make_shared<ControlReply>(std::move(reply));
-        std::weak_ptr<Profile> weak = profile;
-        profile->waiters.push_back([waiting, weak] {
-            if (auto p = weak.lock()) {
-                waiting->send(credentials_reply(p->cache.current(SteadyClock::now(), WallClock::now())));
-            }
-        });
-        refresh_now(profile, RefreshReason::fast_path);
-    }
-
-    // handle_refresh_request: an operator's `refresh` runs the profile's refresh now (or joins the one
-    // running) and answers when it completes. Clients admitted only by allowed_uids/allowed_gids may not: a
-    // refresh is a CreateSession call, and those are the host's to spend, not every local user's.
-    void handle_refresh_request(ControlReply reply, const std::string& name) {
-        if (!may_ask_for_refresh(reply.peer(), ::geteuid())) {
-            reply.send(Secret(format_error_reply(make_error(
-                Errc::peer_refused, "uid " + std::to_string(reply.peer().uid) +
-                                        " may not ask for refreshes: only root and the agent's own "
-                                        "user may"))));
-            return;
-        }
-        auto profile = find(name);
-        if (!profile) {
-            reply.send(
-                Secret(format_error_reply(make_error(Errc::usage, "no profile named \"" + name + "\""))));
-            return;
-        }
-        auto waiting = std::make_shared<ControlReply>(std::move(reply));
-        std::weak_ptr<Profile> weak = profile;
-        profile->waiters.push_back([this, waiting, weak] {
-            auto p = weak.lock();
-            if (!p) {
-                return;
-            }
-            if (const auto& error = p->cache.last_error()) {
-                waiting->send(Secret(format_error_reply(*error)));
-            } else {
-                waiting->send(format_ok_reply(profile_status_json(snapshot_of(*p))));
-            }
-        });
-        refresh_now(profile, RefreshReason::command);
-    }
-
-    std::shared_ptr<Profile> find(std::string_view name) const {
-        for (const auto& profile : profiles_) {
-            if (profile->config.name == name) {
-                return profile;
-            }
-        }
-        return nullptr;
-    }
-
-    std::filesystem::path credentials_path(const Profile& profile) const {
-        return profile.config.credentials_file.empty() ? default_credentials_file()
-                                                       : profile.config.credentials_file;
-    }
-
-    // --- Refresh -------------------------------------------------------------------------------------------
-
-    void schedule(const std::shared_ptr<Profile>& profile) {
-        if (stopping_ || profile->cache.refresh_in_flight()) {
-            return;
-        }
-        profile->timer.expires_at(profile->cache.next_refresh());
-        std::weak_ptr<Profile> weak = profile;
-        profile->timer.async_wait([this, weak](boost::system::error_code ec) {
-            auto p = weak.lock();
-            if (!ec && p && !stopping_) {
-                const auto reason = p->cache.consecutive_failures() > 0 ? RefreshReason::retry
-                                    : p->cache.held()                   ? RefreshReason::timer
-                                                                        : RefreshReason::startup;
-                start_refresh(p, reason);
-            }
-        });
-    }
-
-    void refresh_now(const std::shared_ptr<Profile>& profile, RefreshReason reason) {
-        if (profile->cache.refresh_in_flight()) {
-            return;  // single flight: the waiter is answered when the running refresh completes
-        }
-        profile->cache.request_refresh_by(SteadyClock::now());
+    stopping_ = true;
+    boost::system::error_code ignored;
+    signals_.cancel(ignored);
+    for (auto& profile : profiles_) {
         profile->timer.cancel();
-        start_refresh(profile, reason);
-    }
-
-    struct RefreshOutcome {
-        RefreshReason reason = RefreshReason::timer;
-        std::optional<double> create_session_seconds;        // set when CreateSession was attempted
-        std::shared_ptr<const PreparedSession> new_session;  // set when the identity was (re)loaded
-        bool identity_failed = false;                        // the identity could not be loaded
-        std::vector<FileStamp> stamps;
-        Result<signer::Credentials> credentials = make_error(Errc::internal, "not run");
-    };
-
-    // start_refresh runs one refresh on a worker thread. The worker holds only values and shared immutable
-    // state (the options and the prepared session), never the Profile: a profile that a reload removes
-    // meanwhile is destroyed on the event loop, with its timers and servers, and its completion is dropped.
-    void start_refresh(const std::shared_ptr<Profile>& profile, RefreshReason reason) {
-        if (!profile->cache.begin_refresh()) {
-            return;
+        profile->surface_retry.cancel();
+        for (auto& server : profile->imds_servers) {
+            server->stop_accepting();
         }
-        auto stamps = identity_stamps(*profile->options);
-        const bool reload = !profile->session || profile->settings_changed || stamps != profile->stamps;
-        profile->settings_changed = false;
-        auto session = profile->session;
-        auto options = profile->options;
-        std::weak_ptr<Profile> weak = profile;
-        net::post(workers_, [this, weak, reason, reload, session, options, stamps = std::move(stamps),
-                             name = profile->config.name]() mutable {
-            auto outcome = std::make_shared<RefreshOutcome>();
-            outcome->reason = reason;
-            outcome->stamps = std::move(stamps);
-            // Signing and the HTTPS exchange happen here, on a worker: the event loop keeps serving
-            // meanwhile.
-            if (reload) {
-                auto prepared = prepare_session(*options, Diagnostics{false, stderr});
-                if (!prepared) {
-                    // A rotation that fails its checks (e.g. a key that does not match the new certificate)
-                    // is an error of this refresh; signing on with the old key in memory would hide it.
-                    outcome->credentials = prepared.error();
-                    outcome->identity_failed = true;
-                    session = nullptr;
-                } else {
-                    session = std::make_shared<const PreparedSession>(std::move(*prepared));
-                    outcome->new_session = session;
-                }
-            }
-            if (session) {
-                RetryOptions once;
-                once.max_attempts = 1;  // the cache's own backoff decides when to try again
-                const auto started = SteadyClock::now();
-                outcome->credentials =
-                    fetch_credentials(session->identity, session->params, session->endpoint, once,
-                                      production_hooks(session->client, Diagnostics{}));
-                outcome->create_session_seconds =
-                    std::chrono::duration<double>(SteadyClock::now() - started).count();
-                log_.debug("create_session", {{"profile", name},
-                                              {"ms", std::chrono::duration_cast<std::chrono::milliseconds>(
-                                                         SteadyClock::now() - started)
-                                                         .count()}});
-            }
-            net::post(io_, [this, weak, outcome] {
-                if (auto p = weak.lock()) {
-                    finish_refresh(p, *outcome);
-                }
-            });
-        });
-    }
-
-    void finish_refresh(const std::shared_ptr<Profile>& profile, RefreshOutcome& outcome) {
-        if (stopping_) {
-            return;
-        }
-        if (!std::exchange(profile->first_refresh_done, true)) {
-            release_listeners(*profile);
-        }
-        if (outcome.identity_failed) {
-            profile->identity_failed_stamps = outcome.stamps;
-        } else {
-            profile->identity_failed_stamps.reset();
-        }
-        if (outcome.new_session) {
-            const bool rotated = profile->session != nullptr;
-            profile->session = outcome.new_session;
-            profile->stamps = std::move(outcome.stamps);
-            if (rotated) {
-                log_.info("identity_reloaded", {{"profile", profile->config.name}});
-            }
-            log_identity(*profile);
-        }
-        const auto now = SteadyClock::now();
-        const double jitter = std::uniform_real_distribution<double>(0.0, 1.0)(rng_);
-        if (outcome.create_session_seconds) {
-            profile->create_session_seconds.observe(*outcome.create_session_seconds);
-        }
-        if (outcome.credentials) {
-            ++profile->refresh_outcomes["ok"];
-            const std::string key = signer::redact_access_key_id(outcome.credentials->access_key_id);
-            profile->last_updated = WallClock::now();
-            profile->cache.complete_success(std::move(*outcome.credentials), WallClock::now(), now, jitter);
-            const auto& held = *profile->cache.held();
-            write_credentials_file_soon(profile);
-            store_handover();
-            log_.info("refresh_ok",
-                      {{"profile", profile->config.name},
-                       {"reason", refresh_reason_name(outcome.reason)},
-                       {"access_key", key},
-                       {"expiration", format_iso8601(held.credentials.expiration)},
-                       {"next_refresh_in", whole_seconds(profile->cache.next_refresh() - now)}});
-        } else {
-            const Error error = outcome.credentials.error();
-            const auto decision = profile->cache.complete_failure(error, now, jitter);
-            ++profile->refresh_outcomes[decision.retryable ? "retryable" : "rejected"];
-            const bool serving = static_cast<bool>(profile->cache.current(now, WallClock::now()));
-            const std::initializer_list<LogField> fields{
-                {"profile", profile->config.name},
-                {"reason", refresh_reason_name(outcome.reason)},
-                {"class", decision.retryable ? "retryable" : "rejected"},
-                {"code", errc_name(error.code)},
-                {"error", error.message},
-                {"retry_in", whole_seconds(decision.retry_at - now)},
-                {"serving", serving ? "last-good" : "nothing"},
-                {"failures", profile->cache.consecutive_failures()}};
-            if (decision.retryable && serving) {
-                log_.warning("refresh_failed", fields);
-            } else {
-                log_.error("refresh_failed", fields);
-            }
-        }
-        if (profile->settings_changed) {
-            // A SIGHUP arrived while this refresh ran with the old settings: go again with the new ones.
-            profile->cache.request_refresh_by(now);
-        }
-        auto waiters = std::move(profile->waiters);
         profile->waiters.clear();
-        for (auto& waiter : waiters) {
-            waiter();
-        }
-        schedule(profile);
-        notify_status();
     }
-
-    // notify_status tells systemd one line about every profile (`systemctl status` shows it).
-    void notify_status() {
-        const auto now = SteadyClock::now();
-        std::size_t ok = 0;
-        std::string failing;
-        for (const auto& profile : profiles_) {
-            if (profile->cache.current(now, WallClock::now())) {
-                ++ok;
-            }
-            if (const auto& error = profile->cache.last_error()) {
-                failing +=
-                    (failing.empty() ? "" : "; ") + profile->config.name + ": " + errc_name(error->code);
-            }
-        }
-        std::string status = "STATUS=" + std::to_string(ok) + "/" + std::to_string(profiles_.size()) +
-                             " profiles serving credentials";
-        if (!failing.empty()) {
-            status += "; failing: " + failing;
-        }
-        notify_systemd(status);
+    if (ecs_server_) {
+        ecs_server_->stop_accepting();
     }
-
-    // write_credentials_file_soon writes the credentials held now to the profile's credentials file on a
-    // worker; a write already running is followed by one more with whatever is held when it ends.
-    void write_credentials_file_soon(const std::shared_ptr<Profile>& profile) {
-        if (profile->file_write_in_flight) {
-            profile->file_write_again = true;
-            return;
-        }
-        const auto& held = profile->cache.held();
-        if (!held || profile->config.credentials_file_profile.empty()) {
-            return;
-        }
-        profile->file_write_in_flight = true;
-        auto credentials = std::make_shared<const signer::Credentials>(clone_credentials(held->credentials));
-        std::weak_ptr<Profile> weak = profile;
-        net::post(workers_, [this, weak, credentials, path = credentials_path(*profile),
-                             section = profile->config.credentials_file_profile]() mutable {
-            auto result = std::make_shared<Result<void>>(write_credentials_file(path, section, *credentials));
-            credentials.reset();
-            net::post(io_, [this, weak, result, path] {
-                if (auto p = weak.lock()) {
-                    finish_credentials_file_write(p, *result, path);
-                }
-            });
-        });
+    if (control_) {
+        control_->stop();
     }
+}
 
-    void finish_credentials_file_write(const std::shared_ptr<Profile>& profile,
-                                       const Result<void>& result,
-                                       const std::filesystem::path& path) {
-        profile->file_write_in_flight = false;
-        if (!result) {
-            surface_failed(profile, "credentials_file", result.error());
-            return;
-        }
-        log_.debug("credentials_file_written", {{"profile", profile->config.name}, {"file", path.string()}});
-        surface_ok(profile, "credentials_file");
-        if (std::exchange(profile->file_write_again, false)) {
-            write_credentials_file_soon(profile);
-        }
-    }
+}  // namespace rad::daemon::agent_detail
 
-    // --- Surfaces that fail on their own
-    // ---------------------------------------------------------------------
-
-    // surface_failed records the failure (status, /healthz, /metrics), logs it and retries the profile's
-    // failing surfaces after 1, 2, 4 ... 60 s: local I/O costs no CreateSession.
-    void surface_failed(const std::shared_ptr<Profile>& profile,
-                        const std::string& surface,
-                        const Error& error) {
-        auto& state = profile->surfaces[surface];
-        state.error = error;
-        ++state.failures;
-        const auto delay = std::chrono::seconds(1 << std::min(profile->surface_retry_attempts, 6));
-        const auto retry = std::min(delay, std::chrono::seconds(60));
-        log_.error("surface_failed", {{"profile", profile->config.name},
-                                      {"surface", surface},
-                                      {"code", errc_name(error.code)},
-                                      {"error", error.message},
-                                      {"retry_in", retry.count()}});
-        if (stopping_) {
-            return;
-        }
-        ++profile->surface_retry_attempts;
-        profile->surface_retry.expires_after(retry);
-        std::weak_ptr<Profile> weak = profile;
-        profile->surface_retry.async_wait([this, weak](boost::system::error_code ec) {
-            auto p = weak.lock();
-            if (!ec && p && !stopping_) {
-                retry_surfaces(p);
-            }
-        });
-    }
-
-    void surface_ok(const std::shared_ptr<Profile>& profile, const std::string& surface) {
-        auto& state = profile->surfaces[surface];
-        if (state.error) {
-            log_.info("surface_recovered", {{"profile", profile->config.name}, {"surface", surface}});
-        }
-        state.error.reset();
-        const bool all_ok = std::all_of(profile->surfaces.begin(), profile->surfaces.end(),
-                                        [](const auto& entry) { return !entry.second.error; });
-        if (all_ok) {
-            profile->surface_retry_attempts = 0;
-        }
-    }
-
-    void retry_surfaces(const std::shared_ptr<Profile>& profile) {
-        const auto failing = [&](const char* surface) {
-            const auto it = profile->surfaces.find(surface);
-            return it != profile->surfaces.end() && it->second.error;
-        };
-        if (failing("credentials_file")) {
-            write_credentials_file_soon(profile);
-        }
-        if (failing("ecs_token")) {
-            load_ecs_token(profile);
-        }
-        if (failing("imds") && profile->imds_servers.empty()) {
-            open_imds_or_record(profile);
-        }
-    }
-
-    // load_ecs_token reads (or creates) the profile's ECS token file; a failure is the surface's.
-    bool load_ecs_token(const std::shared_ptr<Profile>& profile) {
-        auto token = ensure_token_file(profile->config.ecs_token_file);
-        if (!token) {
-            surface_failed(profile, "ecs_token", token.error());
-            return false;
-        }
-        profile->ecs_token = std::move(*token);
-        surface_ok(profile, "ecs_token");
-        return true;
-    }
-
-    void open_imds_or_record(const std::shared_ptr<Profile>& profile) {
-        if (auto r = open_imds(profile); !r) {
-            for (auto& server : profile->imds_servers) {
-                server->stop_accepting();
-            }
-            profile->imds_servers.clear();
-            profile->imds_addresses.clear();
-            surface_failed(profile, "imds", r.error());
-        } else {
-            surface_ok(profile, "imds");
-        }
-    }
-
-    // --- Signals -------------------------------------------------------------------------------------------
-
-    void wait_for_signal() {
-        signals_.async_wait([this](boost::system::error_code ec, int signal) {
-            if (ec) {
-                return;
-            }
-            if (signal == SIGHUP) {
-                reload();
-                wait_for_signal();
-                return;
-            }
-            stop();
-        });
-    }
-
-    // start_watchdog pings systemd from a timer on the event loop itself, at half of WatchdogSec=, so that a
-    // wedged loop stops the pings and gets the agent restarted.
-    void start_watchdog() {
-        const auto interval = watchdog_interval();
-        if (!interval) {
-            return;
-        }
-        watchdog_period_ = std::chrono::duration_cast<std::chrono::milliseconds>(*interval / 2);
-        arm_watchdog();
-    }
-
-    void arm_watchdog() {
-        watchdog_.expires_after(watchdog_period_);
-        watchdog_.async_wait([this](boost::system::error_code ec) {
-            if (!ec && !stopping_) {
-                notify_systemd("WATCHDOG=1");
-                arm_watchdog();
-            }
-        });
-    }
-
-    // arm_clock_watch compares the wall clock with each profile's Expiration once a second, and looks at the
-    // identity files of profiles whose identity did not load (identity_failed_stamps). The refresh
-    // timers run on the monotonic clock, which stands still while the host sleeps and ignores a clock that is
-    // set forward: after either, credentials that are really expired would wait for a timer that has not
-    // fired. Each set held triggers at most one such refresh, so a wall clock that stays ahead cannot turn
-    // this into a loop (CreateSession refuses a clock more than 5 minutes off anyway).
-    void arm_clock_watch() {
-        clock_watch_.expires_after(std::chrono::seconds(1));
-        clock_watch_.async_wait([this](boost::system::error_code ec) {
-            if (ec || stopping_) {
-                return;
-            }
-            const auto now = SteadyClock::now();
-            const auto wall = WallClock::now();
-            for (const auto& profile : profiles_) {
-                const auto& held = profile->cache.held();
-                if (!profile->cache.expired_by_wall_clock(now, wall) || profile->cache.refresh_in_flight() ||
-                    held->received == profile->wall_clock_refresh_for) {
-                    continue;
-                }
-                profile->wall_clock_refresh_for = held->received;
-                log_.warning("wall_clock_expired",
-                             {{"profile", profile->config.name},
-                              {"expiration", format_iso8601(held->credentials.expiration)},
-                              {"monotonic_left", whole_seconds(held->deadline - now)}});
-                refresh_now(profile, RefreshReason::wall_clock);
-            }
-            for (const auto& profile : profiles_) {
-                if (profile->identity_failed_stamps && !profile->cache.refresh_in_flight() &&
-                    identity_stamps(*profile->options) != *profile->identity_failed_stamps) {
-                    refresh_now(profile, RefreshReason::rotation);
-                }
-            }
-            arm_clock_watch();
-        });
-    }
-
-    void stop() {
-        notify_systemd("STOPPING=1");
-        log_.info("stopping");
-        watchdog_.cancel();
-        clock_watch_.cancel();
-        hold_cap_.cancel();
-        if (health_server_) {
-            health_server_->stop_accepting();
-        }
-        stopping_ = true;
-        boost::system::error_code ignored;
-        signals_.cancel(ignored);
-        for (auto& profile : profiles_) {
-            profile->timer.cancel();
-            profile->surface_retry.cancel();
-            for (auto& server : profile->imds_servers) {
-                server->stop_accepting();
-            }
-            profile->waiters.clear();
-        }
-        if (ecs_server_) {
-            ecs_server_->stop_accepting();
-        }
-        if (control_) {
-            control_->stop();
-        }
-    }
-
-    // reload re-reads the configuration (or, for a flag-built agent, just re-checks the identity files).
-    // Profiles that were added start; removed ones stop; changed ones pick up their new settings at a refresh
-    // started now. Changes to the agent-wide listeners (ECS address, socket) need a restart and are reported
-    // as such.
-    void reload() {
-        notify_systemd("RELOADING=1");
-        do_reload();
-        notify_systemd("READY=1");
-        notify_status();
-    }
-
-    void do_reload() {
-        log_.info("reloading");
-        if (options_.config_path.empty()) {
-            // Flags, not a file: only the identity files can have changed.
-            for (auto& profile : profiles_) {
-                refresh_if_rotated(profile);
-            }
-            return;
-        }
-        auto loaded = config::load_config(options_.config_path, options_.environment);
-        if (!loaded) {
-            log_.error("reload_failed", {{"error", loaded.error().message}});
-            return;
-        }
-        config::AgentConfig next = std::move(*loaded);
-        for (const auto& cfg : next.profiles) {
-            if (auto r = check_profile_settings(cfg); !r) {
-                log_.error("reload_failed", {{"error", r.error().message}});
-                return;
-            }
-        }
-        const ReloadPlan plan = plan_reload(options_.config, next);
-        if (!plan.restart_needed.empty()) {
-            std::string settings;
-            for (const auto& name : plan.restart_needed) {
-                settings += (settings.empty() ? "" : ",") + name;
-            }
-            log_.warning("reload_partial",
-                         {{"settings", settings}, {"reason", "take effect at the next start"}});
-            const auto& old_agent = options_.config.agent;
-            next.agent.socket_path = old_agent.socket_path;
-            next.agent.socket_mode = old_agent.socket_mode;
-            next.agent.socket_group = old_agent.socket_group;
-            next.agent.ecs_listen = old_agent.ecs_listen;
-            next.agent.health_listen = old_agent.health_listen;
-        }
-        const auto listed = [](const std::vector<std::string>& names, const std::string& name) {
-            return std::find(names.begin(), names.end(), name) != names.end();
-        };
-        log_.set_level(next.agent.log_level);
-        std::vector<std::shared_ptr<Profile>> kept;
-        std::vector<std::pair<std::shared_ptr<Profile>, std::optional<RefreshReason>>> refreshes;
-        for (const auto& cfg : next.profiles) {
-            std::shared_ptr<Profile> profile = find(cfg.name);
-            std::optional<RefreshReason> refresh;
-            if (profile) {
-                // The runtime stays (its credentials remain in service until replaced); its settings change.
-                const bool token_changed = cfg.ecs_token_file != profile->config.ecs_token_file;
-                profile->config = cfg;
-                profile->options =
-                    std::make_shared<const CredentialOptions>(credential_options_from_profile(cfg));
-                std::tie(profile->imds.role_name, profile->account_id) = role_name_and_account(cfg.role_arn);
-                profile->imds.allow_imdsv1 = next.agent.allow_imdsv1;
-                profile->cache.set_settings(Profile::settings_from(next.agent));
-                if (listed(plan.credentials_changed, cfg.name)) {
-                    profile->settings_changed = true;  // the identity is prepared again
-                    refresh = RefreshReason::reload;
-                }
-                if (listed(plan.listeners_changed, cfg.name)) {
-                    for (auto& server : profile->imds_servers) {
-                        server->stop_accepting();
-                    }
-                    profile->imds_servers.clear();
-                    profile->imds_addresses.clear();
-                    profile->listeners_pending = true;
-                }
-                if (token_changed) {
-                    profile->ecs_token = Secret();
-                }
-            } else {
-                profile = std::make_shared<Profile>(io_, cfg, next.agent, SteadyClock::now());
-                profile->settings_changed = true;
-                profile->listeners_pending = true;
-                refresh = RefreshReason::reload;
-            }
-            if (!profile->config.ecs_path.empty() && profile->ecs_token.empty()) {
-                load_ecs_token(profile);  // a failure is the ECS surface's, retried; the profile stays
-            }
-            refreshes.emplace_back(profile, refresh);
-            kept.push_back(std::move(profile));
-        }
-        for (auto& old : profiles_) {
-            if (std::find(kept.begin(), kept.end(), old) == kept.end()) {
-                old->timer.cancel();
-                old->surface_retry.cancel();
-                for (auto& server : old->imds_servers) {
-                    server->stop_accepting();
-                }
-                old->waiters.clear();
-                log_.info("profile_removed", {{"profile", old->config.name}});
-            }
-        }
-        profiles_ = std::move(kept);
-        options_.config = std::move(next);
-        for (auto& profile : profiles_) {
-            if (profile->listeners_pending) {
-                profile->listeners_pending = false;
-                open_imds_or_record(profile);
-            }
-        }
-        // Only what the reload changed is refreshed; an unchanged profile is refreshed only if its identity
-        // files changed on disk (a renewal that SIGHUP announces).
-        std::size_t refreshed = 0;
-        for (auto& [profile, reason] : refreshes) {
-            if (reason) {
-                refresh_now(profile, *reason);
-                ++refreshed;
-            } else if (refresh_if_rotated(profile)) {
-                ++refreshed;
-            }
-        }
-        store_handover();
-        log_.info("reloaded", {{"profiles", profiles_.size()},
-                               {"added", plan.added.size()},
-                               {"removed", plan.removed.size()},
-                               {"refreshed", refreshed}});
-    }
-
-    // refresh_if_rotated refreshes a profile whose certificate, key or secret files changed since its
-    // identity was loaded (or since it last failed to load); true when it did.
-    bool refresh_if_rotated(const std::shared_ptr<Profile>& profile) {
-        const auto stamps = identity_stamps(*profile->options);
-        const auto& reference =
-            profile->identity_failed_stamps ? *profile->identity_failed_stamps : profile->stamps;
-        if (stamps == reference) {
-            return false;
-        }
-        refresh_now(profile, RefreshReason::rotation);
-        return true;
-    }
-
-    AgentOptions options_;
-    Logger& log_;
-    net::io_context io_;
-    net::thread_pool workers_{2};
-    net::signal_set signals_;
-    std::mt19937_64 rng_;
-    std::unique_ptr<pki::HmacKey> hmac_;
-    Secret token_key_;                     // hmac_'s bytes, handed over to the next process
-    std::string refused_config_identity_;  // renew_config_identity's last "no"
-    ImdsTokens tokens_;
-    std::vector<std::shared_ptr<Profile>> profiles_;
-    std::unique_ptr<HttpServer> ecs_server_;
-    std::string ecs_address_;  // where ecs_server_ actually listens (status)
-    std::unique_ptr<HttpServer> health_server_;
-    ActivatedSockets activated_;
-    RequestCounts requests_;
-    net::steady_timer watchdog_{io_};
-    net::steady_timer clock_watch_{io_};
-    net::steady_timer hold_cap_{io_};
-    std::map<std::string, ExpiryWarning> expiry_warned_;  // profile name → the last certificate_expiring
-    std::chrono::milliseconds watchdog_period_{0};
-    std::unique_ptr<ControlServer> control_;
-    bool stopping_ = false;
-};
-
-}  // namespace
+namespace rad::daemon {
 
 int run_agent(AgentOptions options, Logger& log) {
     // Ignore SIGPIPE: a client that goes away mid-answer must not kill the agent.
     std::signal(SIGPIPE, SIG_IGN);
-    Agent agent(std::move(options), log);
+    agent_detail::Agent agent(std::move(options), log);
     return agent.run();
 }
 
