@@ -7,9 +7,11 @@
 #include "common/error.hpp"
 #include "common/process_protection.hpp"
 #include "daemon/cli.hpp"
+#include "pki/openssl_startup.hpp"
 
 int main(int argc, char** argv) {
     rad::protect_process_memory();
+    rad::pki::start_openssl();
     try {
         return rad::daemon::run_cli(argc, argv);
     } catch (const rad::ResultError& e) {
