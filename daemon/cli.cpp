@@ -154,6 +154,16 @@ void scrub_secret_arguments(int argc, char** argv) {
 }
 
 int run_cli(int argc, char** argv) {
+    // The fast path (an SDK's every credential fetch) is parsed by the same code as in the front executable,
+    // and before the CLI11 application is built.
+    if (auto fast = parse_fast_path_arguments(argc, argv)) {
+        if (!*fast) {
+            print_error(fast->error().message + " (see --help)");
+            return exit_code(fast->error().code);
+        }
+        const FastPathOptions& options = **fast;
+        return finish(run_fast_path(options, stdout, Diagnostics{options.debug, stderr}));
+    }
     CLI::App app{"rolesanywhere-agent: AWS credentials for on-premises hosts through IAM Roles Anywhere",
                  kProgram};
     app.require_subcommand(0, 1);
@@ -165,30 +175,21 @@ int run_cli(int argc, char** argv) {
     auto* credential_process = app.add_subcommand(
         "credential-process", "Print temporary credentials as credential_process JSON (Version 1) and exit");
     add_credential_flags(*credential_process, cp, cp_password);
-    FastPathOptions fast;
-    auto* fast_profile = credential_process->add_option(
-        "--profile", fast.profile,
-        "Ask the running agent for this profile of its configuration (fast path); sign from the same "
-        "configuration when no agent runs");
-    credential_process
-        ->add_option("--config", fast.config_path,
-                     "Configuration file for --profile (default /etc/rolesanywhere-agent/config.toml)")
-        ->needs(fast_profile);
-    credential_process->add_option("--socket", fast.socket_path, "The agent's Unix socket for --profile")
-        ->needs(fast_profile);
-    credential_process
-        ->add_flag("--no-fallback", fast.no_fallback,
-                   "With --profile: fail (exit 69) instead of signing here when no agent answers")
-        ->needs(fast_profile);
-    credential_process
-        ->add_option(
-            "--min-lifetime", fast.min_lifetime_seconds,
-            "With --profile: seconds of life the credentials must have left (default: 900, at most 40 % of "
-            "the lifetime the service issued)")
-        ->needs(fast_profile);
-    for (const char* flag : {"--certificate", "--private-key", "--trust-anchor-arn", "--profile-arn",
-                             "--role-arn", "--intermediates"}) {
-        fast_profile->excludes(flag);
+    // `credential-process --profile` command lines never reach CLI11 (run_cli hands them to
+    // parse_fast_path_arguments first); its flags are declared here for --help, and so that one given
+    // without --profile is refused as before.
+    std::string fast_path_value;
+    bool fast_path_switch = false;
+    CLI::Option* fast_profile = nullptr;
+    for (const auto& flag : kFastPathFlags) {
+        CLI::Option* option = flag.takes_value
+                                  ? credential_process->add_option(flag.name, fast_path_value, flag.help)
+                                  : credential_process->add_flag(flag.name, fast_path_switch, flag.help);
+        if (fast_profile == nullptr) {
+            fast_profile = option;
+        } else {
+            option->needs(fast_profile);
+        }
     }
 
     // serve
@@ -291,10 +292,6 @@ int run_cli(int argc, char** argv) {
         return 0;
     }
     if (*credential_process) {
-        if (!fast.profile.empty()) {
-            fast.timeout_seconds = cp.timeout_seconds;
-            return finish(run_fast_path(fast, stdout, Diagnostics{cp.debug, stderr}));
-        }
         if (credential_process->count("--pkcs8-password") > 0) {
             cp.identity.pkcs8_password.emplace(std::move(cp_password));
         }

@@ -1,4 +1,4 @@
-// rolesanywhere-agent-core: the whole program (daemon/front_main.cpp execs it). Process-wide protections
+// rolesanywhere-agent-core: the whole program (daemon/fast_path_main.cpp execs it). Process-wide protections
 // first, then the command line.
 
 #include <cstdio>
