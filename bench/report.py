@@ -15,8 +15,8 @@ MIB_KIB = 1024
 
 def load(out):
     machine = dict(line.split("=", 1) for line in (out / "machine.txt").read_text().splitlines() if "=" in line)
-    # Commands by their program's name ("rolesanywhere-agent-core version"), not by the build's path.
-    floor = {r["command"].split("/")[-1]: r["median"] * 1000
+    # The program of this build by its name ("rolesanywhere-agent-core version"), not by the build's path.
+    floor = {re.sub(r"^\S*/(rolesanywhere-agent-core )", r"\1", r["command"]): r["median"] * 1000
              for r in json.loads((out / "floor.json").read_text())["results"]}
     cold = json.loads((out / "cold.json").read_text())
     warm_cases = json.loads((out / "warm.json").read_text())
