@@ -3,7 +3,8 @@
 
 Cold: the command signs by itself (P-256 and RSA-2048 over HTTPS against the emulator), and P-256 once more
 trusting the system store as a call to AWS does (no --ca-bundle; the emulator's CA found in a hashed directory
-named by SSL_CERT_DIR, the system's own bundle file left as it is). Warm (--socket): the
+named by SSL_CERT_DIR, the system's own bundle file left as it is); beside them `sign-string` with the same
+P-256 key, the same work without the network. Warm (--socket): the
 fast path, `credential-process --profile NAME --socket PATH --no-fallback`, answered from a running agent's
 cache. Prints one line per case and, with --json, writes {case: {median_ms, p90_ms, peak_rss_mib, runs}}.
 
@@ -84,6 +85,10 @@ def main() -> int:
                 f"{args.pki}/{key}.key", "--trust-anchor-arn", arns["trust_anchor_arn"], "--profile-arn",
                 arns["profile_arn"], "--role-arn", arns["role_arn"], "--endpoint", args.endpoint, "--ca-bundle",
                 args.ca_bundle]
+        # The same start, files and signature without the network: what the cold call spends before and
+        # around its HTTPS exchange.
+        cases["sign_string_p256"] = [args.agent, "sign-string", "--certificate", f"{args.pki}/p256.pem",
+                                     "--private-key", f"{args.pki}/p256.key"]
         if args.system_store_dir:
             cases["cold_p256_system_store"] = cases["cold_p256"][:-2]
             environments["cold_p256_system_store"] = {
