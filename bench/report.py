@@ -15,7 +15,9 @@ MIB_KIB = 1024
 
 def load(out):
     machine = dict(line.split("=", 1) for line in (out / "machine.txt").read_text().splitlines() if "=" in line)
-    floor = {r["command"]: r["median"] * 1000 for r in json.loads((out / "floor.json").read_text())["results"]}
+    # The program of this build by its name ("rolesanywhere-agent-core version"), not by the build's path.
+    floor = {re.sub(r"^\S*/(rolesanywhere-agent-core )", r"\1", r["command"]): r["median"] * 1000
+             for r in json.loads((out / "floor.json").read_text())["results"]}
     cold = json.loads((out / "cold.json").read_text())
     warm_cases = json.loads((out / "warm.json").read_text())
     # The best of the rounds on each side (bench/run says why).
@@ -92,25 +94,48 @@ def targets(r):
     busy = load1 > 0.5 * cores
     contention = f"; measured under contention (load average {load1:.1f} on {cores} cores)" if busy else ""
     start_floor = r["floor_ms"].get("openssl version", 0.0)
+    ours_mapped = r["floor_ms"].get("rolesanywhere-agent-core version", 0.0)
     empty = r["floor_ms"].get("/bin/true", 0.0)
     cold = r["credential_process"]["cold_p256"]
+    system = r["credential_process"].get("cold_p256_system_store")
+    local = r["credential_process"].get("sign_string_p256", {}).get("median_ms", 0.0)
     warm = r["credential_process"]["warm_fast_path"]
     # Both spellings count: --socket, and the socket found through the configuration (the usual ~/.aws/config).
     warm_config = r["credential_process"].get("warm_fast_path_config", warm)
     imds16 = r["http"]["imds"]["c16"]
     imds1 = r["http"]["imds"]["c1"]
+    # The cold call is judged against `openssl version` of the same run, so that the figure means the same on
+    # any machine: aws_signing_helper 1.8.0 took 3.1 times `openssl version` on the 2-core VM where both were
+    # measured side by side (README.md, "Benchmarks").
+    ratio = cold["median_ms"] / start_floor if start_floor else float("inf")
     rows = [
-        ("credential-process cold, P-256 over HTTPS, median (p90)",
-         f"{cold['median_ms']:.1f} ms ({cold['p90_ms']:.1f} ms)", "≤ 6 ms", cold["median_ms"] <= 6,
-         f"a process that loads libcrypto costs {start_floor:.1f} ms here before doing anything (`openssl version`; "
-         f"an empty process {empty:.1f} ms); the rest is the TLS handshake and the Python emulator's signature "
-         f"and chain verification" + contention),
+        ("credential-process cold, P-256 over HTTPS, median (p90), and / `openssl version` of the same run",
+         f"{cold['median_ms']:.1f} ms ({cold['p90_ms']:.1f} ms), {ratio:.2f} × {start_floor:.1f} ms",
+         "≤ 2.5 × `openssl version` (aim ≤ 1.6 ×; aws_signing_helper 3.1 ×)", ratio <= 2.5,
+         f"mapping this program's shared objects costs {ours_mapped:.1f} ms (`rolesanywhere-agent-core version`); "
+         f"loading the same certificate and key and signing, without the network, {local:.1f} ms (`sign-string`: "
+         f"OpenSSL's initialisation and provider decoders, the signature); the other "
+         f"{cold['median_ms'] - local:.1f} ms are the TLS handshake and the HTTPS exchange with the Python "
+         f"emulator, whose own share README.md measures" + contention),
+        ("credential-process cold, P-256, trusting the system store (no --ca-bundle), median (p90), and / "
+         "`openssl version`",
+         f"{system['median_ms']:.1f} ms ({system['p90_ms']:.1f} ms), {system['median_ms'] / start_floor:.2f} ×"
+         if system and start_floor else "not measured", "≤ 2.5 × `openssl version`",
+         bool(system) and start_floor > 0 and system["median_ms"] / start_floor <= 2.5,
+         "as the row above, the system's CAs looked up by hash in their directory" + contention),
+        ("peak RSS of credential-process cold", f"{cold['peak_rss_mib']:.1f} MiB",
+         "< 13.9 MiB (aws_signing_helper 1.8.0)", cold["peak_rss_mib"] < 13.9,
+         "mapped pages of libcrypto, libssl and libstdc++"),
         ("credential-process warm (fast path) with --socket / through the configuration, median (p90)",
          f"{warm['median_ms']:.2f} ms ({warm['p90_ms']:.2f} ms) / {warm_config['median_ms']:.2f} ms "
-         f"({warm_config['p90_ms']:.2f} ms)", "≤ 1.5 ms",
-         max(warm["median_ms"], warm_config["median_ms"]) <= 1.5,
-         f"bounded by process start: the front executable has no C runtime and no shared library, but "
-         f"starting any process costs {empty:.1f} ms here (`/bin/true`)" + contention),
+         f"({warm_config['p90_ms']:.2f} ms); {warm['median_ms'] / empty:.1f} × `/bin/true` ({empty:.2f} ms)"
+         if empty else "", "≤ 3 ms", max(warm["median_ms"], warm_config["median_ms"]) <= 3,
+         f"bounded by process start: starting any process costs {empty:.1f} ms here (`/bin/true`)" + contention),
+        ("fast path against the cold call of the same run (cold median / fast-path median)",
+         f"{cold['median_ms'] / max(warm['median_ms'], warm_config['median_ms']):.1f} ×", "≥ 8 ×",
+         cold["median_ms"] >= 8 * max(warm["median_ms"], warm_config["median_ms"]),
+         f"the fast path costs {max(warm['median_ms'], warm_config['median_ms']) / max(empty, 1e-9):.1f} × an empty process "
+         f"(`/bin/true`, {empty:.2f} ms)" + contention),
         ("IMDS credentials GET at -c16: req/s, p99",
          f"{imds16['requests_per_second']:,.0f} req/s, {imds16['p99_us'] / 1000:.2f} ms", "≥ 75 000 req/s, p99 ≤ 3 ms",
          imds16["requests_per_second"] >= 75000 and imds16["p99_us"] <= 3000, imds_reason(r, cores) + contention),

@@ -146,8 +146,7 @@ struct ConfigEnvironment {
 [[nodiscard]] std::optional<std::filesystem::path> read_socket_path(std::string_view text);
 
 // file_identity is "MAJOR:MINOR:INODE:SIZE:MTIME_S.NS:CTIME_S.NS" of an open file (statx), or "" when it
-// cannot be read. Any write, rename over or chmod changes it (ctime moves with each). The fast-path front
-// executable (daemon/front) formats the same fields the same way without libc.
+// cannot be read. Any write, rename over or chmod changes it (ctime moves with each).
 std::string file_identity(int fd);
 
 // ConfigFile is a configuration file's bytes and the identity they were read under ("" when the file

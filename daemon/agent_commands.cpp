@@ -207,14 +207,7 @@ int run_update(UpdateOptions options) {
 Result<void> run_fast_path(const FastPathOptions& options, std::FILE* out, const Diagnostics& diag) {
     auto consultation = consult_agent(options);
     if (settled(options, consultation)) {
-        if (!consultation.reply) {
-            return consultation.reply.error();
-        }
-        const Secret& json = *consultation.reply;
-        if (std::fwrite(json.reveal().data(), 1, json.size(), out) != json.size() || std::fflush(out) != 0) {
-            return make_error(Errc::internal, "cannot write the credentials to standard output");
-        }
-        return {};
+        return print_agent_answer(consultation, out);
     }
     diag.trace(consultation.reply.error().message + "; no agent answers");
     read_config_once(options, consultation);

@@ -2,8 +2,11 @@
 
 #include <string.h>
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
+#include <iterator>
+#include <string_view>
 
 #include "daemon/agent_commands.hpp"
 #include "daemon/commands.hpp"
@@ -13,6 +16,9 @@ namespace {
 
 constexpr const char* kProgram = "rolesanywhere-agent";
 constexpr const char* kSecretFlags[] = {"--pkcs8-password", "--tpm-key-password"};
+constexpr std::string_view kCommands[] = {
+    "credential-process",    "serve",  "update", "status", "refresh", "sign-string",
+    "read-certificate-data", "version"};
 
 void print_error(const std::string& message) {
     std::fprintf(stderr, "%s: %s\n", kProgram, message.c_str());
@@ -154,6 +160,27 @@ void scrub_secret_arguments(int argc, char** argv) {
 }
 
 int run_cli(int argc, char** argv) {
+    // The fast path (an SDK's every credential fetch) is parsed by the same code as in the front executable,
+    // and before the CLI11 application is built.
+    if (auto fast = parse_fast_path_arguments(argc, argv)) {
+        if (!*fast) {
+            print_error(fast->error().message + " (see --help)");
+            return exit_code(fast->error().code);
+        }
+        const FastPathOptions& options = **fast;
+        return finish(run_fast_path(options, stdout, Diagnostics{options.debug, stderr}));
+    }
+    // Declaring every option of every command is a tenth of a cold credential-process (3.4 million
+    // instructions, most of them CLI11 building and destroying its option objects); a command line that
+    // names its command first needs only that command's options. Any other command line (no command, an
+    // unknown one, --help-all) gets every option, so that help and errors read as before.
+    const std::string_view named = argc > 1 ? std::string_view(argv[1]) : std::string_view();
+    bool every_command = std::find(std::begin(kCommands), std::end(kCommands), named) == std::end(kCommands);
+    for (int i = 1; i < argc; ++i) {
+        every_command = every_command || std::string_view(argv[i]) == "--help-all";
+    }
+    const auto declares = [&](std::string_view command) { return every_command || command == named; };
+
     CLI::App app{"rolesanywhere-agent: AWS credentials for on-premises hosts through IAM Roles Anywhere",
                  kProgram};
     app.require_subcommand(0, 1);
@@ -162,33 +189,26 @@ int run_cli(int argc, char** argv) {
     // credential-process
     CredentialOptions cp;
     std::string cp_password;
+    std::string fast_path_value;  // bound to the fast path's flags, which CLI11 never gets to parse
+    bool fast_path_switch = false;
     auto* credential_process = app.add_subcommand(
         "credential-process", "Print temporary credentials as credential_process JSON (Version 1) and exit");
-    add_credential_flags(*credential_process, cp, cp_password);
-    FastPathOptions fast;
-    auto* fast_profile = credential_process->add_option(
-        "--profile", fast.profile,
-        "Ask the running agent for this profile of its configuration (fast path); sign from the same "
-        "configuration when no agent runs");
-    credential_process
-        ->add_option("--config", fast.config_path,
-                     "Configuration file for --profile (default /etc/rolesanywhere-agent/config.toml)")
-        ->needs(fast_profile);
-    credential_process->add_option("--socket", fast.socket_path, "The agent's Unix socket for --profile")
-        ->needs(fast_profile);
-    credential_process
-        ->add_flag("--no-fallback", fast.no_fallback,
-                   "With --profile: fail (exit 69) instead of signing here when no agent answers")
-        ->needs(fast_profile);
-    credential_process
-        ->add_option(
-            "--min-lifetime", fast.min_lifetime_seconds,
-            "With --profile: seconds of life the credentials must have left (default: 900, at most 40 % of "
-            "the lifetime the service issued)")
-        ->needs(fast_profile);
-    for (const char* flag : {"--certificate", "--private-key", "--trust-anchor-arn", "--profile-arn",
-                             "--role-arn", "--intermediates"}) {
-        fast_profile->excludes(flag);
+    if (declares("credential-process")) {
+        add_credential_flags(*credential_process, cp, cp_password);
+        // `credential-process --profile` command lines never reach CLI11 (run_cli hands them to
+        // parse_fast_path_arguments first); its flags are declared here for --help, and so that one given
+        // without --profile is refused as before.
+        CLI::Option* fast_profile = nullptr;
+        for (const auto& flag : kFastPathFlags) {
+            CLI::Option* option = flag.takes_value
+                                      ? credential_process->add_option(flag.name, fast_path_value, flag.help)
+                                      : credential_process->add_flag(flag.name, fast_path_switch, flag.help);
+            if (fast_profile == nullptr) {
+                fast_profile = option;
+            } else {
+                option->needs(fast_profile);
+            }
+        }
     }
 
     // serve
@@ -198,19 +218,21 @@ int run_cli(int argc, char** argv) {
         "serve",
         "Run the agent: refresh credentials in the background and serve them (IMDSv2, container endpoint, "
         "credential_process socket, credentials file)");
-    add_credential_flags(*serve, sv.credentials, sv_password);
-    serve->add_option(
-        "--config", sv.config_path,
-        "Configuration file (default /etc/rolesanywhere-agent/config.toml when no certificate flags "
-        "are given)");
-    serve->add_option("--port", sv.port, "IMDS port on 127.0.0.1 when serving from flags (default 9911)")
-        ->default_val(9911);
-    serve->add_option("--hop-limit", sv.hop_limit, "IP TTL / hop limit of responses (default 1)")
-        ->default_val(1);
-    serve->add_option("--socket", sv.socket_path,
-                      "Also serve the credential_process fast path on this Unix socket");
-    serve->add_option("--log-level", sv.log_level, "debug, info, warning or error");
-    serve->add_option("--log-format", sv.log_format, "text (key=value, journald priorities) or json");
+    if (declares("serve")) {
+        add_credential_flags(*serve, sv.credentials, sv_password);
+        serve->add_option(
+            "--config", sv.config_path,
+            "Configuration file (default /etc/rolesanywhere-agent/config.toml when no certificate flags "
+            "are given)");
+        serve->add_option("--port", sv.port, "IMDS port on 127.0.0.1 when serving from flags (default 9911)")
+            ->default_val(9911);
+        serve->add_option("--hop-limit", sv.hop_limit, "IP TTL / hop limit of responses (default 1)")
+            ->default_val(1);
+        serve->add_option("--socket", sv.socket_path,
+                          "Also serve the credential_process fast path on this Unix socket");
+        serve->add_option("--log-level", sv.log_level, "debug, info, warning or error");
+        serve->add_option("--log-format", sv.log_format, "text (key=value, journald priorities) or json");
+    }
 
     // update
     UpdateOptions up;
@@ -218,59 +240,70 @@ int run_cli(int argc, char** argv) {
     auto* update = app.add_subcommand(
         "update",
         "Keep a profile of the shared credentials file (~/.aws/credentials) filled with fresh credentials");
-    add_credential_flags(*update, up.credentials, up_password);
-    update
-        ->add_option("--profile", up.profile,
-                     "Section of the credentials file to write (default \"default\")")
-        ->default_val("default");
-    update->add_flag("--once", up.once, "Write once and exit instead of refreshing until stopped");
-    update->add_option("--log-level", up.log_level, "debug, info, warning or error")->default_val("info");
+    if (declares("update")) {
+        add_credential_flags(*update, up.credentials, up_password);
+        update
+            ->add_option("--profile", up.profile,
+                         "Section of the credentials file to write (default \"default\")")
+            ->default_val("default");
+        update->add_flag("--once", up.once, "Write once and exit instead of refreshing until stopped");
+        update->add_option("--log-level", up.log_level, "debug, info, warning or error")->default_val("info");
+    }
 
     // status
     StatusOptions st;
     auto* status = app.add_subcommand("status", "Show what the running agent holds, per profile");
-    status->add_option("--config", st.config_path, "Configuration file (to find the socket)");
-    status->add_option("--socket", st.socket_path, "The agent's Unix socket");
-    status->add_flag("--json", st.json, "Print the status as JSON");
+    if (declares("status")) {
+        status->add_option("--config", st.config_path, "Configuration file (to find the socket)");
+        status->add_option("--socket", st.socket_path, "The agent's Unix socket");
+        status->add_flag("--json", st.json, "Print the status as JSON");
+    }
 
     // refresh
     RefreshOptions rf;
     auto* refresh = app.add_subcommand(
         "refresh", "Make the running agent refresh its credentials now (root or the agent's own user)");
-    refresh->add_option("--config", rf.config_path, "Configuration file (to find the socket)");
-    refresh->add_option("--socket", rf.socket_path, "The agent's Unix socket");
-    refresh->add_option("--profile", rf.profiles,
-                        "A profile to refresh (repeatable; default: every profile)");
+    if (declares("refresh")) {
+        refresh->add_option("--config", rf.config_path, "Configuration file (to find the socket)");
+        refresh->add_option("--socket", rf.socket_path, "The agent's Unix socket");
+        refresh->add_option("--profile", rf.profiles,
+                            "A profile to refresh (repeatable; default: every profile)");
+    }
 
     // sign-string
     SignStringOptions ss;
     std::string ss_password;
     auto* sign_string =
         app.add_subcommand("sign-string", "Sign the fixed test string with the key (diagnostic)");
-    add_identity_flags(*sign_string, ss.identity, ss_password);
-    sign_string->add_option("--digest", ss.digest, "SHA256, SHA384 or SHA512")->default_val("SHA256");
-    sign_string->add_option("--format", ss.format, "json, text or bin")->default_val("json");
-    add_debug_flag(*sign_string, ss.debug);
+    if (declares("sign-string")) {
+        add_identity_flags(*sign_string, ss.identity, ss_password);
+        sign_string->add_option("--digest", ss.digest, "SHA256, SHA384 or SHA512")->default_val("SHA256");
+        sign_string->add_option("--format", ss.format, "json, text or bin")->default_val("json");
+        add_debug_flag(*sign_string, ss.debug);
+    }
 
     // read-certificate-data
     ReadCertificateDataOptions rcd;
+    std::string rcd_password;
     auto* read_certificate_data = app.add_subcommand(
         "read-certificate-data", "Print the certificate's key type, DER and serial as JSON");
-    read_certificate_data->add_option(
-        "--certificate", rcd.certificate,
-        "Certificate file (PEM, DER or PKCS#12), or a pkcs11: URI to list token certificates");
-    std::string rcd_password;
-    add_passphrase_flags(*read_certificate_data, rcd_password, rcd.pkcs8_password_file,
-                         rcd.pkcs8_password_env, rcd.allow_insecure_key_permissions);
-    read_certificate_data->add_option("--pkcs11-lib", rcd.pkcs11_lib,
-                                      "PKCS#11 module for a pkcs11: URI (default: p11-kit's proxy module)");
-    auto* rcd_selector = read_certificate_data->add_option("--cert-selector", rcd.cert_selector,
-                                                           "OS store selector (macOS/Windows only)");
-    auto* rcd_store = read_certificate_data->add_option("--system-store-name", rcd.system_store_name,
-                                                        "Windows store name (Windows only)");
-    rcd_selector->excludes("--certificate");
-    rcd_store->excludes("--certificate");
-    add_debug_flag(*read_certificate_data, rcd.debug);
+    if (declares("read-certificate-data")) {
+        read_certificate_data->add_option(
+            "--certificate", rcd.certificate,
+            "Certificate file (PEM, DER or PKCS#12), or a pkcs11: URI to list token certificates");
+        add_passphrase_flags(*read_certificate_data, rcd_password, rcd.pkcs8_password_file,
+                             rcd.pkcs8_password_env, rcd.allow_insecure_key_permissions);
+        read_certificate_data->add_option(
+            "--pkcs11-lib", rcd.pkcs11_lib,
+            "PKCS#11 module for a pkcs11: URI (default: p11-kit's proxy module)");
+        auto* rcd_selector = read_certificate_data->add_option("--cert-selector", rcd.cert_selector,
+                                                               "OS store selector (macOS/Windows only)");
+        auto* rcd_store = read_certificate_data->add_option("--system-store-name", rcd.system_store_name,
+                                                            "Windows store name (Windows only)");
+        rcd_selector->excludes("--certificate");
+        rcd_store->excludes("--certificate");
+        add_debug_flag(*read_certificate_data, rcd.debug);
+    }
 
     auto* version = app.add_subcommand("version", "Print the version");
 
@@ -291,10 +324,6 @@ int run_cli(int argc, char** argv) {
         return 0;
     }
     if (*credential_process) {
-        if (!fast.profile.empty()) {
-            fast.timeout_seconds = cp.timeout_seconds;
-            return finish(run_fast_path(fast, stdout, Diagnostics{cp.debug, stderr}));
-        }
         if (credential_process->count("--pkcs8-password") > 0) {
             cp.identity.pkcs8_password.emplace(std::move(cp_password));
         }

@@ -72,7 +72,6 @@ Result<ControlRequest> parse_control_request(std::string_view line) {
             identity.find_first_not_of("0123456789:.", kConfig.size()) != std::string_view::npos) {
             return protocol_error("bad config identity");
         }
-        request.config_identity = std::string(identity.substr(kConfig.size()));
     }
     if (number == "default") {
         request.min_seconds = ControlRequest::kDefaultMinSeconds;
@@ -96,9 +95,7 @@ std::string format_control_request(const ControlRequest& request) {
     const std::string min = request.min_seconds == ControlRequest::kDefaultMinSeconds
                                 ? std::string("default")
                                 : std::to_string(request.min_seconds);
-    const std::string config =
-        request.config_identity.empty() ? std::string() : " config=" + request.config_identity;
-    return "credentials " + request.profile + " " + min + config + "\n";
+    return "credentials " + request.profile + " " + min + "\n";
 }
 
 Secret format_ok_reply(std::string_view payload) {

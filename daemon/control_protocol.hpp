@@ -1,16 +1,14 @@
 #pragma once
 // The agent's Unix-socket protocol (the credential_process fast path and `status`): the client writes one
 // request line, the agent answers one line and closes.
-//   "credentials <profile> <min-seconds|default>[ config=<identity>]\n"
-//        -> "ok <credential_process JSON>\n" | "error <errc> <message>\n" | "other-config\n"
-//   "status\n" -> "ok <status JSON>\n"
-//   "refresh <profile>\n" -> "ok <profile status JSON>\n" | "error <errc> <message>\n", once that profile's
+//   "credentials <profile> <min-seconds|default>\n" -> "ok <credential_process JSON>\n" | "error <errc>
+//   <message>\n" "status\n" -> "ok <status JSON>\n" "refresh <profile>\n" -> "ok <profile status JSON>\n" |
+//   "error <errc> <message>\n", once that profile's
 //        refresh (started now, or the one already running) has completed; only root and the agent's own user
 //        may ask (clients in allowed_uids/allowed_gids must not be able to drive CreateSession calls)
 // <min-seconds> asks for credentials with at least that much life left; the agent refreshes first if the
-// cached ones have less. config=<identity> (config::file_identity of the client's configuration file) asks
-// the agent to answer only if it runs with that very file; otherwise it says "other-config" and the client
-// loads the file itself. Plain text keeps the client free of any JSON or TLS library.
+// cached ones have less. A credentials request of an older client may end in " config=<identity>"; it is
+// accepted and ignored. Plain text keeps the client free of any JSON or TLS library.
 
 #include <string>
 #include <string_view>
@@ -30,7 +28,8 @@ struct ControlRequest {
     // (sent as "default").
     int min_seconds = kDefaultMinSeconds;
     static constexpr int kDefaultMinSeconds = -1;
-    // config_identity: empty, or the client's configuration file identity the agent must be running with.
+    // config_identity: always empty. An older client's " config=<identity>" is parsed and dropped; the field
+    // and kOtherConfigReply remain only until the agent no longer refers to them.
     std::string config_identity;
 };
 
@@ -39,7 +38,7 @@ std::string format_control_request(const ControlRequest& request);
 
 // format_ok_reply is "ok <payload>\n"; the payload may hold credentials, so the reply is a Secret.
 Secret format_ok_reply(std::string_view payload);
-// kOtherConfigReply answers a request whose config=<identity> is not the agent's own configuration.
+// kOtherConfigReply: no longer sent (see config_identity).
 inline constexpr std::string_view kOtherConfigReply = "other-config\n";
 
 // format_error_reply is "error <errc_name> <message>\n" (message on one line).

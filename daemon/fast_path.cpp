@@ -4,9 +4,11 @@
 #include <charconv>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <string_view>
 #include <system_error>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -94,7 +96,7 @@ AgentConsultation consult_agent(const FastPathOptions& options) {
         c.reply = make_error(Errc::usage, "--timeout must be a positive number of seconds");
         return c;
     }
-    // Rounded to the nearest millisecond (as the front executable reads "1.5" or "0.29"), at most a year.
+    // Rounded to the nearest millisecond, at most a year.
     const auto timeout =
         std::chrono::milliseconds(std::llround(std::min(options.timeout_seconds, 365.0 * 86400) * 1000));
     // With --socket, a call the agent answers never parses the configuration. Without it, the file names the
@@ -143,79 +145,129 @@ bool settled(const FastPathOptions& options, const AgentConsultation& c) noexcep
     return c.reply || c.reply.error().code != Errc::agent_unavailable || options.no_fallback;
 }
 
-namespace {
-
-bool parse_int(std::string_view text, int& out) {
-    const auto* end = text.data() + text.size();
-    const auto [ptr, ec] = std::from_chars(text.data(), end, out);
-    return ec == std::errc() && ptr == end && !text.empty();
+Result<void> print_agent_answer(const AgentConsultation& c, std::FILE* out) {
+    if (!c.reply) {
+        return c.reply.error();
+    }
+    const Secret& json = *c.reply;
+    if (std::fwrite(json.reveal().data(), 1, json.size(), out) != json.size() || std::fflush(out) != 0) {
+        return make_error(Errc::internal, "cannot write the credentials to standard output");
+    }
+    return {};
 }
 
-bool parse_seconds(std::string_view text, double& out) {
-    // strtod needs a terminated string; the values are short.
-    const std::string copy(text);
-    char* end = nullptr;
-    out = std::strtod(copy.c_str(), &end);
-    return !copy.empty() && end == copy.c_str() + copy.size() && std::isfinite(out) && out > 0;
+namespace {
+
+Error usage(std::string message) {
+    return make_error(Errc::usage, "credential-process --profile: " + std::move(message));
+}
+
+bool is_help(std::string_view arg) {
+    return arg == "-h" || arg == "--help" || arg == "--help-all";
+}
+
+bool names_profile(std::string_view arg) {
+    return arg == "--profile" || arg.starts_with("--profile=");
+}
+
+// set_value stores the value of the flag `name` (one that takes a value) in `options`.
+Result<void> set_value(FastPathOptions& options, std::string_view name, std::string_view value) {
+    if (name == "--profile") {
+        if (value.empty()) {
+            return usage("--profile needs a profile name");
+        }
+        options.profile = std::string(value);
+    } else if (name == "--config") {
+        options.config_path = std::string(value);
+    } else if (name == "--socket") {
+        options.socket_path = std::string(value);
+    } else if (name == "--min-lifetime") {
+        const auto* end = value.data() + value.size();
+        const auto [ptr, ec] = std::from_chars(value.data(), end, options.min_lifetime_seconds);
+        if (ec != std::errc() || ptr != end || value.empty() || options.min_lifetime_seconds < 0 ||
+            options.min_lifetime_seconds > 43200) {
+            return usage("--min-lifetime must be 0-43200 seconds, not \"" + std::string(value) + "\"");
+        }
+    } else {  // --timeout; strtod needs a terminated string
+        const std::string copy(value);
+        char* end = nullptr;
+        options.timeout_seconds = std::strtod(copy.c_str(), &end);
+        if (copy.empty() || end != copy.c_str() + copy.size() || !std::isfinite(options.timeout_seconds) ||
+            !(options.timeout_seconds > 0)) {
+            return usage("--timeout must be a positive number of seconds, not \"" + copy + "\"");
+        }
+    }
+    return {};
+}
+
+// takes_value: nullopt for a flag the fast path does not take.
+std::optional<bool> takes_value(std::string_view name) {
+    for (const auto& flag : kFastPathFlags) {
+        if (name == flag.name) {
+            return flag.takes_value;
+        }
+    }
+    if (name == "--timeout") {
+        return true;
+    }
+    if (name == "--debug") {
+        return false;
+    }
+    return std::nullopt;
 }
 
 }  // namespace
 
-std::optional<FastPathOptions> parse_fast_path_arguments(int argc, const char* const* argv) {
+std::optional<Result<FastPathOptions>> parse_fast_path_arguments(int argc, const char* const* argv) {
     if (argc < 2 || std::string_view(argv[1]) != "credential-process") {
         return std::nullopt;
     }
-    FastPathOptions options;
-    bool seen_profile = false, seen_config = false, seen_socket = false, seen_min = false,
-         seen_timeout = false;
+    bool profile_named = false;
     for (int i = 2; i < argc; ++i) {
-        std::string_view arg = argv[i];
-        if (arg == "--no-fallback") {
-            if (options.no_fallback) {
-                return std::nullopt;
+        if (is_help(argv[i])) {
+            return std::nullopt;
+        }
+        profile_named = profile_named || names_profile(argv[i]);
+    }
+    if (!profile_named) {
+        return std::nullopt;
+    }
+    FastPathOptions options;
+    std::vector<std::string_view> seen;
+    for (int i = 2; i < argc; ++i) {
+        const std::string_view arg = argv[i];
+        if (!arg.starts_with("--")) {
+            return usage("unexpected argument \"" + std::string(arg) + "\"");
+        }
+        const auto eq = arg.find('=');
+        const std::string_view name = arg.substr(0, eq);
+        const auto with_value = takes_value(name);
+        if (!with_value) {
+            return usage(std::string(name) +
+                         " does not apply (the profile's configuration says how to sign)");
+        }
+        if (std::find(seen.begin(), seen.end(), name) != seen.end()) {
+            return usage(std::string(name) + " is given more than once");
+        }
+        seen.push_back(name);
+        if (!*with_value) {
+            if (eq != std::string_view::npos) {
+                return usage(std::string(name) + " takes no value");
             }
-            options.no_fallback = true;
+            (name == "--debug" ? options.debug : options.no_fallback) = true;
             continue;
         }
-        std::string_view name = arg;
-        std::optional<std::string_view> value;
-        if (const auto eq = arg.find('='); arg.starts_with("--") && eq != std::string_view::npos) {
-            name = arg.substr(0, eq);
+        std::string_view value;
+        if (eq != std::string_view::npos) {
             value = arg.substr(eq + 1);
-        } else if (i + 1 < argc) {
-            value = std::string_view(argv[++i]);
-        }
-        // A value that looks like a flag is left to the full parser, which says what is wrong.
-        if (!value || value->empty() || value->starts_with("-")) {
-            return std::nullopt;
-        }
-        auto take = [&](bool& seen) {
-            if (seen) {
-                return false;
-            }
-            seen = true;
-            return true;
-        };
-        if (name == "--profile" && take(seen_profile)) {
-            options.profile = std::string(*value);
-        } else if (name == "--config" && take(seen_config)) {
-            options.config_path = std::string(*value);
-        } else if (name == "--socket" && take(seen_socket)) {
-            options.socket_path = std::string(*value);
-        } else if (name == "--min-lifetime" && take(seen_min)) {
-            if (!parse_int(*value, options.min_lifetime_seconds) || options.min_lifetime_seconds > 43200) {
-                return std::nullopt;
-            }
-        } else if (name == "--timeout" && take(seen_timeout)) {
-            if (!parse_seconds(*value, options.timeout_seconds)) {
-                return std::nullopt;
-            }
+        } else if (i + 1 < argc && !std::string_view(argv[i + 1]).starts_with("--")) {
+            value = argv[++i];
         } else {
-            return std::nullopt;
+            return usage(std::string(name) + " needs a value");
         }
-    }
-    if (!seen_profile) {
-        return std::nullopt;
+        if (auto set = set_value(options, name, value); !set) {
+            return set.error();
+        }
     }
     return options;
 }

@@ -1,11 +1,12 @@
 #pragma once
 // The credential_process fast path as a client of the running agent: `credential-process --profile NAME`
 // asks the agent on its Unix socket and prints what it answers. Nothing here links OpenSSL, Asio or CLI11:
-// the small `rolesanywhere-agent` front executable (front_main.cpp) runs this before the full program
-// (rolesanywhere-agent-core) would have finished loading its libraries, and hands everything else —
-// including signing by itself when no agent answers — to that program.
+// the small `rolesanywhere-agent` executable (fast_path_main.cpp) runs this code and nothing else, and hands
+// every other command line — and signing by itself when no agent answers — to the full program
+// (rolesanywhere-agent-core), which runs the same code for the same command line.
 
 #include <chrono>
+#include <cstdio>
 #include <filesystem>
 #include <optional>
 #include <string>
@@ -23,6 +24,27 @@ struct FastPathOptions {
     bool no_fallback = false;  // --no-fallback: exit 69 instead of signing here when no agent answers
     int min_lifetime_seconds = -1;  // -1: the agent's default (900 s, at most 40 % of the issued lifetime)
     double timeout_seconds = 20;    // credential-process --timeout
+    bool debug = false;             // --debug: diagnostics on stderr
+};
+
+// FastPathFlag describes a flag that only `credential-process --profile` takes, for the full program's
+// --help (cli.cpp declares them from this table); parse_fast_path_arguments parses them, and --timeout and
+// --debug, which credential-process also takes without --profile.
+struct FastPathFlag {
+    const char* name;
+    bool takes_value;
+    const char* help;
+};
+inline constexpr FastPathFlag kFastPathFlags[] = {
+    {"--profile", true,
+     "Ask the running agent for this profile of its configuration (fast path); sign from the same "
+     "configuration when no agent runs"},
+    {"--config", true, "Configuration file for --profile (default /etc/rolesanywhere-agent/config.toml)"},
+    {"--socket", true, "The agent's Unix socket for --profile"},
+    {"--no-fallback", false, "With --profile: fail (exit 69) instead of signing here when no agent answers"},
+    {"--min-lifetime", true,
+     "With --profile: seconds of life the credentials must have left (default: 900, at most 40 % of the "
+     "lifetime the service issued)"},
 };
 
 // ConfigRead is the agent's configuration file as its clients (the fast path, `status`) read it: to find the
@@ -80,10 +102,15 @@ void read_config_once(const FastPathOptions& options, AgentConsultation& c);
 [[nodiscard]] AgentConsultation consult_agent(const FastPathOptions& options);
 [[nodiscard]] bool settled(const FastPathOptions& options, const AgentConsultation& c) noexcept;
 
-// parse_fast_path_arguments recognises exactly `credential-process --profile NAME` with the fast path's own
-// flags (--config, --socket, --no-fallback, --min-lifetime, --timeout; `--flag value` or `--flag=value`),
-// each at most once and well-formed. Anything else — another command, another flag, --debug, a malformed
-// value — is nullopt: the full program parses it and reports what is wrong.
-[[nodiscard]] std::optional<FastPathOptions> parse_fast_path_arguments(int argc, const char* const* argv);
+// parse_fast_path_arguments is the one parser of a `credential-process --profile NAME` command line, in the
+// front executable and the full program alike. nullopt: not such a command line (another command, no
+// --profile, or a request for help), for the full program's parser. Otherwise the options, or a usage
+// error naming the flag: a flag the fast path does not take (--profile signs with the profile's own
+// settings), one given twice, a missing or malformed value. Values are `--flag value` or `--flag=value`.
+[[nodiscard]] std::optional<Result<FastPathOptions>> parse_fast_path_arguments(int argc,
+                                                                               const char* const* argv);
+
+// print_agent_answer writes the credentials of a settled consultation to `out`, or returns its error.
+[[nodiscard]] Result<void> print_agent_answer(const AgentConsultation& c, std::FILE* out);
 
 }  // namespace rad::daemon

@@ -1,4 +1,4 @@
-// rolesanywhere-agent-core: the whole program (daemon/front_main.cpp execs it). Process-wide protections
+// rolesanywhere-agent-core: the whole program (daemon/fast_path_main.cpp execs it). Process-wide protections
 // first, then the command line.
 
 #include <cstdio>
@@ -7,9 +7,11 @@
 #include "common/error.hpp"
 #include "common/process_protection.hpp"
 #include "daemon/cli.hpp"
+#include "pki/openssl_startup.hpp"
 
 int main(int argc, char** argv) {
     rad::protect_process_memory();
+    rad::pki::start_openssl();
     try {
         return rad::daemon::run_cli(argc, argv);
     } catch (const rad::ResultError& e) {

@@ -5,10 +5,6 @@
 #include <openssl/param_build.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <tss2/tss2_esys.h>
-#include <tss2/tss2_mu.h>
-#include <tss2/tss2_rc.h>
-#include <tss2/tss2_tctildr.h>
 
 #include <array>
 #include <chrono>
@@ -18,6 +14,7 @@
 #include <thread>
 
 #include "pki/ossl.hpp"
+#include "pki/tss2_library.hpp"
 
 namespace rad::pki {
 namespace {
@@ -55,7 +52,7 @@ std::string hex32(std::uint32_t value) {
 }
 
 std::string rc_text(TSS2_RC rc) {
-    const char* decoded = Tss2_RC_Decode(rc);
+    const char* decoded = tss2().Tss2_RC_Decode(rc);
     return std::string(decoded != nullptr ? decoded : "unknown error") + ", " + hex32(rc);
 }
 
@@ -114,7 +111,7 @@ TSS2_RC with_tpm_retries(Command&& command) {
 
 template <class T>
 struct EsysFree {
-    void operator()(T* p) const noexcept { Esys_Free(p); }
+    void operator()(T* p) const noexcept { tss2().Esys_Free(p); }
 };
 template <class T>
 using EsysPtr = std::unique_ptr<T, EsysFree<T>>;
@@ -126,19 +123,22 @@ public:
     TpmConnection& operator=(const TpmConnection&) = delete;
     ~TpmConnection() {
         if (esys_ != nullptr) {
-            Esys_Finalize(&esys_);
+            tss2().Esys_Finalize(&esys_);
         }
         if (tcti_ != nullptr) {
-            Tss2_TctiLdr_Finalize(&tcti_);
+            tss2().Tss2_TctiLdr_Finalize(&tcti_);
         }
     }
 
     static Result<std::unique_ptr<TpmConnection>> open(const std::string& tcti, std::string_view origin) {
+        if (auto loaded = load_tss2(); !loaded) {
+            return make_error(loaded.error().code, std::string(origin) + ": " + loaded.error().message);
+        }
         quiet_tss_logging();
         std::unique_ptr<TpmConnection> connection(new TpmConnection);
-        TSS2_RC rc = Tss2_TctiLdr_Initialize(tcti.c_str(), &connection->tcti_);
+        TSS2_RC rc = tss2().Tss2_TctiLdr_Initialize(tcti.c_str(), &connection->tcti_);
         if (rc == TSS2_RC_SUCCESS) {
-            rc = Esys_Initialize(&connection->esys_, connection->tcti_, nullptr);
+            rc = tss2().Esys_Initialize(&connection->esys_, connection->tcti_, nullptr);
         }
         if (rc != TSS2_RC_SUCCESS) {
             return make_error(Errc::device_unavailable, std::string(origin) +
@@ -172,9 +172,9 @@ public:
             return;
         }
         if (transient_) {
-            (void)Esys_FlushContext(esys_, handle_);
+            (void)tss2().Esys_FlushContext(esys_, handle_);
         } else {
-            (void)Esys_TR_Close(esys_, &handle_);
+            (void)tss2().Esys_TR_Close(esys_, &handle_);
         }
         handle_ = ESYS_TR_NONE;
     }
@@ -466,8 +466,8 @@ public:
         TpmObject key(esys);
         if (key_.persistent) {
             const TSS2_RC rc = with_tpm_retries([&] {
-                return Esys_TR_FromTPMPublic(esys, key_.handle, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
-                                             key.slot(false));
+                return tss2().Esys_TR_FromTPMPublic(esys, key_.handle, ESYS_TR_NONE, ESYS_TR_NONE,
+                                                    ESYS_TR_NONE, key.slot(false));
             });
             if (rc != TSS2_RC_SUCCESS) {
                 return failure(rc, "open the persistent key");
@@ -476,7 +476,7 @@ public:
             return r.error();
         }
         const AuthValue auth(secrets_.key_password);
-        if (const TSS2_RC rc = Esys_TR_SetAuth(esys, key.get(), auth.get()); rc != TSS2_RC_SUCCESS) {
+        if (const TSS2_RC rc = tss2().Esys_TR_SetAuth(esys, key.get(), auth.get()); rc != TSS2_RC_SUCCESS) {
             return failure(rc, "set the key password");
         }
 
@@ -490,8 +490,8 @@ public:
         validation.hierarchy = TPM2_RH_NULL;
         TPMT_SIGNATURE* raw_signature = nullptr;
         const TSS2_RC rc = with_tpm_retries([&] {
-            return Esys_Sign(esys, key.get(), ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &to_sign, &scheme,
-                             &validation, &raw_signature);
+            return tss2().Esys_Sign(esys, key.get(), ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &to_sign,
+                                    &scheme, &validation, &raw_signature);
         });
         EsysPtr<TPMT_SIGNATURE> signature(raw_signature);
         key.release();  // flushed before anything else happens: nothing stays loaded in the TPM
@@ -523,18 +523,18 @@ private:
         const AuthValue parent_auth(secrets_.parent_password);
         if (is_persistent(key_.handle)) {
             TSS2_RC rc = with_tpm_retries([&] {
-                return Esys_TR_FromTPMPublic(esys, key_.handle, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
-                                             parent.slot(false));
+                return tss2().Esys_TR_FromTPMPublic(esys, key_.handle, ESYS_TR_NONE, ESYS_TR_NONE,
+                                                    ESYS_TR_NONE, parent.slot(false));
             });
             if (rc == TSS2_RC_SUCCESS) {
-                rc = Esys_TR_SetAuth(esys, parent.get(), parent_auth.get());
+                rc = tss2().Esys_TR_SetAuth(esys, parent.get(), parent_auth.get());
             }
             if (rc != TSS2_RC_SUCCESS) {
                 return failure(rc, "open the parent key " + hex32(key_.handle));
             }
         } else {
             const ESYS_TR hierarchy = hierarchy_of(key_.handle);
-            if (const TSS2_RC rc = Esys_TR_SetAuth(esys, hierarchy, parent_auth.get());
+            if (const TSS2_RC rc = tss2().Esys_TR_SetAuth(esys, hierarchy, parent_auth.get());
                 rc != TSS2_RC_SUCCESS) {
                 return failure(rc, "set the hierarchy password");
             }
@@ -543,9 +543,10 @@ private:
             const TPM2B_DATA outside_info{};
             const TPML_PCR_SELECTION creation_pcr{};
             const TSS2_RC rc = with_tpm_retries([&] {
-                return Esys_CreatePrimary(esys, hierarchy, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE,
-                                          &sensitive, &primary_template, &outside_info, &creation_pcr,
-                                          parent.slot(true), nullptr, nullptr, nullptr, nullptr);
+                return tss2().Esys_CreatePrimary(esys, hierarchy, ESYS_TR_PASSWORD, ESYS_TR_NONE,
+                                                 ESYS_TR_NONE, &sensitive, &primary_template, &outside_info,
+                                                 &creation_pcr, parent.slot(true), nullptr, nullptr, nullptr,
+                                                 nullptr);
             });
             if (rc != TSS2_RC_SUCCESS) {
                 return failure(rc, "create the storage primary key under hierarchy " + hex32(key_.handle),
@@ -553,8 +554,8 @@ private:
             }
         }
         const TSS2_RC rc = with_tpm_retries([&] {
-            return Esys_Load(esys, parent.get(), ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE,
-                             &key_.private_area, &key_.public_area, key.slot(true));
+            return tss2().Esys_Load(esys, parent.get(), ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE,
+                                    &key_.private_area, &key_.public_area, key.slot(true));
         });
         if (rc != TSS2_RC_SUCCESS) {
             if (tpm_code(rc) == TPM2_RC_INTEGRITY) {
@@ -747,15 +748,18 @@ Result<KeyFile> parse_key_file(std::string_view der, std::string_view origin) {
         !body.empty()) {
         return malformed("pubkey and privkey must be the last two OCTET STRINGs");
     }
+    if (auto loaded = load_tss2(); !loaded) {
+        return make_error(loaded.error().code, where + ": " + loaded.error().message);
+    }
     std::size_t offset = 0;
-    if (Tss2_MU_TPM2B_PUBLIC_Unmarshal(ossl::bytes(pub->content), pub->content.size(), &offset,
-                                       &file.location.public_area) != TSS2_RC_SUCCESS ||
+    if (tss2().Tss2_MU_TPM2B_PUBLIC_Unmarshal(ossl::bytes(pub->content), pub->content.size(), &offset,
+                                              &file.location.public_area) != TSS2_RC_SUCCESS ||
         offset != pub->content.size()) {
         return malformed("pubkey is not a TPM2B_PUBLIC");
     }
     offset = 0;
-    if (Tss2_MU_TPM2B_PRIVATE_Unmarshal(ossl::bytes(priv->content), priv->content.size(), &offset,
-                                        &file.location.private_area) != TSS2_RC_SUCCESS ||
+    if (tss2().Tss2_MU_TPM2B_PRIVATE_Unmarshal(ossl::bytes(priv->content), priv->content.size(), &offset,
+                                               &file.location.private_area) != TSS2_RC_SUCCESS ||
         offset != priv->content.size()) {
         return malformed("privkey is not a TPM2B_PRIVATE");
     }
@@ -849,14 +853,14 @@ Result<PrivateKey> load_tpm_handle_key(std::string_view reference, const TpmKeyO
     ESYS_CONTEXT* esys = (*connection)->esys();
     TpmObject key(esys);
     TSS2_RC rc = with_tpm_retries([&] {
-        return Esys_TR_FromTPMPublic(esys, *handle, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
-                                     key.slot(false));
+        return tss2().Esys_TR_FromTPMPublic(esys, *handle, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
+                                            key.slot(false));
     });
     TPM2B_PUBLIC* raw_public = nullptr;
     if (rc == TSS2_RC_SUCCESS) {
         rc = with_tpm_retries([&] {
-            return Esys_ReadPublic(esys, key.get(), ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &raw_public,
-                                   nullptr, nullptr);
+            return tss2().Esys_ReadPublic(esys, key.get(), ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
+                                          &raw_public, nullptr, nullptr);
         });
     }
     EsysPtr<TPM2B_PUBLIC> public_area(raw_public);

@@ -6,7 +6,8 @@
 - The fast path answers from the agent's cache: 200 runs cost no CreateSession.
 - With no agent: --no-fallback exits 69 with one line on stderr; without it, the command signs by itself from
   the configuration (one CreateSession).
-- Without --socket, the front answers alone only while the configuration file holds the agent's own bytes.
+- The front executable answers every fast-path command line by itself, with or without --socket and
+  whatever the configuration file holds; only signing with no agent needs the full program.
 - An edited configuration that no longer loads does not take the running agent away: the fast path and
   `status` still find its socket in the file; only with no agent is the file's error the answer (exit 78).
 """
@@ -170,53 +171,66 @@ def lone_front(tmp_path):
     return front
 
 
-def fast_path(program, config):
+def fast_path(program, config, *extra):
     return subprocess.run([str(program), "credential-process", "--profile", "web", "--config", str(config),
-                           "--no-fallback"], capture_output=True, stdin=subprocess.DEVNULL,
-                          env=clean_environment(None), timeout=30)
+                           *extra], capture_output=True, stdin=subprocess.DEVNULL, env=clean_environment(None),
+                          timeout=30)
 
 
 def test_fast_path_through_the_configuration_file(em, pki, tmp_path):
-    """Without --socket the front finds the socket in the configuration by a quick scan and sends the file's
-    identity. The agent answers the front alone while the file holds the bytes it runs with (a chmod or an
-    unchanged rewrite gives the file a new identity: the agent compares the bytes once and takes it); once the
-    bytes differ, the full program loads the file and asks the agent itself (even when the file no longer
-    loads: see the next test); a file it refuses as such (writable by others) is reported, exit 78."""
+    """Without --socket the front loads the configuration as the full program does, and asks the agent on
+    the socket it names. An edited file is read anew at every call: the front answers alone whatever the
+    file holds, exactly as the full program does for the same file (a typo still reaches the running agent;
+    a file that cannot tell its socket, or one writable by others, is reported, exit 78)."""
     agent = started_agent(tmp_path, em, pki)
     front = lone_front(tmp_path)
     try:
         issued = em.issued()[0]
-        assert matches(issued, parse_process_output(fast_path(front, agent.config_path)))
+        assert matches(issued, parse_process_output(fast_path(front, agent.config_path, "--no-fallback")))
 
-        os.chmod(agent.config_path, 0o640)  # same bytes, new identity
-        assert matches(issued, parse_process_output(fast_path(front, agent.config_path)))
-        agent.wait_for_log(r"event=config_identity_renewed\b", timeout=5)
+        os.chmod(agent.config_path, 0o640)  # same bytes, new inode metadata
+        assert matches(issued, parse_process_output(fast_path(front, agent.config_path, "--no-fallback")))
 
         good = agent.config_path.read_text()
-        agent.config_path.write_text(good + "# edited\n")  # other bytes: not the agent's configuration
-        alone = fast_path(front, agent.config_path)
-        assert alone.returncode == 69 and b"cannot run" in alone.stderr, alone
-        assert matches(issued, parse_process_output(fast_path(AGENT, agent.config_path)))
+        agent.config_path.write_text(good + "# edited\n")  # other bytes, the same settings
+        for program in (front, AGENT):
+            assert matches(issued, parse_process_output(fast_path(program, agent.config_path, "--no-fallback")))
+        assert matches(issued, parse_process_output(fast_path(front, agent.config_path)))  # fallback allowed
 
         agent.config_path.write_text(good + "sesion_duration = 900\n")  # a typo: the file no longer loads
-        assert fast_path(front, agent.config_path).returncode == 69  # the front hands it over...
-        assert matches(issued, parse_process_output(fast_path(AGENT, agent.config_path)))  # ...the agent answers
+        for program in (front, AGENT):
+            assert matches(issued, parse_process_output(fast_path(program, agent.config_path, "--no-fallback")))
         # Not even TOML (a second [agent] table): the file cannot tell the socket, and no agent at the default
         # socket runs with this file, so its error is the answer.
         agent.config_path.write_text(good + "[agent]\n")
-        result = fast_path(AGENT, agent.config_path)
-        assert result.returncode == 78 and result.stdout == b"", result
-        assert str(agent.config_path) in result.stderr.decode(), result.stderr
+        for program in (front, AGENT):
+            result = fast_path(program, agent.config_path, "--no-fallback")
+            assert result.returncode == 78 and result.stdout == b"", result
+            assert str(agent.config_path) in result.stderr.decode(), result.stderr
 
         agent.write_config(good)  # the original bytes again, in a new file
-        assert matches(issued, parse_process_output(fast_path(front, agent.config_path)))
-        os.chmod(agent.config_path, 0o620)  # group-writable: refused, and the full program says why
-        result = fast_path(AGENT, agent.config_path)
-        assert result.returncode == 78 and b"writable by group" in result.stderr, result
-        assert fast_path(front, agent.config_path).returncode == 69
+        assert matches(issued, parse_process_output(fast_path(front, agent.config_path, "--no-fallback")))
+        os.chmod(agent.config_path, 0o620)  # group-writable: refused, and both say why
+        for program in (front, AGENT):
+            result = fast_path(program, agent.config_path, "--no-fallback")
+            assert result.returncode == 78 and b"writable by group" in result.stderr, result
         assert create_sessions(em) == 1
     finally:
         assert agent.stop() == 0
+
+
+def test_front_hands_signing_without_an_agent_to_the_full_program(em, pki, tmp_path):
+    """No agent, fallback allowed: the front runs the full program, which signs from the configuration; a
+    front with no full program to run says so (exit 69) and prints nothing on stdout."""
+    agent = AgentProcess(tmp_path, em, pki)
+    agent.profile("web")
+    agent.write_config()
+    front = lone_front(tmp_path)
+    result = fast_path(front, agent.config_path)
+    assert result.returncode == 69 and b"cannot run" in result.stderr and result.stdout == b"", result
+    assert create_sessions(em) == 0
+    parse_process_output(fast_path(AGENT, agent.config_path))
+    assert create_sessions(em) == 1
 
 
 def test_shorter_issued_sessions_than_configured_cost_no_create_session(em, pki, tmp_path):

@@ -2,11 +2,13 @@
 
 import datetime
 import json
+import pathlib
 import re
+import subprocess
 
 import pytest
 
-from conftest import EXPIRATION_FORMAT
+from conftest import AGENT, EXPIRATION_FORMAT, clean_environment
 
 KEY_ORDER = ["Version", "AccessKeyId", "SecretAccessKey", "SessionToken", "Expiration"]
 
@@ -146,6 +148,37 @@ def test_ca_bundle_from_environment(agent, em):
     at = target.index("--ca-bundle")
     del target[at:at + 2]
     check_output(agent.run(*args, *target, env={"AWS_CA_BUNDLE": em.ca_bundle}), em)
+
+
+def test_system_trust_store_directory_and_file(agent, em, tmp_path):
+    """With no --ca-bundle, the system trust store as OpenSSL names it: the certificates of its directory
+    (SSL_CERT_DIR, files named by subject hash), and those of the file SSL_CERT_FILE names. The directory is
+    read one certificate at a time, as the chain needs it."""
+    args = ["credential-process", *agent.identity_args()]
+    target = agent.target_args()
+    at = target.index("--ca-bundle")
+    del target[at:at + 2]
+    hashed, empty = tmp_path / "hashed", tmp_path / "empty"
+    hashed.mkdir()
+    empty.mkdir()
+    subject_hash = subprocess.run(["openssl", "x509", "-hash", "-noout", "-in", em.ca_bundle], check=True,
+                                  capture_output=True, text=True).stdout.strip()
+    (hashed / f"{subject_hash}.0").write_bytes(pathlib.Path(em.ca_bundle).read_bytes())
+
+    def run(**variables):
+        env = clean_environment(variables)
+        for name in ("SSL_CERT_FILE", "SSL_CERT_DIR"):
+            if name not in variables:
+                env.pop(name, None)
+        env["SSL_CERT_DIR"] = env.get("SSL_CERT_DIR", str(empty))
+        return subprocess.run([str(AGENT), *args, *target], capture_output=True, env=env, timeout=30)
+
+    check_output(run(SSL_CERT_DIR=str(hashed)), em)
+    em.reset()
+    check_output(run(SSL_CERT_FILE=str(em.ca_bundle)), em)
+    refused = run(SSL_CERT_FILE=str(tmp_path / "missing.pem"))
+    assert refused.returncode != 0 and b"certificate" in refused.stderr, refused
+    assert len(em.issued()) == 1
 
 
 def test_every_run_is_a_new_session(agent, em):

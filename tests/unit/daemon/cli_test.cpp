@@ -57,6 +57,18 @@ TEST(CliTest, UnknownFlagIsAUsageErrorOnOneLine) {
     EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << err;
 }
 
+TEST(CliTest, FastPathCommandLinesGoThroughTheFastPathParser) {
+    std::string err;
+    EXPECT_EQ(run({"credential-process", "--profile", "web", "--region", "us-east-1"}, &err), 64);
+    EXPECT_NE(err.find("--region does not apply"), std::string::npos) << err;
+    EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << err;
+    EXPECT_EQ(run({"credential-process", "--profile", "web", "--min-lifetime", "ten"}, &err), 64);
+    EXPECT_NE(err.find("--min-lifetime must be 0-43200"), std::string::npos) << err;
+    // Its flags without --profile are CLI11's to refuse, as before.
+    EXPECT_EQ(run({"credential-process", "--socket", "/run/x.sock"}, &err), 64);
+    EXPECT_NE(err.find("--profile"), std::string::npos) << err;
+}
+
 TEST(CliTest, UnknownCommandIsAUsageError) {
     EXPECT_EQ(run({"fly"}), 64);
 }

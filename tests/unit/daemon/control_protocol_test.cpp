@@ -50,26 +50,30 @@ TEST(ControlProtocol, DefaultMinimumRoundTrips) {
     EXPECT_EQ(parsed->min_seconds, ControlRequest::kDefaultMinSeconds);
 }
 
-TEST(ControlProtocol, ConfigIdentityRoundTrips) {
-    ControlRequest request;
-    request.kind = ControlRequest::Kind::credentials;
-    request.profile = "web";
-    request.config_identity = "259:1:393411:640:1795000000.123:1795000001.5";
-    const std::string line = format_control_request(request);
-    EXPECT_EQ(line, "credentials web default config=259:1:393411:640:1795000000.123:1795000001.5\n");
-    auto parsed = parse_control_request(line);
+TEST(ControlProtocol, AnOlderClientsConfigIdentityIsAcceptedAndIgnored) {
+    auto parsed =
+        parse_control_request("credentials web default config=259:1:393411:640:1795000000.123:1.5\n");
     ASSERT_TRUE(parsed);
-    EXPECT_EQ(parsed->config_identity, request.config_identity);
+    EXPECT_EQ(parsed->profile, "web");
     EXPECT_EQ(parsed->min_seconds, ControlRequest::kDefaultMinSeconds);
+    EXPECT_EQ(parsed->config_identity, "");
     auto with_minimum = parse_control_request("credentials web 900 config=1:2\n");
     ASSERT_TRUE(with_minimum);
     EXPECT_EQ(with_minimum->min_seconds, 900);
-    EXPECT_EQ(with_minimum->config_identity, "1:2");
+    EXPECT_EQ(with_minimum->config_identity, "");
     for (const char* bad : {"credentials web 900 config=\n", "credentials web 900 config=1:2 x\n",
                             "credentials web 900 identity=1:2\n", "credentials web 900 config=-1:2\n",
                             "credentials web 900 config=1/2\n"}) {
         EXPECT_FALSE(parse_control_request(bad)) << bad;
     }
+}
+
+TEST(ControlProtocol, RequestsCarryNoConfigIdentity) {
+    ControlRequest request;
+    request.kind = ControlRequest::Kind::credentials;
+    request.profile = "web";
+    request.min_seconds = 900;
+    EXPECT_EQ(format_control_request(request), "credentials web 900\n");
 }
 
 TEST(ControlProtocol, RefusesMalformedRequests) {

@@ -1,5 +1,4 @@
-// The front executable's command-line recognition: exactly the fast path's shapes are answered there;
-// everything else goes to the full program, whose parser reports what is wrong.
+// The fast path: its one command-line parser (both executables use it), and its exchange with the agent.
 #include "daemon/fast_path.hpp"
 
 #include "daemon/control_protocol.hpp"
@@ -18,6 +17,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 namespace rad::daemon {
@@ -117,58 +117,95 @@ protected:
     std::filesystem::path dir_;
 };
 
-std::optional<FastPathOptions> parse(const std::vector<const char*>& args) {
+std::optional<Result<FastPathOptions>> parse(const std::vector<const char*>& args) {
     std::vector<const char*> argv{"rolesanywhere-agent"};
     argv.insert(argv.end(), args.begin(), args.end());
     return parse_fast_path_arguments(static_cast<int>(argv.size()), argv.data());
 }
 
-TEST(FastPathArguments, RecognisesEveryFlagInBothSpellings) {
-    auto options = parse({"credential-process", "--profile", "web", "--config=/etc/x.toml", "--socket",
-                          "/run/a.sock", "--min-lifetime=1200", "--timeout", "2.5", "--no-fallback"});
-    ASSERT_TRUE(options);
-    EXPECT_EQ(options->profile, "web");
-    EXPECT_EQ(options->config_path, "/etc/x.toml");
-    EXPECT_EQ(options->socket_path, "/run/a.sock");
-    EXPECT_EQ(options->min_lifetime_seconds, 1200);
-    EXPECT_DOUBLE_EQ(options->timeout_seconds, 2.5);
-    EXPECT_TRUE(options->no_fallback);
-
-    auto minimal = parse({"credential-process", "--profile=db"});
-    ASSERT_TRUE(minimal);
-    EXPECT_EQ(minimal->profile, "db");
-    EXPECT_EQ(minimal->min_lifetime_seconds, -1);
-    EXPECT_DOUBLE_EQ(minimal->timeout_seconds, 20);
-    EXPECT_FALSE(minimal->no_fallback);
+std::string shown(const std::vector<const char*>& args) {
+    std::string text;
+    for (const char* a : args) {
+        text += std::string(a) + " ";
+    }
+    return text;
 }
 
-TEST(FastPathArguments, LeavesEverythingElseToTheFullProgram) {
+TEST(FastPathArguments, RecognisesEveryFlagInBothSpellings) {
+    auto options =
+        parse({"credential-process", "--profile", "web", "--config=/etc/x.toml", "--socket", "/run/a.sock",
+               "--min-lifetime=1200", "--timeout", "2.5", "--no-fallback", "--debug"});
+    ASSERT_TRUE(options && *options);
+    const FastPathOptions& o = **options;
+    EXPECT_EQ(o.profile, "web");
+    EXPECT_EQ(o.config_path, "/etc/x.toml");
+    EXPECT_EQ(o.socket_path, "/run/a.sock");
+    EXPECT_EQ(o.min_lifetime_seconds, 1200);
+    EXPECT_DOUBLE_EQ(o.timeout_seconds, 2.5);
+    EXPECT_TRUE(o.no_fallback);
+    EXPECT_TRUE(o.debug);
+
+    auto minimal = parse({"credential-process", "--profile=db"});
+    ASSERT_TRUE(minimal && *minimal);
+    EXPECT_EQ((*minimal)->profile, "db");
+    EXPECT_EQ((*minimal)->min_lifetime_seconds, -1);
+    EXPECT_DOUBLE_EQ((*minimal)->timeout_seconds, 20);
+    EXPECT_FALSE((*minimal)->no_fallback);
+    EXPECT_FALSE((*minimal)->debug);
+
+    auto anywhere = parse({"credential-process", "--socket=/run/a.sock", "--profile", "web", "--min-lifetime",
+                           "0", "--timeout=1e1"});
+    ASSERT_TRUE(anywhere && *anywhere);
+    EXPECT_EQ((*anywhere)->min_lifetime_seconds, 0);
+    EXPECT_DOUBLE_EQ((*anywhere)->timeout_seconds, 10);
+}
+
+TEST(FastPathArguments, OtherCommandLinesAreLeftToTheFullParser) {
     const std::vector<std::vector<const char*>> others{
         {},
         {"serve", "--config", "/etc/x.toml"},
-        {"credential-process"},  // no --profile: signs from flags
-        {"credential-process", "--certificate", "c.pem", "--profile", "web"},  // CLI refuses the mix
-        {"credential-process", "--profile", "web", "--debug"},       // traces are the full program's
-        {"credential-process", "--profile"},                         // value missing
-        {"credential-process", "--profile", "--socket"},             // a flag where the value should be
-        {"credential-process", "--profile=", "x"},                   // empty value
-        {"credential-process", "--profile", "a", "--profile", "b"},  // repeated
-        {"credential-process", "--profile", "a", "--no-fallback", "--no-fallback"},
-        {"credential-process", "--profile", "a", "--no-fallback=true"},
-        {"credential-process", "--profile", "a", "--min-lifetime", "ten"},
-        {"credential-process", "--profile", "a", "--min-lifetime", "43201"},
-        {"credential-process", "--profile", "a", "--min-lifetime", "-5"},
-        {"credential-process", "--profile", "a", "--timeout", "0"},
-        {"credential-process", "--profile", "a", "--timeout", "nan"},
-        {"credential-process", "--profile", "a", "extra"},
+        {"status", "--profile", "web"},
+        {"credential-process"},                                // no --profile: signs from flags
+        {"credential-process", "--certificate", "c.pem"},      // idem
+        {"credential-process", "--socket", "/run/a.sock"},     // CLI11 says --socket needs --profile
+        {"credential-process", "--profile-arn=arn:x"},         // not --profile
+        {"credential-process", "--profile", "web", "--help"},  // help is CLI11's
+        {"credential-process", "-h", "--profile", "web"},
         {"Credential-Process", "--profile", "a"},
     };
     for (const auto& args : others) {
-        std::string shown;
-        for (const char* a : args) {
-            shown += std::string(a) + " ";
-        }
-        EXPECT_FALSE(parse(args)) << shown;
+        EXPECT_FALSE(parse(args)) << shown(args);
+    }
+}
+
+TEST(FastPathArguments, MistakesAreUsageErrorsNamingTheFlag) {
+    const std::vector<std::pair<std::vector<const char*>, std::string>> cases{
+        {{"credential-process", "--certificate", "c.pem", "--profile", "web"},
+         "--certificate does not apply"},
+        {{"credential-process", "--profile", "web", "--region", "us-east-1"}, "--region does not apply"},
+        {{"credential-process", "--profile"}, "--profile needs a value"},
+        {{"credential-process", "--profile", "--socket"}, "--profile needs a value"},
+        {{"credential-process", "--profile="}, "--profile needs a profile name"},
+        {{"credential-process", "--profile=", "x"}, "--profile needs a profile name"},
+        {{"credential-process", "--profile", "a", "--profile", "b"}, "--profile is given more than once"},
+        {{"credential-process", "--profile", "a", "--no-fallback", "--no-fallback"},
+         "--no-fallback is given"},
+        {{"credential-process", "--profile", "a", "--no-fallback=true"}, "--no-fallback takes no value"},
+        {{"credential-process", "--profile", "a", "--min-lifetime", "ten"}, "--min-lifetime must be 0-43200"},
+        {{"credential-process", "--profile", "a", "--min-lifetime", "43201"},
+         "--min-lifetime must be 0-43200"},
+        {{"credential-process", "--profile", "a", "--min-lifetime", "-5"}, "--min-lifetime must be 0-43200"},
+        {{"credential-process", "--profile", "a", "--timeout", "0"}, "--timeout must be a positive number"},
+        {{"credential-process", "--profile", "a", "--timeout", "nan"}, "--timeout must be a positive number"},
+        {{"credential-process", "--profile", "a", "extra"}, "unexpected argument \"extra\""},
+    };
+    for (const auto& [args, words] : cases) {
+        const auto parsed = parse(args);
+        ASSERT_TRUE(parsed) << shown(args);
+        ASSERT_FALSE(*parsed) << shown(args);
+        EXPECT_EQ(parsed->error().code, Errc::usage) << shown(args);
+        EXPECT_NE(parsed->error().message.find(words), std::string::npos)
+            << shown(args) << ": " << parsed->error().message;
     }
 }
 
