@@ -753,8 +753,6 @@ Result<ConfigFile> read_config_file(const std::filesystem::path& path) {
         return make_error(Errc::config_invalid,
                           path.string() + ": cannot read the configuration: " + std::strerror(errno));
     }
-    // The identity is taken before and after reading: equal, it names the bytes that were read.
-    const std::string before = file_identity(fd);
     ConfigFile file;
     constexpr std::size_t limit = 1024 * 1024;
     char chunk[16384];
@@ -778,11 +776,7 @@ Result<ConfigFile> read_config_file(const std::filesystem::path& path) {
             return make_error(Errc::config_invalid, path.string() + ": larger than 1 MiB");
         }
     }
-    const std::string after = file_identity(fd);
     ::close(fd);
-    if (before == after) {
-        file.identity = after;
-    }
     return file;
 }
 
@@ -791,23 +785,7 @@ Result<AgentConfig> load_config(const std::filesystem::path& path, const ConfigE
     if (!file) {
         return file.error();
     }
-    auto config = parse_config(file->text, path, environment);
-    if (config) {
-        config->source_identity = std::move(file->identity);
-        config->source_text = std::move(file->text);
-    }
-    return config;
-}
-
-std::string file_identity(int fd) {
-    struct statx stx {};
-    if (::statx(fd, "", AT_EMPTY_PATH, STATX_BASIC_STATS, &stx) != 0) {
-        return {};
-    }
-    return std::to_string(stx.stx_dev_major) + ":" + std::to_string(stx.stx_dev_minor) + ":" +
-           std::to_string(stx.stx_ino) + ":" + std::to_string(stx.stx_size) + ":" +
-           std::to_string(stx.stx_mtime.tv_sec) + "." + std::to_string(stx.stx_mtime.tv_nsec) + ":" +
-           std::to_string(stx.stx_ctime.tv_sec) + "." + std::to_string(stx.stx_ctime.tv_nsec);
+    return parse_config(file->text, path, environment);
 }
 
 }  // namespace rad::config

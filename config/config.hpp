@@ -115,13 +115,6 @@ struct AgentSettings {
 
 struct AgentConfig {
     std::filesystem::path path;
-    // source_identity names the exact version of the file these settings were read from (file_identity());
-    // empty when they were not read from a file, or the file changed while it was read. The agent compares
-    // it with the one a fast-path client sends, so that a client that found the socket by a quick scan of
-    // the same file can trust the answer as if it had loaded the file itself.
-    std::string source_identity;
-    // source_text is the file's content as parsed (for the agent to tell a rewrite of the same bytes).
-    std::string source_text;
     AgentSettings agent;
     std::vector<ProfileConfig> profiles;  // in file order
     const ProfileConfig* find_profile(std::string_view name) const;
@@ -145,15 +138,9 @@ struct ConfigEnvironment {
 // it, nullopt when the text cannot tell (it is not TOML, or the value is not an absolute path or "").
 [[nodiscard]] std::optional<std::filesystem::path> read_socket_path(std::string_view text);
 
-// file_identity is "MAJOR:MINOR:INODE:SIZE:MTIME_S.NS:CTIME_S.NS" of an open file (statx), or "" when it
-// cannot be read. Any write, rename over or chmod changes it (ctime moves with each).
-std::string file_identity(int fd);
-
-// ConfigFile is a configuration file's bytes and the identity they were read under ("" when the file
-// changed while it was read).
+// ConfigFile is a configuration file's bytes.
 struct ConfigFile {
     std::string text;
-    std::string identity;
 };
 
 // read_config_file reads `path` as load_config does: a regular file, not writable by group or others, at

@@ -44,42 +44,6 @@ Secret Agent::credentials_reply(const Result<const CachedCredentials*>& current)
     return Secret(format_error_reply(current.error()));
 }
 
-// renew_config_identity: a client's configuration identity is not the one this agent loaded, but the
-// file may hold the same bytes under a new identity (touch, chmod, a tool rewriting it unchanged). If the
-// identity is that of the file at the agent's own path now, the file is read once and compared with the
-// bytes the agent runs with; equal, the new identity is the agent's. An identity that is not the file's
-// costs one statx; one that was refused is remembered and costs nothing.
-bool Agent::renew_config_identity(const std::string& identity) {
-    if (options_.config.path.empty() || options_.config.source_text.empty() ||
-        identity == refused_config_identity_) {
-        return false;
-    }
-    if (!config_file_holds_own_bytes(identity)) {
-        refused_config_identity_ = identity;
-        return false;
-    }
-    options_.config.source_identity = identity;
-    log_.info("config_identity_renewed", {{"config", options_.config.path.string()}});
-    return true;
-}
-
-// config_file_holds_own_bytes: the file at the configuration path has `identity` now and, read as
-// load_config reads it, holds the bytes this agent runs with.
-bool Agent::config_file_holds_own_bytes(const std::string& identity) const {
-    const auto& path = options_.config.path;
-    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-    if (fd < 0) {
-        return false;
-    }
-    const std::string now = config::file_identity(fd);
-    ::close(fd);
-    if (now != identity) {
-        return false;  // one statx for an identity that is not this file's
-    }
-    const auto file = config::read_config_file(path);
-    return file && file->identity == identity && file->text == options_.config.source_text;
-}
-
 // handle_control answers one line of the Unix socket (control_protocol.hpp).
 void Agent::handle_control(std::string_view line, ControlReply reply) {
     const PeerCredentials& peer = reply.peer();
@@ -100,13 +64,6 @@ void Agent::handle_control(std::string_view line, ControlReply reply) {
     }
     if (request->kind == ControlRequest::Kind::refresh) {
         handle_refresh_request(std::move(reply), request->profile);
-        return;
-    }
-    // A fast-path client that found this socket by scanning its configuration file is answered only if
-    // that file is the one this agent runs with; otherwise it loads (and checks) the file itself.
-    if (!request->config_identity.empty() && request->config_identity != options_.config.source_identity &&
-        !renew_config_identity(request->config_identity)) {
-        reply.send(Secret(kOtherConfigReply));
         return;
     }
     auto profile = find(request->profile);

@@ -292,17 +292,6 @@ private:
     // none.
     static Secret credentials_reply(const Result<const CachedCredentials*>& current);
 
-    // renew_config_identity: a client's configuration identity is not the one this agent loaded, but the
-    // file may hold the same bytes under a new identity (touch, chmod, a tool rewriting it unchanged). If the
-    // identity is that of the file at the agent's own path now, the file is read once and compared with the
-    // bytes the agent runs with; equal, the new identity is the agent's. An identity that is not the file's
-    // costs one statx; one that was refused is remembered and costs nothing.
-    bool renew_config_identity(const std::string& identity);
-
-    // config_file_holds_own_bytes: the file at the configuration path has `identity` now and, read as
-    // load_config reads it, holds the bytes this agent runs with.
-    bool config_file_holds_own_bytes(const std::string& identity) const;
-
     // handle_control answers one line of the Unix socket (control_protocol.hpp).
     void handle_control(std::string_view line, ControlReply reply);
 
@@ -405,8 +394,7 @@ private:
     net::signal_set signals_;
     std::mt19937_64 rng_;
     std::unique_ptr<pki::HmacKey> hmac_;
-    Secret token_key_;                     // hmac_'s bytes, handed over to the next process
-    std::string refused_config_identity_;  // renew_config_identity's last "no"
+    Secret token_key_;  // hmac_'s bytes, handed over to the next process
     ImdsTokens tokens_;
     std::vector<std::shared_ptr<Profile>> profiles_;
     std::unique_ptr<HttpServer> ecs_server_;

@@ -1,9 +1,10 @@
 #pragma once
-// The agent's Unix-socket protocol (the credential_process fast path and `status`): the client writes one
-// request line, the agent answers one line and closes.
-//   "credentials <profile> <min-seconds|default>\n" -> "ok <credential_process JSON>\n" | "error <errc>
-//   <message>\n" "status\n" -> "ok <status JSON>\n" "refresh <profile>\n" -> "ok <profile status JSON>\n" |
-//   "error <errc> <message>\n", once that profile's
+// The agent's Unix-socket protocol (the credential_process fast path, `status` and `refresh`): the client
+// writes one request line, the agent answers one line and closes.
+//   "credentials <profile> <min-seconds|default>\n"
+//        -> "ok <credential_process JSON>\n" | "error <errc> <message>\n"
+//   "status\n" -> "ok <status JSON>\n"
+//   "refresh <profile>\n" -> "ok <profile status JSON>\n" | "error <errc> <message>\n", once that profile's
 //        refresh (started now, or the one already running) has completed; only root and the agent's own user
 //        may ask (clients in allowed_uids/allowed_gids must not be able to drive CreateSession calls)
 // <min-seconds> asks for credentials with at least that much life left; the agent refreshes first if the
@@ -28,9 +29,6 @@ struct ControlRequest {
     // (sent as "default").
     int min_seconds = kDefaultMinSeconds;
     static constexpr int kDefaultMinSeconds = -1;
-    // config_identity: always empty. An older client's " config=<identity>" is parsed and dropped; the field
-    // and kOtherConfigReply remain only until the agent no longer refers to them.
-    std::string config_identity;
 };
 
 [[nodiscard]] Result<ControlRequest> parse_control_request(std::string_view line);
@@ -38,8 +36,6 @@ std::string format_control_request(const ControlRequest& request);
 
 // format_ok_reply is "ok <payload>\n"; the payload may hold credentials, so the reply is a Secret.
 Secret format_ok_reply(std::string_view payload);
-// kOtherConfigReply: no longer sent (see config_identity).
-inline constexpr std::string_view kOtherConfigReply = "other-config\n";
 
 // format_error_reply is "error <errc_name> <message>\n" (message on one line).
 std::string format_error_reply(const Error& error);

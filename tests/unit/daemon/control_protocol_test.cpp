@@ -56,11 +56,9 @@ TEST(ControlProtocol, AnOlderClientsConfigIdentityIsAcceptedAndIgnored) {
     ASSERT_TRUE(parsed);
     EXPECT_EQ(parsed->profile, "web");
     EXPECT_EQ(parsed->min_seconds, ControlRequest::kDefaultMinSeconds);
-    EXPECT_EQ(parsed->config_identity, "");
     auto with_minimum = parse_control_request("credentials web 900 config=1:2\n");
     ASSERT_TRUE(with_minimum);
     EXPECT_EQ(with_minimum->min_seconds, 900);
-    EXPECT_EQ(with_minimum->config_identity, "");
     for (const char* bad : {"credentials web 900 config=\n", "credentials web 900 config=1:2 x\n",
                             "credentials web 900 identity=1:2\n", "credentials web 900 config=-1:2\n",
                             "credentials web 900 config=1/2\n"}) {
