@@ -394,8 +394,9 @@ Result<void> run_sign_string(const SignStringOptions& options, std::FILE* out, c
         return key.error();
     }
     diag.trace("key " + key->description());
-    // docs/protocol.md §7.2: fixed text || "1" || SHA256("IAM RA" || public key), raw digest bytes; for ML-DSA
-    // the text alone (as aws_signing_helper 1.8.0 does), signed without a digest, so --digest changes nothing.
+    // docs/protocol.md §7.2: fixed text || "1" || SHA256("IAM RA" || public key), raw digest bytes; for
+    // ML-DSA the text alone (as aws_signing_helper 1.8.0 does), signed without a digest, so --digest changes
+    // nothing.
     std::string message = "AWS Roles Anywhere Credential Helper Signing Test1";
     if (!pki::is_ml_dsa(key->key_type())) {
         auto public_key = key->sign_string_public_key();

@@ -54,19 +54,18 @@ TEST(Handover, RefusesWhatIsNotItsOwnText) {
     const std::string good(encode_handover(handover).reveal());
     const std::string magic = "rolesanywhere-agent-handover 1\n";
     for (const std::string& text : {
-             std::string(),
-             std::string("rolesanywhere-agent-handover 2\ntoken-key 6b\n"),
-             magic,                                        // no token key
-             magic + "token-key 6b",                       // unterminated
-             magic + "token-key 6B\n",                     // uppercase hex
-             magic + "token-key 6\n",                      // odd length
-             magic + "token-key 6b\ntoken-key 6b\n",       // twice
-             magic + "token-key 6b\nhello\n",              // unknown line
-             magic + "token-key 6b\nprofile web s ASIA 1 2 73\n",           // a field short
-             magic + "token-key 6b\nprofile web s ASIA x 2 73 74\n",        // not a number
-             magic + "token-key 6b\nprofile web s ASIA 1 2 7 74\n",         // odd hex
-             magic + "token-key 6b\nprofile web s ASIA 1 2  74\n",          // empty secret
-             good + good.substr(good.find("profile")),                      // a profile twice
+             std::string(), std::string("rolesanywhere-agent-handover 2\ntoken-key 6b\n"),
+             magic,                                                   // no token key
+             magic + "token-key 6b",                                  // unterminated
+             magic + "token-key 6B\n",                                // uppercase hex
+             magic + "token-key 6\n",                                 // odd length
+             magic + "token-key 6b\ntoken-key 6b\n",                  // twice
+             magic + "token-key 6b\nhello\n",                         // unknown line
+             magic + "token-key 6b\nprofile web s ASIA 1 2 73\n",     // a field short
+             magic + "token-key 6b\nprofile web s ASIA x 2 73 74\n",  // not a number
+             magic + "token-key 6b\nprofile web s ASIA 1 2 7 74\n",   // odd hex
+             magic + "token-key 6b\nprofile web s ASIA 1 2  74\n",    // empty secret
+             good + good.substr(good.find("profile")),                // a profile twice
          }) {
         auto decoded = decode_handover(text);
         EXPECT_FALSE(decoded) << text;
@@ -88,7 +87,8 @@ TEST(Handover, SettingsKeyChangesWithWhatTheCredentialsAreFor) {
     auto renewed = base;
     renewed.certificate = "/etc/rad/renewed.pem";
     renewed.private_key = "/etc/rad/renewed.key";
-    EXPECT_EQ(credentials_settings_key(renewed), key) << "a renewed certificate gets credentials of the same role";
+    EXPECT_EQ(credentials_settings_key(renewed), key)
+        << "a renewed certificate gets credentials of the same role";
     for (auto change : std::initializer_list<void (*)(config::ProfileConfig&)>{
              [](config::ProfileConfig& p) { p.trust_anchor_arn += "2"; },
              [](config::ProfileConfig& p) { p.profile_arn += "2"; },
