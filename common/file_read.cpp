@@ -104,12 +104,17 @@ Result<Secret> read_secret_file(const std::filesystem::path& path, SecretFilePol
     if (!policy.allow_loose_permissions && S_ISREG(st.st_mode)) {
         // The rule of ssh's sshkey_perm_ok: nothing for group or others, owned by us (or root, which
         // covers systemd's LoadCredential= copies, 0400 root-owned, read through the credentials dir).
-        if ((st.st_mode & 077) != 0) {
+        const mode_t forbidden = policy.allow_group_read ? 037 : 077;
+        if ((st.st_mode & forbidden) != 0) {
             char mode[8];
             std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
-            return make_error(Errc::unsafe_permissions,
-                              quoted(path) + ": permissions " + mode +
-                                  " are too open (group or others may access it); run chmod 600 on it");
+            return make_error(
+                Errc::unsafe_permissions,
+                quoted(path) + ": permissions " + mode +
+                    (policy.allow_group_read
+                         ? " are too open (others may access it, or the group write it); run "
+                           "chmod 640 on it"
+                         : " are too open (group or others may access it); run chmod 600 on it"));
         }
         if (st.st_uid != ::geteuid() && st.st_uid != 0) {
             return make_error(Errc::unsafe_permissions, quoted(path) + ": owned by uid " +

@@ -36,10 +36,12 @@
 #include "common/encoding.hpp"
 #include "common/file_read.hpp"
 #include "common/time_format.hpp"
+#include "common/unique_fd.hpp"
 #include "daemon/control_protocol.hpp"
 #include "daemon/credential_cache.hpp"
 #include "daemon/credentials_answer.hpp"
 #include "daemon/credentials_file.hpp"
+#include "daemon/handover.hpp"
 #include "daemon/health.hpp"
 #include "daemon/http_server.hpp"
 #include "daemon/reload_plan.hpp"
@@ -131,6 +133,7 @@ enum class RefreshReason {
     rotation,    // the certificate, key or a secret file changed on disk
     wall_clock,  // the wall clock says the credentials held have expired (suspend, clock set forward)
     command,     // an operator ran `rolesanywhere-agent refresh`
+    client,      // a client waits for the first credentials (e.g. the one that socket-activated the agent)
 };
 
 const char* refresh_reason_name(RefreshReason reason) noexcept {
@@ -151,6 +154,8 @@ const char* refresh_reason_name(RefreshReason reason) noexcept {
             return "wall_clock";
         case RefreshReason::command:
             return "command";
+        case RefreshReason::client:
+            return "client";
     }
     return "timer";
 }
@@ -236,8 +241,9 @@ signer::Credentials clone_credentials(const signer::Credentials& c) {
                                c.expiration};
 }
 
-std::string seconds_text(std::chrono::steady_clock::duration d) {
-    return std::to_string(std::chrono::duration_cast<std::chrono::seconds>(d).count());
+// whole_seconds is a duration as a log field's number of seconds.
+std::int64_t whole_seconds(std::chrono::steady_clock::duration d) {
+    return std::chrono::duration_cast<std::chrono::seconds>(d).count();
 }
 
 // role_name_and_account extracts what IMDS and ECS show of the role: its name (last path segment) and
@@ -252,10 +258,11 @@ std::pair<std::string, std::string> role_name_and_account(const std::string& rol
 }
 
 // ensure_token_file returns the ECS token: the file's content, or a new random token written 0400 (no
-// trailing newline: every SDK refuses a token containing CR or LF).
-Result<Secret> ensure_token_file(const std::filesystem::path& path) {
+// trailing newline: every SDK refuses a token containing CR or LF); `created` says which.
+Result<Secret> ensure_token_file(const std::filesystem::path& path, bool* created = nullptr) {
     if (std::filesystem::exists(path)) {
-        auto token = read_secret_file(path, SecretFilePolicy{});
+        // A token provisioned to be shared with a group of clients may be group-readable (0640 root:GROUP).
+        auto token = read_secret_file(path, SecretFilePolicy{.allow_group_read = true});
         if (!token) {
             return token.error();
         }
@@ -282,6 +289,9 @@ Result<Secret> ensure_token_file(const std::filesystem::path& path) {
         return make_error(Errc::config_invalid,
                           path.string() + ": cannot write the token file: " + r.error().message);
     }
+    if (created != nullptr) {
+        *created = true;
+    }
     return token;
 }
 
@@ -295,7 +305,8 @@ struct Profile {
         : config(std::move(cfg)),
           options(std::make_shared<const CredentialOptions>(credential_options_from_profile(config))),
           cache(settings_from(agent), first_refresh),
-          timer(io) {
+          timer(io),
+          surface_retry(io) {
         std::tie(imds.role_name, account_id) = role_name_and_account(config.role_arn);
         imds.allow_imdsv1 = agent.allow_imdsv1;
     }
@@ -333,6 +344,21 @@ struct Profile {
     // change to them (the matching key of a renewal arriving after its certificate, a corrected PIN file) is
     // tried at once instead of after the failure's backoff: loading local files costs no CreateSession.
     std::optional<std::vector<FileStamp>> identity_failed_stamps;
+    // surfaces that can fail on their own ("credentials_file", "ecs_token", "imds"): the failure shows in
+    // status, /healthz and /metrics and is retried by surface_retry with a backoff.
+    struct SurfaceState {
+        std::optional<Error> error;
+        std::uint64_t failures = 0;
+    };
+    std::map<std::string, SurfaceState> surfaces;
+    net::steady_timer surface_retry;
+    int surface_retry_attempts = 0;
+    // The credentials file is written by one worker job at a time, always with the credentials held then.
+    bool file_write_in_flight = false;
+    bool file_write_again = false;
+    // first_refresh_done: a refresh of this process has completed (or credentials were handed over). Until
+    // then the profile's IMDS listeners, and the ECS listener, hold new connections (see hold_listeners()).
+    bool first_refresh_done = false;
 };
 
 class Agent {
@@ -345,12 +371,14 @@ public:
           tokens_([this](std::string_view message) { return hmac_->sign(message); }) {}
 
     int run() {
-        auto key = pki::HmacKey::random();
-        if (!key) {
-            log_.error("startup_failed", {{"error", key.error().message}});
-            return exit_code(key.error().code);
+        // What systemd passes: the listening sockets, and what the previous process of this service left in
+        // its file-descriptor store (read, then closed: systemd keeps its own copy until replaced).
+        activated_ = ActivatedSockets::from_environment();
+        Handover handover = take_handover();
+        if (auto r = set_token_key(std::move(handover.token_key)); !r) {
+            log_.error("startup_failed", {{"error", r.error().message}});
+            return exit_code(r.error().code);
         }
-        hmac_ = std::make_unique<pki::HmacKey>(std::move(*key));
 
         for (const auto& cfg : options_.config.profiles) {
             if (auto r = check_profile_settings(cfg); !r) {
@@ -364,19 +392,31 @@ public:
                                        options_.config.agent.startup_jitter_seconds * 1000.0));
             auto profile =
                 std::make_shared<Profile>(io_, cfg, options_.config.agent, SteadyClock::now() + jitter);
+            const bool adopted = adopt_handed_over(*profile, handover);
             if (auto r = load_identity_now(*profile); !r) {
                 log_.error("profile_invalid", {{"profile", cfg.name},
                                                {"code", errc_name(r.error().code)},
                                                {"error", r.error().message}});
-                return startup_exit_code(r.error().code);
+                // Credentials handed over by the previous process stay in service (e.g. a restart for a
+                // renewal whose key has not arrived yet: the next restart brings it); the failure shows in
+                // status and STATUS=, and the refresh that fails again records it. Without them there is
+                // nothing to serve, and the configuration is the operator's to fix.
+                if (!adopted) {
+                    return startup_exit_code(r.error().code);
+                }
+                profile->cache.request_refresh_by(SteadyClock::now());
             }
             profiles_.push_back(std::move(profile));
         }
-        activated_ = ActivatedSockets::from_environment();
         if (auto r = open_listeners(); !r) {
             log_.error("listen_failed", {{"error", r.error().message}});
             return exit_code(r.error().code);
         }
+        if (auto r = prepare_files(); !r) {
+            log_.error("startup_failed", {{"code", errc_name(r.error().code)}, {"error", r.error().message}});
+            return startup_exit_code(r.error().code);
+        }
+        hold_listeners();
         wait_for_signal();
         for (auto& profile : profiles_) {
             schedule(profile);
@@ -387,7 +427,7 @@ public:
         notify_status();
         start_watchdog();
         arm_clock_watch();
-        log_.info("started", {{"profiles", std::to_string(profiles_.size())}, {"version", kVersion}});
+        log_.info("started", {{"profiles", profiles_.size()}, {"version", kVersion}});
 
         io_.run();
 
@@ -413,6 +453,154 @@ private:
         return may_pass ? exit_code(code) : exit_code(Errc::config_invalid);
     }
 
+    // --- Holding clients until there is something to serve
+    // ---------------------------------------------------
+
+    // hold_listeners makes the IMDS listeners of profiles that hold no credentials yet, and the ECS listener
+    // while any of its profiles holds none, leave new clients in the listen backlog until that first refresh
+    // completes (release_listeners), rather than answer 503 "the first CreateSession is in progress": the
+    // client that socket-activated the agent, and those of a boot, get credentials after a short wait. A
+    // client seen waiting hurries a refresh the startup jitter would delay, like the fast path does. kHoldCap
+    // bounds the hold whatever happens to the refresh.
+    static constexpr std::chrono::seconds kHoldCap{30};
+
+    void hold_listeners() {
+        bool ecs_waits = false;
+        for (auto& profile : profiles_) {
+            if (profile->first_refresh_done) {
+                continue;
+            }
+            std::weak_ptr<Profile> weak = profile;
+            for (auto& server : profile->imds_servers) {
+                server->hold([this, weak] {
+                    if (auto p = weak.lock(); p && !p->first_refresh_done) {
+                        refresh_now(p, RefreshReason::client);
+                    }
+                });
+            }
+            ecs_waits = ecs_waits || !profile->config.ecs_path.empty();
+        }
+        if (ecs_server_ && ecs_waits) {
+            ecs_server_->hold([this] {
+                for (auto& p : profiles_) {
+                    if (!p->first_refresh_done && !p->config.ecs_path.empty()) {
+                        refresh_now(p, RefreshReason::client);
+                    }
+                }
+            });
+        }
+        hold_cap_.expires_after(kHoldCap);
+        hold_cap_.async_wait([this](boost::system::error_code ec) {
+            if (!ec && !stopping_) {
+                for (auto& profile : profiles_) {
+                    release_listeners(*profile);
+                }
+            }
+        });
+    }
+
+    void release_listeners(Profile& profile) {
+        for (auto& server : profile.imds_servers) {
+            server->release();
+        }
+        if (ecs_server_ && std::all_of(profiles_.begin(), profiles_.end(), [](const auto& p) {
+                return p->first_refresh_done || p->config.ecs_path.empty();
+            })) {
+            ecs_server_->release();
+        }
+    }
+
+    // --- Handover across restarts (systemd's file-descriptor store)
+    // -----------------------------------------
+
+    static constexpr std::size_t kMaxHandover = 1024 * 1024;
+
+    // take_handover reads what the previous process stored; an unreadable or foreign one is logged and
+    // ignored (the agent then starts as on a fresh boot).
+    Handover take_handover() {
+        auto fd = activated_.take("handover");
+        if (!fd) {
+            return {};
+        }
+        UniqueFd owned(*fd);
+        auto text = read_stored(owned.get(), kMaxHandover);
+        if (!text) {
+            log_.warning("handover_ignored", {{"error", "cannot read it"}});
+            return {};
+        }
+        auto handover = decode_handover(text->reveal());
+        if (!handover) {
+            log_.warning("handover_ignored", {{"error", handover.error().message}});
+            return {};
+        }
+        return std::move(*handover);
+    }
+
+    // set_token_key keys the IMDS tokens with the handed-over key (tokens clients hold stay valid across a
+    // restart), or with 32 new random bytes.
+    Result<void> set_token_key(Secret handed_over) {
+        if (handed_over.empty()) {
+            std::string& bytes = handed_over.reveal_mutable();
+            bytes.resize(pki::HmacKey::random_size);
+            if (::getrandom(bytes.data(), bytes.size(), 0) != static_cast<ssize_t>(bytes.size())) {
+                return make_error(Errc::internal, "getrandom failed");
+            }
+        }
+        const std::string_view bytes = handed_over.reveal();
+        hmac_ = std::make_unique<pki::HmacKey>(pki::HmacKey::from_bytes(
+            std::span(reinterpret_cast<const std::uint8_t*>(bytes.data()), bytes.size())));
+        token_key_ = std::move(handed_over);
+        return {};
+    }
+
+    // adopt_handed_over gives the profile the credentials the previous process held for it, if they were
+    // issued for the same role and settings and are not expired; true when it did.
+    bool adopt_handed_over(Profile& profile, Handover& handover) {
+        for (auto& p : handover.profiles) {
+            if (p.name != profile.config.name || p.settings != credentials_settings_key(profile.config) ||
+                p.credentials.access_key_id.empty()) {
+                continue;
+            }
+            const auto wall = WallClock::now();
+            if (p.credentials.expiration <= wall) {
+                return false;
+            }
+            const std::string key = signer::redact_access_key_id(p.credentials.access_key_id);
+            profile.cache.adopt(std::move(p.credentials), p.received, wall, SteadyClock::now(),
+                                std::uniform_real_distribution<double>(0.0, 1.0)(rng_));
+            profile.last_updated = p.received;
+            profile.first_refresh_done = true;
+            log_.info(
+                "credentials_adopted",
+                {{"profile", profile.config.name},
+                 {"access_key", key},
+                 {"expiration", format_iso8601(profile.cache.held()->credentials.expiration)},
+                 {"next_refresh_in", whole_seconds(profile.cache.next_refresh() - SteadyClock::now())}});
+            return true;
+        }
+        return false;
+    }
+
+    // store_handover replaces what systemd keeps for the next process with what this one holds now. A no-op
+    // outside systemd.
+    void store_handover() {
+        Handover handover;
+        handover.token_key = token_key_.clone();
+        const auto now = SteadyClock::now();
+        const auto wall = WallClock::now();
+        for (const auto& profile : profiles_) {
+            const auto& held = profile->cache.held();
+            if (!held || !profile->cache.current(now, wall)) {
+                continue;
+            }
+            handover.profiles.push_back(
+                HandedOverProfile{profile->config.name, credentials_settings_key(profile->config),
+                                  clone_credentials(held->credentials), wall - (now - held->received)});
+        }
+        const Secret text = encode_handover(handover);
+        store_in_systemd("handover", text.reveal());
+    }
+
     // load_identity_now prepares the session synchronously at startup, so that a broken key or certificate
     // is reported before the agent says it is ready.
     Result<void> load_identity_now(Profile& profile) {
@@ -424,12 +612,39 @@ private:
         profile.session = std::make_shared<const PreparedSession>(std::move(*session));
         profile.stamps = std::move(stamps);
         log_identity(profile);
-        if (!profile.config.ecs_path.empty()) {
-            auto token = ensure_token_file(profile.config.ecs_token_file);
+        return {};
+    }
+
+    // prepare_files checks at start what the surfaces write: each credentials file can be written, and each
+    // ECS token file is read or created. It runs once the listeners are open, so that a start failing there
+    // leaves no token file behind; the token files a failing start created are removed again.
+    Result<void> prepare_files() {
+        for (auto& profile : profiles_) {
+            if (!profile->config.credentials_file_profile.empty()) {
+                const auto path = credentials_path(*profile);
+                if (auto r = check_credentials_file_writable(path); !r) {
+                    return make_error(Errc::config_invalid, "profiles." + profile->config.name +
+                                                                ": credentials file: " + r.error().message);
+                }
+            }
+        }
+        std::vector<std::filesystem::path> created;
+        for (auto& profile : profiles_) {
+            if (profile->config.ecs_path.empty()) {
+                continue;
+            }
+            bool made = false;
+            auto token = ensure_token_file(profile->config.ecs_token_file, &made);
             if (!token) {
+                for (const auto& path : created) {
+                    ::unlink(path.c_str());
+                }
                 return token.error();
             }
-            profile.ecs_token = std::move(*token);
+            if (made) {
+                created.push_back(profile->config.ecs_token_file);
+            }
+            profile->ecs_token = std::move(*token);
         }
         return {};
     }
@@ -450,7 +665,7 @@ private:
         if (days_left < 14 && (warned.serial != serial || now - warned.at >= std::chrono::hours(24))) {
             warned = ExpiryWarning{serial, now};
             log_.warning("certificate_expiring", {{"profile", profile.config.name},
-                                                  {"days_left", std::to_string(days_left)},
+                                                  {"days_left", days_left},
                                                   {"not_after", format_iso8601(leaf.not_after())}});
         }
     }
@@ -606,6 +821,10 @@ private:
             }
             h.refreshes = profile->refresh_outcomes;
             h.create_session_seconds = profile->create_session_seconds;
+            for (const auto& [surface, state] : profile->surfaces) {
+                h.surfaces.push_back(SurfaceHealth{
+                    surface, !state.error, state.error ? errc_name(state.error->code) : "", state.failures});
+            }
             snapshot.profiles.push_back(std::move(h));
         }
         snapshot.requests = requests_;
@@ -701,16 +920,39 @@ private:
         return {};
     }
 
-    // peer_allowed: root, the agent's own user, and the configured allowed_uids / allowed_gids.
-    bool peer_allowed(const ucred& peer) const {
+    // peer_allowed: root, the agent's own user, the configured allowed_uids, and members of allowed_gids —
+    // by their primary group or any supplementary one (SO_PEERGROUPS: the groups the peer had when it
+    // connected), since that is how a user is put in a group such as the socket's SocketGroup=.
+    bool peer_allowed(int fd, const ucred& peer) const {
         const auto& agent = options_.config.agent;
         if (peer.uid == 0 || peer.uid == ::geteuid()) {
             return true;
         }
-        return std::find(agent.allowed_uids.begin(), agent.allowed_uids.end(), peer.uid) !=
-                   agent.allowed_uids.end() ||
-               std::find(agent.allowed_gids.begin(), agent.allowed_gids.end(), peer.gid) !=
+        const auto allowed_gid = [&](gid_t gid) {
+            return std::find(agent.allowed_gids.begin(), agent.allowed_gids.end(), gid) !=
                    agent.allowed_gids.end();
+        };
+        if (std::find(agent.allowed_uids.begin(), agent.allowed_uids.end(), peer.uid) !=
+                agent.allowed_uids.end() ||
+            allowed_gid(peer.gid)) {
+            return true;
+        }
+        if (agent.allowed_gids.empty()) {
+            return false;
+        }
+        std::vector<gid_t> groups(64);
+        for (int attempt = 0; attempt < 2; ++attempt) {
+            socklen_t length = static_cast<socklen_t>(groups.size() * sizeof(gid_t));
+            if (::getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups.data(), &length) == 0) {
+                groups.resize(length / sizeof(gid_t));
+                return std::any_of(groups.begin(), groups.end(), allowed_gid);
+            }
+            if (errno != ERANGE) {
+                return false;
+            }
+            groups.resize(length / sizeof(gid_t) + 1);
+        }
+        return false;
     }
 
     // peer_refusal is what a refused peer is told (one line; it names no secret).
@@ -750,10 +992,9 @@ private:
             connection->peer = peer;
             std::erase_if(control_connections_, [](const auto& weak) { return weak.expired(); });
             control_connections_.push_back(connection);
-            if (!peer_allowed(peer)) {
-                log_.warning("socket_peer_refused", {{"uid", std::to_string(peer.uid)},
-                                                     {"gid", std::to_string(peer.gid)},
-                                                     {"pid", std::to_string(peer.pid)}});
+            if (!peer_allowed(connection->socket.native_handle(), peer)) {
+                log_.warning("socket_peer_refused",
+                             {{"uid", peer.uid}, {"gid", peer.gid}, {"pid", peer.pid}});
                 // Answered after its request line is read, so that the client reads the reason rather than
                 // a connection reset.
                 connection->refusal = peer_refusal(peer);
@@ -1000,6 +1241,18 @@ private:
             surfaces.push_back("credential-process --profile " + profile.config.name);
         }
         p["surfaces"] = std::move(surfaces);
+        nlohmann::ordered_json failing = nlohmann::json::array();
+        for (const auto& [surface, state] : profile.surfaces) {
+            if (state.error) {
+                failing.push_back({{"surface", surface},
+                                   {"code", errc_name(state.error->code)},
+                                   {"message", state.error->message},
+                                   {"failures", state.failures}});
+            }
+        }
+        if (!failing.empty()) {
+            p["surface_errors"] = std::move(failing);
+        }
         return p;
     }
 
@@ -1087,11 +1340,10 @@ private:
                                       production_hooks(session->client, Diagnostics{}));
                 outcome->create_session_seconds =
                     std::chrono::duration<double>(SteadyClock::now() - started).count();
-                log_.debug("create_session",
-                           {{"profile", name},
-                            {"ms", std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                                      SteadyClock::now() - started)
-                                                      .count())}});
+                log_.debug("create_session", {{"profile", name},
+                                              {"ms", std::chrono::duration_cast<std::chrono::milliseconds>(
+                                                         SteadyClock::now() - started)
+                                                         .count()}});
             }
             net::post(io_, [this, weak, outcome] {
                 if (auto p = weak.lock()) {
@@ -1104,6 +1356,9 @@ private:
     void finish_refresh(const std::shared_ptr<Profile>& profile, RefreshOutcome& outcome) {
         if (stopping_) {
             return;
+        }
+        if (!std::exchange(profile->first_refresh_done, true)) {
+            release_listeners(*profile);
         }
         if (outcome.identity_failed) {
             profile->identity_failed_stamps = outcome.stamps;
@@ -1127,17 +1382,17 @@ private:
         if (outcome.credentials) {
             ++profile->refresh_outcomes["ok"];
             const std::string key = signer::redact_access_key_id(outcome.credentials->access_key_id);
-            if (!profile->config.credentials_file_profile.empty()) {
-                write_credentials_file_async(profile, clone_credentials(*outcome.credentials));
-            }
             profile->last_updated = WallClock::now();
             profile->cache.complete_success(std::move(*outcome.credentials), WallClock::now(), now, jitter);
             const auto& held = *profile->cache.held();
-            log_.info("refresh_ok", {{"profile", profile->config.name},
-                                     {"reason", refresh_reason_name(outcome.reason)},
-                                     {"access_key", key},
-                                     {"expiration", format_iso8601(held.credentials.expiration)},
-                                     {"next_refresh_in", seconds_text(profile->cache.next_refresh() - now)}});
+            write_credentials_file_soon(profile);
+            store_handover();
+            log_.info("refresh_ok",
+                      {{"profile", profile->config.name},
+                       {"reason", refresh_reason_name(outcome.reason)},
+                       {"access_key", key},
+                       {"expiration", format_iso8601(held.credentials.expiration)},
+                       {"next_refresh_in", whole_seconds(profile->cache.next_refresh() - now)}});
         } else {
             const Error error = outcome.credentials.error();
             const auto decision = profile->cache.complete_failure(error, now, jitter);
@@ -1149,9 +1404,9 @@ private:
                 {"class", decision.retryable ? "retryable" : "rejected"},
                 {"code", errc_name(error.code)},
                 {"error", error.message},
-                {"retry_in", seconds_text(decision.retry_at - now)},
+                {"retry_in", whole_seconds(decision.retry_at - now)},
                 {"serving", serving ? "last-good" : "nothing"},
-                {"failures", std::to_string(profile->cache.consecutive_failures())}};
+                {"failures", profile->cache.consecutive_failures()}};
             if (decision.retryable && serving) {
                 log_.warning("refresh_failed", fields);
             } else {
@@ -1193,18 +1448,131 @@ private:
         notify_systemd(status);
     }
 
-    void write_credentials_file_async(const std::shared_ptr<Profile>& profile,
-                                      signer::Credentials credentials) {
-        auto shared = std::make_shared<signer::Credentials>(std::move(credentials));
-        const auto path = credentials_path(*profile);
-        const std::string section = profile->config.credentials_file_profile;
-        net::post(workers_, [this, shared, path, section, name = profile->config.name] {
-            if (auto r = write_credentials_file(path, section, *shared); !r) {
-                log_.error("credentials_file_failed", {{"profile", name}, {"error", r.error().message}});
-            } else {
-                log_.debug("credentials_file_written", {{"profile", name}, {"file", path.string()}});
+    // write_credentials_file_soon writes the credentials held now to the profile's credentials file on a
+    // worker; a write already running is followed by one more with whatever is held when it ends.
+    void write_credentials_file_soon(const std::shared_ptr<Profile>& profile) {
+        if (profile->file_write_in_flight) {
+            profile->file_write_again = true;
+            return;
+        }
+        const auto& held = profile->cache.held();
+        if (!held || profile->config.credentials_file_profile.empty()) {
+            return;
+        }
+        profile->file_write_in_flight = true;
+        auto credentials = std::make_shared<const signer::Credentials>(clone_credentials(held->credentials));
+        std::weak_ptr<Profile> weak = profile;
+        net::post(workers_, [this, weak, credentials, path = credentials_path(*profile),
+                             section = profile->config.credentials_file_profile]() mutable {
+            auto result = std::make_shared<Result<void>>(write_credentials_file(path, section, *credentials));
+            credentials.reset();
+            net::post(io_, [this, weak, result, path] {
+                if (auto p = weak.lock()) {
+                    finish_credentials_file_write(p, *result, path);
+                }
+            });
+        });
+    }
+
+    void finish_credentials_file_write(const std::shared_ptr<Profile>& profile,
+                                       const Result<void>& result,
+                                       const std::filesystem::path& path) {
+        profile->file_write_in_flight = false;
+        if (!result) {
+            surface_failed(profile, "credentials_file", result.error());
+            return;
+        }
+        log_.debug("credentials_file_written", {{"profile", profile->config.name}, {"file", path.string()}});
+        surface_ok(profile, "credentials_file");
+        if (std::exchange(profile->file_write_again, false)) {
+            write_credentials_file_soon(profile);
+        }
+    }
+
+    // --- Surfaces that fail on their own
+    // ---------------------------------------------------------------------
+
+    // surface_failed records the failure (status, /healthz, /metrics), logs it and retries the profile's
+    // failing surfaces after 1, 2, 4 ... 60 s: local I/O costs no CreateSession.
+    void surface_failed(const std::shared_ptr<Profile>& profile,
+                        const std::string& surface,
+                        const Error& error) {
+        auto& state = profile->surfaces[surface];
+        state.error = error;
+        ++state.failures;
+        const auto delay = std::chrono::seconds(1 << std::min(profile->surface_retry_attempts, 6));
+        const auto retry = std::min(delay, std::chrono::seconds(60));
+        log_.error("surface_failed", {{"profile", profile->config.name},
+                                      {"surface", surface},
+                                      {"code", errc_name(error.code)},
+                                      {"error", error.message},
+                                      {"retry_in", retry.count()}});
+        if (stopping_) {
+            return;
+        }
+        ++profile->surface_retry_attempts;
+        profile->surface_retry.expires_after(retry);
+        std::weak_ptr<Profile> weak = profile;
+        profile->surface_retry.async_wait([this, weak](boost::system::error_code ec) {
+            auto p = weak.lock();
+            if (!ec && p && !stopping_) {
+                retry_surfaces(p);
             }
         });
+    }
+
+    void surface_ok(const std::shared_ptr<Profile>& profile, const std::string& surface) {
+        auto& state = profile->surfaces[surface];
+        if (state.error) {
+            log_.info("surface_recovered", {{"profile", profile->config.name}, {"surface", surface}});
+        }
+        state.error.reset();
+        const bool all_ok = std::all_of(profile->surfaces.begin(), profile->surfaces.end(),
+                                        [](const auto& entry) { return !entry.second.error; });
+        if (all_ok) {
+            profile->surface_retry_attempts = 0;
+        }
+    }
+
+    void retry_surfaces(const std::shared_ptr<Profile>& profile) {
+        const auto failing = [&](const char* surface) {
+            const auto it = profile->surfaces.find(surface);
+            return it != profile->surfaces.end() && it->second.error;
+        };
+        if (failing("credentials_file")) {
+            write_credentials_file_soon(profile);
+        }
+        if (failing("ecs_token")) {
+            load_ecs_token(profile);
+        }
+        if (failing("imds") && profile->imds_servers.empty()) {
+            open_imds_or_record(profile);
+        }
+    }
+
+    // load_ecs_token reads (or creates) the profile's ECS token file; a failure is the surface's.
+    bool load_ecs_token(const std::shared_ptr<Profile>& profile) {
+        auto token = ensure_token_file(profile->config.ecs_token_file);
+        if (!token) {
+            surface_failed(profile, "ecs_token", token.error());
+            return false;
+        }
+        profile->ecs_token = std::move(*token);
+        surface_ok(profile, "ecs_token");
+        return true;
+    }
+
+    void open_imds_or_record(const std::shared_ptr<Profile>& profile) {
+        if (auto r = open_imds(profile); !r) {
+            for (auto& server : profile->imds_servers) {
+                server->stop_accepting();
+            }
+            profile->imds_servers.clear();
+            profile->imds_addresses.clear();
+            surface_failed(profile, "imds", r.error());
+        } else {
+            surface_ok(profile, "imds");
+        }
     }
 
     // --- Signals -------------------------------------------------------------------------------------------
@@ -1268,7 +1636,7 @@ private:
                 log_.warning("wall_clock_expired",
                              {{"profile", profile->config.name},
                               {"expiration", format_iso8601(held->credentials.expiration)},
-                              {"monotonic_left", seconds_text(held->deadline - now)}});
+                              {"monotonic_left", whole_seconds(held->deadline - now)}});
                 refresh_now(profile, RefreshReason::wall_clock);
             }
             for (const auto& profile : profiles_) {
@@ -1286,6 +1654,7 @@ private:
         log_.info("stopping");
         watchdog_.cancel();
         clock_watch_.cancel();
+        hold_cap_.cancel();
         if (health_server_) {
             health_server_->stop_accepting();
         }
@@ -1294,6 +1663,7 @@ private:
         signals_.cancel(ignored);
         for (auto& profile : profiles_) {
             profile->timer.cancel();
+            profile->surface_retry.cancel();
             for (auto& server : profile->imds_servers) {
                 server->stop_accepting();
             }
@@ -1409,12 +1779,7 @@ private:
                 refresh = RefreshReason::reload;
             }
             if (!profile->config.ecs_path.empty() && profile->ecs_token.empty()) {
-                auto token = ensure_token_file(profile->config.ecs_token_file);
-                if (!token) {
-                    log_.error("reload_failed", {{"profile", cfg.name}, {"error", token.error().message}});
-                    continue;
-                }
-                profile->ecs_token = std::move(*token);
+                load_ecs_token(profile);  // a failure is the ECS surface's, retried; the profile stays
             }
             refreshes.emplace_back(profile, refresh);
             kept.push_back(std::move(profile));
@@ -1422,6 +1787,7 @@ private:
         for (auto& old : profiles_) {
             if (std::find(kept.begin(), kept.end(), old) == kept.end()) {
                 old->timer.cancel();
+                old->surface_retry.cancel();
                 for (auto& server : old->imds_servers) {
                     server->stop_accepting();
                 }
@@ -1434,10 +1800,7 @@ private:
         for (auto& profile : profiles_) {
             if (profile->listeners_pending) {
                 profile->listeners_pending = false;
-                if (auto r = open_imds(profile); !r) {
-                    log_.error("listen_failed",
-                               {{"profile", profile->config.name}, {"error", r.error().message}});
-                }
+                open_imds_or_record(profile);
             }
         }
         // Only what the reload changed is refreshed; an unchanged profile is refreshed only if its identity
@@ -1451,10 +1814,11 @@ private:
                 ++refreshed;
             }
         }
-        log_.info("reloaded", {{"profiles", std::to_string(profiles_.size())},
-                               {"added", std::to_string(plan.added.size())},
-                               {"removed", std::to_string(plan.removed.size())},
-                               {"refreshed", std::to_string(refreshed)}});
+        store_handover();
+        log_.info("reloaded", {{"profiles", profiles_.size()},
+                               {"added", plan.added.size()},
+                               {"removed", plan.removed.size()},
+                               {"refreshed", refreshed}});
     }
 
     // refresh_if_rotated refreshes a profile whose certificate, key or secret files changed since its
@@ -1477,6 +1841,7 @@ private:
     net::signal_set signals_;
     std::mt19937_64 rng_;
     std::unique_ptr<pki::HmacKey> hmac_;
+    Secret token_key_;                     // hmac_'s bytes, handed over to the next process
     std::string refused_config_identity_;  // renew_config_identity's last "no"
     ImdsTokens tokens_;
     std::vector<std::shared_ptr<Profile>> profiles_;
@@ -1487,6 +1852,7 @@ private:
     RequestCounts requests_;
     net::steady_timer watchdog_{io_};
     net::steady_timer clock_watch_{io_};
+    net::steady_timer hold_cap_{io_};
     std::map<std::string, ExpiryWarning> expiry_warned_;  // profile name → the last certificate_expiring
     std::chrono::milliseconds watchdog_period_{0};
     std::unique_ptr<unix_stream::acceptor> control_;

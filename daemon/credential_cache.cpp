@@ -68,6 +68,16 @@ void ProfileCache::complete_success(signer::Credentials credentials,
     next_refresh_ = next_refresh_after_success(settings_, now, deadline, jitter01);
 }
 
+void ProfileCache::adopt(
+    signer::Credentials credentials, WallTime received, WallTime wall_now, SteadyTime now, double jitter01) {
+    const SteadyTime deadline = monotonic_deadline(credentials.expiration, wall_now, now);
+    const SteadyTime arrived = received < wall_now ? now - (wall_now - received) : now;
+    held_ = CachedCredentials{std::move(credentials), arrived, deadline};
+    last_error_.reset();
+    failures_ = 0;
+    next_refresh_ = next_refresh_after_success(settings_, arrived, deadline, jitter01);
+}
+
 FailureDecision ProfileCache::complete_failure(Error error, SteadyTime now, double jitter01) {
     ++failures_;
     std::optional<SteadyTime> served_deadline;

@@ -56,6 +56,14 @@ public:
                           WallTime wall_now,
                           SteadyTime now,
                           double jitter01);
+    // adopt takes credentials that an earlier process of the agent held (a restart under systemd), received
+    // at `received` by the wall clock. They are served like those of a refresh of its own and refreshed at
+    // the policy's point of their lifetime, at once when that point has passed.
+    void adopt(signer::Credentials credentials,
+               WallTime received,
+               WallTime wall_now,
+               SteadyTime now,
+               double jitter01);
     // complete_failure records the error, keeps the credentials in service and schedules a retry.
     FailureDecision complete_failure(Error error, SteadyTime now, double jitter01);
 

@@ -298,11 +298,8 @@ private:
     bool held_ = false;  // only the holder may remove the file: anyone else would free it for a third writer
 };
 
-}  // namespace
-
-Result<void> write_credentials_file(const std::filesystem::path& path,
-                                    std::string_view profile,
-                                    const signer::Credentials& credentials) {
+// ensure_directory_of creates the directory `path` goes in, if missing.
+Result<void> ensure_directory_of(const std::filesystem::path& path) {
     const std::filesystem::path dir =
         path.has_parent_path() ? path.parent_path() : std::filesystem::path(".");
     std::error_code ec;
@@ -316,6 +313,53 @@ Result<void> write_credentials_file(const std::filesystem::path& path,
                 return io_error(partial, "cannot create the directory");
             }
         }
+    }
+    return {};
+}
+
+// check_existing refuses what write_credentials_file would refuse to rewrite: a file that is not a regular
+// file, or one that group or others may access.
+Result<void> check_existing(const std::filesystem::path& path, const struct stat& st) {
+    if (!S_ISREG(st.st_mode)) {
+        return make_error(Errc::input_invalid, path.string() + ": not a regular file");
+    }
+    if ((st.st_mode & 0077) != 0) {
+        char octal[8];
+        std::snprintf(octal, sizeof octal, "%03o", static_cast<unsigned>(st.st_mode & 0777));
+        return make_error(
+            Errc::unsafe_permissions,
+            path.string() + ": readable or writable by group or others (mode " + octal + "); chmod 600 it");
+    }
+    return {};
+}
+
+}  // namespace
+
+Result<void> check_credentials_file_writable(const std::filesystem::path& path) {
+    if (auto r = ensure_directory_of(path); !r) {
+        return r;
+    }
+    // Taking the writers' lock creates a file in the directory (and removes it again): the proof that a write
+    // could create its temporary file there.
+    auto lock = WriterLock::take(path);
+    if (!lock) {
+        return lock.error();
+    }
+    struct stat st {};
+    if (::stat(path.c_str(), &st) == 0) {
+        return check_existing(path, st);
+    }
+    if (errno != ENOENT) {
+        return io_error(path, "cannot stat");
+    }
+    return {};
+}
+
+Result<void> write_credentials_file(const std::filesystem::path& path,
+                                    std::string_view profile,
+                                    const signer::Credentials& credentials) {
+    if (auto r = ensure_directory_of(path); !r) {
+        return r;
     }
 
     // Writers serialise on a lock file beside the credentials file (not on that file, which rename()
@@ -335,15 +379,8 @@ Result<void> write_credentials_file(const std::filesystem::path& path,
         if (::fstat(current.get(), &st) != 0) {
             return io_error(path, "cannot stat");
         }
-        if (!S_ISREG(st.st_mode)) {
-            return make_error(Errc::input_invalid, path.string() + ": not a regular file");
-        }
-        if ((st.st_mode & 0077) != 0) {
-            char octal[8];
-            std::snprintf(octal, sizeof octal, "%03o", static_cast<unsigned>(st.st_mode & 0777));
-            return make_error(Errc::unsafe_permissions,
-                              path.string() + ": readable or writable by group or others (mode " + octal +
-                                  "); chmod 600 it");
+        if (auto r = check_existing(path, st); !r) {
+            return r;
         }
         mode = st.st_mode & 0700;
         std::string& buffer = old.reveal_mutable();

@@ -38,6 +38,11 @@ Secret edit_credentials_file(std::string_view existing,
                                                   std::string_view profile,
                                                   const signer::Credentials& credentials);
 
+// check_credentials_file_writable makes the checks of a write without writing (at the agent's start): the
+// directory exists (or is created 0700) and takes a new file, and an existing file is a regular file that
+// group and others cannot access. Errors as write_credentials_file's, naming the path.
+[[nodiscard]] Result<void> check_credentials_file_writable(const std::filesystem::path& path);
+
 // replace_file_atomically puts `data` at `path` so that readers see the old file or the new one, never half:
 // a uniquely named temporary file (O_EXCL, `mode`) in the same directory, written and fsynced, renamed over
 // `path`, then the directory fsynced. Errors are internal, naming the file.

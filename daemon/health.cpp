@@ -102,6 +102,22 @@ std::string metrics_text(const HealthSnapshot& snapshot) {
         out.append(base + "_sum{" + profile + "} " + number(h.sum()) + "\n");
         out.append(base + "_count{" + profile + "} " + std::to_string(h.count()) + "\n");
     }
+    help("rolesanywhere_agent_surface_up", "gauge",
+         "1 while a profile's surface works (credentials file written, token file read, listener open)");
+    for (const auto& p : snapshot.profiles) {
+        for (const auto& surface : p.surfaces) {
+            out.append("rolesanywhere_agent_surface_up{profile=\"" + label(p.name) + "\",surface=\"" +
+                       label(surface.surface) + "\"} " + (surface.ok ? "1" : "0") + "\n");
+        }
+    }
+    help("rolesanywhere_agent_surface_failures_total", "counter", "Failures of a profile's surface");
+    for (const auto& p : snapshot.profiles) {
+        for (const auto& surface : p.surfaces) {
+            out.append("rolesanywhere_agent_surface_failures_total{profile=\"" + label(p.name) +
+                       "\",surface=\"" + label(surface.surface) + "\"} " + std::to_string(surface.failures) +
+                       "\n");
+        }
+    }
     help("rolesanywhere_agent_requests_total", "counter", "Requests answered, by surface and HTTP status");
     for (const auto& [key, count] : snapshot.requests) {
         out.append("rolesanywhere_agent_requests_total{surface=\"" + label(key.first) + "\",status=\"" +
@@ -131,6 +147,12 @@ SurfaceResponse handle_health(const SurfaceRequest& request, const HealthSnapsho
                 failing.append(" (").append(p.last_error_code).append(")");
             }
             failing.push_back('\n');
+        }
+        for (const auto& surface : p.surfaces) {
+            if (!surface.ok) {
+                failing.append(p.name).append(": ").append(surface.surface).append(" failing (");
+                failing.append(surface.error_code).append(")\n");
+            }
         }
     }
     if (failing.empty()) {

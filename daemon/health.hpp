@@ -31,6 +31,15 @@ private:
     double sum_ = 0;
 };
 
+// SurfaceHealth is how one way of serving a profile fares: the credentials file (written), its ECS token
+// file, an IMDS listener (opened at a reload).
+struct SurfaceHealth {
+    std::string surface;  // "credentials_file", "ecs_token", "imds"
+    bool ok = true;
+    std::string error_code;      // errc_name of the last failure while failing
+    std::uint64_t failures = 0;  // since the agent started
+};
+
 struct ProfileHealth {
     std::string name;
     std::string state;  // cache_state_name()
@@ -41,6 +50,7 @@ struct ProfileHealth {
     // refresh attempts by outcome: "ok", "retryable", "rejected"
     std::map<std::string, std::uint64_t> refreshes;
     LatencyHistogram create_session_seconds;
+    std::vector<SurfaceHealth> surfaces;  // those that can fail on their own
 };
 
 // RequestCounts counts answered requests by (surface, HTTP status), e.g. ("imds", 200).
@@ -51,8 +61,9 @@ struct HealthSnapshot {
     RequestCounts requests;
 };
 
-// health_response: 200 "ok" when every profile holds servable credentials; 503 listing the failing profiles
-// and their state otherwise. Routes: GET /healthz, GET /metrics; 404 elsewhere, 405 for other methods.
+// health_response: 200 "ok" when every profile holds servable credentials and every surface of theirs works;
+// 503 listing the failing profiles (their state) and surfaces otherwise. Routes: GET /healthz, GET /metrics;
+// 404 elsewhere, 405 for other methods.
 SurfaceResponse handle_health(const SurfaceRequest& request, const HealthSnapshot& snapshot);
 
 // metrics_text renders the snapshot in the Prometheus text exposition format (version 0.0.4).

@@ -159,6 +159,9 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
     bool make_room();
     void stop_accepting();
     void shut_down();
+    void hold(std::function<void()> waiting);
+    void release();
+    void watch_while_held(const std::shared_ptr<server_detail::Listener>& listener);
     SurfaceResponse call_handler(const SurfaceRequest& request);
 
     net::io_context& io;
@@ -171,6 +174,8 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
     std::atomic<std::size_t> open_count{0};
     bool stopping = false;  // stop_accepting() was called: finish exchanges in progress, then close
     bool closed = false;    // the HttpServer is gone: the handler must not be called any more
+    bool held = false;      // hold(): listeners are watched, not accepted from
+    std::function<void()> on_waiting;  // hold()'s callback, called once per hold
 };
 
 namespace server_detail {
@@ -203,11 +208,19 @@ public:
 
     void start() { wait_for_request(); }
 
-    // close_if_idle ends a connection that waits for a request; one in the middle of an exchange finishes it
-    // (the answer carries Connection: close because the server is stopping).
+    // close_if_idle ends a keep-alive connection that waits for its next request (its client retries on a new
+    // connection); one in the middle of an exchange finishes it (the answer carries Connection: close because
+    // the server is stopping). A connection accepted but not yet read from gets kStopGrace for its request:
+    // its client connected while the server still listened, and its bytes are normally already here, so it is
+    // answered rather than reset (under systemd the next process takes over the listening socket at once).
     void close_if_idle() {
-        if (state_ == State::idle) {
+        if (state_ != State::idle) {
+            return;
+        }
+        if (exchanges_ > 0) {
             close();
+        } else {
+            stream_.expires_after(kStopGrace);
         }
     }
 
@@ -230,6 +243,7 @@ public:
 
 private:
     enum class State { idle, reading, writing, lingering, closed };
+    static constexpr std::chrono::seconds kStopGrace{1};
 
     void wait_for_request() {
         if (server_->stopping) {
@@ -357,6 +371,7 @@ private:
 
     void on_written(const beast::error_code& ec, bool keep_alive) {
         wipe_string(wire_);
+        ++exchanges_;
         if (ec || state_ == State::closed) {
             close();
             return;
@@ -407,6 +422,7 @@ private:
     std::size_t drained_ = 0;
     bool request_read_ = false;  // the last request was read to its end (not cut short by an error)
     State state_ = State::idle;
+    std::uint64_t exchanges_ = 0;  // answers written on this connection
     std::chrono::steady_clock::time_point waiting_since_ = std::chrono::steady_clock::now();
 };
 
@@ -507,6 +523,10 @@ Result<void> HttpServer::Impl::adopt(int fd) {
 }
 
 void HttpServer::Impl::accept(const std::shared_ptr<server_detail::Listener>& listener) {
+    if (held) {
+        watch_while_held(listener);
+        return;
+    }
     listener->acceptor.async_accept(
         [self = shared_from_this(), listener](const beast::error_code& ec, tcp::socket socket) {
             self->on_accept(listener, ec, std::move(socket));
@@ -518,6 +538,9 @@ void HttpServer::Impl::on_accept(const std::shared_ptr<server_detail::Listener>&
                                  tcp::socket socket) {
     if (stopping || !listener->acceptor.is_open()) {
         return;  // the socket, if any, is closed by its destructor
+    }
+    if (ec == net::error::operation_aborted) {
+        return;  // hold() or release() cancelled it, and re-armed what comes next
     }
     if (ec) {
         // EMFILE, ENOBUFS, ECONNABORTED...: the listener is still good, try again shortly rather than spin.
@@ -590,6 +613,47 @@ bool HttpServer::Impl::make_room() {
     return true;
 }
 
+void HttpServer::Impl::hold(std::function<void()> waiting) {
+    if (held || stopping) {
+        return;
+    }
+    held = true;
+    on_waiting = std::move(waiting);
+    beast::error_code ignored;
+    for (const auto& listener : listeners) {
+        listener->acceptor.cancel(ignored);  // the pending accept ends (operation_aborted) and is not renewed
+        watch_while_held(listener);
+    }
+}
+
+// watch_while_held waits for a client on the listener without accepting it: the first one seen is reported.
+void HttpServer::Impl::watch_while_held(const std::shared_ptr<server_detail::Listener>& listener) {
+    listener->acceptor.async_wait(tcp::acceptor::wait_read,
+                                  [self = shared_from_this(), listener](const beast::error_code& ec) {
+                                      if (ec || !self->held || self->stopping) {
+                                          return;
+                                      }
+                                      if (auto waiting = std::exchange(self->on_waiting, nullptr)) {
+                                          waiting();
+                                      }
+                                  });
+}
+
+void HttpServer::Impl::release() {
+    if (!held) {
+        return;
+    }
+    held = false;
+    on_waiting = nullptr;
+    beast::error_code ignored;
+    for (const auto& listener : listeners) {
+        listener->acceptor.cancel(ignored);  // the watch ends; accepting starts over
+        if (!stopping) {
+            accept(listener);
+        }
+    }
+}
+
 void HttpServer::Impl::stop_accepting() {
     stopping = true;
     beast::error_code ignored;
@@ -646,6 +710,14 @@ Result<void> HttpServer::adopt(int listening_fd) {
 void HttpServer::stop_accepting() {
     // dispatch runs it at once on the loop's thread and hands it to the loop from anywhere else.
     net::dispatch(impl_->io.get_executor(), [impl = impl_] { impl->stop_accepting(); });
+}
+
+void HttpServer::hold(std::function<void()> waiting) {
+    impl_->hold(std::move(waiting));
+}
+
+void HttpServer::release() {
+    impl_->release();
 }
 
 std::size_t HttpServer::open_connections() const noexcept {

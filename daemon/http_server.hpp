@@ -60,6 +60,13 @@ public:
     [[nodiscard]] Result<void> adopt(int listening_fd);
     // stop_accepting closes the listeners and idle connections; in-flight responses are completed.
     void stop_accepting();
+    // hold stops taking new connections off the listeners (present and future ones) until release(): clients
+    // that connect meanwhile wait in the kernel's listen backlog instead of being answered, e.g. while the
+    // agent has no credentials to serve yet. `waiting` is called, on the loop, the first time a client is
+    // seen waiting during the hold (a listener becomes readable), so the caller can hurry what it waits for;
+    // after that the server has no operation pending until release(). Calls on the loop's thread only.
+    void hold(std::function<void()> waiting);
+    void release();
     std::size_t open_connections() const noexcept;
 
     struct Impl;

@@ -1,7 +1,9 @@
 #include "daemon/systemd.hpp"
 
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -9,6 +11,8 @@
 #include <charconv>
 #include <cstdlib>
 #include <cstring>
+
+#include "common/unique_fd.hpp"
 
 // The two halves of the sd-daemon protocol the agent needs are small and stable (sd_notify(3),
 // sd_listen_fds(3)): a datagram to $NOTIFY_SOCKET, and descriptors from 3 on described by $LISTEN_*.
@@ -35,9 +39,8 @@ std::optional<long long> env_number(const char* name) {
     return number;
 }
 
-}  // namespace
-
-bool notify_systemd(std::string_view state) {
+// notify sends one sd_notify datagram, with `fd` attached (SCM_RIGHTS) when it is not -1.
+bool notify(std::string_view state, int fd) {
     const char* path = std::getenv("NOTIFY_SOCKET");
     if (path == nullptr || (path[0] != '/' && path[0] != '@')) {
         return false;
@@ -52,15 +55,84 @@ bool notify_systemd(std::string_view state) {
     if (address.sun_path[0] == '@') {
         address.sun_path[0] = '\0';  // abstract namespace
     }
-    const int fd = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
+    UniqueFd sock(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+    if (!sock.valid()) {
         return false;
     }
-    const auto size = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + length);
-    const ssize_t sent = ::sendto(fd, state.data(), state.size(), MSG_NOSIGNAL,
-                                  reinterpret_cast<const sockaddr*>(&address), size);
-    ::close(fd);
-    return sent == static_cast<ssize_t>(state.size());
+    iovec data{const_cast<char*>(state.data()), state.size()};
+    msghdr message{};
+    message.msg_name = &address;
+    message.msg_namelen = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + length);
+    message.msg_iov = &data;
+    message.msg_iovlen = 1;
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+    if (fd >= 0) {
+        message.msg_control = control;
+        message.msg_controllen = sizeof control;
+        cmsghdr* header = CMSG_FIRSTHDR(&message);
+        header->cmsg_level = SOL_SOCKET;
+        header->cmsg_type = SCM_RIGHTS;
+        header->cmsg_len = CMSG_LEN(sizeof(int));
+        std::memcpy(CMSG_DATA(header), &fd, sizeof(int));
+    }
+    return ::sendmsg(sock.get(), &message, MSG_NOSIGNAL) == static_cast<ssize_t>(state.size());
+}
+
+}  // namespace
+
+bool notify_systemd(std::string_view state) {
+    return notify(state, -1);
+}
+
+bool store_in_systemd(std::string_view name, std::string_view content) {
+    const char* path = std::getenv("NOTIFY_SOCKET");
+    if (path == nullptr) {
+        return false;
+    }
+    // A sealed memfd: the content cannot change once systemd holds it, and it never touches a disk.
+    UniqueFd memfd(::memfd_create("rolesanywhere-agent-handover", MFD_CLOEXEC | MFD_ALLOW_SEALING));
+    if (!memfd.valid()) {
+        return false;
+    }
+    std::string_view pending = content;
+    while (!pending.empty()) {
+        const ssize_t n = ::write(memfd.get(), pending.data(), pending.size());
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n <= 0) {
+            return false;
+        }
+        pending.remove_prefix(static_cast<std::size_t>(n));
+    }
+    if (::fcntl(memfd.get(), F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) != 0) {
+        return false;
+    }
+    const std::string fdname = "FDNAME=" + std::string(name);
+    notify("FDSTOREREMOVE=1\n" + fdname, -1);
+    return notify("FDSTORE=1\n" + fdname, memfd.get());
+}
+
+std::optional<Secret> read_stored(int fd, std::size_t limit) {
+    Secret content;
+    std::string& buffer = content.reveal_mutable();
+    struct stat st {};
+    if (::fstat(fd, &st) != 0 || st.st_size < 0 || static_cast<std::size_t>(st.st_size) > limit) {
+        return std::nullopt;
+    }
+    buffer.resize(static_cast<std::size_t>(st.st_size));
+    std::size_t done = 0;
+    while (done < buffer.size()) {
+        const ssize_t n = ::pread(fd, buffer.data() + done, buffer.size() - done, static_cast<off_t>(done));
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n <= 0) {
+            return std::nullopt;
+        }
+        done += static_cast<std::size_t>(n);
+    }
+    return content;
 }
 
 std::optional<std::chrono::microseconds> watchdog_interval() {

@@ -10,11 +10,24 @@
 #include <string_view>
 #include <vector>
 
+#include "common/secret.hpp"
+
 namespace rad::daemon {
 
 // notify_systemd sends `state` ("READY=1", "STATUS=…", "STOPPING=1", "RELOADING=1", "WATCHDOG=1") to the
 // service manager; false when not under systemd or on failure.
 bool notify_systemd(std::string_view state);
+
+// store_in_systemd hands `content` to the service manager's file-descriptor store under `name`
+// (FileDescriptorStoreMax= must allow it), replacing what was stored under that name: a sealed memfd, sent
+// with FDSTORE=1 after FDSTOREREMOVE=1. systemd passes it back to the next start of the service (as a
+// LISTEN_FDS descriptor named `name`) until the service is stopped. False when not under systemd or on
+// failure; nothing is stored then.
+bool store_in_systemd(std::string_view name, std::string_view content);
+
+// read_stored reads the whole content of a descriptor store_in_systemd() stored (positioned anywhere) into a
+// Secret, at most `limit` bytes; nullopt on failure or when larger.
+std::optional<Secret> read_stored(int fd, std::size_t limit);
 
 // watchdog_interval is WatchdogSec= when the watchdog is enabled for this process.
 std::optional<std::chrono::microseconds> watchdog_interval();

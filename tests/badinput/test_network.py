@@ -213,6 +213,10 @@ def test_b10_socket_peer_outside_the_allow_lists_is_refused(emulator, pki):
         try:
             granted = subprocess.run(as_nobody, capture_output=True, timeout=30, stdin=subprocess.DEVNULL)
             assert granted.returncode == 0 and b"SecretAccessKey" in granted.stdout, granted
+            # Reading credentials is not spending CreateSession calls: `refresh` stays root's and the agent's.
+            refresh = [*as_nobody[:5], "refresh", "--socket", str(process.socket_path)]
+            refused = subprocess.run(refresh, capture_output=True, timeout=30, stdin=subprocess.DEVNULL)
+            assert refused.returncode == EX_NOPERM and b"may not ask for refreshes" in refused.stdout, refused
         finally:
             assert process.stop() == 0
     finally:

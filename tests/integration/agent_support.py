@@ -131,19 +131,20 @@ class AgentProcess:
 
     # --- process -----------------------------------------------------------------------------------------
 
-    def start(self, *args, wait_refresh=True, env=None, write=True, wrapper=(), wait_started=True, program=AGENT):
+    def start(self, *args, wait_refresh=True, env=None, write=True, wrapper=(), wait_started=True, program=AGENT,
+              pass_fds=()):
         """Run `serve --config` (or `serve ARGS` when args are given) and wait until it is ready.
 
         `wrapper` is a command line put in front of the agent's (systemd-socket-activate ... --); with
         wait_started=False this returns as soon as the process is spawned, waiting for nothing. `program` is
-        the executable (agent_for_any_user() for a wrapper that changes the user)."""
+        the executable (agent_for_any_user() for a wrapper that changes the user); `pass_fds` are inherited."""
         if write and not args:
             self.write_config()
         command = [*map(str, wrapper), str(program), "serve",
                    *(map(str, args) if args else ["--config", str(self.config_path)])]
         self._log_file = open(self.log_path, "ab")
         self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=self._log_file,
-                                        stderr=self._log_file, env=clean_environment(env))
+                                        stderr=self._log_file, env=clean_environment(env), pass_fds=pass_fds)
         _STARTED.append(self.process)
         if not wait_started:
             return self

@@ -137,7 +137,7 @@ def test_s6_credentials_file_and_directory_stay_private_under_umask_0000(em, pki
         assert len(children) == 1, children
         agent_pid = int(children[0])
         for n in range(2, 5):
-            os.kill(agent_pid, signal.SIGHUP)
+            process.request_refresh()
             process.wait_for_log(r"event=credentials_file_written\b", count=n)
     finally:
         watcher.stop_event.set()

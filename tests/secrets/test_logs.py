@@ -1,5 +1,5 @@
 """S1 and S8 (docs/test-plan.md §8): a representative agent session — startup, IMDS, ECS and the fast path,
-refused requests, refreshes, failed refreshes, SIGHUP — at every log level and in both log formats, with canary
+refused requests, refreshes, failed refreshes, a reload — at every log level and in both log formats, with canary
 credentials from the emulator and an encrypted key whose passphrase comes from a file. Every byte the agent wrote
 (stderr), every error body and every stderr of credential_process runs (failing and succeeding, --debug) is
 searched for the canary secret and token, the IMDS and ECS tokens, the passphrase and PEM key blocks: 0 hits. An
@@ -83,11 +83,12 @@ def test_s1_no_secret_in_any_log_level_or_format(em, pki, tmp_path, level, fmt):
             result = process.run(name, "--socket", process.socket_path, "--json")
             assert result.returncode == 0, result
             outputs += [result.stdout, result.stderr]
-        # A refresh (SIGHUP), then failing refreshes (503, then a refusal), then recovery.
+        # A reload, a refresh, then failing refreshes (503, then a refusal), then recovery.
         process.signal(signal.SIGHUP)
+        process.request_refresh()
         written(credentials_file, after=first_write)
         em.faults({"status": 503, "count": 3}, {"status": 403, "message": "Invalid signature (injected)"})
-        process.signal(signal.SIGHUP)
+        process.request_refresh()
         if level != "error":
             started(process, "refresh_failed")
     finally:

@@ -24,7 +24,10 @@ UNITS = sorted(p.name for p in UNIT_DIR.iterdir() if p.suffix in (".service", ".
 CORE = "/usr/libexec/rolesanywhere-agent/rolesanywhere-agent-core"
 INSTALLED = ["/usr/bin/rolesanywhere-agent", CORE, "/etc/rolesanywhere-agent/config.toml.example",
              "/usr/share/man/man8/rolesanywhere-agent.8.gz", "/usr/share/doc/rolesanywhere-agent/README.md",
-             "/usr/share/doc/rolesanywhere-agent/README.systemd.md"] + [f"/lib/systemd/system/{u}" for u in UNITS]
+             "/usr/share/doc/rolesanywhere-agent/README.systemd.md", "/usr/share/doc/rolesanywhere-agent/copyright"] + [
+                 f"/usr/share/doc/rolesanywhere-agent/copyright.{headers}"
+                 for headers in ("libtomlplusplus-dev", "nlohmann-json3-dev", "libcli11-dev")] + [
+                 f"/lib/systemd/system/{u}" for u in UNITS]
 # dpkg's conffiles: kept when edited, kept on `dpkg -r`, removed on purge.
 CONFFILES = ["/etc/rolesanywhere-agent/config.toml.example"]
 # What the full program links against, and the Debian 12 package that provides each (toml++ is compiled
@@ -208,3 +211,14 @@ def test_edited_example_survives_an_upgrade_without_a_prompt_until_purge(deb, tm
     assert not example.exists()
     assert not Path("/etc/rolesanywhere-agent").exists()
     assert not any(link.is_symlink() for link in ENABLE_LINKS)
+
+
+def test_copyright_file_is_machine_readable_and_names_what_is_compiled_in(deb, tmp_path):
+    run("dpkg-deb", "-x", str(deb), str(tmp_path))
+    doc = tmp_path / "usr/share/doc/rolesanywhere-agent"
+    text = (doc / "copyright").read_text()
+    assert text.startswith("Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n"), text
+    assert re.search(r"^Files: \*$", text, re.M) and re.search(r"^License: \S+", text, re.M), text
+    for headers in ("libtomlplusplus-dev", "nlohmann-json3-dev", "libcli11-dev"):
+        assert f"copyright.{headers}" in text
+        assert (doc / f"copyright.{headers}").read_text() == Path(f"/usr/share/doc/{headers}/copyright").read_text()

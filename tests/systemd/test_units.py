@@ -1,5 +1,5 @@
 """The units as shipped: `systemd-analyze verify` is clean, the offline security exposure of every .service stays
-within its bar (1.5 for the agent, 2.0 for the reload oneshot), and the sockets carry the FileDescriptorName=
+within its bar (1.5 for the agent, 2.0 for the reload and renew oneshots), and the sockets carry the FileDescriptorName=
 values and addresses that the agent and config/example.toml use."""
 
 import re
@@ -12,11 +12,12 @@ from conftest import AGENT, ROOT, UNIT_DIR
 
 UNITS = ["rolesanywhere-agent.service", "rolesanywhere-agent.socket", "rolesanywhere-agent-ecs.socket",
          "rolesanywhere-agent-fastpath.socket", "rolesanywhere-agent-reload.path",
-         "rolesanywhere-agent-reload.service"]
+         "rolesanywhere-agent-reload.service", "rolesanywhere-agent-renew.path", "rolesanywhere-agent-renew.service"]
 MAX_EXPOSURE = 1.5
-# `systemd-analyze security --offline=yes` bar of every shipped .service. The reload oneshot must run as root
+# `systemd-analyze security --offline=yes` bar of every shipped .service. The oneshots must run as root
 # (PID 1's private socket accepts uid 0 only), which alone costs 0.4; everything else is taken away.
-EXPOSURE_BARS = {"rolesanywhere-agent.service": MAX_EXPOSURE, "rolesanywhere-agent-reload.service": 2.0}
+EXPOSURE_BARS = {"rolesanywhere-agent.service": MAX_EXPOSURE, "rolesanywhere-agent-reload.service": 2.0,
+                 "rolesanywhere-agent-renew.service": 2.0}
 # What daemon/agent.cpp takes from sd_listen_fds_with_names() (one profile: "imds" stands for "imds-NAME").
 AGENT_FD_NAMES = {"imds", "ecs", "health", "socket"}
 
@@ -123,9 +124,26 @@ def test_service_protocol_settings():
     assert s[("Service", "ExecStart")] == [
         "/usr/bin/rolesanywhere-agent serve --config /etc/rolesanywhere-agent/config.toml"]
     assert s[("Service", "LimitCORE")] == ["0"]
-    # The fast-path socket lives in the runtime directory: it must survive a restart of the service.
-    assert s[("Service", "RuntimeDirectory")] == ["rolesanywhere-agent"]
+    # The fast-path socket's directory is the socket unit's (root's, reachable by other users); the agent's
+    # own files go to a directory below it, kept across restarts so that clients' ECS tokens stay valid.
+    assert s[("Service", "RuntimeDirectory")] == ["rolesanywhere-agent/tokens"]
     assert s[("Service", "RuntimeDirectoryPreserve")] == ["yes"]
+    # A restart hands the credentials over through the file-descriptor store.
+    assert s[("Service", "FileDescriptorStoreMax")] == ["1"]
+
+
+def test_renewal_and_reload_paths():
+    """Renewed certificate or key files restart the agent (their LoadCredential= copies are made at start);
+    a changed configuration only reloads it (a file that does not load is then refused, not fatal)."""
+    service = unit_settings(UNIT_DIR / "rolesanywhere-agent.service")
+    credentials = {line.split(":", 1)[1] for line in service[("Service", "LoadCredential")]}
+    renew = unit_settings(UNIT_DIR / "rolesanywhere-agent-renew.path")
+    assert set(renew[("Path", "PathChanged")]) == credentials
+    assert renew[("Path", "Unit")] == ["rolesanywhere-agent-renew.service"]
+    assert unit_settings(UNIT_DIR / "rolesanywhere-agent-renew.service")[("Service", "ExecStart")] == [
+        "/bin/systemctl try-restart --no-block rolesanywhere-agent.service"]
+    reload = unit_settings(UNIT_DIR / "rolesanywhere-agent-reload.path")
+    assert reload[("Path", "PathChanged")] == ["/etc/rolesanywhere-agent/config.toml"]
 
 
 def test_sockets_match_the_agent_and_the_example_config():

@@ -48,12 +48,13 @@ IMDS_SOCKET = "rolesanywhere-agent.socket"
 ECS_SOCKET = "rolesanywhere-agent-ecs.socket"
 FASTPATH_SOCKET = "rolesanywhere-agent-fastpath.socket"
 SOCKETS = (IMDS_SOCKET, ECS_SOCKET, FASTPATH_SOCKET)
-UNITS = (SERVICE, *SOCKETS, "rolesanywhere-agent-reload.path", "rolesanywhere-agent-reload.service")
+UNITS = (SERVICE, *SOCKETS, "rolesanywhere-agent-reload.path", "rolesanywhere-agent-reload.service",
+         "rolesanywhere-agent-renew.path", "rolesanywhere-agent-renew.service")
 SHIPPED_PORTS = {"imds": 9911, "ecs": 9912}
 CONFIG_DIR = "/etc/rolesanywhere-agent"
 RUNTIME_DIR = "/run/rolesanywhere-agent"
 FASTPATH = f"{RUNTIME_DIR}/agent.sock"
-TOKEN_FILE = f"{RUNTIME_DIR}/web.token"
+TOKEN_FILE = f"{RUNTIME_DIR}/tokens/web.token"
 READY_STATUS = "1/1 profiles serving credentials"
 START_TIMEOUT = 30
 

@@ -33,9 +33,6 @@ def test_a_user_in_no_allow_list_gets_nothing(service, machine):
                                   FASTPATH, "--no-fallback").stdout)["AccessKeyId"]
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="DynamicUser= with RuntimeDirectoryPreserve=yes puts /run/rolesanywhere-agent under "
-                          "/run/private (0700 root): no user but root can reach agent.sock")
 def test_a_member_of_the_socket_group_allowed_by_gid_gets_credentials(service, machine, client_group):
     service.dropin(FASTPATH_SOCKET, "test-group", f"[Socket]\nSocketGroup={GROUP}\n")
     service.configure(agent={"allowed_gids": [client_group]})

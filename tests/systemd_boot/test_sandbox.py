@@ -43,7 +43,7 @@ def test_the_agent_sees_a_read_only_system(service, machine):
         assert result.returncode != 0 and "Read-only file system" in result.stderr, (path, result.stderr)
     # The control: the runtime directory (RuntimeDirectory=) is writable there, and so is its /tmp, which is
     # its own (PrivateTmp=yes): what it holds is not in the container's /tmp.
-    result = in_namespace_of(pid, "sh", "-c", 'touch "$1" && rm "$1"', "sh", f"{RUNTIME_DIR}/.rad-probe")
+    result = in_namespace_of(pid, "sh", "-c", 'touch "$1" && rm "$1"', "sh", f"{RUNTIME_DIR}/tokens/.rad-probe")
     assert result.returncode == 0, result.stderr
     assert in_namespace_of(pid, "touch", "/tmp/.rad-probe").returncode == 0
     try:

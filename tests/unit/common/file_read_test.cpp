@@ -96,6 +96,22 @@ TEST_F(FileReadTest, GroupOrOtherAccessRefused) {
     EXPECT_NE(read_secret_file(path, {}).error().message.find("0640"), std::string::npos);
 }
 
+TEST_F(FileReadTest, GroupReadAdmittedOnlyWhereAllowed) {
+    SecretFilePolicy shared;
+    shared.allow_group_read = true;
+    for (mode_t mode : {0400, 0440, 0600, 0640}) {
+        SCOPED_TRACE(mode);
+        EXPECT_TRUE(read_secret_file(write("token", "t", mode), shared));
+    }
+    for (mode_t mode : {0660, 0644, 0604, 0650, 0641}) {
+        SCOPED_TRACE(mode);
+        auto secret = read_secret_file(write("token", "t", mode), shared);
+        ASSERT_FALSE(secret);
+        EXPECT_EQ(secret.error().code, Errc::unsafe_permissions);
+        EXPECT_NE(secret.error().message.find("chmod 640"), std::string::npos);
+    }
+}
+
 TEST_F(FileReadTest, DirectoryWritableByOthersRefusedUnlessSticky) {
     const auto path = write("key.pem", "k", 0600);
     ASSERT_EQ(::chmod(dir_.c_str(), 0777), 0);

@@ -49,6 +49,25 @@ TEST(ProfileCache, ServesUntilSixtySecondsBeforeExpiry) {
     EXPECT_FALSE(cache.current(t0 + 7200s, w0 + 7200s));
 }
 
+TEST(ProfileCache, AdoptedCredentialsAreServedAndRefreshedOnTheirOwnSchedule) {
+    // Received 1000 s before this process started, 3600 s of life: the refresh point (50 % with jitter 0)
+    // is 800 s away, and the lifetime a client's default minimum is based on is the one issued.
+    ProfileCache cache(RefreshSettings{}, t0);
+    cache.adopt(make_credentials("A", 2600s), w0 - 1000s, w0, t0, 0.0);
+    EXPECT_EQ(cache.state(t0, w0), CacheState::fresh);
+    auto served = cache.current(t0, w0);
+    ASSERT_TRUE(served);
+    EXPECT_EQ((*served)->credentials.access_key_id, "A");
+    EXPECT_EQ((*served)->deadline - (*served)->received, 3600s);
+    EXPECT_EQ(cache.next_refresh(), t0 + 800s);
+    EXPECT_FALSE(cache.current(t0 + 2540s, w0 + 2540s));  // the serve margin holds as for any set
+    // Past its refresh point already: due at once.
+    ProfileCache late(RefreshSettings{}, t0);
+    late.adopt(make_credentials("B", 600s), w0 - 3000s, w0, t0, 0.0);
+    EXPECT_LE(late.next_refresh(), t0);
+    EXPECT_TRUE(late.current(t0, w0));
+}
+
 TEST(ProfileCache, FailedRefreshKeepsLastGoodCredentials) {
     ProfileCache cache(RefreshSettings{}, t0);
     ASSERT_TRUE(cache.begin_refresh());

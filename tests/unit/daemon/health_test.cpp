@@ -48,6 +48,27 @@ TEST(Healthz, UnavailableListsFailingProfiles) {
     EXPECT_EQ(r.body.reveal(), "web: failing (upstream_rejected)\n");
 }
 
+TEST(Healthz, AFailingSurfaceMakesItUnavailableEvenWithCredentials) {
+    auto s = snapshot(true);
+    s.profiles[1].surfaces = {SurfaceHealth{"credentials_file", false, "internal", 3},
+                              SurfaceHealth{"ecs_token", true, "", 0}};
+    auto r = handle_health(get("/healthz"), s);
+    EXPECT_EQ(r.status, 503);
+    EXPECT_EQ(r.body.reveal(), "api: credentials_file failing (internal)\n");
+    const std::string metrics = metrics_text(s);
+    EXPECT_NE(
+        metrics.find("rolesanywhere_agent_surface_up{profile=\"api\",surface=\"credentials_file\"} 0\n"),
+        std::string::npos);
+    EXPECT_NE(metrics.find("rolesanywhere_agent_surface_up{profile=\"api\",surface=\"ecs_token\"} 1\n"),
+              std::string::npos);
+    EXPECT_NE(
+        metrics.find(
+            "rolesanywhere_agent_surface_failures_total{profile=\"api\",surface=\"credentials_file\"} 3\n"),
+        std::string::npos);
+    s.profiles[1].surfaces[0].ok = true;
+    EXPECT_EQ(handle_health(get("/healthz"), s).status, 200);
+}
+
 TEST(Healthz, OtherPathsAndMethods) {
     EXPECT_EQ(handle_health(get("/"), snapshot(true)).status, 404);
     auto post = get("/metrics");

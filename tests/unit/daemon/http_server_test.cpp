@@ -23,6 +23,8 @@
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wnull-dereference"
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/post.hpp>
 #pragma GCC diagnostic pop
 
 #include "daemon/socket_options.hpp"
@@ -570,6 +572,55 @@ TEST_F(HttpServerTest, StopAcceptingRefusesNewConnectionsAndTheLoopReturns) {
     Client late(port_);
     EXPECT_FALSE(late.connected());
     EXPECT_EQ(late.connect_errno(), ECONNREFUSED);
+}
+
+TEST_F(HttpServerTest, AConnectionNotYetReadFromAtStopIsStillAnswered) {
+    start();
+    Client fresh(port_);
+    ASSERT_TRUE(fresh.connected());
+    ASSERT_TRUE(wait_for_connections(1));  // accepted, waiting for its first bytes
+    server_->stop_accepting();
+    // Its client connected while the server listened: its request is answered (and the connection closed),
+    // not reset.
+    ASSERT_TRUE(fresh.send(get("/late")));
+    auto response = fresh.read_response();
+    ASSERT_TRUE(response);
+    EXPECT_EQ(response->body, "GET /late");
+    EXPECT_EQ(*response->header("Connection"), "close");
+    EXPECT_EQ(loop_done_.wait_for(3s), std::future_status::ready);
+}
+
+TEST_F(HttpServerTest, HoldLeavesClientsInTheBacklogUntilRelease) {
+    // Once the waiting client is reported, the held server has no operation pending; the agent's loop has
+    // its timers, this one a guard.
+    auto guard = boost::asio::make_work_guard(io_);
+    start();
+    auto waiting = std::make_shared<std::promise<void>>();
+    auto waited = waiting->get_future();
+    boost::asio::post(io_, [this, waiting] { server_->hold([waiting] { waiting->set_value(); }); });
+    Client client(port_);
+    ASSERT_TRUE(client.connected());  // the kernel completes the handshake; the server takes nothing
+    ASSERT_TRUE(client.send(get("/held")));
+    ASSERT_EQ(waited.wait_for(3s), std::future_status::ready) << "the hold did not report the waiting client";
+    EXPECT_EQ(calls_.load(), 0);
+    EXPECT_EQ(server_->open_connections(), 0u);
+    boost::asio::post(io_, [this] { server_->release(); });
+    auto response = client.read_response();
+    ASSERT_TRUE(response);
+    EXPECT_EQ(response->body, "GET /held");
+    // Released, the server accepts as before.
+    Client next(port_);
+    ASSERT_TRUE(next.send(get("/next")));
+    ASSERT_TRUE(next.read_response());
+}
+
+TEST_F(HttpServerTest, StopAcceptingWhileHeldLetsTheLoopReturn) {
+    start();
+    boost::asio::post(io_, [this] { server_->hold([] {}); });
+    Client client(port_);
+    ASSERT_TRUE(client.connected());
+    server_->stop_accepting();
+    EXPECT_EQ(loop_done_.wait_for(3s), std::future_status::ready);
 }
 
 TEST_F(HttpServerTest, StopAcceptingLetsTheResponseInProgressFinish) {

@@ -1,0 +1,185 @@
+"""A restart under systemd hands the credentials over (FileDescriptorStoreMax=): the test plays the service
+manager's file-descriptor store. It receives what the agent sends to $NOTIFY_SOCKET (FDSTORE=1 with a memfd,
+FDSTOREREMOVE=1), and starts the next process with the stored descriptor as systemd does: fd 3, $LISTEN_FDS=1,
+$LISTEN_FDNAMES=handover, $LISTEN_PID. The next process serves the same credentials at once, with no
+CreateSession, and the IMDS tokens clients hold stay valid; a handover for another role, or garbage, is not
+used."""
+
+import array
+import os
+import socket
+import sys
+import time
+
+import pytest
+
+from agent_support import create_sessions, imds_credentials, imds_token, same_credentials
+
+HANDOVER_TIMEOUT = 10
+# Puts the inherited descriptor at 3 and sets the variables with the final process's pid, as systemd does.
+ACTIVATE = ("import os, sys\n"
+            "fd = int(sys.argv[1])\n"
+            "if fd != 3:\n"
+            "    os.dup2(fd, 3)\n"
+            "    os.close(fd)\n"
+            "os.environ.update(LISTEN_PID=str(os.getpid()), LISTEN_FDS='1', LISTEN_FDNAMES='handover')\n"
+            "os.execv(sys.argv[2], sys.argv[2:])\n")
+
+
+class FdStore:
+    """The receiving end of sd_notify with descriptors: the descriptor last stored under each name."""
+
+    def __init__(self, path):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(path))
+        self.path = path
+        self.stored = {}
+        self.messages = []
+
+    def receive(self, timeout):
+        self.sock.settimeout(timeout)
+        try:
+            data, fds, _, _ = socket.recv_fds(self.sock, 4096, 4)
+        except socket.timeout:
+            return False
+        fields = dict(line.split("=", 1) for line in data.decode().split("\n") if "=" in line)
+        self.messages.append(fields)
+        name = fields.get("FDNAME", "stored")
+        if fields.get("FDSTOREREMOVE") == "1":
+            old = self.stored.pop(name, None)
+            if old is not None:
+                os.close(old)
+        if fields.get("FDSTORE") == "1":
+            assert len(fds) == 1, fields
+            old = self.stored.pop(name, None)
+            if old is not None:
+                os.close(old)
+            self.stored[name] = fds[0]
+        else:
+            for fd in fds:
+                os.close(fd)
+        return True
+
+    def wait_for_handover(self, timeout=HANDOVER_TIMEOUT):
+        deadline = time.monotonic() + timeout
+        while "handover" not in self.stored:
+            left = deadline - time.monotonic()
+            assert left > 0, f"no handover stored within {timeout} s; received {self.messages}"
+            self.receive(left)
+        return self.stored["handover"]
+
+    def drain(self):
+        while self.receive(0.05):
+            pass
+
+    def close(self):
+        for fd in self.stored.values():
+            os.close(fd)
+        self.sock.close()
+
+
+@pytest.fixture
+def store(short_dir):
+    receiver = FdStore(short_dir / "notify")
+    yield receiver
+    receiver.close()
+
+
+def restart_with(agent, store, fd, wait_refresh=False):
+    """Starts the agent's next process with `fd` handed over (its log starts afresh)."""
+    agent.log_path.unlink(missing_ok=True)
+    return agent.start(wrapper=[sys.executable, "-c", ACTIVATE, str(fd)], pass_fds=(fd,),
+                       env={"NOTIFY_SOCKET": str(store.path)}, wait_refresh=wait_refresh)
+
+
+def served(port, token=None):
+    status, body = imds_credentials(port, token)
+    assert status == 200, body
+    return body
+
+
+def test_a_restart_serves_the_handed_over_credentials_at_once(em, store, agent_process):
+    agent = agent_process()
+    agent.start(env={"NOTIFY_SOCKET": str(store.path)})
+    store.wait_for_handover()
+    token = imds_token(agent.imds_port())
+    before = served(agent.imds_port(), token)
+    assert agent.stop() == 0
+    store.drain()
+
+    restart_with(agent, store, store.stored["handover"])
+    line = agent.wait_for_log(r"event=credentials_adopted\b")[0]
+    assert "profile=web" in line and "SecretAccessKey" not in line
+    # The token the client got from the previous process still works, and the credentials are the same.
+    after = served(agent.imds_port(), token)
+    assert same_credentials(em.issued()[0], after["AccessKeyId"], after["SecretAccessKey"], after["Token"])
+    assert after["Expiration"] == before["Expiration"]
+    assert create_sessions(em) == 1, "the restart called CreateSession"
+    status = agent.profile_status("web")
+    assert status["state"] == "fresh" and status["next_refresh_in_seconds"] > 600, status
+    result = agent.credential_process("web", "--no-fallback")
+    assert result.returncode == 0 and after["AccessKeyId"].encode() in result.stdout
+    assert not agent.log_lines("refresh_ok")
+    assert agent.stop() == 0
+
+
+def test_credentials_of_another_role_are_not_adopted(em, pki, store, agent_process):
+    agent = agent_process()
+    agent.start(env={"NOTIFY_SOCKET": str(store.path)})
+    store.wait_for_handover()
+    assert agent.stop() == 0
+    store.drain()
+    agent.profiles["web"]["session_duration"] = 1800  # the credentials are for other settings now
+    restart_with(agent, store, store.stored["handover"], wait_refresh=True)
+    assert not agent.log_lines("credentials_adopted")
+    assert create_sessions(em) == 2
+    assert agent.stop() == 0
+
+
+def test_a_handover_that_does_not_decode_is_ignored(em, store, agent_process, tmp_path):
+    agent = agent_process()
+    garbage = tmp_path / "garbage"
+    garbage.write_text("rolesanywhere-agent-handover 1\nprofile web\n")
+    fd = os.open(garbage, os.O_RDONLY)
+    try:
+        restart_with(agent, store, fd, wait_refresh=True)
+    finally:
+        os.close(fd)
+    assert agent.log_lines("handover_ignored")
+    assert create_sessions(em) == 1
+    assert agent.stop() == 0
+
+
+def test_a_renewal_whose_key_has_not_arrived_keeps_serving(em, pki, store, agent_process, tmp_path):
+    """A restart for a renewal can find the new certificate without its key (the pair arrives in two files):
+    the handed-over credentials stay in service and the failure shows, instead of exit 78. The next restart,
+    with the matching key, picks the pair up."""
+    identity = tmp_path / "identity"
+    identity.mkdir()
+    certificate, key = identity / "leaf.pem", identity / "leaf.key"
+    certificate.write_bytes((pki / "p256.pem").read_bytes())
+    key.write_bytes((pki / "p256.key").read_bytes())
+    os.chmod(key, 0o600)
+    agent = agent_process(certificate=str(certificate), private_key=str(key))
+    agent.start(env={"NOTIFY_SOCKET": str(store.path)})
+    store.wait_for_handover()
+    first = served(agent.imds_port())
+    assert agent.stop() == 0
+    store.drain()
+
+    certificate.write_bytes((pki / "rsa2048.pem").read_bytes())  # the renewed certificate, its key not yet
+    restart_with(agent, store, store.stored["handover"])
+    agent.wait_for_log(r"event=profile_invalid\b.*code=key_cert_mismatch")
+    assert served(agent.imds_port())["AccessKeyId"] == first["AccessKeyId"]
+    agent.wait_for_log(r"event=refresh_failed\b.*code=key_cert_mismatch")
+    assert agent.profile_status("web")["state"] == "stale"
+    assert create_sessions(em) == 1
+    assert agent.stop() == 0
+    store.drain()
+
+    key.write_bytes((pki / "rsa2048.key").read_bytes())
+    restart_with(agent, store, store.stored["handover"])
+    agent.wait_for_log(r"event=credentials_adopted\b")
+    assert agent.profile_status("web")["state"] == "fresh"
+    assert agent.profile_status("web")["certificate"]["subject"].startswith("CN=rsa2048")
+    assert agent.stop() == 0
