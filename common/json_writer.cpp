@@ -1,8 +1,21 @@
 #include "common/json_writer.hpp"
 
+#include <algorithm>
+#include <iterator>
+
 namespace rad {
 
 namespace {
+
+constexpr char kHexDigits[] = "0123456789abcdef";
+
+// ShortEscape is a byte JSON has a two-character escape for, and the letter after the backslash. The other
+// bytes that need escaping (controls, DEL) are written as \u00XX.
+struct ShortEscape {
+    char byte;
+    char letter;
+};
+constexpr ShortEscape kShortEscapes[] = {{'"', '"'}, {'\\', '\\'}, {'\n', 'n'}, {'\r', 'r'}, {'\t', 't'}};
 
 // utf8_sequence_length is the length of the well-formed UTF-8 sequence at the start of `s` (1 for ASCII),
 // or 0 when there is none. The second byte's range excludes overlong forms (E0, F0), surrogates (ED) and
@@ -77,7 +90,6 @@ bool append_json_string(std::string& out, std::string_view value) {
     if (!is_valid_utf8(value)) {
         return false;
     }
-    static constexpr char hex[] = "0123456789abcdef";
     out.push_back('"');
     std::size_t i = 0;
     while (i < value.size()) {
@@ -95,27 +107,17 @@ bool append_json_string(std::string& out, std::string_view value) {
         if (plain == value.size()) {
             break;
         }
-        const auto c = static_cast<unsigned char>(value[plain]);
-        switch (c) {
-            case '"':
-                out.append("\\\"");
-                break;
-            case '\\':
-                out.append("\\\\");
-                break;
-            case '\n':
-                out.append("\\n");
-                break;
-            case '\r':
-                out.append("\\r");
-                break;
-            case '\t':
-                out.append("\\t");
-                break;
-            default:
-                out.append("\\u00");
-                out.push_back(hex[c >> 4]);
-                out.push_back(hex[c & 0x0F]);
+        const char c = value[plain];
+        const auto* escape = std::find_if(std::begin(kShortEscapes), std::end(kShortEscapes),
+                                          [c](const ShortEscape& e) { return e.byte == c; });
+        if (escape != std::end(kShortEscapes)) {
+            out.push_back('\\');
+            out.push_back(escape->letter);
+        } else {
+            const auto b = static_cast<unsigned char>(c);
+            out.append("\\u00");
+            out.push_back(kHexDigits[b >> 4]);
+            out.push_back(kHexDigits[b & 0x0F]);
         }
         i = plain + 1;
     }
