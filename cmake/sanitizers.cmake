@@ -1,10 +1,18 @@
-# Sanitizer builds besides RAD_SANITIZE (ASan + UBSan, in warnings.cmake): ThreadSanitizer for the daemon's
-# threaded tests, and the libFuzzer build of tests/fuzz. Each is its own build directory; they cannot be mixed.
+# Sanitizer builds, each in its own build directory (they cannot be mixed): AddressSanitizer with
+# UndefinedBehaviorSanitizer for the unit and integration tests, ThreadSanitizer for the daemon's threaded
+# tests, and the libFuzzer build of tests/fuzz. The flags go to every object of the build, the libraries the
+# tests link included, so they are set for the whole directory tree.
 
+option(RAD_SANITIZE "Build with AddressSanitizer and UndefinedBehaviorSanitizer" OFF)
 option(RAD_SANITIZE_THREAD "Build with ThreadSanitizer" OFF)
 option(RAD_FUZZ "Build the libFuzzer targets of tests/fuzz (clang only) with ASan + UBSan" OFF)
 set(RAD_FUZZ_SECONDS 20 CACHE STRING "How long each fuzz target runs under ctest -L fuzz, in seconds")
 set(RAD_FUZZ_SEED 0 CACHE STRING "libFuzzer -seed for ctest -L fuzz (0: a new seed every run)")
+
+if(RAD_SANITIZE)
+  add_compile_options(-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined)
+  add_link_options(-fsanitize=address,undefined)
+endif()
 
 if(RAD_SANITIZE_THREAD)
   if(RAD_SANITIZE OR RAD_FUZZ)

@@ -1,6 +1,10 @@
-# Project-wide compile flags. rad_set_warnings(target) is applied to every project target.
+# Warnings: rad_set_warnings(target) is applied to every project target, one by one, so that the warning set
+# (and -Werror with RAD_WERROR) holds our code only. Sanitizers are in sanitizers.cmake, hardening flags in
+# hardening.cmake.
 # -Wnull-dereference is left out on purpose: with g++ 12 at -O2 it fires on inlined libstdc++ and Boost.Asio
 # code (shared_ptr, vector, io_context) that is not ours, which -Werror would turn into a broken build.
+option(RAD_WERROR "Treat warnings as errors" OFF)
+
 function(rad_set_warnings target)
   target_compile_options(${target} PRIVATE -Wall -Wextra -Wpedantic -Wshadow -Wnon-virtual-dtor
                                             -Wold-style-cast -Wcast-align -Wunused -Woverloaded-virtual
@@ -10,12 +14,3 @@ function(rad_set_warnings target)
     target_compile_options(${target} PRIVATE -Werror)
   endif()
 endfunction()
-
-if(RAD_SANITIZE)
-  add_compile_options(-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined)
-  add_link_options(-fsanitize=address,undefined)
-endif()
-
-# Hardening for the shipped binary.
-add_compile_options(-fstack-protector-strong -D_FORTIFY_SOURCE=2 -fPIE)
-add_link_options(-pie -Wl,-z,relro,-z,now)

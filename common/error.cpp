@@ -1,110 +1,85 @@
 #include "common/error.hpp"
 
+#include <iterator>
+
 namespace rad {
 
-bool is_retryable(Errc code) noexcept {
-    switch (code) {
-        case Errc::upstream_unreachable:
-        case Errc::upstream_timeout:
-        case Errc::upstream_throttled:
-        case Errc::upstream_server_error:
-        case Errc::upstream_tls:
-        case Errc::upstream_malformed:
-        case Errc::device_unavailable:
-            return true;
-        default:
+namespace {
+
+// One row per Errc, in the order of the enum (checked below). The exit codes are sysexits.h values spelled
+// out, so that the table in README.md can be checked against this one.
+constexpr ErrcRow kErrcTable[] = {
+    {Errc::usage, "usage", 64, false},
+    {Errc::input_missing, "input_missing", 66, false},
+    {Errc::input_invalid, "input_invalid", 65, false},
+    {Errc::wrong_passphrase, "wrong_passphrase", 65, false},
+    {Errc::unsafe_permissions, "unsafe_permissions", 77, false},
+    {Errc::key_cert_mismatch, "key_cert_mismatch", 65, false},
+    {Errc::certificate_invalid, "certificate_invalid", 65, false},
+    {Errc::certificate_expired, "certificate_expired", 65, false},
+    {Errc::unsupported_key, "unsupported_key", 65, false},
+    {Errc::config_invalid, "config_invalid", 78, false},
+    {Errc::crypto_failure, "crypto_failure", 70, false},
+    {Errc::upstream_unreachable, "upstream_unreachable", 75, true},
+    {Errc::upstream_timeout, "upstream_timeout", 75, true},
+    {Errc::upstream_throttled, "upstream_throttled", 75, true},
+    {Errc::upstream_server_error, "upstream_server_error", 75, true},
+    {Errc::upstream_tls, "upstream_tls", 69, true},
+    {Errc::upstream_malformed, "upstream_malformed", 69, true},
+    {Errc::upstream_rejected, "upstream_rejected", 77, false},
+    {Errc::agent_unavailable, "agent_unavailable", 69, false},
+    {Errc::device_unavailable, "device_unavailable", 69, true},
+    {Errc::device_auth_failed, "device_auth_failed", 77, false},
+    {Errc::peer_refused, "peer_refused", 77, false},
+    {Errc::internal, "internal", 70, false},
+};
+
+constexpr bool rows_in_enum_order() {
+    int expected = static_cast<int>(Errc::usage);
+    for (const ErrcRow& row : kErrcTable) {
+        if (static_cast<int>(row.code) != expected++) {
             return false;
+        }
     }
+    return expected == static_cast<int>(Errc::internal) + 1;
+}
+// Row i is Errc i, and Errc::internal (the last) ends the table: a lookup is an index.
+static_assert(rows_in_enum_order(), "kErrcTable needs one row per Errc, in the order of the enum");
+
+// row_of is the row of `code`; a value outside the enum reads as Errc::internal.
+const ErrcRow& row_of(Errc code) noexcept {
+    const int index = static_cast<int>(code) - static_cast<int>(Errc::usage);
+    if (index < 0 || index >= static_cast<int>(std::size(kErrcTable))) {
+        return kErrcTable[std::size(kErrcTable) - 1];
+    }
+    return kErrcTable[index];
+}
+
+}  // namespace
+
+std::span<const ErrcRow> errc_table() noexcept {
+    return kErrcTable;
+}
+
+bool is_retryable(Errc code) noexcept {
+    return row_of(code).retryable;
 }
 
 int exit_code(Errc code) noexcept {
-    // sysexits.h values, spelled out so that the table in README.md can be checked against this one.
-    switch (code) {
-        case Errc::usage:
-            return 64;
-        case Errc::input_invalid:
-        case Errc::wrong_passphrase:
-        case Errc::key_cert_mismatch:
-        case Errc::certificate_invalid:
-        case Errc::certificate_expired:
-        case Errc::unsupported_key:
-            return 65;
-        case Errc::input_missing:
-            return 66;
-        case Errc::upstream_tls:
-        case Errc::upstream_malformed:
-        case Errc::agent_unavailable:
-        case Errc::device_unavailable:
-            return 69;
-        case Errc::crypto_failure:
-        case Errc::internal:
-            return 70;
-        case Errc::upstream_unreachable:
-        case Errc::upstream_timeout:
-        case Errc::upstream_throttled:
-        case Errc::upstream_server_error:
-            return 75;
-        case Errc::unsafe_permissions:
-        case Errc::upstream_rejected:
-        case Errc::device_auth_failed:
-        case Errc::peer_refused:
-            return 77;
-        case Errc::config_invalid:
-            return 78;
-    }
-    return 70;
+    return row_of(code).exit_code;
 }
 
 const char* errc_name(Errc code) noexcept {
-    switch (code) {
-        case Errc::usage:
-            return "usage";
-        case Errc::input_missing:
-            return "input_missing";
-        case Errc::input_invalid:
-            return "input_invalid";
-        case Errc::wrong_passphrase:
-            return "wrong_passphrase";
-        case Errc::unsafe_permissions:
-            return "unsafe_permissions";
-        case Errc::key_cert_mismatch:
-            return "key_cert_mismatch";
-        case Errc::certificate_invalid:
-            return "certificate_invalid";
-        case Errc::certificate_expired:
-            return "certificate_expired";
-        case Errc::unsupported_key:
-            return "unsupported_key";
-        case Errc::config_invalid:
-            return "config_invalid";
-        case Errc::crypto_failure:
-            return "crypto_failure";
-        case Errc::upstream_unreachable:
-            return "upstream_unreachable";
-        case Errc::upstream_timeout:
-            return "upstream_timeout";
-        case Errc::upstream_throttled:
-            return "upstream_throttled";
-        case Errc::upstream_server_error:
-            return "upstream_server_error";
-        case Errc::upstream_tls:
-            return "upstream_tls";
-        case Errc::upstream_malformed:
-            return "upstream_malformed";
-        case Errc::upstream_rejected:
-            return "upstream_rejected";
-        case Errc::agent_unavailable:
-            return "agent_unavailable";
-        case Errc::device_unavailable:
-            return "device_unavailable";
-        case Errc::device_auth_failed:
-            return "device_auth_failed";
-        case Errc::peer_refused:
-            return "peer_refused";
-        case Errc::internal:
-            return "internal";
+    return row_of(code).name;
+}
+
+Errc errc_from_name(std::string_view name) noexcept {
+    for (const ErrcRow& row : kErrcTable) {
+        if (name == row.name) {
+            return row.code;
+        }
     }
-    return "internal";
+    return Errc::internal;
 }
 
 void throw_exception_from_error(const Error& error, const boost::source_location&) {

@@ -5,7 +5,9 @@
 #include <boost/assert/source_location.hpp>
 #include <boost/system/result.hpp>
 #include <chrono>
+#include <span>
 #include <string>
+#include <string_view>
 
 namespace rad {
 
@@ -34,7 +36,7 @@ enum class Errc {
     device_auth_failed,     // 77 EX_NOPERM: a TPM or token refused a password/PIN, or is locked out (never
                             // retried)
     peer_refused,           // 77 EX_NOPERM: the agent's socket refused this user (allowed_uids/allowed_gids)
-    internal,               // 70 EX_SOFTWARE
+    internal,               // 70 EX_SOFTWARE (stays last: the table in error.cpp ends with it)
 };
 
 // Error is a failure with a one-line, human-readable message. The message names the file, flag or field
@@ -55,6 +57,18 @@ inline Error make_error(Errc code, std::string message) {
     return Error{code, std::move(message), {}};
 }
 
+// ErrcRow is what the project knows about one Errc; kErrcTable in error.cpp holds one row per Errc, and the
+// four functions below read it and nothing else.
+struct ErrcRow {
+    Errc code;
+    const char* name;  // stable snake_case, for logs, JSON and the agent's socket (e.g. "upstream_throttled")
+    int exit_code;     // the sysexits(3) code of the command line (documented in README.md)
+    bool retryable;    // the failure may go away by itself (network, throttling, 5xx, a device)
+};
+
+// errc_table is every row, in the order of the enum.
+std::span<const ErrcRow> errc_table() noexcept;
+
 // is_retryable is true for failures that may go away by themselves (network, throttling, 5xx).
 bool is_retryable(Errc code) noexcept;
 
@@ -63,6 +77,9 @@ int exit_code(Errc code) noexcept;
 
 // errc_name is a stable snake_case name for logs and JSON (e.g. "upstream_throttled").
 const char* errc_name(Errc code) noexcept;
+
+// errc_from_name is the inverse of errc_name(); unknown names map to Errc::internal.
+Errc errc_from_name(std::string_view name) noexcept;
 
 // ResultError is what Result<T>::value() throws when it holds an Error. Only main() catches it.
 class ResultError : public std::runtime_error {

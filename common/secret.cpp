@@ -11,11 +11,15 @@ void wipe_string(std::string& s) noexcept {
     s.clear();
 }
 
-Secret::Secret(std::string&& value) noexcept : value_(std::move(value)) { wipe_string(value); }
+Secret::Secret(std::string&& value) noexcept : value_(std::move(value)) {
+    wipe_string(value);
+}
 
 Secret::Secret(std::string_view value) : value_(value) {}
 
-Secret::Secret(Secret&& other) noexcept : value_(std::move(other.value_)) { other.wipe(); }
+Secret::Secret(Secret&& other) noexcept : value_(std::move(other.value_)) {
+    other.wipe();
+}
 
 Secret& Secret::operator=(Secret&& other) noexcept {
     if (this != &other) {
@@ -26,8 +30,12 @@ Secret& Secret::operator=(Secret&& other) noexcept {
     return *this;
 }
 
-Secret::~Secret() { wipe(); }
+Secret::~Secret() {
+    wipe();
+}
 
-void Secret::wipe() noexcept { wipe_string(value_); }
+void Secret::wipe() noexcept {
+    wipe_string(value_);
+}
 
 }  // namespace rad

@@ -38,10 +38,15 @@ std::string Agent::peer_refusal(const PeerCredentials& peer) const {
 // credentials_reply answers a credentials request with what the cache holds: the credentials, or why
 // none.
 Secret Agent::credentials_reply(const Result<const CachedCredentials*>& current) {
-    if (current) {
-        return format_ok_reply(signer::credential_process_json((*current)->credentials).reveal());
+    if (!current) {
+        return Secret(format_error_reply(current.error()));
     }
-    return Secret(format_error_reply(current.error()));
+    const Secret json = signer::credential_process_json((*current)->credentials);
+    if (json.empty()) {  // a value JSON cannot carry exactly (json_writer.hpp): never an altered secret
+        return Secret(
+            format_error_reply(make_error(Errc::internal, "the credentials held cannot be written as JSON")));
+    }
+    return format_ok_reply(json.reveal());
 }
 
 // handle_control answers one line of the Unix socket (control_protocol.hpp).

@@ -355,6 +355,9 @@ Result<void> run_credential_process(const CredentialOptions& options,
     }
     diag.trace("credentials issued: access key " + signer::redact_access_key_id(credentials->access_key_id));
     const Secret document = signer::credential_process_json(*credentials);
+    if (document.empty()) {
+        return make_error(Errc::internal, "the credentials are not UTF-8 text and cannot be written as JSON");
+    }
     if (std::fwrite(document.reveal().data(), 1, document.size(), out) != document.size() ||
         std::fflush(out) != 0) {
         return make_error(Errc::internal, "cannot write the credentials to standard output");

@@ -25,15 +25,6 @@ std::string_view strip_newline(std::string_view line) {
 
 }  // namespace
 
-Errc errc_from_name(std::string_view name) noexcept {
-    for (int i = static_cast<int>(Errc::usage); i <= static_cast<int>(Errc::internal); ++i) {
-        if (name == errc_name(static_cast<Errc>(i))) {
-            return static_cast<Errc>(i);
-        }
-    }
-    return Errc::internal;
-}
-
 Result<ControlRequest> parse_control_request(std::string_view line) {
     line = strip_newline(line);
     ControlRequest request;

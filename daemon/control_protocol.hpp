@@ -43,7 +43,4 @@ std::string format_error_reply(const Error& error);
 // that the client exits with the same code as if it had signed itself).
 [[nodiscard]] Result<Secret> parse_control_reply(std::string_view line);
 
-// errc_from_name is the inverse of errc_name(); unknown names map to Errc::internal.
-Errc errc_from_name(std::string_view name) noexcept;
-
 }  // namespace rad::daemon

@@ -2,6 +2,8 @@
 
 #include <charconv>
 
+#include "common/json_writer.hpp"
+
 namespace rad::daemon {
 
 namespace {
@@ -163,6 +165,11 @@ Result<Handover> decode_handover(std::string_view text) {
         if (p.name.empty() || p.settings.empty() || p.credentials.access_key_id.empty() || !expiration ||
             !received || !secret || !token || secret->empty() || token->empty()) {
             return invalid("malformed profile line");
+        }
+        // signer::Credentials are UTF-8 text, or no JSON document could carry them exactly.
+        if (!is_valid_utf8(p.credentials.access_key_id) || !is_valid_utf8(secret->reveal()) ||
+            !is_valid_utf8(token->reveal())) {
+            return invalid("credentials that are not UTF-8 text");
         }
         for (const auto& other : handover.profiles) {
             if (other.name == p.name) {

@@ -6,6 +6,7 @@
 #include <initializer_list>
 
 #include "common/encoding.hpp"
+#include "common/json_writer.hpp"
 #include "common/time_format.hpp"
 
 namespace rad::daemon {
@@ -83,112 +84,19 @@ std::optional<std::array<std::uint8_t, token_bytes>> decode_token(std::string_vi
 
 // ---- JSON -----------------------------------------------------------------------------------------------
 
-// utf8_sequence_length is the length of the valid UTF-8 sequence at the start of `s`, or 0 when it is not
-// one (overlong forms, surrogates and code points above U+10FFFF included).
-std::size_t utf8_sequence_length(std::string_view s) noexcept {
-    const auto byte = [&](std::size_t i) { return static_cast<unsigned char>(s[i]); };
-    const unsigned char lead = byte(0);
-    std::size_t length = 0;
-    unsigned char low = 0x80;
-    unsigned char high = 0xBF;
-    if (lead >= 0xC2 && lead <= 0xDF) {
-        length = 2;
-    } else if (lead >= 0xE0 && lead <= 0xEF) {
-        length = 3;
-        low = lead == 0xE0 ? 0xA0 : 0x80;
-        high = lead == 0xED ? 0x9F : 0xBF;
-    } else if (lead >= 0xF0 && lead <= 0xF4) {
-        length = 4;
-        low = lead == 0xF0 ? 0x90 : 0x80;
-        high = lead == 0xF4 ? 0x8F : 0xBF;
-    } else {
-        return 0;
-    }
-    if (s.size() < length || byte(1) < low || byte(1) > high) {
-        return 0;
-    }
-    for (std::size_t i = 2; i < length; ++i) {
-        if (byte(i) < 0x80 || byte(i) > 0xBF) {
-            return 0;
-        }
-    }
-    return length;
-}
-
-// append_json_string writes `value` as a JSON string. Invalid UTF-8 (an error message naming an odd file
-// path) becomes U+FFFD so the document always parses. Every input byte yields at most 6 output bytes.
-void append_json_string(std::string& out, std::string_view value) {
-    static constexpr char hex[] = "0123456789abcdef";
-    out.push_back('"');
-    std::size_t i = 0;
-    while (i < value.size()) {
-        // Runs of bytes that need no escaping (all of a key, a token) are copied at once.
-        std::size_t plain = i;
-        while (plain < value.size()) {
-            const auto b = static_cast<unsigned char>(value[plain]);
-            if (b < 0x20 || b >= 0x80 || b == '"' || b == '\\') {
-                break;
-            }
-            ++plain;
-        }
-        out.append(value.substr(i, plain - i));
-        i = plain;
-        if (i == value.size()) {
-            break;
-        }
-        const auto c = static_cast<unsigned char>(value[i]);
-        if (c >= 0x80) {
-            const std::size_t length = utf8_sequence_length(value.substr(i));
-            if (length == 0) {
-                out.append("\\ufffd");
-                ++i;
-            } else {
-                out.append(value.substr(i, length));
-                i += length;
-            }
-            continue;
-        }
-        switch (c) {
-            case '"':
-                out.append("\\\"");
-                break;
-            case '\\':
-                out.append("\\\\");
-                break;
-            case '\n':
-                out.append("\\n");
-                break;
-            case '\r':
-                out.append("\\r");
-                break;
-            case '\t':
-                out.append("\\t");
-                break;
-            default:
-                if (c < 0x20) {
-                    out.append("\\u00");
-                    out.push_back(hex[c >> 4]);
-                    out.push_back(hex[c & 0xF]);
-                } else {
-                    out.push_back(static_cast<char>(c));
-                }
-        }
-        ++i;
-    }
-    out.push_back('"');
-}
-
 using JsonField = std::pair<std::string_view, std::string_view>;
 
 // json_object renders string fields in order, either compact or in IMDS's pretty style ("Name" : value, two
 // spaces of indent, no trailing newline). The buffer is reserved for the worst case first: it never
 // reallocates, so no copy of a secret is left behind in freed memory, and it moves into the Secret whole.
-Secret json_object(std::initializer_list<JsonField> fields, bool pretty) {
+// nullopt when a value is not UTF-8 and so cannot be written exactly (common/json_writer.hpp).
+std::optional<Secret> json_object(std::initializer_list<JsonField> fields, bool pretty) {
     std::size_t bound = 8;
     for (const auto& [name, value] : fields) {
-        bound += 6 * (name.size() + value.size()) + 16;
+        bound += json_string_bound(name.size()) + json_string_bound(value.size()) + 8;
     }
-    std::string out;
+    Secret document;
+    std::string& out = document.reveal_mutable();
     out.reserve(bound);
     out.push_back('{');
     bool first = true;
@@ -200,15 +108,19 @@ Secret json_object(std::initializer_list<JsonField> fields, bool pretty) {
         if (pretty) {
             out.append("\n  ");
         }
-        append_json_string(out, name);
+        if (!append_json_string(out, name)) {
+            return std::nullopt;
+        }
         out.append(pretty ? " : " : ":");
-        append_json_string(out, value);
+        if (!append_json_string(out, value)) {
+            return std::nullopt;
+        }
     }
     if (pretty) {
         out.push_back('\n');
     }
     out.push_back('}');
-    return Secret(std::move(out));
+    return document;
 }
 
 // ---- credentials ----------------------------------------------------------------------------------------
@@ -238,9 +150,18 @@ const signer::Credentials* servable(const ServedCredentials& served,
     return c;
 }
 
+// error_json is {"Code":…,"Message":…}. A message names files and flags whose bytes are not ours to choose,
+// and is no secret: what is not UTF-8 in it becomes U+FFFD, so that the client still reads what failed.
 Secret error_json(std::string_view code, std::string_view message) {
-    return json_object({{"Code", code}, {"Message", message}}, false);
+    const std::string code_text = replace_invalid_utf8(code);
+    const std::string message_text = replace_invalid_utf8(message);
+    auto document = json_object({{"Code", code_text}, {"Message", message_text}}, false);
+    return document ? std::move(*document) : Secret();  // never empty: both values are UTF-8 now
 }
+
+// kNotUtf8 is the error of credentials that cannot be written exactly (signer::Credentials says they always
+// can).
+constexpr std::string_view kNotUtf8 = "the cached credentials are not UTF-8 text";
 
 // ---- IMDS -----------------------------------------------------------------------------------------------
 
@@ -326,14 +247,18 @@ SurfaceResponse imds_credentials(const ServedCredentials& served,
     }
     const std::string last_updated = format_iso8601(served.last_updated);
     const std::string expiration = format_iso8601(c->expiration);
-    return imds_response(200, json_object({{"Code", "Success"},
-                                           {"LastUpdated", last_updated},
-                                           {"Type", "AWS-HMAC"},
-                                           {"AccessKeyId", c->access_key_id},
-                                           {"SecretAccessKey", c->secret_access_key.reveal()},
-                                           {"Token", c->session_token.reveal()},
-                                           {"Expiration", expiration}},
-                                          true));
+    auto document = json_object({{"Code", "Success"},
+                                 {"LastUpdated", last_updated},
+                                 {"Type", "AWS-HMAC"},
+                                 {"AccessKeyId", c->access_key_id},
+                                 {"SecretAccessKey", c->secret_access_key.reveal()},
+                                 {"Token", c->session_token.reveal()},
+                                 {"Expiration", expiration}},
+                                true);
+    if (!document) {
+        return imds_json_error(503, errc_name(Errc::internal), kNotUtf8);
+    }
+    return imds_response(200, std::move(*document));
 }
 
 // ---- ECS ------------------------------------------------------------------------------------------------
@@ -518,19 +443,22 @@ SurfaceResponse handle_ecs(const SurfaceRequest& request,
         return ecs_error(503, errc_name(why.code), why.message);
     }
     const std::string expiration = format_iso8601(c->expiration);
-    if (settings.account_id.empty()) {
-        return ecs_response(200, json_object({{"AccessKeyId", c->access_key_id},
-                                              {"SecretAccessKey", c->secret_access_key.reveal()},
-                                              {"Token", c->session_token.reveal()},
-                                              {"Expiration", expiration}},
-                                             false));
+    auto document = settings.account_id.empty()
+                        ? json_object({{"AccessKeyId", c->access_key_id},
+                                       {"SecretAccessKey", c->secret_access_key.reveal()},
+                                       {"Token", c->session_token.reveal()},
+                                       {"Expiration", expiration}},
+                                      false)
+                        : json_object({{"AccessKeyId", c->access_key_id},
+                                       {"SecretAccessKey", c->secret_access_key.reveal()},
+                                       {"Token", c->session_token.reveal()},
+                                       {"Expiration", expiration},
+                                       {"AccountId", settings.account_id}},
+                                      false);
+    if (!document) {
+        return ecs_error(503, errc_name(Errc::internal), kNotUtf8);
     }
-    return ecs_response(200, json_object({{"AccessKeyId", c->access_key_id},
-                                          {"SecretAccessKey", c->secret_access_key.reveal()},
-                                          {"Token", c->session_token.reveal()},
-                                          {"Expiration", expiration},
-                                          {"AccountId", settings.account_id}},
-                                         false));
+    return ecs_response(200, std::move(*document));
 }
 
 }  // namespace rad::daemon

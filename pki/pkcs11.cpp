@@ -12,6 +12,7 @@
 #include <map>
 #include <mutex>
 
+#include "pki/ecdsa.hpp"
 #include "pki/ossl.hpp"
 
 namespace rad::pki {
@@ -601,31 +602,6 @@ std::string_view digest_info_prefix(Digest digest) {
     return {};
 }
 
-// ecdsa_der turns the token's raw r||s into the DER SEQUENCE{r, s} X.509 signatures use.
-Result<Bytes> ecdsa_der(const Bytes& raw) {
-    if (raw.empty() || raw.size() % 2 != 0) {
-        return make_error(Errc::crypto_failure, "the token returned an ECDSA signature of odd length");
-    }
-    const int half = static_cast<int>(raw.size() / 2);
-    std::unique_ptr<ECDSA_SIG, ossl::Deleter<ECDSA_SIG_free>> sig(ECDSA_SIG_new());
-    BIGNUM* r = BN_bin2bn(raw.data(), half, nullptr);
-    BIGNUM* s = BN_bin2bn(raw.data() + half, half, nullptr);
-    if (!sig || r == nullptr || s == nullptr || ECDSA_SIG_set0(sig.get(), r, s) != 1) {
-        BN_free(r);
-        BN_free(s);
-        return make_error(Errc::crypto_failure,
-                          "cannot encode the ECDSA signature: " + ossl::take_error_reason());
-    }
-    unsigned char* out = nullptr;
-    const int length = i2d_ECDSA_SIG(sig.get(), &out);
-    ossl::OpensslBytes owner(out);
-    if (length <= 0) {
-        return make_error(Errc::crypto_failure,
-                          "cannot encode the ECDSA signature: " + ossl::take_error_reason());
-    }
-    return Bytes(out, out + length);
-}
-
 // TokenObject is how a key is found again after a new session: by CKA_ID, else by CKA_LABEL.
 struct KeySelector {
     std::optional<std::string> id;
@@ -695,7 +671,7 @@ Result<Bytes> token_sign(const SignContext& c, std::string_view message, Digest 
     }
     signature.resize(length);
     if (c.type == KeyType::ec) {
-        return ecdsa_der(signature);
+        return ecdsa_der_from_raw(signature, c.origin);
     }
     return signature;
 }

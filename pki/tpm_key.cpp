@@ -13,6 +13,7 @@
 #include <mutex>
 #include <thread>
 
+#include "pki/ecdsa.hpp"
 #include "pki/ossl.hpp"
 #include "pki/tss2_library.hpp"
 
@@ -270,7 +271,6 @@ TPMI_ALG_HASH tpm_hash(Digest digest) {
 using ParamBldPtr = std::unique_ptr<OSSL_PARAM_BLD, ossl::Deleter<OSSL_PARAM_BLD_free>>;
 using ParamPtr = std::unique_ptr<OSSL_PARAM, ossl::Deleter<OSSL_PARAM_free>>;
 using ossl::EvpPkeyCtxPtr;
-using EcdsaSigPtr = std::unique_ptr<ECDSA_SIG, ossl::Deleter<ECDSA_SIG_free>>;
 
 Result<ossl::EvpPkeyPtr> public_from_params(const char* type,
                                             OSSL_PARAM_BLD* builder,
@@ -393,31 +393,6 @@ Result<ossl::EvpPkeyPtr> public_key_of(const TPMT_PUBLIC& area, std::string_view
     return area.type == TPM2_ALG_RSA ? rsa_public(area, origin) : ec_public(area, origin);
 }
 
-// --- signatures
-// ---------------------------------------------------------------------------------------------
-
-Result<std::vector<std::uint8_t>> der_ecdsa(const TPMS_SIGNATURE_ECC& ecdsa, std::string_view origin) {
-    ossl::BignumPtr r(BN_bin2bn(ecdsa.signatureR.buffer, ecdsa.signatureR.size, nullptr));
-    ossl::BignumPtr s(BN_bin2bn(ecdsa.signatureS.buffer, ecdsa.signatureS.size, nullptr));
-    EcdsaSigPtr sig(ECDSA_SIG_new());
-    if (!r || !s || !sig || ECDSA_SIG_set0(sig.get(), r.get(), s.get()) != 1) {
-        return make_error(
-            Errc::crypto_failure,
-            std::string(origin) + ": cannot encode the TPM's ECDSA signature: " + ossl::take_error_reason());
-    }
-    (void)r.release();  // owned by sig now
-    (void)s.release();
-    unsigned char* out = nullptr;
-    const int length = i2d_ECDSA_SIG(sig.get(), &out);
-    ossl::OpensslBytes owner(out);
-    if (length <= 0) {
-        return make_error(
-            Errc::crypto_failure,
-            std::string(origin) + ": cannot encode the TPM's ECDSA signature: " + ossl::take_error_reason());
-    }
-    return std::vector<std::uint8_t>(out, out + length);
-}
-
 // PasswordHint is what a key file's emptyAuth field says about the key's password.
 enum class PasswordHint { unknown, none, needed };
 
@@ -509,7 +484,9 @@ public:
             return std::vector<std::uint8_t>(sig.buffer, sig.buffer + sig.size);
         }
         if (signature->sigAlg == TPM2_ALG_ECDSA) {
-            return der_ecdsa(signature->signature.ecdsa, origin_);
+            const TPMS_SIGNATURE_ECC& ecdsa = signature->signature.ecdsa;
+            return ecdsa_der({ecdsa.signatureR.buffer, ecdsa.signatureR.size},
+                             {ecdsa.signatureS.buffer, ecdsa.signatureS.size}, origin_);
         }
         return make_error(Errc::crypto_failure, origin_ + ": the TPM answered with signature algorithm " +
                                                     hex32(signature->sigAlg));

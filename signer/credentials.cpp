@@ -1,49 +1,9 @@
 #include "signer/credentials.hpp"
 
+#include "common/json_writer.hpp"
 #include "common/time_format.hpp"
 
 namespace rad::signer {
-namespace {
-
-constexpr char kHexDigits[] = "0123456789abcdef";
-
-// append_json_string writes `value` as a JSON string literal straight into `out`. It is hand-written rather
-// than nlohmann's dump() so that the secret and the token never pass through a temporary std::string that
-// would be freed unwiped; `out` is the Secret's own buffer, reserved up front so it never reallocates.
-void append_json_string(std::string& out, std::string_view value) {
-    out += '"';
-    for (const char ch : value) {
-        const auto c = static_cast<unsigned char>(ch);
-        switch (ch) {
-            case '"':
-                out += "\\\"";
-                break;
-            case '\\':
-                out += "\\\\";
-                break;
-            case '\n':
-                out += "\\n";
-                break;
-            case '\r':
-                out += "\\r";
-                break;
-            case '\t':
-                out += "\\t";
-                break;
-            default:
-                if (c < 0x20 || c == 0x7F) {
-                    out += "\\u00";
-                    out += kHexDigits[c >> 4];
-                    out += kHexDigits[c & 0x0F];
-                } else {
-                    out += ch;
-                }
-        }
-    }
-    out += '"';
-}
-
-}  // namespace
 
 std::string redact_access_key_id(const std::string& access_key_id) {
     // Four characters are enough to tell keys apart in logs; a key too short to hide anything is not shown.
@@ -62,17 +22,24 @@ Secret credential_process_json(const Credentials& credentials) {
 
     Secret document;
     std::string& out = document.reveal_mutable();
-    // Worst case every byte becomes a six-character \u00XX escape; reserving that keeps the buffer in place.
-    out.reserve(96 + 6 * (access_key_id.size() + secret.size() + token.size()) + expiration.size());
+    // Reserved for the worst case (the names and punctuation are 77 bytes), so the buffer never reallocates
+    // and leaves no copy of a secret behind.
+    out.reserve(96 + json_string_bound(access_key_id.size()) + json_string_bound(secret.size()) +
+                json_string_bound(token.size()) + json_string_bound(expiration.size()));
     out += R"({"Version":1,"AccessKeyId":)";
-    append_json_string(out, access_key_id);
+    bool written = append_json_string(out, access_key_id);
     out += R"(,"SecretAccessKey":)";
-    append_json_string(out, secret);
+    written = written && append_json_string(out, secret);
     out += R"(,"SessionToken":)";
-    append_json_string(out, token);
+    written = written && append_json_string(out, token);
     out += R"(,"Expiration":)";
-    append_json_string(out, expiration);
+    written = written && append_json_string(out, expiration);
     out += '}';
+    if (!written) {
+        // A value that is not UTF-8 cannot be written exactly (common/json_writer.hpp); no document at all
+        // is better than one that parses to other credentials.
+        return Secret();
+    }
     return document;
 }
 

@@ -1,8 +1,9 @@
 // Fuzz target: parse_create_session_response on arbitrary answers. The input is read as a tiny HTTP
 // response: a first line with the status ("201"), header lines ("Retry-After: 3") up to an empty line, then
 // the body; an input without that shape is taken as the body of a 200. Checked besides memory safety: a
-// success only for 2xx, with every field non-empty and an expiration after `now`; every failure classified
-// as create_session.hpp says, with a one-line message that does not quote the body.
+// success only for 2xx, with every field non-empty and UTF-8 (its credential_process document can be
+// written) and an expiration after `now`; every failure classified as create_session.hpp says, with a
+// one-line message that does not quote the body.
 
 #include <cstddef>
 #include <cstdint>
@@ -12,6 +13,7 @@
 #include <string_view>
 
 #include "signer/create_session.hpp"
+#include "signer/credentials.hpp"
 
 namespace {
 
@@ -85,6 +87,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         }
         if (c.expiration <= kNow) {
             fail("success with an expiration that is not in the future", status);
+        }
+        if (rad::signer::credential_process_json(c).empty()) {
+            fail("success with credentials that are not UTF-8 text", status);
         }
         return 0;
     }

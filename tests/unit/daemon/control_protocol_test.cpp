@@ -111,13 +111,6 @@ TEST(ControlProtocol, TruncatedOrUnknownRepliesAreErrors) {
     EXPECT_EQ(parse_control_reply("error no_such_class boom\n").error().code, Errc::internal);
 }
 
-TEST(ControlProtocol, ErrcNamesRoundTrip) {
-    for (int i = static_cast<int>(Errc::usage); i <= static_cast<int>(Errc::internal); ++i) {
-        const auto code = static_cast<Errc>(i);
-        EXPECT_EQ(errc_from_name(errc_name(code)), code) << errc_name(code);
-    }
-}
-
 TEST(LogLine, KeyValueWithJournaldPriority) {
     EXPECT_EQ(format_log_line(config::LogLevel::warning, config::LogFormat::text, "refresh_failed",
                               {{"profile", "web"}, {"error", "HTTP 500: \"boom\""}, {"empty", ""}}),

@@ -55,17 +55,20 @@ TEST(Handover, RefusesWhatIsNotItsOwnText) {
     const std::string magic = "rolesanywhere-agent-handover 1\n";
     for (const std::string& text : {
              std::string(), std::string("rolesanywhere-agent-handover 2\ntoken-key 6b\n"),
-             magic,                                                   // no token key
-             magic + "token-key 6b",                                  // unterminated
-             magic + "token-key 6B\n",                                // uppercase hex
-             magic + "token-key 6\n",                                 // odd length
-             magic + "token-key 6b\ntoken-key 6b\n",                  // twice
-             magic + "token-key 6b\nhello\n",                         // unknown line
-             magic + "token-key 6b\nprofile web s ASIA 1 2 73\n",     // a field short
-             magic + "token-key 6b\nprofile web s ASIA x 2 73 74\n",  // not a number
-             magic + "token-key 6b\nprofile web s ASIA 1 2 7 74\n",   // odd hex
-             magic + "token-key 6b\nprofile web s ASIA 1 2  74\n",    // empty secret
-             good + good.substr(good.find("profile")),                // a profile twice
+             magic,                                                       // no token key
+             magic + "token-key 6b",                                      // unterminated
+             magic + "token-key 6B\n",                                    // uppercase hex
+             magic + "token-key 6\n",                                     // odd length
+             magic + "token-key 6b\ntoken-key 6b\n",                      // twice
+             magic + "token-key 6b\nhello\n",                             // unknown line
+             magic + "token-key 6b\nprofile web s ASIA 1 2 73\n",         // a field short
+             magic + "token-key 6b\nprofile web s ASIA x 2 73 74\n",      // not a number
+             magic + "token-key 6b\nprofile web s ASIA 1 2 7 74\n",       // odd hex
+             magic + "token-key 6b\nprofile web s ASIA 1 2  74\n",        // empty secret
+             magic + "token-key 6b\nprofile web s ASIA 1 2 73ff 74\n",    // a secret, not UTF-8
+             magic + "token-key 6b\nprofile web s ASIA 1 2 73 c0af\n",    // a token, overlong
+             magic + "token-key 6b\nprofile web s AS\xffIA 1 2 73 74\n",  // a key id, not UTF-8
+             good + good.substr(good.find("profile")),                    // a profile twice
          }) {
         auto decoded = decode_handover(text);
         EXPECT_FALSE(decoded) << text;

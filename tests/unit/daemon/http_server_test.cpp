@@ -22,8 +22,8 @@
 // GCC 12 false positives inside Asio once inlined (see http_server.cpp).
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wnull-dereference"
-#include <boost/asio/io_context.hpp>
 #include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #pragma GCC diagnostic pop
 

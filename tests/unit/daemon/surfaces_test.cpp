@@ -191,13 +191,13 @@ TEST_F(Imds, CredentialsDocumentExact) {
 TEST_F(Imds, CredentialsEscaping) {
     credentials.access_key_id = "ASIA\"quote\\back";
     credentials.secret_access_key = Secret(std::string_view("se\ncr\x01t/\t\xc3\xa9"));
-    credentials.session_token = Secret(std::string_view("tok\xff\x7f"));
+    credentials.session_token = Secret(std::string_view("tok\x7f"));
     const auto r = get(std::string(creds_path) + "my-role");
     ASSERT_EQ(r.status, 200);
     const std::string b = body(r);
     EXPECT_NE(b.find(R"("AccessKeyId" : "ASIA\"quote\\back")"), std::string::npos) << b;
     EXPECT_NE(b.find("\"SecretAccessKey\" : \"se\\ncr\\u0001t/\\t\xc3\xa9\""), std::string::npos) << b;
-    EXPECT_NE(b.find("\"Token\" : \"tok\\ufffd\x7f\""), std::string::npos) << b;
+    EXPECT_NE(b.find(R"("Token" : "tok\u007f")"), std::string::npos) << b;
     const auto doc = nlohmann::json::parse(b);
     EXPECT_EQ(doc.at("AccessKeyId"), "ASIA\"quote\\back");
     EXPECT_EQ(doc.at("SecretAccessKey"), "se\ncr\x01t/\t\xc3\xa9");
@@ -347,6 +347,14 @@ TEST_F(Imds, ExpiredOrIncompleteCredentialsAreNeverSuccess) {
     EXPECT_EQ(get(target).status, 200);
 }
 
+TEST_F(Imds, CredentialsThatAreNotUtf8AreNeverServed) {
+    // JSON cannot carry them exactly; a client must not get a token that parses to another one.
+    credentials.session_token = Secret(std::string_view("IQoJb3JpZ2luX2Vj\xff"));
+    const auto r = get(std::string(creds_path) + "my-role");
+    EXPECT_EQ(r.status, 503);
+    EXPECT_EQ(body(r), R"({"Code":"internal","Message":"the cached credentials are not UTF-8 text"})");
+}
+
 TEST_F(Imds, ErrorMessageEscapedAndInvalidUtf8Replaced) {
     served = ServedCredentials{
         nullptr,
@@ -354,10 +362,14 @@ TEST_F(Imds, ErrorMessageEscapedAndInvalidUtf8Replaced) {
         {}};
     const auto r = get(std::string(creds_path) + "my-role");
     EXPECT_EQ(r.status, 503);
-    EXPECT_EQ(body(r),
-              "{\"Code\":\"input_missing\",\"Message\":\"cannot read \\\"/etc/x\\\\y\\ufffd\\\" caf\xc3\xa9 "
-              "\\ufffd\\ufffd\\ufffd\\n\"}");
+    // Each bad byte is U+FFFD (EF BF BD), written as UTF-8 like the rest.
+    EXPECT_EQ(
+        body(r),
+        "{\"Code\":\"input_missing\",\"Message\":\"cannot read \\\"/etc/x\\\\y\xef\xbf\xbd\\\" caf\xc3\xa9 "
+        "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\\n\"}");
     EXPECT_TRUE(nlohmann::json::accept(body(r)));
+    EXPECT_EQ(nlohmann::json::parse(body(r)).at("Message"),
+              "cannot read \"/etc/x\\y\xef\xbf\xbd\" caf\xc3\xa9 \xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\n");
 }
 
 TEST_F(Imds, ErrorBodiesNeverCarryRequestSecrets) {
@@ -585,6 +597,14 @@ TEST_F(Ecs, MissingTokenSettingNeverServes) {
     expect_error(get("/credentials/web", std::nullopt), 500, "internal");
     settings.token = nullptr;
     expect_error(get("/credentials/web", std::string("")), 500, "internal");
+}
+
+TEST_F(Ecs, CredentialsThatAreNotUtf8AreNeverServed) {
+    credentials.secret_access_key = Secret(std::string_view("wJalrXUtnFEMI\xc0\xaf"));  // an overlong '/'
+    const auto r = get("/credentials/web", std::string(token.reveal()));
+    expect_error(r, 503, "internal");
+    settings.account_id.clear();
+    expect_error(get("/credentials/web", std::string(token.reveal())), 503, "internal");
 }
 
 TEST_F(Ecs, NoCredentialsIs503) {

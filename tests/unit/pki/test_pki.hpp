@@ -57,7 +57,7 @@ inline std::map<std::string, std::string> serials() {
 
 // ScratchDir is a private temporary directory, removed with its contents at the end of the test.
 class ScratchDir {
-  public:
+public:
     ScratchDir() {
         std::string pattern = (std::filesystem::temp_directory_path() / "rad-pki-test-XXXXXX").string();
         if (::mkdtemp(pattern.data()) == nullptr) {
@@ -88,7 +88,7 @@ class ScratchDir {
     }
     const std::filesystem::path& path() const { return path_; }
 
-  private:
+private:
     std::filesystem::path path_;
 };
 

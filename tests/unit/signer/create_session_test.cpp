@@ -152,6 +152,10 @@ TEST(ParseResponseTest, EveryBrokenSuccessIsMalformedAndNeverLeaksTheBody) {
          "more than 12 hours away"},
         {"expiration 12 h 5 min 1 s away", credentials_body("AKID", kSecret, kToken, "2025-06-02T00:05:01Z"),
          "more than 12 hours away"},
+        // Credentials are UTF-8 text: the JSON documents they are served in could not carry them exactly.
+        {"secretAccessKey not UTF-8", credentials_body("AKID", std::string(kSecret) + "\xff"), "JSON"},
+        {"sessionToken a lone surrogate", credentials_body("AKID", kSecret, std::string(kToken) + "\\ud800"),
+         "JSON"},
     };
     for (const auto& row : rows) {
         auto creds = parse_create_session_response(answer(201, row.body), kNow);

@@ -46,6 +46,13 @@ TEST(CredentialProcessJsonTest, EscapesJsonSpecialCharacters) {
     EXPECT_EQ(parsed.at("Version"), 1);
 }
 
+TEST(CredentialProcessJsonTest, ValuesThatAreNotUtf8GiveNoDocument) {
+    // JSON cannot carry them exactly (common/json_writer.hpp): no document rather than other credentials.
+    EXPECT_TRUE(credential_process_json(make("A", "S", "T\xff", "2025-01-01T00:00:00Z")).empty());
+    EXPECT_TRUE(credential_process_json(make("A", "S\xed\xa0\x80", "T", "2025-01-01T00:00:00Z")).empty());
+    EXPECT_TRUE(credential_process_json(make("A\x80", "S", "T", "2025-01-01T00:00:00Z")).empty());
+}
+
 TEST(RedactAccessKeyIdTest, ShowsOnlyTheLastFourCharacters) {
     EXPECT_EQ(redact_access_key_id("ASIAIOSFODNN7EXAMPLE"), "…MPLE");
     EXPECT_EQ(redact_access_key_id("ABCDE"), "…BCDE");
