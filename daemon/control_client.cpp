@@ -57,17 +57,31 @@ Result<Secret> send_control_request(const std::filesystem::path& socket_path,
     if (sock.get() < 0) {
         return make_error(Errc::internal, where + ": socket: " + std::strerror(errno));
     }
-    if (::connect(sock.get(), reinterpret_cast<const sockaddr*>(&address), sizeof(address)) != 0) {
+    // A Unix socket whose backlog is full refuses a non-blocking connect with EAGAIN instead of queueing it
+    // (a burst of clients while the agent's loop is busy); the client tries again until its deadline.
+    while (::connect(sock.get(), reinterpret_cast<const sockaddr*>(&address), sizeof(address)) != 0) {
         const int err = errno;
         if (err == EACCES || err == EPERM) {
             return make_error(Errc::unsafe_permissions, where + ": permission denied");
         }
-        if (err != EINPROGRESS && err != EAGAIN) {
+        if (err == EINTR) {
+            continue;
+        }
+        if (err == EAGAIN) {
+            if (remaining_ms(deadline) == 0) {
+                return make_error(Errc::upstream_timeout,
+                                  where + ": connect timed out (the agent's backlog is full)");
+            }
+            ::poll(nullptr, 0, 1);
+            continue;
+        }
+        if (err != EINPROGRESS) {
             return make_error(Errc::agent_unavailable, where + ": " + std::strerror(err));
         }
         if (!wait_for(sock.get(), POLLOUT, deadline)) {
             return make_error(Errc::upstream_timeout, where + ": connect timed out");
         }
+        break;
     }
 
     const std::string line = format_control_request(request);

@@ -229,8 +229,10 @@ Result<void> ControlServer::listen(const ControlSocketSettings& settings) {
         acceptor.bind(unix_stream::endpoint(path), bec);
     }
     ::umask(old_mask);
+    // The kernel's largest backlog, as the HTTP listeners have: every credential_process of a burst (a host
+    // starting its services at once) must find room while the loop accepts.
     if (!bec) {
-        acceptor.listen(64, bec);
+        acceptor.listen(net::socket_base::max_listen_connections, bec);
     }
     if (bec) {
         return make_error(Errc::config_invalid, "listen " + path + ": " + bec.message());

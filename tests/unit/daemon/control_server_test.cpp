@@ -10,11 +10,14 @@
 #include <gtest/gtest.h>
 
 #include <boost/asio/io_context.hpp>
+#include <cerrno>
 #include <cstring>
 #include <filesystem>
 #include <string>
+#include <vector>
 
 #include "common/unique_fd.hpp"
+#include "daemon/control_client.hpp"
 
 namespace rad::daemon {
 namespace {
@@ -113,6 +116,32 @@ TEST_F(ControlServerTest, SomethingElseAtThePathIsRefused) {
     auto refused = server.listen({path_, 0600, ""});
     ASSERT_FALSE(refused);
     EXPECT_NE(refused.error().message.find("is not a socket"), std::string::npos);
+}
+
+// A burst of clients can fill the socket's backlog while the agent's loop is busy. A client then waits for
+// room until its deadline, and a backlog that stays full is a timeout: never "no agent", which would send
+// every client of the burst to sign by itself.
+TEST_F(ControlServerTest, AClientWaitsForRoomInAFullBacklog) {
+    UniqueFd listener(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    sockaddr_un address{};
+    address.sun_family = AF_UNIX;
+    std::strcpy(address.sun_path, path_.c_str());
+    ASSERT_EQ(::bind(listener.get(), reinterpret_cast<const sockaddr*>(&address), sizeof address), 0);
+    ASSERT_EQ(::listen(listener.get(), 0), 0);
+    std::vector<UniqueFd> queued;  // connected, never accepted
+    for (;;) {
+        UniqueFd client(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+        if (::connect(client.get(), reinterpret_cast<const sockaddr*>(&address), sizeof address) != 0) {
+            ASSERT_EQ(errno, EAGAIN) << std::strerror(errno);
+            break;
+        }
+        queued.push_back(std::move(client));
+        ASSERT_LT(queued.size(), 64u) << "the backlog never filled";
+    }
+    auto reply = send_control_request(path_, ControlRequest{}, std::chrono::milliseconds(100));
+    ASSERT_FALSE(reply);
+    EXPECT_EQ(reply.error().code, Errc::upstream_timeout) << reply.error().message;
+    EXPECT_NE(reply.error().message.find("backlog is full"), std::string::npos) << reply.error().message;
 }
 
 }  // namespace
