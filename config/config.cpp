@@ -425,17 +425,17 @@ void read_profile(const toml::table& table,
                   std::optional<Error>& error) {
     TableReader r(table, profile.source, "profiles." + profile.name, error);
     FileResolver files{environment, r};
-    files.path_or_uri_into("certificate", profile.certificate, true, /*allow_pkcs11=*/true);
-    files.path_or_uri_into("private_key", profile.private_key, true, /*allow_pkcs11=*/true);
-    files.path_into("intermediates", profile.intermediates);
-    files.path_into("passphrase_file", profile.passphrase_file);
-    r.boolean_into("allow_insecure_key_permissions", profile.allow_insecure_key_permissions);
-    files.path_into("pkcs11_lib", profile.pkcs11_lib);
-    files.path_into("pin_file", profile.pin_file);
-    r.boolean_into("reuse_pin", profile.reuse_pin);
-    r.string_into("tpm_tcti", profile.tpm_tcti);
-    files.path_into("tpm_key_password_file", profile.tpm_key_password_file);
-    files.path_into("tpm_parent_password_file", profile.tpm_parent_password_file);
+    files.path_or_uri_into("certificate", profile.identity.certificate, true, /*allow_pkcs11=*/true);
+    files.path_or_uri_into("private_key", profile.identity.private_key, true, /*allow_pkcs11=*/true);
+    files.path_into("intermediates", profile.identity.intermediates);
+    files.path_into("passphrase_file", profile.identity.passphrase_file);
+    r.boolean_into("allow_insecure_key_permissions", profile.identity.allow_insecure_key_permissions);
+    files.path_into("pkcs11_lib", profile.identity.pkcs11_lib);
+    files.path_into("pin_file", profile.identity.pin_file);
+    r.boolean_into("reuse_pin", profile.identity.reuse_pin);
+    r.string_into("tpm_tcti", profile.identity.tpm_tcti);
+    files.path_into("tpm_key_password_file", profile.identity.tpm_key_password_file);
+    files.path_into("tpm_parent_password_file", profile.identity.tpm_parent_password_file);
     r.string_into("trust_anchor_arn", profile.trust_anchor_arn);
     r.string_into("profile_arn", profile.profile_arn);
     r.string_into("role_arn", profile.role_arn);
@@ -467,7 +467,7 @@ void read_profile(const toml::table& table,
         }
     }
     // Present but empty is as good as absent (found by fuzzing: trust_anchor_arn = "" was accepted).
-    const std::pair<const char*, bool> empty[] = {{"certificate", profile.certificate.empty()},
+    const std::pair<const char*, bool> empty[] = {{"certificate", profile.identity.certificate.empty()},
                                                   {"trust_anchor_arn", profile.trust_anchor_arn.empty()},
                                                   {"profile_arn", profile.profile_arn.empty()},
                                                   {"role_arn", profile.role_arn.empty()}};

@@ -17,6 +17,7 @@
 
 #include "common/error.hpp"
 #include "common/secret.hpp"
+#include "config/identity_spec.hpp"
 
 namespace rad::config {
 
@@ -49,24 +50,10 @@ struct Source {
 
 struct ProfileConfig {
     std::string name;
-    // Identity. Paths may be "credential:NAME" (systemd LoadCredential=): resolved against
-    // $CREDENTIALS_DIRECTORY at load time, so the fields below always hold real paths.
-    std::filesystem::path certificate, private_key, intermediates, passphrase_file;
-    // passphrase_value: a passphrase given on the command line (`serve` with the reference helper's flags);
-    // never read from the file.
-    std::shared_ptr<const Secret> passphrase_value;
-    bool allow_insecure_key_permissions = false;
-    // PKCS#11: certificate and private_key may be "pkcs11:" URIs (kept verbatim, not resolved as paths);
-    // pkcs11_lib is the module (empty: p11-kit's proxy), pin_file the user PIN (may be credential:NAME),
-    // reuse_pin logs in to CKA_ALWAYS_AUTHENTICATE keys with that PIN.
-    std::filesystem::path pkcs11_lib, pin_file;
-    bool reuse_pin = false;
-    // TPM: private_key may be "handle:0x81xxxxxx" (kept verbatim) or a TSS2 PRIVATE KEY file. tpm_tcti is
-    // the tpm2-tss TCTI (empty: device:/dev/tpmrm0); the password files may be credential:NAME.
-    // tpm_key_password_value is `serve --tpm-key-password` (never read from the file).
-    std::string tpm_tcti;
-    std::filesystem::path tpm_key_password_file, tpm_parent_password_file;
-    std::shared_ptr<const Secret> tpm_key_password_value;
+    // Identity. Its paths may be "credential:NAME" (systemd LoadCredential=): resolved against
+    // $CREDENTIALS_DIRECTORY at load time, so that they always hold real paths ("pkcs11:" URIs and TPM
+    // "handle:"s are kept verbatim). The secret values are never read from the file.
+    IdentitySpec identity;
     // CreateSession.
     std::string trust_anchor_arn, profile_arn, role_arn;
     std::string region, endpoint;
@@ -75,8 +62,8 @@ struct ProfileConfig {
     bool no_verify_ssl = false;
     int session_duration = 3600;
     std::string role_session_name;
-    // connect_timeout_seconds and timeout_seconds: --connect-timeout and --timeout of `serve` and `update`
-    // from command-line flags (never read from the file).
+    // connect_timeout_seconds and timeout_seconds: the command line's --connect-timeout and --timeout (never
+    // read from the file).
     double connect_timeout_seconds = 5, timeout_seconds = 20;
     // Surfaces.
     std::vector<ListenAddress> imds_listen;  // empty: not served over IMDS

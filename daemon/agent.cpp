@@ -6,47 +6,12 @@
 
 namespace rad::daemon {
 
-CredentialOptions credential_options_from_profile(const config::ProfileConfig& profile) {
-    CredentialOptions o;
-    o.identity.certificate = profile.certificate.string();
-    o.identity.private_key = profile.private_key.string();
-    o.identity.intermediates = profile.intermediates.string();
-    o.identity.pkcs8_password_file = profile.passphrase_file.string();
-    if (profile.passphrase_value) {
-        o.identity.pkcs8_password.emplace(profile.passphrase_value->clone());
-    }
-    o.identity.allow_insecure_key_permissions = profile.allow_insecure_key_permissions;
-    o.identity.pkcs11_lib = profile.pkcs11_lib.string();
-    o.identity.pin_file = profile.pin_file.string();
-    o.identity.reuse_pin = profile.reuse_pin;
-    o.identity.tpm_tcti = profile.tpm_tcti;
-    o.identity.tpm_key_password_file = profile.tpm_key_password_file.string();
-    o.identity.tpm_parent_password_file = profile.tpm_parent_password_file.string();
-    if (profile.tpm_key_password_value) {
-        o.identity.tpm_key_password.emplace(profile.tpm_key_password_value->clone());
-    }
-    o.trust_anchor_arn = profile.trust_anchor_arn;
-    o.profile_arn = profile.profile_arn;
-    o.role_arn = profile.role_arn;
-    o.region = profile.region;
-    o.endpoint = profile.endpoint;
-    o.use_fips_endpoint = profile.use_fips_endpoint;
-    o.ca_bundle = profile.ca_bundle.string();
-    o.no_verify_ssl = profile.no_verify_ssl;
-    o.session_duration = profile.session_duration;
-    o.role_session_name = profile.role_session_name;
-    o.connect_timeout_seconds = profile.connect_timeout_seconds;
-    o.timeout_seconds = profile.timeout_seconds;
-    return o;
-}
-
 Result<void> check_profile_settings(const config::ProfileConfig& profile) {
     // The signer spells the fields as the file's keys and says which one is at fault.
     static constexpr signer::EndpointNames kKeys{"trust_anchor_arn", "profile_arn", "role_arn",
                                                  "region",           "endpoint",    "use_fips_endpoint"};
     signer::EndpointField field = signer::EndpointField::trust_anchor_arn;
-    auto resolved =
-        signer::resolve_endpoint(endpoint_options(credential_options_from_profile(profile)), kKeys, &field);
+    auto resolved = signer::resolve_endpoint(endpoint_options(profile), kKeys, &field);
     if (resolved) {
         return {};
     }
@@ -164,8 +129,8 @@ int Agent::startup_exit_code(Errc code) noexcept {
 // load_identity_now prepares the session synchronously at startup, so that a broken key or certificate
 // is reported before the agent says it is ready.
 Result<void> Agent::load_identity_now(Profile& profile) {
-    auto stamps = identity_stamps(*profile.options);
-    auto session = prepare_session(*profile.options, Diagnostics{false, stderr});
+    auto stamps = identity_stamps(profile.config.identity);
+    auto session = prepare_session(profile.config, Diagnostics{false, stderr});
     if (!session) {
         return session.error();
     }
@@ -329,7 +294,7 @@ void Agent::arm_clock_watch() {
         }
         for (const auto& profile : profiles_) {
             if (profile->identity_failed_stamps && !profile->cache.refresh_in_flight() &&
-                identity_stamps(*profile->options) != *profile->identity_failed_stamps) {
+                identity_stamps(profile->config.identity) != *profile->identity_failed_stamps) {
                 refresh_now(profile, RefreshReason::rotation);
             }
         }

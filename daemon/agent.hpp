@@ -28,8 +28,4 @@ int run_agent(AgentOptions options, Logger& log);
 // region, endpoint URL) to a profile of the configuration file; errors are config_invalid at FILE:LINE.
 [[nodiscard]] Result<void> check_profile_settings(const config::ProfileConfig& profile);
 
-// credential_options_from_profile is the CredentialOptions that `credential-process` flags would give for a
-// profile of the configuration file (used by the agent and by the fast path's fallback).
-CredentialOptions credential_options_from_profile(const config::ProfileConfig& profile);
-
 }  // namespace rad::daemon

@@ -36,61 +36,16 @@ int report(const Error& error) {
 
 }  // namespace
 
-Result<config::ProfileConfig> profile_from_flags(const CredentialOptions& c) {
-    config::ProfileConfig profile;
-    profile.name = "default";
-    profile.certificate = c.identity.certificate;
-    profile.private_key = c.identity.private_key;
-    profile.intermediates = c.identity.intermediates;
-    profile.passphrase_file = c.identity.pkcs8_password_file;
-    if (c.identity.pkcs8_password) {
-        profile.passphrase_value = std::make_shared<const Secret>(c.identity.pkcs8_password->clone());
-    } else if (!c.identity.pkcs8_password_env.empty()) {
-        char* value = std::getenv(c.identity.pkcs8_password_env.c_str());
-        if (value == nullptr) {
-            return make_error(Errc::usage, "--pkcs8-password-env: environment variable " +
-                                               c.identity.pkcs8_password_env + " is not set");
-        }
-        profile.passphrase_value = std::make_shared<const Secret>(std::string_view(value));
-        explicit_bzero(value, std::strlen(value));
-    }
-    profile.allow_insecure_key_permissions = c.identity.allow_insecure_key_permissions;
-    profile.pkcs11_lib = c.identity.pkcs11_lib;
-    profile.reuse_pin = c.identity.reuse_pin;
-    profile.tpm_tcti = c.identity.tpm_tcti;
-    profile.tpm_key_password_file = c.identity.tpm_key_password_file;
-    profile.tpm_parent_password_file = c.identity.tpm_parent_password_file;
-    if (c.identity.tpm_key_password && !c.identity.no_tpm_key_password) {
-        profile.tpm_key_password_value = std::make_shared<const Secret>(c.identity.tpm_key_password->clone());
-    }
-    profile.trust_anchor_arn = c.trust_anchor_arn;
-    profile.profile_arn = c.profile_arn;
-    profile.role_arn = c.role_arn;
-    profile.region = c.region;
-    profile.endpoint = c.endpoint;
-    profile.use_fips_endpoint = c.use_fips_endpoint;
-    profile.ca_bundle = c.ca_bundle;
-    profile.no_verify_ssl = c.no_verify_ssl;
-    profile.session_duration = c.session_duration;
-    profile.role_session_name = c.role_session_name;
-    profile.connect_timeout_seconds = c.connect_timeout_seconds;
-    profile.timeout_seconds = c.timeout_seconds;
-    return profile;
-}
-
 Result<config::AgentConfig> update_agent_config(const UpdateOptions& options) {
     if (options.profile.empty()) {
         return make_error(Errc::usage, "--profile must name a section of the credentials file");
     }
-    auto profile = profile_from_flags(options.credentials);
-    if (!profile) {
-        return profile.error();
-    }
-    profile->name = options.profile;
-    profile->credentials_file_profile = options.profile;
+    config::ProfileConfig profile = options.credentials.profile;
+    profile.name = options.profile;
+    profile.credentials_file_profile = options.profile;
     config::AgentConfig config;
     config.agent.socket_path.clear();
-    config.profiles.push_back(std::move(*profile));
+    config.profiles.push_back(std::move(profile));
     return config;
 }
 
@@ -126,13 +81,11 @@ int run_serve(ServeOptions options) {
         if (options.hop_limit < 1 || options.hop_limit > 255) {
             return report(make_error(Errc::usage, "--hop-limit must be 1-255"));
         }
-        auto profile = profile_from_flags(options.credentials);
-        if (!profile) {
-            return report(profile.error());
-        }
-        profile->imds_listen.push_back(
+        config::ProfileConfig profile = std::move(options.credentials.profile);
+        profile.name = "default";
+        profile.imds_listen.push_back(
             config::ListenAddress{"127.0.0.1", static_cast<std::uint16_t>(options.port)});
-        agent.config.profiles.push_back(std::move(*profile));
+        agent.config.profiles.push_back(std::move(profile));
         agent.config.agent.hop_limit = options.hop_limit;
         agent.config.agent.socket_path = options.socket_path;
         std::fprintf(stderr,
@@ -168,13 +121,8 @@ int run_update(UpdateOptions options) {
         }
         // The flags are checked and the identity loaded here first (the agent then loads its own), so that a
         // mistake in them is reported as with --once: one line and its own exit code, not a profile the agent
-        // cannot start. --pkcs8-password-env has been read, and wiped, by now: the check takes the
-        // passphrase the agent holds.
-        if (const auto& passphrase = config->profiles.front().passphrase_value) {
-            options.credentials.identity.pkcs8_password.emplace(passphrase->clone());
-            options.credentials.identity.pkcs8_password_env.clear();
-        }
-        if (auto checked = prepare_session(options.credentials, diag); !checked) {
+        // cannot start.
+        if (auto checked = prepare_session(config->profiles.front(), diag); !checked) {
             return report(checked.error());
         }
         AgentOptions agent;
@@ -183,7 +131,7 @@ int run_update(UpdateOptions options) {
         Logger log(options.credentials.debug ? config::LogLevel::debug : *level, config::LogFormat::text);
         return run_agent(std::move(agent), log);
     }
-    auto session = prepare_session(options.credentials, diag);
+    auto session = prepare_session(options.credentials.profile, diag);
     if (!session) {
         return report(session.error());
     }
@@ -226,7 +174,7 @@ Result<void> run_fast_path(const FastPathOptions& options, std::FILE* out, const
                           "--profile: no profile named \"" + options.profile + "\" in " + config_path);
     }
     diag.trace("signing directly with profile " + options.profile + " of " + config_path);
-    CredentialOptions credentials = credential_options_from_profile(*profile);
+    CredentialOptions credentials{*profile};
     credentials.debug = diag.debug;
     return run_credential_process(credentials, out, diag);
 }

@@ -45,9 +45,6 @@ struct RefreshOptions {
     std::vector<std::string> profiles;  // empty: every profile the agent serves
 };
 
-// profile_from_flags is the profile the reference helper's flags describe, named "default", with no surface:
-// `serve` and `update` from flags. An unset --pkcs8-password-env variable is a usage error.
-[[nodiscard]] Result<config::ProfileConfig> profile_from_flags(const CredentialOptions& credentials);
 // update_agent_config is the agent that the continuous `update` runs: the profile of the flags, named after
 // and written to section --profile of the default credentials file, and no other surface (no IMDS, no
 // container endpoint, no Unix socket).

@@ -33,19 +33,19 @@ void Agent::refresh_now(const std::shared_ptr<Profile>& profile, RefreshReason r
 }
 
 // start_refresh runs one refresh on a worker thread. The worker holds only values and shared immutable
-// state (the options and the prepared session), never the Profile: a profile that a reload removes
+// state (its settings and the prepared session), never the Profile: a profile that a reload removes
 // meanwhile is destroyed on the event loop, with its timers and servers, and its completion is dropped.
 void Agent::start_refresh(const std::shared_ptr<Profile>& profile, RefreshReason reason) {
     if (!profile->cache.begin_refresh()) {
         return;
     }
-    auto stamps = identity_stamps(*profile->options);
+    auto stamps = identity_stamps(profile->config.identity);
     const bool reload = !profile->session || profile->settings_changed || stamps != profile->stamps;
     profile->settings_changed = false;
     auto session = profile->session;
-    auto options = profile->options;
+    auto settings = profile->worker_config;
     std::weak_ptr<Profile> weak = profile;
-    net::post(workers_, [this, weak, reason, reload, session, options, stamps = std::move(stamps),
+    net::post(workers_, [this, weak, reason, reload, session, settings, stamps = std::move(stamps),
                          name = profile->config.name]() mutable {
         auto outcome = std::make_shared<RefreshOutcome>();
         outcome->reason = reason;
@@ -53,7 +53,7 @@ void Agent::start_refresh(const std::shared_ptr<Profile>& profile, RefreshReason
         // Signing and the HTTPS exchange happen here, on a worker: the event loop keeps serving
         // meanwhile.
         if (reload) {
-            auto prepared = prepare_session(*options, Diagnostics{false, stderr});
+            auto prepared = prepare_session(*settings, Diagnostics{false, stderr});
             if (!prepared) {
                 // A rotation that fails its checks (e.g. a key that does not match the new certificate)
                 // is an error of this refresh; signing on with the old key in memory would hide it.
@@ -274,7 +274,7 @@ bool Agent::load_ecs_token(const std::shared_ptr<Profile>& profile) {
 // refresh_if_rotated refreshes a profile whose certificate, key or secret files changed since its
 // identity was loaded (or since it last failed to load); true when it did.
 bool Agent::refresh_if_rotated(const std::shared_ptr<Profile>& profile) {
-    const auto stamps = identity_stamps(*profile->options);
+    const auto stamps = identity_stamps(profile->config.identity);
     const auto& reference =
         profile->identity_failed_stamps ? *profile->identity_failed_stamps : profile->stamps;
     if (stamps == reference) {

@@ -63,8 +63,7 @@ void Agent::do_reload() {
             // The runtime stays (its credentials remain in service until replaced); its settings change.
             const bool token_changed = cfg.ecs_token_file != profile->config.ecs_token_file;
             profile->config = cfg;
-            profile->options =
-                std::make_shared<const CredentialOptions>(credential_options_from_profile(cfg));
+            profile->worker_config = std::make_shared<const config::ProfileConfig>(cfg);
             std::tie(profile->imds.role_name, profile->account_id) = role_name_and_account(cfg.role_arn);
             profile->imds.allow_imdsv1 = next.agent.allow_imdsv1;
             profile->cache.set_settings(Profile::settings_from(next.agent));

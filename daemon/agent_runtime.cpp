@@ -41,14 +41,14 @@ FileStamp stamp_of(const std::string& path) {
     return stamp;
 }
 
-std::vector<FileStamp> identity_stamps(const CredentialOptions& o) {
-    return {stamp_of(o.identity.certificate),
-            stamp_of(o.identity.private_key),
-            stamp_of(o.identity.intermediates),
-            stamp_of(o.identity.pkcs8_password_file),
-            stamp_of(o.identity.pin_file),
-            stamp_of(o.identity.tpm_key_password_file),
-            stamp_of(o.identity.tpm_parent_password_file)};
+std::vector<FileStamp> identity_stamps(const config::IdentitySpec& identity) {
+    return {stamp_of(identity.certificate),
+            stamp_of(identity.private_key),
+            stamp_of(identity.intermediates),
+            stamp_of(identity.passphrase_file),
+            stamp_of(identity.pin_file),
+            stamp_of(identity.tpm_key_password_file),
+            stamp_of(identity.tpm_parent_password_file)};
 }
 
 std::optional<config::ListenAddress> socket_local_address(int fd) {

@@ -94,7 +94,8 @@ struct FileStamp {
 
 FileStamp stamp_of(const std::string& path);
 
-std::vector<FileStamp> identity_stamps(const CredentialOptions& o);
+// identity_stamps are the stamps of every file an identity is loaded from, in a fixed order.
+std::vector<FileStamp> identity_stamps(const config::IdentitySpec& identity);
 
 // socket_local_address is the address a listening TCP socket is bound to (getsockname), or nullopt.
 std::optional<config::ListenAddress> socket_local_address(int fd);
@@ -120,7 +121,7 @@ struct Profile {
             const config::AgentSettings& agent,
             SteadyClock::time_point first_refresh)
         : config(std::move(cfg)),
-          options(std::make_shared<const CredentialOptions>(credential_options_from_profile(config))),
+          worker_config(std::make_shared<const config::ProfileConfig>(config)),
           cache(settings_from(agent), first_refresh),
           timer(io),
           surface_retry(io) {
@@ -137,7 +138,9 @@ struct Profile {
     }
 
     config::ProfileConfig config;
-    std::shared_ptr<const CredentialOptions> options;
+    // worker_config is what a refresh on a worker thread prepares its session from: a copy of `config`,
+    // which a reload replaces on the event loop meanwhile.
+    std::shared_ptr<const config::ProfileConfig> worker_config;
     std::shared_ptr<const PreparedSession> session;  // the identity in use; replaced when the files change
     std::vector<FileStamp> stamps;                   // of the files `session` was loaded from
     ProfileCache cache;

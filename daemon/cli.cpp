@@ -4,8 +4,10 @@
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <iterator>
+#include <memory>
 #include <string_view>
 
 #include "daemon/agent_commands.hpp"
@@ -24,17 +26,29 @@ void print_error(const std::string& message) {
     std::fprintf(stderr, "%s: %s\n", kProgram, message.c_str());
 }
 
+// HeldFlags are the identity flags that do not go into the IdentitySpec as CLI11 parses them: the
+// passphrase's value and environment variable (turned into a Secret, and wiped, by take_identity_flags) and
+// the OS certificate store flags (accepted for compatibility, refused on Linux).
+struct HeldFlags {
+    std::string passphrase;
+    std::string passphrase_environment_variable;
+    bool no_tpm_key_password = false;
+    std::string cert_selector;
+    std::string system_store_name;
+    bool use_latest_expiring_certificate = false;
+};
+
 // add_tpm_flags declares the flags of TPM keys (--private-key handle:0x81xxxxxx or a TSS2 PRIVATE KEY file).
-void add_tpm_flags(CLI::App& cmd, IdentityOptions& o) {
+void add_tpm_flags(CLI::App& cmd, config::IdentitySpec& o, HeldFlags& held) {
     auto* password = cmd.add_option_function<std::string>(
         "--tpm-key-password",
-        [&o](const std::string& value) { o.tpm_key_password.emplace(std::string_view(value)); },
+        [&o](const std::string& value) { o.tpm_key_password = std::make_shared<const Secret>(value); },
         "Password of the TPM key (compatibility; prefer --tpm-key-password-file, argv is visible to other "
         "users in /proc)");
     auto* password_file =
         cmd.add_option("--tpm-key-password-file", o.tpm_key_password_file,
                        "File holding the TPM key's password (one trailing newline is ignored)");
-    auto* no_password = cmd.add_flag("--no-tpm-key-password", o.no_tpm_key_password,
+    auto* no_password = cmd.add_flag("--no-tpm-key-password", held.no_tpm_key_password,
                                      "The TPM key has no password (the default; accepted for compatibility)");
     password->excludes(password_file)->excludes(no_password);
     password_file->excludes(no_password);
@@ -48,26 +62,22 @@ void add_tpm_flags(CLI::App& cmd, IdentityOptions& o) {
 
 // add_passphrase_flags declares the three exclusive sources of the passphrase of an encrypted key or PKCS#12
 // bundle, and the switch that accepts loose permissions on the files holding secrets.
-void add_passphrase_flags(CLI::App& cmd,
-                          std::string& password_holder,
-                          std::string& password_file,
-                          std::string& password_env,
-                          bool& allow_insecure_key_permissions) {
-    auto* pw = cmd.add_option("--pkcs8-password", password_holder,
+void add_passphrase_flags(CLI::App& cmd, config::IdentitySpec& o, HeldFlags& held) {
+    auto* pw = cmd.add_option("--pkcs8-password", held.passphrase,
                               "Passphrase of an encrypted key or PKCS#12 file (compatibility; prefer "
                               "--pkcs8-password-file, argv is visible to other users)");
-    auto* pw_file = cmd.add_option("--pkcs8-password-file", password_file,
+    auto* pw_file = cmd.add_option("--pkcs8-password-file", o.passphrase_file,
                                    "File holding the passphrase (one trailing newline is ignored)");
-    auto* pw_env = cmd.add_option("--pkcs8-password-env", password_env,
+    auto* pw_env = cmd.add_option("--pkcs8-password-env", held.passphrase_environment_variable,
                                   "Name of an environment variable holding the passphrase");
     pw->excludes(pw_file)->excludes(pw_env);
     pw_file->excludes(pw_env);
-    cmd.add_flag("--allow-insecure-key-permissions", allow_insecure_key_permissions,
+    cmd.add_flag("--allow-insecure-key-permissions", o.allow_insecure_key_permissions,
                  "Accept key and passphrase files readable by group or others, or symlinks");
 }
 
 // add_identity_flags declares the certificate/key flags shared by credential-process and sign-string.
-void add_identity_flags(CLI::App& cmd, IdentityOptions& o, std::string& password_holder) {
+void add_identity_flags(CLI::App& cmd, config::IdentitySpec& o, HeldFlags& held) {
     cmd.add_option("--certificate", o.certificate,
                    "Certificate: PEM or DER leaf, combined PEM, PKCS#12 bundle, or pkcs11: URI (RFC 7512)");
     cmd.add_option("--private-key", o.private_key,
@@ -78,18 +88,44 @@ void add_identity_flags(CLI::App& cmd, IdentityOptions& o, std::string& password
     cmd.add_flag("--reuse-pin", o.reuse_pin,
                  "Log in to keys that need a PIN for every signature (CKA_ALWAYS_AUTHENTICATE) with the "
                  "user PIN");
-    add_passphrase_flags(cmd, password_holder, o.pkcs8_password_file, o.pkcs8_password_env,
-                         o.allow_insecure_key_permissions);
-    add_tpm_flags(cmd, o);
-    auto* selector = cmd.add_option("--cert-selector", o.cert_selector,
+    add_passphrase_flags(cmd, o, held);
+    add_tpm_flags(cmd, o, held);
+    auto* selector = cmd.add_option("--cert-selector", held.cert_selector,
                                     "OS certificate store selector (macOS/Windows only)");
-    auto* store = cmd.add_option("--system-store-name", o.system_store_name,
+    auto* store = cmd.add_option("--system-store-name", held.system_store_name,
                                  "Windows certificate store name (Windows only)");
-    auto* latest = cmd.add_flag("--use-latest-expiring-certificate", o.use_latest_expiring_certificate,
+    auto* latest = cmd.add_flag("--use-latest-expiring-certificate", held.use_latest_expiring_certificate,
                                 "Pick the latest-expiring match in an OS store (macOS/Windows only)");
     selector->excludes("--certificate")->excludes("--private-key");
     store->excludes("--certificate")->excludes("--private-key");
     latest->excludes("--private-key");
+}
+
+// take_identity_flags completes the IdentitySpec once CLI11 has parsed the command line: it refuses the OS
+// store flags, and takes the passphrase handed over on the command line or in the environment. The
+// variable's bytes are wiped in place, so that /proc/PID/environ no longer shows them; this is the only
+// place that reads it.
+Result<void> take_identity_flags(const CLI::App& cmd, HeldFlags& held, config::IdentitySpec& spec) {
+    if (!held.cert_selector.empty() || !held.system_store_name.empty() ||
+        held.use_latest_expiring_certificate) {
+        return make_error(
+            Errc::usage,
+            "--cert-selector, --system-store-name and --use-latest-expiring-certificate select OS "
+            "certificate stores, which exist only on macOS and Windows; use --certificate and "
+            "--private-key");
+    }
+    if (cmd.count("--pkcs8-password") > 0) {
+        spec.passphrase = std::make_shared<const Secret>(std::move(held.passphrase));
+    } else if (const std::string& name = held.passphrase_environment_variable; !name.empty()) {
+        char* value = std::getenv(name.c_str());
+        if (value == nullptr) {
+            return make_error(Errc::usage,
+                              "--pkcs8-password-env: environment variable " + name + " is not set");
+        }
+        spec.passphrase = std::make_shared<const Secret>(std::string_view(value));
+        explicit_bzero(value, std::strlen(value));
+    }
+    return {};
 }
 
 void add_debug_flag(CLI::App& cmd, bool& debug) {
@@ -98,8 +134,9 @@ void add_debug_flag(CLI::App& cmd, bool& debug) {
 
 // add_credential_flags declares the flags shared by credential-process, serve and update (README.md,
 // "Reference").
-void add_credential_flags(CLI::App& cmd, CredentialOptions& o, std::string& password_holder) {
-    add_identity_flags(cmd, o.identity, password_holder);
+void add_credential_flags(CLI::App& cmd, CredentialOptions& options, HeldFlags& held) {
+    config::ProfileConfig& o = options.profile;
+    add_identity_flags(cmd, o.identity, held);
     cmd.add_option("--intermediates", o.identity.intermediates,
                    "PEM bundle of intermediate CA certificates, sent in X-Amz-X509-Chain");
     cmd.add_option("--trust-anchor-arn", o.trust_anchor_arn, "ARN of the trust anchor");
@@ -119,7 +156,7 @@ void add_credential_flags(CLI::App& cmd, CredentialOptions& o, std::string& pass
         "PEM file of CA certificates to trust instead of the system store (default: $AWS_CA_BUNDLE)");
     cmd.add_flag("--no-verify-ssl", o.no_verify_ssl,
                  "Do not verify the server certificate (insecure; compatibility)");
-    cmd.add_flag("--with-proxy", o.with_proxy,
+    cmd.add_flag("--with-proxy", options.with_proxy,
                  "Accepted for compatibility: HTTPS_PROXY/NO_PROXY are always honoured");
     cmd.add_option("--connect-timeout", o.connect_timeout_seconds,
                    "Seconds allowed for the TCP connect and for the TLS handshake")
@@ -127,7 +164,7 @@ void add_credential_flags(CLI::App& cmd, CredentialOptions& o, std::string& pass
     cmd.add_option("--timeout", o.timeout_seconds,
                    "Seconds allowed for one CreateSession attempt, end to end")
         ->default_val(20);
-    add_debug_flag(cmd, o.debug);
+    add_debug_flag(cmd, options.debug);
 }
 
 int finish(const Result<void>& result) {
@@ -188,13 +225,13 @@ int run_cli(int argc, char** argv) {
 
     // credential-process
     CredentialOptions cp;
-    std::string cp_password;
+    HeldFlags cp_held;
     std::string fast_path_value;  // bound to the fast path's flags, which CLI11 never gets to parse
     bool fast_path_switch = false;
     auto* credential_process = app.add_subcommand(
         "credential-process", "Print temporary credentials as credential_process JSON (Version 1) and exit");
     if (declares("credential-process")) {
-        add_credential_flags(*credential_process, cp, cp_password);
+        add_credential_flags(*credential_process, cp, cp_held);
         // `credential-process --profile` command lines never reach CLI11 (run_cli hands them to
         // parse_fast_path_arguments first); its flags are declared here for --help, and so that one given
         // without --profile is refused as before.
@@ -213,13 +250,13 @@ int run_cli(int argc, char** argv) {
 
     // serve
     ServeOptions sv;
-    std::string sv_password;
+    HeldFlags sv_held;
     auto* serve = app.add_subcommand(
         "serve",
         "Run the agent: refresh credentials in the background and serve them (IMDSv2, container endpoint, "
         "credential_process socket, credentials file)");
     if (declares("serve")) {
-        add_credential_flags(*serve, sv.credentials, sv_password);
+        add_credential_flags(*serve, sv.credentials, sv_held);
         serve->add_option(
             "--config", sv.config_path,
             "Configuration file (default /etc/rolesanywhere-agent/config.toml when no certificate flags "
@@ -236,12 +273,12 @@ int run_cli(int argc, char** argv) {
 
     // update
     UpdateOptions up;
-    std::string up_password;
+    HeldFlags up_held;
     auto* update = app.add_subcommand(
         "update",
         "Keep a profile of the shared credentials file (~/.aws/credentials) filled with fresh credentials");
     if (declares("update")) {
-        add_credential_flags(*update, up.credentials, up_password);
+        add_credential_flags(*update, up.credentials, up_held);
         update
             ->add_option("--profile", up.profile,
                          "Section of the credentials file to write (default \"default\")")
@@ -272,11 +309,11 @@ int run_cli(int argc, char** argv) {
 
     // sign-string
     SignStringOptions ss;
-    std::string ss_password;
+    HeldFlags ss_held;
     auto* sign_string =
         app.add_subcommand("sign-string", "Sign the fixed test string with the key (diagnostic)");
     if (declares("sign-string")) {
-        add_identity_flags(*sign_string, ss.identity, ss_password);
+        add_identity_flags(*sign_string, ss.identity, ss_held);
         sign_string->add_option("--digest", ss.digest, "SHA256, SHA384 or SHA512")->default_val("SHA256");
         sign_string->add_option("--format", ss.format, "json, text or bin")->default_val("json");
         add_debug_flag(*sign_string, ss.debug);
@@ -284,21 +321,20 @@ int run_cli(int argc, char** argv) {
 
     // read-certificate-data
     ReadCertificateDataOptions rcd;
-    std::string rcd_password;
+    HeldFlags rcd_held;
     auto* read_certificate_data = app.add_subcommand(
         "read-certificate-data", "Print the certificate's key type, DER and serial as JSON");
     if (declares("read-certificate-data")) {
         read_certificate_data->add_option(
-            "--certificate", rcd.certificate,
+            "--certificate", rcd.identity.certificate,
             "Certificate file (PEM, DER or PKCS#12), or a pkcs11: URI to list token certificates");
-        add_passphrase_flags(*read_certificate_data, rcd_password, rcd.pkcs8_password_file,
-                             rcd.pkcs8_password_env, rcd.allow_insecure_key_permissions);
+        add_passphrase_flags(*read_certificate_data, rcd.identity, rcd_held);
         read_certificate_data->add_option(
-            "--pkcs11-lib", rcd.pkcs11_lib,
+            "--pkcs11-lib", rcd.identity.pkcs11_lib,
             "PKCS#11 module for a pkcs11: URI (default: p11-kit's proxy module)");
-        auto* rcd_selector = read_certificate_data->add_option("--cert-selector", rcd.cert_selector,
+        auto* rcd_selector = read_certificate_data->add_option("--cert-selector", rcd_held.cert_selector,
                                                                "OS store selector (macOS/Windows only)");
-        auto* rcd_store = read_certificate_data->add_option("--system-store-name", rcd.system_store_name,
+        auto* rcd_store = read_certificate_data->add_option("--system-store-name", rcd_held.system_store_name,
                                                             "Windows store name (Windows only)");
         rcd_selector->excludes("--certificate");
         rcd_store->excludes("--certificate");
@@ -324,22 +360,22 @@ int run_cli(int argc, char** argv) {
         return 0;
     }
     if (*credential_process) {
-        if (credential_process->count("--pkcs8-password") > 0) {
-            cp.identity.pkcs8_password.emplace(std::move(cp_password));
+        if (auto r = take_identity_flags(*credential_process, cp_held, cp.profile.identity); !r) {
+            return finish(r);
         }
         return finish(run_credential_process(cp, stdout, Diagnostics{cp.debug, stderr}));
     }
     if (*serve) {
         sv.credentials_given = serve->count("--certificate") > 0 || serve->count("--trust-anchor-arn") > 0 ||
                                serve->count("--profile-arn") > 0 || serve->count("--role-arn") > 0;
-        if (serve->count("--pkcs8-password") > 0) {
-            sv.credentials.identity.pkcs8_password.emplace(std::move(sv_password));
+        if (auto r = take_identity_flags(*serve, sv_held, sv.credentials.profile.identity); !r) {
+            return finish(r);
         }
         return run_serve(std::move(sv));
     }
     if (*update) {
-        if (update->count("--pkcs8-password") > 0) {
-            up.credentials.identity.pkcs8_password.emplace(std::move(up_password));
+        if (auto r = take_identity_flags(*update, up_held, up.credentials.profile.identity); !r) {
+            return finish(r);
         }
         return run_update(std::move(up));
     }
@@ -350,14 +386,14 @@ int run_cli(int argc, char** argv) {
         return finish(run_refresh(rf, stdout));
     }
     if (*sign_string) {
-        if (sign_string->count("--pkcs8-password") > 0) {
-            ss.identity.pkcs8_password.emplace(std::move(ss_password));
+        if (auto r = take_identity_flags(*sign_string, ss_held, ss.identity); !r) {
+            return finish(r);
         }
         return finish(run_sign_string(ss, stdout, Diagnostics{ss.debug, stderr}));
     }
     if (*read_certificate_data) {
-        if (read_certificate_data->count("--pkcs8-password") > 0) {
-            rcd.pkcs8_password.emplace(std::move(rcd_password));
+        if (auto r = take_identity_flags(*read_certificate_data, rcd_held, rcd.identity); !r) {
+            return finish(r);
         }
         return finish(run_read_certificate_data(rcd, stdout, Diagnostics{rcd.debug, stderr}));
     }

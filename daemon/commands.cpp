@@ -37,19 +37,6 @@ bool env_true(const char* name) {
     return v && (*v == "true" || *v == "TRUE" || *v == "True" || *v == "1");
 }
 
-Result<void> refuse_os_store(const std::string& cert_selector,
-                             const std::string& system_store_name,
-                             bool use_latest_expiring_certificate) {
-    if (!cert_selector.empty() || !system_store_name.empty() || use_latest_expiring_certificate) {
-        return make_error(
-            Errc::usage,
-            "--cert-selector, --system-store-name and --use-latest-expiring-certificate select OS "
-            "certificate stores, which exist only on macOS and Windows; use --certificate and "
-            "--private-key");
-    }
-    return {};
-}
-
 // refuse_hardware_reference refuses a TPM handle anywhere but --private-key: a TPM holds keys, not
 // certificates.
 Result<void> refuse_hardware_reference(const std::string& value, const char* flag) {
@@ -62,108 +49,18 @@ Result<void> refuse_hardware_reference(const std::string& value, const char* fla
     return {};
 }
 
-// tpm_options gathers --tpm-tcti and the TPM key and parent passwords (files read now, as Secrets).
-Result<pki::TpmKeyOptions> tpm_options(const IdentityOptions& options) {
-    pki::TpmKeyOptions tpm;
-    tpm.tcti = options.tpm_tcti;
-    const SecretFilePolicy policy{options.allow_insecure_key_permissions};
-    if (options.tpm_key_password && !options.no_tpm_key_password) {
-        tpm.key_password.emplace(options.tpm_key_password->clone());
-    } else if (!options.tpm_key_password_file.empty()) {
-        auto password = read_passphrase_file(options.tpm_key_password_file, policy);
-        if (!password) {
-            return password.error();
-        }
-        tpm.key_password.emplace(std::move(*password));
-    }
-    if (!options.tpm_parent_password_file.empty()) {
-        auto password = read_passphrase_file(options.tpm_parent_password_file, policy);
-        if (!password) {
-            return password.error();
-        }
-        tpm.parent_password.emplace(std::move(*password));
-    }
-    return tpm;
-}
-
-// read_passphrase gathers the passphrase from the one source the user named. The environment variable's
-// bytes are wiped in place afterwards, so /proc/<pid>/environ no longer shows them.
-Result<std::optional<Secret>> read_passphrase(const IdentityOptions& options) {
-    if (options.pkcs8_password) {
-        if (options.pkcs8_password->empty()) {
-            return std::optional<Secret>{};  // the helper's rule: an empty password means none
-        }
-        return std::optional<Secret>(options.pkcs8_password->clone());
-    }
-    if (!options.pkcs8_password_file.empty()) {
-        auto secret = read_passphrase_file(options.pkcs8_password_file,
-                                           SecretFilePolicy{options.allow_insecure_key_permissions});
-        if (!secret) {
-            return secret.error();
-        }
-        return std::optional<Secret>(std::move(*secret));
-    }
-    if (!options.pkcs8_password_env.empty()) {
-        char* value = std::getenv(options.pkcs8_password_env.c_str());
-        if (value == nullptr) {
-            return make_error(Errc::usage, "--pkcs8-password-env: environment variable " +
-                                               options.pkcs8_password_env + " is not set");
-        }
-        Secret secret{std::string_view(value)};
-        explicit_bzero(value, strlen(value));
-        return std::optional<Secret>(std::move(secret));
-    }
-    return std::optional<Secret>{};
-}
-
-// identity_source turns the flags into what pki::load_identity reads, with the passphrase and the PIN file
-// read (and kept as Secrets).
-Result<pki::IdentitySource> identity_source(const IdentityOptions& options, bool check_validity_period) {
-    auto passphrase = read_passphrase(options);
-    if (!passphrase) {
-        return passphrase.error();
-    }
-    pki::IdentitySource source;
-    source.certificate = options.certificate;
-    source.private_key = options.private_key;
-    source.intermediates = options.intermediates;
-    source.passphrase = std::move(*passphrase);
-    source.key_file_policy.allow_loose_permissions = options.allow_insecure_key_permissions;
-    source.check_validity_period = check_validity_period;
-    source.pkcs11_module = options.pkcs11_lib;
-    source.reuse_pin = options.reuse_pin;
-    auto tpm = tpm_options(options);
-    if (!tpm) {
-        return tpm.error();
-    }
-    source.tpm = std::move(*tpm);
-    if (!options.pin_file.empty()) {
-        auto pin = read_passphrase_file(options.pin_file, source.key_file_policy);
-        if (!pin) {
-            return pin.error();
-        }
-        source.pin.emplace(std::move(*pin));
-    }
-    return source;
-}
-
-Result<pki::Identity> load_identity_from(const IdentityOptions& options, bool check_validity_period) {
-    if (auto r = refuse_os_store(options.cert_selector, options.system_store_name,
-                                 options.use_latest_expiring_certificate);
-        !r) {
-        return r.error();
-    }
-    if (options.certificate.empty()) {
+Result<pki::Identity> load_identity_from(const config::IdentitySpec& spec, bool check_validity_period) {
+    if (spec.certificate.empty()) {
         return make_error(Errc::usage,
                           "--certificate is required (a PEM, DER or PKCS#12 file or a pkcs11: URI)");
     }
-    if (auto r = refuse_hardware_reference(options.certificate, "--certificate"); !r) {
+    if (auto r = refuse_hardware_reference(spec.certificate, "--certificate"); !r) {
         return r.error();
     }
-    if (auto r = refuse_hardware_reference(options.private_key, "--private-key"); !r) {
+    if (auto r = refuse_hardware_reference(spec.private_key, "--private-key"); !r) {
         return r.error();
     }
-    auto source = identity_source(options, check_validity_period);
+    auto source = resolve_identity(spec, check_validity_period);
     if (!source) {
         return source.error();
     }
@@ -172,14 +69,14 @@ Result<pki::Identity> load_identity_from(const IdentityOptions& options, bool ch
 
 // sign_string_key loads the key sign-string uses. A token key is found through its certificate (the key's
 // own URI names it when --certificate is absent), which also gives the public key sign-string hashes.
-Result<pki::PrivateKey> sign_string_key(const IdentityOptions& options) {
-    if (pki::is_pkcs11_uri(options.private_key)) {
-        auto source = identity_source(options, false);
+Result<pki::PrivateKey> sign_string_key(const config::IdentitySpec& spec) {
+    if (pki::is_pkcs11_uri(spec.private_key.native())) {
+        auto source = resolve_identity(spec, false);
         if (!source) {
             return source.error();
         }
         if (source->certificate.empty()) {
-            source->certificate = options.private_key;
+            source->certificate = spec.private_key;
         }
         auto identity = pki::load_identity(*source, std::chrono::system_clock::now());
         if (!identity) {
@@ -187,7 +84,7 @@ Result<pki::PrivateKey> sign_string_key(const IdentityOptions& options) {
         }
         return std::move(identity->key);
     }
-    auto source = identity_source(options, false);
+    auto source = resolve_identity(spec, false);
     if (!source) {
         return source.error();
     }
@@ -195,7 +92,7 @@ Result<pki::PrivateKey> sign_string_key(const IdentityOptions& options) {
     if (!key) {
         return key.error();
     }
-    if (auto r = pki::check_supported(*key, options.private_key); !r) {
+    if (auto r = pki::check_supported(*key, spec.private_key.native()); !r) {
         return r.error();
     }
     return key;
@@ -204,12 +101,12 @@ Result<pki::PrivateKey> sign_string_key(const IdentityOptions& options) {
 // list_token_certificates is read-certificate-data for a pkcs11: URI: every matching certificate, as the
 // reference helper lists identities (SHA-1 fingerprint, names, serial in hex, and the object's URI).
 Result<void> list_token_certificates(const ReadCertificateDataOptions& options, std::FILE* out) {
-    auto uri = pki::parse_pkcs11_uri(options.certificate, "--certificate");
+    auto uri = pki::parse_pkcs11_uri(options.identity.certificate.native(), "--certificate");
     if (!uri) {
         return uri.error();
     }
     pki::Pkcs11Options p11;
-    p11.module = options.pkcs11_lib;
+    p11.module = options.identity.pkcs11_lib;
     auto found = pki::list_pkcs11_certificates(*uri, p11);
     if (!found) {
         return found.error();
@@ -230,8 +127,8 @@ Result<void> list_token_certificates(const ReadCertificateDataOptions& options, 
     return {};
 }
 
-Result<signer::ResolvedEndpoint> resolve(const CredentialOptions& options) {
-    signer::EndpointOptions endpoint = endpoint_options(options);
+Result<signer::ResolvedEndpoint> resolve(const config::ProfileConfig& profile) {
+    signer::EndpointOptions endpoint = endpoint_options(profile);
     // The reference helper reads the SDK's endpoint variables through config.LoadDefaultConfig; we honour
     // them only when --endpoint is absent, so that the flag always wins.
     if (endpoint.endpoint.empty()) {
@@ -258,32 +155,78 @@ void Diagnostics::trace(const std::string& line) const {
     }
 }
 
-signer::EndpointOptions endpoint_options(const CredentialOptions& options) {
+signer::EndpointOptions endpoint_options(const config::ProfileConfig& profile) {
     signer::EndpointOptions endpoint;
-    endpoint.trust_anchor_arn = options.trust_anchor_arn;
-    endpoint.profile_arn = options.profile_arn;
-    endpoint.role_arn = options.role_arn;
-    endpoint.region = options.region;
-    endpoint.endpoint = options.endpoint;
-    endpoint.use_fips = options.use_fips_endpoint;
+    endpoint.trust_anchor_arn = profile.trust_anchor_arn;
+    endpoint.profile_arn = profile.profile_arn;
+    endpoint.role_arn = profile.role_arn;
+    endpoint.region = profile.region;
+    endpoint.endpoint = profile.endpoint;
+    endpoint.use_fips = profile.use_fips_endpoint;
     return endpoint;
 }
 
-Result<PreparedSession> prepare_session(const CredentialOptions& options, const Diagnostics& diag) {
-    if (options.role_arn.empty() || options.profile_arn.empty() || options.trust_anchor_arn.empty()) {
-        return make_error(Errc::usage, "--trust-anchor-arn, --profile-arn and --role-arn are all required");
-    }
-    if (auto r = signer::check_session_duration(options.session_duration); !r) {
+// resolve_identity is where every secret an identity needs is gathered: a value handed over is copied, a
+// file is read under the secret-file rules (owner-only, no symlink, unless the user allowed loose
+// permissions). A PIN in a "pkcs11:" URI stays in the URI; pin_file serves a URI without one.
+Result<pki::IdentitySource> resolve_identity(const config::IdentitySpec& spec, bool check_validity_period) {
+    const SecretFilePolicy policy{spec.allow_insecure_key_permissions};
+    // read_into fills `secret` from the value handed over, else from `file`; neither leaves it empty.
+    const auto read_into = [&policy](std::optional<Secret>& secret,
+                                     const std::shared_ptr<const Secret>& value,
+                                     const std::filesystem::path& file) -> Result<void> {
+        if (value) {
+            if (!value->empty()) {  // the reference helper's rule: an empty password means none
+                secret.emplace(value->clone());
+            }
+        } else if (!file.empty()) {
+            auto read = read_passphrase_file(file, policy);
+            if (!read) {
+                return read.error();
+            }
+            secret.emplace(std::move(*read));
+        }
+        return {};
+    };
+    pki::IdentitySource source;
+    source.certificate = spec.certificate;
+    source.private_key = spec.private_key;
+    source.intermediates = spec.intermediates;
+    source.key_file_policy = policy;
+    source.check_validity_period = check_validity_period;
+    source.pkcs11_module = spec.pkcs11_lib;
+    source.reuse_pin = spec.reuse_pin;
+    source.tpm.tcti = spec.tpm_tcti;
+    if (auto r = read_into(source.passphrase, spec.passphrase, spec.passphrase_file); !r) {
         return r.error();
     }
-    if (options.connect_timeout_seconds <= 0 || options.timeout_seconds <= 0) {
+    if (auto r = read_into(source.pin, nullptr, spec.pin_file); !r) {
+        return r.error();
+    }
+    if (auto r = read_into(source.tpm.key_password, spec.tpm_key_password, spec.tpm_key_password_file); !r) {
+        return r.error();
+    }
+    if (auto r = read_into(source.tpm.parent_password, nullptr, spec.tpm_parent_password_file); !r) {
+        return r.error();
+    }
+    return source;
+}
+
+Result<PreparedSession> prepare_session(const config::ProfileConfig& profile, const Diagnostics& diag) {
+    if (profile.role_arn.empty() || profile.profile_arn.empty() || profile.trust_anchor_arn.empty()) {
+        return make_error(Errc::usage, "--trust-anchor-arn, --profile-arn and --role-arn are all required");
+    }
+    if (auto r = signer::check_session_duration(profile.session_duration); !r) {
+        return r.error();
+    }
+    if (profile.connect_timeout_seconds <= 0 || profile.timeout_seconds <= 0) {
         return make_error(Errc::usage, "--connect-timeout and --timeout must be positive numbers of seconds");
     }
-    auto endpoint = resolve(options);
+    auto endpoint = resolve(profile);
     if (!endpoint) {
         return endpoint.error();
     }
-    auto identity = load_identity_from(options.identity, true);
+    auto identity = load_identity_from(profile.identity, true);
     if (!identity) {
         return identity.error();
     }
@@ -294,17 +237,17 @@ Result<PreparedSession> prepare_session(const CredentialOptions& options, const 
                " region=" + endpoint->region);
 
     HttpsClientOptions client;
-    client.verify_peer = !options.no_verify_ssl;
-    if (options.no_verify_ssl) {
+    client.verify_peer = !profile.no_verify_ssl;
+    if (profile.no_verify_ssl) {
         diag.warn(
             "--no-verify-ssl: the server certificate is not checked; anyone on the path can read and "
             "forge the credentials");
     }
     client.ca_bundle =
-        !options.ca_bundle.empty() ? options.ca_bundle : env_value("AWS_CA_BUNDLE").value_or("");
-    client.connect_timeout = seconds_to_ms(options.connect_timeout_seconds);
-    client.tls_timeout = seconds_to_ms(options.connect_timeout_seconds);
-    client.total_timeout = seconds_to_ms(options.timeout_seconds);
+        !profile.ca_bundle.empty() ? profile.ca_bundle.string() : env_value("AWS_CA_BUNDLE").value_or("");
+    client.connect_timeout = seconds_to_ms(profile.connect_timeout_seconds);
+    client.tls_timeout = seconds_to_ms(profile.connect_timeout_seconds);
+    client.total_timeout = seconds_to_ms(profile.timeout_seconds);
     client.user_agent = std::string("rolesanywhere-agent/") + kVersion;
     // Like the reference helper since 1.7.0, the proxy variables apply whether or not --with-proxy is given.
     auto proxy = proxy_for(endpoint->url, env_value);
@@ -317,11 +260,11 @@ Result<PreparedSession> prepare_session(const CredentialOptions& options, const 
     }
 
     signer::CreateSessionParams params;
-    params.profile_arn = options.profile_arn;
-    params.role_arn = options.role_arn;
-    params.trust_anchor_arn = options.trust_anchor_arn;
-    params.duration_seconds = options.session_duration;
-    params.role_session_name = options.role_session_name;
+    params.profile_arn = profile.profile_arn;
+    params.role_arn = profile.role_arn;
+    params.trust_anchor_arn = profile.trust_anchor_arn;
+    params.duration_seconds = profile.session_duration;
+    params.role_session_name = profile.role_session_name;
     return PreparedSession{std::move(*identity), std::move(*endpoint), std::move(params), std::move(client)};
 }
 
@@ -344,7 +287,7 @@ SessionClientHooks production_hooks(const HttpsClientOptions& client, const Diag
 Result<void> run_credential_process(const CredentialOptions& options,
                                     std::FILE* out,
                                     const Diagnostics& diag) {
-    auto session = prepare_session(options, diag);
+    auto session = prepare_session(options.profile, diag);
     if (!session) {
         return session.error();
     }
@@ -381,11 +324,6 @@ Result<void> run_sign_string(const SignStringOptions& options, std::FILE* out, c
         return make_error(Errc::usage, "--format must be json, text or bin (got \"" + options.format + "\")");
     }
     // sign-string needs only the key: --certificate matters to the helper for PKCS#11 URIs alone.
-    if (auto r = refuse_os_store(options.identity.cert_selector, options.identity.system_store_name,
-                                 options.identity.use_latest_expiring_certificate);
-        !r) {
-        return r.error();
-    }
     if (options.identity.private_key.empty()) {
         return make_error(Errc::usage, "--private-key is required");
     }
@@ -430,28 +368,18 @@ Result<void> run_sign_string(const SignStringOptions& options, std::FILE* out, c
 Result<void> run_read_certificate_data(const ReadCertificateDataOptions& options,
                                        std::FILE* out,
                                        const Diagnostics& diag) {
-    if (auto r = refuse_os_store(options.cert_selector, options.system_store_name, false); !r) {
-        return r.error();
-    }
-    if (options.certificate.empty()) {
+    const std::string& path = options.identity.certificate.native();
+    if (path.empty()) {
         return make_error(Errc::usage, "--certificate is required");
     }
-    if (auto r = refuse_hardware_reference(options.certificate, "--certificate"); !r) {
+    if (auto r = refuse_hardware_reference(path, "--certificate"); !r) {
         return r.error();
     }
-    if (pki::is_pkcs11_uri(options.certificate)) {
+    if (pki::is_pkcs11_uri(path)) {
         return list_token_certificates(options, out);
     }
     // A PKCS#12 bundle is opened as credential-process opens it: same passphrase sources, same file rules.
-    IdentityOptions identity;
-    identity.certificate = options.certificate;
-    if (options.pkcs8_password) {
-        identity.pkcs8_password.emplace(options.pkcs8_password->clone());
-    }
-    identity.pkcs8_password_file = options.pkcs8_password_file;
-    identity.pkcs8_password_env = options.pkcs8_password_env;
-    identity.allow_insecure_key_permissions = options.allow_insecure_key_permissions;
-    auto source = identity_source(identity, false);
+    auto source = resolve_identity(options.identity, false);
     if (!source) {
         return source.error();
     }
@@ -461,7 +389,7 @@ Result<void> run_read_certificate_data(const ReadCertificateDataOptions& options
     }
     auto key_type = certificate->key_type();
     if (!key_type) {
-        return make_error(key_type.error().code, options.certificate + ": " + key_type.error().message);
+        return make_error(key_type.error().code, path + ": " + key_type.error().message);
     }
     diag.trace("certificate subject=\"" + certificate->subject() + "\" issuer=\"" + certificate->issuer() +
                "\"");

@@ -10,6 +10,7 @@
 
 #include "common/error.hpp"
 #include "common/secret.hpp"
+#include "config/config.hpp"
 #include "daemon/https_client.hpp"
 #include "daemon/session_client.hpp"
 #include "pki/identity.hpp"
@@ -18,70 +19,25 @@
 
 namespace rad::daemon {
 
-// IdentityOptions are the flags that name the certificate, key and passphrase.
-struct IdentityOptions {
-    std::string certificate;
-    std::string private_key;
-    std::string intermediates;
-    // At most one passphrase source is set (the parser enforces it).
-    std::optional<Secret> pkcs8_password;  // --pkcs8-password (compatibility; argv is scrubbed by main)
-    std::string pkcs8_password_file;       // --pkcs8-password-file
-    std::string pkcs8_password_env;        // --pkcs8-password-env NAME
-    bool allow_insecure_key_permissions = false;
-    // PKCS#11 (certificate or key given as a "pkcs11:" URI): --pkcs11-lib (empty: p11-kit's proxy),
-    // --reuse-pin, and the configuration's pin_file (the command line puts the PIN in the URI).
-    std::string pkcs11_lib;
-    std::string pin_file;
-    bool reuse_pin = false;
-    // TPM (--private-key handle:0x81xxxxxx or a TSS2 PRIVATE KEY file): --tpm-tcti (empty: /dev/tpmrm0), the
-    // key password from --tpm-key-password (compatibility; argv is scrubbed by main) or
-    // --tpm-key-password-file, --no-tpm-key-password (the reference helper's way to say "none"), and
-    // --tpm-parent-password-file.
-    std::string tpm_tcti;
-    std::optional<Secret> tpm_key_password;
-    std::string tpm_key_password_file;
-    bool no_tpm_key_password = false;
-    std::string tpm_parent_password_file;
-    // OS certificate store flags, accepted for compatibility; they are errors on Linux.
-    std::string cert_selector;
-    std::string system_store_name;
-    bool use_latest_expiring_certificate = false;
-};
-
-// CredentialOptions are the flags of credential-process (and later serve/update).
+// CredentialOptions are the flags of credential-process, serve and update: one profile, as a [profiles.NAME]
+// table of the configuration file would describe it (credential-process leaves its surfaces empty).
 struct CredentialOptions {
-    IdentityOptions identity;
-    std::string role_arn, profile_arn, trust_anchor_arn;
-    int session_duration = 3600;
-    std::string role_session_name;
-    std::string region;
-    std::string endpoint;
-    bool use_fips_endpoint = false;
-    bool no_verify_ssl = false;
-    bool with_proxy = false;
-    std::string ca_bundle;
-    double connect_timeout_seconds = 5;
-    double timeout_seconds = 20;
+    config::ProfileConfig profile;
+    bool with_proxy = false;  // accepted for compatibility: the proxy variables always apply
     bool debug = false;
 };
 
 struct SignStringOptions {
-    IdentityOptions identity;
+    config::IdentitySpec identity;
     std::string digest = "SHA256";
     std::string format = "json";
     bool debug = false;
 };
 
 struct ReadCertificateDataOptions {
-    std::string certificate;
-    std::string pkcs11_lib;  // for a "pkcs11:" --certificate
-    // The passphrase of a PKCS#12 --certificate, from at most one source as for credential-process.
-    std::optional<Secret> pkcs8_password;
-    std::string pkcs8_password_file;
-    std::string pkcs8_password_env;
-    bool allow_insecure_key_permissions = false;
-    std::string cert_selector;
-    std::string system_store_name;
+    // Of the identity, read-certificate-data takes the certificate, the PKCS#11 module of a "pkcs11:" one
+    // and the passphrase of a PKCS#12 one (from the same sources as credential-process).
+    config::IdentitySpec identity;
     bool debug = false;
 };
 
@@ -103,12 +59,20 @@ struct PreparedSession {
     HttpsClientOptions client;
 };
 
-// endpoint_options are the flags that choose the endpoint, as the signer takes them (no environment applied).
-signer::EndpointOptions endpoint_options(const CredentialOptions& options);
+// endpoint_options are the settings of a profile that choose the endpoint, as the signer takes them (no
+// environment applied).
+signer::EndpointOptions endpoint_options(const config::ProfileConfig& profile);
 
-// prepare_session validates the flags (ARNs, duration, timeouts), resolves the endpoint and loads the
-// identity, in that order, so that usage errors come before file errors.
-[[nodiscard]] Result<PreparedSession> prepare_session(const CredentialOptions& options,
+// resolve_identity turns an IdentitySpec into what pki::load_identity reads: the passphrase, PIN and TPM
+// password files read (as Secrets), the values handed over copied. check_validity_period is false only for
+// commands that must describe an expired certificate too.
+[[nodiscard]] Result<pki::IdentitySource> resolve_identity(const config::IdentitySpec& spec,
+                                                           bool check_validity_period);
+
+// prepare_session validates the profile's settings (ARNs, duration, timeouts), resolves the endpoint and
+// loads the identity, in that order, so that usage errors come before file errors. Its messages name the
+// command line's flags: the configuration file's own checks have run before a profile of it gets here.
+[[nodiscard]] Result<PreparedSession> prepare_session(const config::ProfileConfig& profile,
                                                       const Diagnostics& diag);
 
 // production_hooks are the SessionClientHooks of the real world: send_request() over the network with

@@ -6,13 +6,6 @@ namespace rad::daemon {
 
 namespace {
 
-bool same_secret(const std::shared_ptr<const Secret>& a, const std::shared_ptr<const Secret>& b) {
-    if (!a || !b) {
-        return !a && !b;
-    }
-    return a->reveal() == b->reveal();
-}
-
 std::vector<std::string> addresses(const std::vector<config::ListenAddress>& list) {
     std::vector<std::string> out;
     for (const auto& address : list) {
@@ -30,14 +23,11 @@ std::string optional_address(const std::optional<config::ListenAddress>& address
 bool same_credentials_settings(const config::ProfileConfig& a, const config::ProfileConfig& b) {
     // Every field that goes into prepare_session(): the identity and its secrets, and CreateSession's.
     const auto fields = [](const config::ProfileConfig& p) {
-        return std::tie(p.certificate, p.private_key, p.intermediates, p.passphrase_file,
-                        p.allow_insecure_key_permissions, p.pkcs11_lib, p.pin_file, p.reuse_pin, p.tpm_tcti,
-                        p.tpm_key_password_file, p.tpm_parent_password_file, p.trust_anchor_arn,
-                        p.profile_arn, p.role_arn, p.region, p.endpoint, p.use_fips_endpoint, p.ca_bundle,
-                        p.no_verify_ssl, p.session_duration, p.role_session_name);
+        return std::tie(p.trust_anchor_arn, p.profile_arn, p.role_arn, p.region, p.endpoint,
+                        p.use_fips_endpoint, p.ca_bundle, p.no_verify_ssl, p.session_duration,
+                        p.role_session_name);
     };
-    return fields(a) == fields(b) && same_secret(a.passphrase_value, b.passphrase_value) &&
-           same_secret(a.tpm_key_password_value, b.tpm_key_password_value);
+    return a.identity.same_as(b.identity) && fields(a) == fields(b);
 }
 
 bool same_surface_settings(const config::ProfileConfig& a, const config::ProfileConfig& b) {

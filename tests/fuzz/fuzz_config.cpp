@@ -39,8 +39,8 @@ void check(const rad::config::AgentConfig& config) {
         if (config.find_profile(profile.name) != &profile) {
             fail("find_profile does not find a profile");
         }
-        if (profile.certificate.empty() || profile.trust_anchor_arn.empty() || profile.profile_arn.empty() ||
-            profile.role_arn.empty()) {
+        if (profile.identity.certificate.empty() || profile.trust_anchor_arn.empty() ||
+            profile.profile_arn.empty() || profile.role_arn.empty()) {
             fail("a profile without one of its required keys");
         }
         if (profile.session_duration < 900 || profile.session_duration > 43200) {

@@ -47,7 +47,7 @@ TEST(Config, MinimalProfileGetsDefaults) {
     ASSERT_EQ(r->profiles.size(), 1u);
     const auto& p = r->profiles[0];
     EXPECT_EQ(p.name, "web");
-    EXPECT_EQ(p.certificate, "/etc/ra/web.pem");
+    EXPECT_EQ(p.identity.certificate, "/etc/ra/web.pem");
     EXPECT_EQ(p.session_duration, 3600);
     EXPECT_TRUE(p.imds_listen.empty());
     EXPECT_EQ(r->agent.socket_path, "/run/rolesanywhere-agent/agent.sock");
@@ -166,7 +166,7 @@ TEST(Config, CredentialReferencesResolveAgainstCredentialsDirectory) {
               std::string::npos);
     auto r = parse(text, ConfigEnvironment{"/run/credentials/rolesanywhere-agent.service", false});
     ASSERT_TRUE(r) << r.error().message;
-    EXPECT_EQ(r->profiles[0].certificate, "/run/credentials/rolesanywhere-agent.service/web.pem");
+    EXPECT_EQ(r->profiles[0].identity.certificate, "/run/credentials/rolesanywhere-agent.service/web.pem");
     text.replace(text.find("credential:web.pem"), std::strlen("credential:web.pem"), "credential:../x");
     EXPECT_NE(error_of(text, ConfigEnvironment{"/run/c", false}).find("is not credential:NAME"),
               std::string::npos);
@@ -312,7 +312,7 @@ protected:
 TEST_F(ConfigFiles, LoadsWhenFilesExist) {
     auto r = load_config(write(config_text(), 0600), ConfigEnvironment{});
     ASSERT_TRUE(r) << r.error().message;
-    EXPECT_EQ(r->profiles[0].private_key, dir_ / "web.key");
+    EXPECT_EQ(r->profiles[0].identity.private_key, dir_ / "web.key");
 }
 
 TEST_F(ConfigFiles, ReadsTheFileAsLoadConfigDoes) {
@@ -428,9 +428,9 @@ TEST_F(ConfigFiles, TpmKeyHandleIsNoPathAndTpmKeysAreRead) {
     text += "tpm_key_password_file = \"" + key + "\"\n";
     auto r = load_config(write(text, 0600), ConfigEnvironment{});
     ASSERT_TRUE(r) << r.error().message;
-    EXPECT_EQ(r->profiles[0].private_key, "handle:0x81000002");
-    EXPECT_EQ(r->profiles[0].tpm_tcti, "swtpm:host=127.0.0.1,port=2321");
-    EXPECT_EQ(r->profiles[0].tpm_key_password_file, dir_ / "web.key");
+    EXPECT_EQ(r->profiles[0].identity.private_key, "handle:0x81000002");
+    EXPECT_EQ(r->profiles[0].identity.tpm_tcti, "swtpm:host=127.0.0.1,port=2321");
+    EXPECT_EQ(r->profiles[0].identity.tpm_key_password_file, dir_ / "web.key");
     // Only private_key takes a handle: the password files are paths that must exist.
     text += "tpm_parent_password_file = \"handle:0x81000001\"\n";
     auto bad = load_config(write(text, 0600), ConfigEnvironment{});

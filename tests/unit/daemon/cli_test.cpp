@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -127,6 +128,39 @@ TEST(CliTest, MalformedArnIsAUsageErrorNamingTheFlag) {
 
 TEST(CliTest, PassphraseSourcesExcludeEachOther) {
     EXPECT_EQ(run({"credential-process", "--pkcs8-password", "x", "--pkcs8-password-file", "f"}), 64);
+}
+
+// The variable is read once, for every command that takes it; unset, it is a usage error naming it.
+TEST(CliTest, AnUnsetPassphraseVariableIsAUsageErrorNamingIt) {
+    ::unsetenv("RAD_TEST_UNSET_PASSPHRASE_VARIABLE");
+    for (const char* command :
+         {"credential-process", "serve", "update", "sign-string", "read-certificate-data"}) {
+        std::string err;
+        EXPECT_EQ(run({command, "--certificate", "/nonexistent/leaf.pem", "--pkcs8-password-env",
+                       "RAD_TEST_UNSET_PASSPHRASE_VARIABLE"},
+                      &err),
+                  64)
+            << command;
+        EXPECT_NE(err.find("--pkcs8-password-env: environment variable RAD_TEST_UNSET_PASSPHRASE_VARIABLE"),
+                  std::string::npos)
+            << command << ": " << err;
+    }
+}
+
+// The variable's bytes are wiped once taken, so that /proc/PID/environ no longer shows the passphrase.
+TEST(CliTest, ThePassphraseVariableIsWipedOnceRead) {
+    ::setenv("RAD_TEST_PASSPHRASE_VARIABLE", "hunter2", 1);
+    std::string err;
+    // The certificate is missing: the command fails after taking the passphrase.
+    EXPECT_EQ(run({"read-certificate-data", "--certificate", "/nonexistent/leaf.pem", "--pkcs8-password-env",
+                   "RAD_TEST_PASSPHRASE_VARIABLE"},
+                  &err),
+              66)
+        << err;
+    const char* left = std::getenv("RAD_TEST_PASSPHRASE_VARIABLE");
+    ASSERT_NE(left, nullptr);
+    EXPECT_EQ(std::string(left).find("hunter2"), std::string::npos);
+    ::unsetenv("RAD_TEST_PASSPHRASE_VARIABLE");
 }
 
 TEST(CliTest, OsStoreFlagsAreRefusedOnLinux) {

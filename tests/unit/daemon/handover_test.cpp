@@ -88,8 +88,8 @@ TEST(Handover, SettingsKeyChangesWithWhatTheCredentialsAreFor) {
     const std::string key = credentials_settings_key(base);
     EXPECT_EQ(key.find(' '), std::string::npos);
     auto renewed = base;
-    renewed.certificate = "/etc/rad/renewed.pem";
-    renewed.private_key = "/etc/rad/renewed.key";
+    renewed.identity.certificate = "/etc/rad/renewed.pem";
+    renewed.identity.private_key = "/etc/rad/renewed.key";
     EXPECT_EQ(credentials_settings_key(renewed), key)
         << "a renewed certificate gets credentials of the same role";
     for (auto change : std::initializer_list<void (*)(config::ProfileConfig&)>{

@@ -11,8 +11,8 @@ namespace {
 config::ProfileConfig profile(const std::string& name) {
     config::ProfileConfig p;
     p.name = name;
-    p.certificate = "/etc/rad/" + name + ".pem";
-    p.private_key = "/etc/rad/" + name + ".key";
+    p.identity.certificate = "/etc/rad/" + name + ".pem";
+    p.identity.private_key = "/etc/rad/" + name + ".key";
     p.trust_anchor_arn = "arn:aws:rolesanywhere:eu-west-1:111122223333:trust-anchor/a";
     p.profile_arn = "arn:aws:rolesanywhere:eu-west-1:111122223333:profile/p";
     p.role_arn = "arn:aws:iam::111122223333:role/" + name;
@@ -51,21 +51,24 @@ TEST(PlanReload, AddedAndRemoved) {
 // Every setting that changes what CreateSession returns, or with which identity, makes the profile refresh.
 TEST(PlanReload, EachCredentialsSettingMeansARefresh) {
     const std::pair<const char*, std::function<void(config::ProfileConfig&)>> rows[] = {
-        {"certificate", [](auto& p) { p.certificate = "/etc/rad/new.pem"; }},
-        {"private_key", [](auto& p) { p.private_key = "/etc/rad/new.key"; }},
-        {"intermediates", [](auto& p) { p.intermediates = "/etc/rad/chain.pem"; }},
-        {"passphrase_file", [](auto& p) { p.passphrase_file = "/etc/rad/pass"; }},
-        {"passphrase_value",
-         [](auto& p) { p.passphrase_value = std::make_shared<const Secret>(std::string_view("x")); }},
-        {"allow_insecure_key_permissions", [](auto& p) { p.allow_insecure_key_permissions = true; }},
-        {"pkcs11_lib", [](auto& p) { p.pkcs11_lib = "/usr/lib/softhsm/libsofthsm2.so"; }},
-        {"pin_file", [](auto& p) { p.pin_file = "/etc/rad/pin"; }},
-        {"reuse_pin", [](auto& p) { p.reuse_pin = true; }},
-        {"tpm_tcti", [](auto& p) { p.tpm_tcti = "swtpm:port=2321"; }},
-        {"tpm_key_password_file", [](auto& p) { p.tpm_key_password_file = "/etc/rad/tpm"; }},
-        {"tpm_parent_password_file", [](auto& p) { p.tpm_parent_password_file = "/etc/rad/parent"; }},
-        {"tpm_key_password_value",
-         [](auto& p) { p.tpm_key_password_value = std::make_shared<const Secret>(std::string_view("x")); }},
+        {"certificate", [](auto& p) { p.identity.certificate = "/etc/rad/new.pem"; }},
+        {"private_key", [](auto& p) { p.identity.private_key = "/etc/rad/new.key"; }},
+        {"intermediates", [](auto& p) { p.identity.intermediates = "/etc/rad/chain.pem"; }},
+        {"passphrase_file", [](auto& p) { p.identity.passphrase_file = "/etc/rad/pass"; }},
+        {"passphrase",
+         [](auto& p) { p.identity.passphrase = std::make_shared<const Secret>(std::string_view("x")); }},
+        {"allow_insecure_key_permissions", [](auto& p) { p.identity.allow_insecure_key_permissions = true; }},
+        {"pkcs11_lib", [](auto& p) { p.identity.pkcs11_lib = "/usr/lib/softhsm/libsofthsm2.so"; }},
+        {"pin_file", [](auto& p) { p.identity.pin_file = "/etc/rad/pin"; }},
+        {"reuse_pin", [](auto& p) { p.identity.reuse_pin = true; }},
+        {"tpm_tcti", [](auto& p) { p.identity.tpm_tcti = "swtpm:port=2321"; }},
+        {"tpm_key_password_file", [](auto& p) { p.identity.tpm_key_password_file = "/etc/rad/tpm"; }},
+        {"tpm_parent_password_file",
+         [](auto& p) { p.identity.tpm_parent_password_file = "/etc/rad/parent"; }},
+        {"tpm_key_password",
+         [](auto& p) {
+             p.identity.tpm_key_password = std::make_shared<const Secret>(std::string_view("x"));
+         }},
         {"trust_anchor_arn", [](auto& p) { p.trust_anchor_arn += "2"; }},
         {"profile_arn", [](auto& p) { p.profile_arn += "2"; }},
         {"role_arn", [](auto& p) { p.role_arn += "2"; }},
