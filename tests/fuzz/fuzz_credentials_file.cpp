@@ -15,7 +15,7 @@
 #include <vector>
 
 #include "common/time_format.hpp"
-#include "daemon/credentials_file.hpp"
+#include "daemon/surfaces/credentials_file.hpp"
 
 namespace {
 

@@ -2,7 +2,7 @@
 // parser with the server's limits, become a SurfaceRequest the way http_server.cpp builds one, pass
 // guard_request, and are answered by the IMDS, container-credentials and health handlers at a fixed clock
 // with a fixed token key. Besides "no crash, no leak, no UB", every answer is checked against the promises
-// of surfaces.hpp and request_guard.hpp; the main one: the secret access key leaves only in a 200 to a
+// of imds.hpp, ecs.hpp and request_guard.hpp; the main one: the secret access key leaves only in a 200 to a
 // request that passed the guard and proved it holds the credential (a valid IMDS token, or the ECS token in
 // exactly one Authorization header).
 //
@@ -21,10 +21,11 @@
 #include <string_view>
 
 #include "common/secret.hpp"
-#include "daemon/health.hpp"
-#include "daemon/http_types.hpp"
-#include "daemon/request_guard.hpp"
-#include "daemon/surfaces.hpp"
+#include "daemon/surfaces/ecs.hpp"
+#include "daemon/surfaces/health.hpp"
+#include "daemon/surfaces/http_types.hpp"
+#include "daemon/surfaces/imds.hpp"
+#include "daemon/surfaces/request_guard.hpp"
 #include "pki/hmac.hpp"
 #include "signer/credentials.hpp"
 

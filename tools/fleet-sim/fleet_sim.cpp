@@ -6,7 +6,7 @@
 #include <random>
 #include <utility>
 
-#include "daemon/credential_cache.hpp"
+#include "daemon/policy/credential_cache.hpp"
 
 namespace rad::fleet {
 

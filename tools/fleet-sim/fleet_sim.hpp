@@ -16,7 +16,7 @@
 #include <vector>
 
 #include "common/error.hpp"
-#include "daemon/refresh_policy.hpp"
+#include "daemon/policy/refresh_policy.hpp"
 
 namespace rad::fleet {
 

@@ -1,0 +1,31 @@
+#pragma once
+// The long-running agent (`serve`): one credential cache per profile on one event loop, refreshed in the
+// background, served over IMDS, the container endpoint, the Unix socket and the credentials file.
+// This header is free of Asio: the loop, its timers and sockets live in agent.cpp.
+
+#include <filesystem>
+#include <optional>
+
+#include "config/config.hpp"
+#include "daemon/agent/log.hpp"
+#include "daemon/upstream/prepared_session.hpp"
+
+namespace rad::daemon {
+
+struct AgentOptions {
+    config::AgentConfig config;
+    // config_path: where SIGHUP re-reads the configuration from; empty when it came from command-line flags
+    // (SIGHUP then re-loads the certificate and key only).
+    std::filesystem::path config_path;
+    config::ConfigEnvironment environment;
+};
+
+// run_agent runs until SIGTERM or SIGINT and returns the process exit status: 0 after a clean stop, 78 when
+// a listener cannot be opened, the sysexits code of the first profile whose identity cannot be loaded.
+int run_agent(AgentOptions options, Logger& log);
+
+// check_profile_settings applies the signer's rules (ARN syntax, services, trust anchor and profile in one
+// region, endpoint URL) to a profile of the configuration file; errors are config_invalid at FILE:LINE.
+[[nodiscard]] Result<void> check_profile_settings(const config::ProfileConfig& profile);
+
+}  // namespace rad::daemon

@@ -1,0 +1,303 @@
+#include "daemon/cli/agent_commands.hpp"
+
+#include <cstdlib>
+#include <cstring>
+
+#include <nlohmann/json.hpp>
+
+#include "common/time_format.hpp"
+#include "daemon/agent/agent.hpp"
+#include "daemon/agent/log.hpp"
+#include "daemon/fastpath/control_client.hpp"
+#include "daemon/fastpath/fast_path.hpp"
+#include "daemon/surfaces/credentials_file.hpp"
+
+namespace rad::daemon {
+
+namespace {
+
+Result<config::LogLevel> parse_level(const std::string& text) {
+    if (text == "debug")
+        return config::LogLevel::debug;
+    if (text == "info")
+        return config::LogLevel::info;
+    if (text == "warning")
+        return config::LogLevel::warning;
+    if (text == "error")
+        return config::LogLevel::error;
+    return make_error(Errc::usage,
+                      "--log-level must be debug, info, warning or error (got \"" + text + "\")");
+}
+
+int report(const Error& error) {
+    std::fprintf(stderr, "rolesanywhere-agent: %s\n", error.message.c_str());
+    return exit_code(error.code);
+}
+
+}  // namespace
+
+Result<config::AgentConfig> update_agent_config(const UpdateOptions& options) {
+    if (options.profile.empty()) {
+        return make_error(Errc::usage, "--profile must name a section of the credentials file");
+    }
+    config::ProfileConfig profile = options.credentials.profile;
+    profile.name = options.profile;
+    profile.credentials_file_profile = options.profile;
+    config::AgentConfig config;
+    config.agent.socket_path.clear();
+    config.profiles.push_back(std::move(profile));
+    return config;
+}
+
+int run_serve(ServeOptions options) {
+    std::optional<config::LogLevel> level_flag;
+    if (!options.log_level.empty()) {
+        auto level = parse_level(options.log_level);
+        if (!level) {
+            return report(level.error());
+        }
+        level_flag = *level;
+    }
+    std::optional<config::LogFormat> format_flag;
+    if (!options.log_format.empty()) {
+        if (options.log_format != "text" && options.log_format != "json") {
+            return report(make_error(Errc::usage, "--log-format must be text or json"));
+        }
+        format_flag = options.log_format == "json" ? config::LogFormat::json : config::LogFormat::text;
+    }
+
+    AgentOptions agent;
+    agent.environment = environment_from_process();
+    if (options.credentials_given && !options.config_path.empty()) {
+        return report(make_error(Errc::usage,
+                                 "--config and the certificate/ARN flags are exclusive: put the profile "
+                                 "in the configuration file, or use flags alone"));
+    }
+    if (options.credentials_given) {
+        // The reference helper's `serve`: one profile, IMDS on 127.0.0.1:--port.
+        if (options.port < 1 || options.port > 65535) {
+            return report(make_error(Errc::usage, "--port must be 1-65535"));
+        }
+        if (options.hop_limit < 1 || options.hop_limit > 255) {
+            return report(make_error(Errc::usage, "--hop-limit must be 1-255"));
+        }
+        config::ProfileConfig profile = std::move(options.credentials.profile);
+        profile.name = "default";
+        profile.imds_listen.push_back(
+            config::ListenAddress{"127.0.0.1", static_cast<std::uint16_t>(options.port)});
+        agent.config.profiles.push_back(std::move(profile));
+        agent.config.agent.hop_limit = options.hop_limit;
+        agent.config.agent.socket_path = options.socket_path;
+        std::fprintf(stderr,
+                     "rolesanywhere-agent: serving IMDS on 127.0.0.1:%d; export "
+                     "AWS_EC2_METADATA_SERVICE_ENDPOINT=http://127.0.0.1:%d/\n",
+                     options.port, options.port);
+    } else {
+        agent.config_path = config_path_or_default(options.config_path);
+        auto loaded = config::load_config(agent.config_path, agent.environment);
+        if (!loaded) {
+            return report(loaded.error());
+        }
+        agent.config = std::move(*loaded);
+    }
+    // Flags win over the file.
+    Logger log(level_flag.value_or(agent.config.agent.log_level),
+               format_flag.value_or(agent.config.agent.log_format));
+    return run_agent(std::move(agent), log);
+}
+
+int run_update(UpdateOptions options) {
+    auto level = parse_level(options.log_level);
+    if (!level) {
+        return report(level.error());
+    }
+    const Diagnostics diag{options.credentials.debug, stderr};
+    if (!options.once) {
+        // Kept fresh, the file is a surface of the agent: its refresh policy and backoff, rotated key files
+        // picked up, and a clean stop on SIGTERM.
+        auto config = update_agent_config(options);
+        if (!config) {
+            return report(config.error());
+        }
+        // The flags are checked and the identity loaded here first (the agent then loads its own), so that a
+        // mistake in them is reported as with --once: one line and its own exit code, not a profile the agent
+        // cannot start.
+        if (auto checked = prepare_session(config->profiles.front(), diag); !checked) {
+            return report(checked.error());
+        }
+        AgentOptions agent;
+        agent.config = std::move(*config);
+        agent.environment = environment_from_process();
+        Logger log(options.credentials.debug ? config::LogLevel::debug : *level, config::LogFormat::text);
+        return run_agent(std::move(agent), log);
+    }
+    auto session = prepare_session(options.credentials.profile, diag);
+    if (!session) {
+        return report(session.error());
+    }
+    Logger log(*level, config::LogFormat::text);
+    auto credentials = fetch_credentials(session->identity, session->params, session->endpoint,
+                                         RetryOptions{}, production_hooks(session->client, diag));
+    if (!credentials) {
+        return report(credentials.error());
+    }
+    const auto path = default_credentials_file();
+    if (auto r = write_credentials_file(path, options.profile, *credentials); !r) {
+        return report(r.error());
+    }
+    log.info("credentials_written", {{"file", path.string()},
+                                     {"profile", options.profile},
+                                     {"access_key", signer::redact_access_key_id(credentials->access_key_id)},
+                                     {"expiration", format_iso8601(credentials->expiration)}});
+    return 0;
+}
+
+Result<void> run_fast_path(const FastPathOptions& options, std::FILE* out, const Diagnostics& diag) {
+    auto consultation = consult_agent(options);
+    if (settled(options, consultation)) {
+        return print_agent_answer(consultation, out);
+    }
+    diag.trace(consultation.reply.error().message + "; no agent answers");
+    read_config_once(options, consultation);
+    const auto& config = consultation.file.config;
+    const std::string& config_path = consultation.file.path;
+    if (!config) {
+        if (consultation.file.error) {
+            return *consultation.file.error;
+        }
+        return make_error(Errc::agent_unavailable, "no agent answers on " + consultation.socket.string() +
+                                                       " and there is no " + config_path + " to sign from");
+    }
+    const auto* profile = config->find_profile(options.profile);
+    if (profile == nullptr) {
+        return make_error(Errc::usage,
+                          "--profile: no profile named \"" + options.profile + "\" in " + config_path);
+    }
+    diag.trace("signing directly with profile " + options.profile + " of " + config_path);
+    CredentialOptions credentials{*profile};
+    credentials.debug = diag.debug;
+    return run_credential_process(credentials, out, diag);
+}
+
+Result<void> run_status(const StatusOptions& options, std::FILE* out) {
+    std::filesystem::path socket = options.socket_path;
+    if (socket.empty()) {
+        const ConfigRead file = read_agent_config(options.config_path);
+        socket = socket_for({}, file.config);
+        // A configuration with a mistake is when its agent's status matters most: the agent runs with the
+        // version it loaded, whose socket the file still names (or, when it cannot tell, the default one).
+        // A default file this user may not read is passed over in silence, as before.
+        if (file.error && (file.text_read || !options.config_path.empty())) {
+            std::fprintf(stderr,
+                         "rolesanywhere-agent: warning: %s (the running agent uses the configuration it "
+                         "loaded)\n",
+                         file.error->message.c_str());
+            socket = file.named_socket.value_or(socket);
+        }
+    }
+    ControlRequest request;
+    auto reply = send_control_request(socket, request, std::chrono::seconds(5));
+    if (!reply) {
+        if (reply.error().code == Errc::agent_unavailable) {
+            return make_error(Errc::agent_unavailable, "no agent answers on " + socket.string());
+        }
+        return reply.error();
+    }
+    if (options.json) {
+        std::fprintf(out, "%.*s\n", static_cast<int>(reply->size()), reply->reveal().data());
+        return {};
+    }
+    const auto doc = nlohmann::json::parse(reply->reveal(), nullptr, false);
+    if (doc.is_discarded() || !doc.contains("profiles")) {
+        return make_error(Errc::upstream_malformed, "agent socket: unreadable status");
+    }
+    std::fprintf(out, "rolesanywhere-agent %s\n", doc.value("version", "?").c_str());
+    for (const auto& p : doc["profiles"]) {
+        std::fprintf(out, "\nprofile %s: %s\n", p.value("name", "?").c_str(), p.value("state", "?").c_str());
+        if (p.contains("expiration")) {
+            std::fprintf(out, "  credentials   %s, expire %s (in %lld s)\n",
+                         p.value("access_key_id", "").c_str(), p.value("expiration", "").c_str(),
+                         p.value("expires_in_seconds", 0LL));
+        }
+        if (p.contains("next_refresh_in_seconds")) {
+            std::fprintf(out, "  next refresh  in %lld s\n", p.value("next_refresh_in_seconds", 0LL));
+        } else if (p.value("refreshing", false)) {
+            std::fprintf(out, "  next refresh  running now\n");
+        }
+        if (p.contains("last_error")) {
+            std::fprintf(out, "  last error    %s: %s (%d in a row)\n",
+                         p["last_error"].value("code", "").c_str(),
+                         p["last_error"].value("message", "").c_str(), p.value("consecutive_failures", 0));
+        }
+        if (p.contains("certificate")) {
+            const auto& c = p["certificate"];
+            std::fprintf(out, "  certificate   %s, serial %s, expires %s (%lld days)%s\n",
+                         c.value("subject", "").c_str(), c.value("serial", "").c_str(),
+                         c.value("not_after", "").c_str(), c.value("days_left", 0LL),
+                         c.value("expiring_soon", false) ? "  WARNING: renew it soon" : "");
+        }
+        for (const auto& surface : p.value("surfaces", nlohmann::json::array())) {
+            std::fprintf(out, "  serves        %s\n", surface.get<std::string>().c_str());
+        }
+    }
+    return {};
+}
+
+Result<void> run_refresh(const RefreshOptions& options, std::FILE* out) {
+    std::optional<config::AgentConfig> config;
+    if (options.socket_path.empty()) {
+        auto loaded =
+            config::load_config(config_path_or_default(options.config_path), environment_from_process());
+        if (loaded) {
+            config = std::move(*loaded);
+        } else if (!options.config_path.empty()) {
+            return loaded.error();
+        }
+    }
+    const auto socket = socket_for(options.socket_path, config);
+    std::vector<std::string> profiles = options.profiles;
+    if (profiles.empty()) {
+        auto status = send_control_request(socket, ControlRequest{}, std::chrono::seconds(5));
+        if (!status) {
+            return status.error().code == Errc::agent_unavailable
+                       ? make_error(Errc::agent_unavailable, "no agent answers on " + socket.string())
+                       : status.error();
+        }
+        const auto doc = nlohmann::json::parse(status->reveal(), nullptr, false);
+        if (doc.is_discarded() || !doc.contains("profiles")) {
+            return make_error(Errc::upstream_malformed, "agent socket: unreadable status");
+        }
+        for (const auto& p : doc["profiles"]) {
+            profiles.push_back(p.value("name", ""));
+        }
+    }
+    std::optional<Error> first_failure;
+    for (const auto& name : profiles) {
+        ControlRequest request;
+        request.kind = ControlRequest::Kind::refresh;
+        request.profile = name;
+        // A refresh is one CreateSession: bounded by the agent's own timeouts (20 s by default).
+        auto reply = send_control_request(socket, request, std::chrono::seconds(60));
+        if (!reply) {
+            if (reply.error().code == Errc::agent_unavailable) {
+                return make_error(Errc::agent_unavailable, "no agent answers on " + socket.string());
+            }
+            std::fprintf(out, "%s: failed: %s: %s\n", name.c_str(), errc_name(reply.error().code),
+                         reply.error().message.c_str());
+            if (!first_failure) {
+                first_failure = reply.error();
+            }
+            continue;
+        }
+        const auto doc = nlohmann::json::parse(reply->reveal(), nullptr, false);
+        std::fprintf(out, "%s: refreshed, credentials %s expire %s\n", name.c_str(),
+                     doc.is_discarded() ? "?" : doc.value("access_key_id", "?").c_str(),
+                     doc.is_discarded() ? "?" : doc.value("expiration", "?").c_str());
+    }
+    if (first_failure) {
+        return *first_failure;
+    }
+    return {};
+}
+
+}  // namespace rad::daemon

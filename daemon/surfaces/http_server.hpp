@@ -1,0 +1,78 @@
+#pragma once
+// HttpServer serves the agent's local HTTP surfaces (IMDS, container endpoint, health) on an io_context the
+// agent owns. Every connection runs on that one event loop; the handler is a pure function called on it.
+// Beast stays inside http_server.cpp: this header only forward-declares the io_context.
+//
+// Promises: HTTP/1.1 with keep-alive; Content-Length on every response; bounded header size, read and idle
+// timeouts (slowloris-safe); a connection cap (extra connections are closed at once); the IP TTL / IPv6 hop
+// limit of accepted sockets set to hop_limit; optionally, loopback peers only; a response with status 400,
+// 413 or 431 ends the connection; stop_accepting() closes the listeners, lets responses being written finish,
+// and closes idle connections, so that the loop runs out of work and returns.
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "common/error.hpp"
+#include "daemon/surfaces/http_types.hpp"
+
+namespace boost::asio {
+class io_context;
+}
+
+namespace rad::daemon {
+
+struct HttpServerLimits {
+    std::size_t max_header_bytes = 8 * 1024;
+    std::size_t max_body_bytes = 1024;
+    // read_timeout bounds the time from the first byte of a request to its last.
+    std::chrono::milliseconds read_timeout{5000};
+    // idle_timeout closes a keep-alive connection that sends nothing.
+    std::chrono::milliseconds idle_timeout{30000};
+    std::chrono::milliseconds write_timeout{5000};
+    int max_connections = 256;
+    // hop_limit: IP_TTL / IPV6_UNICAST_HOPS of accepted sockets (1 = cannot leave the host's link); 0 leaves
+    // the system default.
+    int hop_limit = 1;
+    // loopback_peers_only closes, unanswered, connections whose peer address is not loopback (127.0.0.0/8,
+    // ::1, or ::ffff:127.x.y.z).
+    bool loopback_peers_only = false;
+};
+
+// is_loopback_peer says whether an IP address (text form) is a loopback address, IPv4-mapped ones included.
+bool is_loopback_peer(const std::string& address) noexcept;
+
+using HttpHandler = std::function<SurfaceResponse(const SurfaceRequest&)>;
+
+class HttpServer {
+public:
+    HttpServer(boost::asio::io_context& io, HttpServerLimits limits, HttpHandler handler);
+    ~HttpServer();
+    HttpServer(const HttpServer&) = delete;
+    HttpServer& operator=(const HttpServer&) = delete;
+
+    // listen binds host:port (an IP literal or "localhost"; port 0 picks one) and starts accepting. Returns
+    // the bound port. Errors (address in use, not an address) are Errc::config_invalid naming the address.
+    [[nodiscard]] Result<std::uint16_t> listen(const std::string& host, std::uint16_t port);
+    // adopt starts accepting on an already listening TCP socket (systemd socket activation).
+    [[nodiscard]] Result<void> adopt(int listening_fd);
+    // stop_accepting closes the listeners and idle connections; in-flight responses are completed.
+    void stop_accepting();
+    // hold stops taking new connections off the listeners (present and future ones) until release(): clients
+    // that connect meanwhile wait in the kernel's listen backlog instead of being answered, e.g. while the
+    // agent has no credentials to serve yet. `waiting` is called, on the loop, the first time a client is
+    // seen waiting during the hold (a listener becomes readable), so the caller can hurry what it waits for;
+    // after that the server has no operation pending until release(). Calls on the loop's thread only.
+    void hold(std::function<void()> waiting);
+    void release();
+    std::size_t open_connections() const noexcept;
+
+    struct Impl;
+
+private:
+    std::shared_ptr<Impl> impl_;
+};
+
+}  // namespace rad::daemon

@@ -1,0 +1,41 @@
+#include "daemon/surfaces/router.hpp"
+
+#include "daemon/surfaces/request_guard.hpp"
+
+namespace rad::daemon {
+
+SurfaceResponse route_imds(const SurfaceRequest& request,
+                           const ImdsSettings& settings,
+                           const ImdsTokens& tokens,
+                           std::chrono::steady_clock::time_point now,
+                           std::chrono::system_clock::time_point wall_now,
+                           const ServedCredentials& served) {
+    if (auto refusal = guard_request(request)) {
+        return std::move(*refusal);
+    }
+    return handle_imds(request, settings, tokens, now, wall_now, served);
+}
+
+SurfaceResponse route_ecs(const SurfaceRequest& request,
+                          const EcsLookup& lookup,
+                          std::chrono::system_clock::time_point wall_now) {
+    if (auto refusal = guard_request(request)) {
+        return std::move(*refusal);
+    }
+    const std::string_view path = std::string_view(request.target).substr(0, request.target.find('?'));
+    if (auto profile = lookup(path)) {
+        return handle_ecs(request, profile->settings, wall_now, profile->served);
+    }
+    const EcsSettings none{"", nullptr, ""};
+    return handle_ecs(request, none, wall_now,
+                      ServedCredentials{nullptr, make_error(Errc::usage, "unknown path"), {}});
+}
+
+SurfaceResponse route_health(const SurfaceRequest& request, const AgentSnapshot& snapshot) {
+    if (auto refusal = guard_request(request)) {
+        return std::move(*refusal);
+    }
+    return handle_health(request, snapshot);
+}
+
+}  // namespace rad::daemon
