@@ -33,11 +33,12 @@ _generated_pki = None
 
 
 def pki_dir():
-    """RAD_TEST_PKI, or a PKI made once per test process by tests/support/make-test-pki."""
+    """RAD_TEST_PKI (made absolute: tests link to its files from elsewhere), or a PKI made once per test process
+    by tests/support/make-test-pki."""
     global _generated_pki
     configured = os.environ.get("RAD_TEST_PKI")
     if configured:
-        return Path(configured)
+        return Path(configured).absolute()
     if _generated_pki is None:
         _generated_pki = Path(tempfile.mkdtemp(prefix="rad-it-pki-")) / "pki"
         subprocess.run([PYTHON, str(ROOT / "tests" / "support" / "make-test-pki"), str(_generated_pki)],
