@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
 #include <cstdlib>
@@ -167,6 +168,7 @@ Secret edit_credentials_file(std::string_view existing,
     for (std::size_t i = 0; i < lines.size(); ++i) {
         const Line& line = lines[i];
         bool replaced = false;
+        bool dropped = false;
         if (i >= *begin && i < end) {
             const auto key = key_of(line.text);
             for (std::size_t k = 0; k < wanted.size() && !key.empty(); ++k) {
@@ -175,8 +177,10 @@ Secret edit_credentials_file(std::string_view existing,
                         put_key(wanted[k].first, wanted[k].second);
                         text.append(line.end);
                         written[k] = true;
+                    } else {
+                        // A duplicate of a key we own is dropped: two different values would be ambiguous.
+                        dropped = true;
                     }
-                    // A duplicate of a key we own is dropped: two different values would be ambiguous.
                     replaced = true;
                     break;
                 }
@@ -186,7 +190,10 @@ Secret edit_credentials_file(std::string_view existing,
             text.append(line.text).append(line.end);
         }
         if (i == insert_after) {
-            if (line.end.empty()) {
+            // A last line without an ending gets one only if keys follow it and it was written: a dropped
+            // line leaves the line before it, which has its own ending, last.
+            const bool missing = std::find(written.begin(), written.end(), false) != written.end();
+            if (missing && !dropped && line.end.empty()) {
                 text.append(newline);
             }
             append_missing();

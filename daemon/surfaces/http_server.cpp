@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "common/secret.hpp"
+#include "daemon/surfaces/http_request_conversion.hpp"
 #include "daemon/surfaces/socket_options.hpp"
 
 namespace rad::daemon {
@@ -308,12 +309,7 @@ private:
             return;
         }
         auto& message = parser_->get();
-        SurfaceRequest request;
-        request.method = std::string(message.method_string());
-        request.target = std::string(message.target());
-        for (const auto& field : message) {
-            request.headers.emplace_back(std::string(field.name_string()), std::string(field.value()));
-        }
+        const SurfaceRequest request = to_surface_request(message);
         const bool wants_keep_alive = message.keep_alive();
         const bool head = message.method() == http::verb::head;
         wipe_string(message.body());  // SurfaceRequest carries no body; none of it is kept

@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from agent_support import AgentProcess, render_config
+from radtest.agent import AgentProcess, render_config
 
 EX_USAGE, EX_DATAERR, EX_NOINPUT, EX_NOPERM, EX_CONFIG = 64, 65, 66, 77, 78
 ENCRYPTED = ["p256-enc-aes128-sha1.key", "p256-enc-aes192-sha384.key", "p256-enc-aes256-sha256.key",

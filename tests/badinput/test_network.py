@@ -24,8 +24,8 @@ from pathlib import Path
 
 import pytest
 
-from agent_support import AgentProcess, agent_for_any_user, free_port
-from conftest import PYTHON
+from radtest.agent import AgentProcess, agent_for_any_user
+from radtest.environment import PYTHON, free_port
 
 EX_NOPERM = 77
 

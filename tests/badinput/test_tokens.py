@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from rawhttp import (CREDENTIALS_PATH, TOKEN_HEADER, TOKEN_PATH, TTL_HEADER, KeepAlive, exchange, request)
+from radtest.rawhttp import CREDENTIALS_PATH, TOKEN_HEADER, TOKEN_PATH, TTL_HEADER, KeepAlive, exchange, request
 
 ROLE_PATH = CREDENTIALS_PATH + "rad-test-role"
 TIMING_REQUESTS = 20000      # per surface, both kinds interleaved on one keep-alive connection

@@ -1,26 +1,17 @@
 """Fixtures for the fault suite (tests/faults, CTest label `faults`).
 
-The emulator, the PKI and the agent harness are the integration suite's (tests/integration/conftest.py, loaded
-here under its own module name, and tests/integration/agent_support.py). The one difference: this suite's
-emulator also runs the TLS fault listener (--tls-fault-listener). Each test prints its figures; they are
+The emulator, the PKI and the agent harness are the shared ones (tests/support/radtest). The one difference:
+this suite's emulator also runs the TLS fault listener (--tls-fault-listener). Each test prints its figures; they are
 collected here and shown in pytest's summary, so that `ctest -L faults -V` shows them.
 """
 
 import os
 import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path[:0] = [str(ROOT / "tests" / "integration"), str(Path(__file__).resolve().parent)]
-from suite_support import adopt  # noqa: E402
-
-# The integration fixtures (em, agent, pki, ...) under the same names; AGENT and clean_environment before
-# anything imports agent_support, which takes them `from conftest` (this module).
-_integration = adopt(globals(), "AGENT", "PYTHON", "Emulator", "pki_dir", "clean_environment", "em", "agent", "pki")
-AGENT = _integration.AGENT
-Emulator = _integration.Emulator
+from radtest.emulator import Emulator
+from radtest.environment import AGENT
 
 FIGURES = []
 

@@ -17,7 +17,7 @@ import statistics
 import threading
 import time
 
-from agent_support import http_call, imds_token
+from radtest.clients import http_call, imds_token
 
 SERVE_MARGIN_SECONDS = 60
 ROLE_PATH = "/latest/meta-data/iam/security-credentials/"

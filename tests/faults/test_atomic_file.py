@@ -25,7 +25,7 @@ import time
 
 import pytest
 
-from conftest import AGENT, clean_environment
+from radtest.environment import AGENT, clean_environment
 
 ITERATIONS = int(os.environ.get("RAD_F13_ITERATIONS", "1000"))
 OTHER = "# kept by hand\n[default]\naws_access_key_id = AKIAEXAMPLEDEFAULT00\naws_secret_access_key = d\n"

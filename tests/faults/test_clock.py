@@ -21,7 +21,10 @@ from pathlib import Path
 
 import pytest
 
-from agent_support import AgentProcess, create_sessions, wait_until
+from radtest.agent import AgentProcess
+from radtest.emulator import create_sessions
+from radtest.environment import wait_until
+
 from fault_support import SurfaceWatcher, utcnow
 
 LIBFAKETIME = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1")

@@ -17,7 +17,10 @@ import time
 
 from cryptography import x509
 
-from agent_support import AgentProcess, create_sessions, wait_until
+from radtest.agent import AgentProcess
+from radtest.emulator import create_sessions
+from radtest.environment import wait_until
+
 from fault_support import NotifySocket, SurfaceWatcher
 
 

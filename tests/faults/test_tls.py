@@ -8,7 +8,10 @@ soon as it presents a good certificate again.
 import re
 import time
 
-from agent_support import AgentProcess, create_sessions, wait_until
+from radtest.agent import AgentProcess
+from radtest.emulator import create_sessions
+from radtest.environment import wait_until
+
 from fault_support import SurfaceWatcher
 
 VARIANTS = {

@@ -13,7 +13,10 @@ is short.
 import re
 import time
 
-from agent_support import AgentProcess, create_sessions, free_port, wait_until
+from radtest.agent import AgentProcess
+from radtest.emulator import create_sessions
+from radtest.environment import free_port, wait_until
+
 from fault_support import (EmulatorTimeline, Forwarder, NotifySocket, SurfaceWatcher, delays, fd_count,
                            parse_expiration, rss_kib, utcnow)
 

@@ -14,8 +14,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from agent_support import AgentProcess, create_sessions
-from conftest import ROOT
+from radtest.agent import AgentProcess
+from radtest.emulator import create_sessions
+from radtest.environment import ROOT
 
 
 @pytest.mark.parametrize("name", ["expired", "not-yet-valid"])

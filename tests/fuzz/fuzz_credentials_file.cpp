@@ -1,8 +1,19 @@
 // Fuzz target: edit_credentials_file on arbitrary existing file text. The first input byte picks the profile
-// name, the rest is the file. The output is read back with the rules of the header (a "[name]" line opens a
-// section, "key = value" lines belong to it) and must hold, in the first section of that profile, each of
-// the four keys exactly once with the new value; everything before that section is kept byte for byte; and
-// editing the output again with the same credentials changes nothing.
+// name, the rest is the file.
+//
+// The oracle is written from the promises of credentials_file.hpp, not from the editor's code: it never
+// rebuilds the file or splits the output into sections. It finds two lines in the input, the first one that
+// opens the profile ("[name]" after leading blanks) and the next header after it (a "[" after leading blanks,
+// with a "]" later on the line), and requires of the output:
+//  - the bytes up to the end of that header's text, and the bytes from the next header on, unchanged;
+//  - between them, the input's lines in order, each with its own line ending, once the lines that set one of
+//    the four keys are taken out of both; and each key set exactly once, to the new value;
+//  - every key where the input set it first; a key the section lacked after its last non-blank line, so that
+//    the blank lines that end the section still end it;
+//  - with no such section, the input kept whole and the section added after it: blank lines, the header, the
+//    four keys, nothing else;
+//  - a file whose lines all end in CRLF keeps CRLF everywhere; a file without CR gets none;
+//  - editing the output again with the same credentials changes nothing.
 
 #include <array>
 #include <cstddef>
@@ -22,46 +33,11 @@ namespace {
 using namespace std::chrono_literals;
 
 constexpr std::array<std::string_view, 4> kProfiles = {"default", "rad", "web", "prod-eu-west-1"};
+constexpr std::size_t kKeys = 4;
 
 [[noreturn]] void fail(const char* what) {
     std::fprintf(stderr, "invariant broken: %s\n", what);
     std::abort();
-}
-
-std::string_view trim(std::string_view s) {
-    const auto first = s.find_first_not_of(" \t");
-    if (first == std::string_view::npos) {
-        return {};
-    }
-    return s.substr(first, s.find_last_not_of(" \t") - first + 1);
-}
-
-std::vector<std::string_view> lines_of(std::string_view text) {
-    std::vector<std::string_view> lines;
-    std::size_t pos = 0;
-    while (pos < text.size()) {
-        std::size_t nl = text.find('\n', pos);
-        std::size_t next = nl == std::string_view::npos ? text.size() : nl + 1;
-        std::size_t end = nl == std::string_view::npos ? text.size() : nl;
-        if (end > pos && text[end - 1] == '\r' && nl != std::string_view::npos) {
-            --end;
-        }
-        lines.push_back(text.substr(pos, end - pos));
-        pos = next;
-    }
-    return lines;
-}
-
-std::optional<std::string_view> header_name(std::string_view line) {
-    const auto t = trim(line);
-    if (t.size() < 2 || t.front() != '[') {
-        return std::nullopt;
-    }
-    const auto close = t.find(']');
-    if (close == std::string_view::npos) {
-        return std::nullopt;
-    }
-    return t.substr(1, close - 1);
 }
 
 const rad::signer::Credentials& credentials() {
@@ -77,61 +53,226 @@ const rad::signer::Credentials& credentials() {
     return c;
 }
 
-// check_section finds the first [profile] section of `text` and checks its four keys; it returns the offset
-// of the section's header line.
-std::size_t check_section(std::string_view text, std::string_view profile) {
-    const auto& c = credentials();
-    const std::string expiration = rad::format_iso8601(c.expiration);
-    const std::array<std::pair<std::string_view, std::string_view>, 4> wanted{{
-        {"aws_access_key_id", c.access_key_id},
-        {"aws_secret_access_key", c.secret_access_key.reveal()},
-        {"aws_session_token", c.session_token.reveal()},
-        {rad::daemon::kExpirationKey, expiration},
-    }};
-    std::array<int, 4> seen{};
-    const auto lines = lines_of(text);
-    std::optional<std::size_t> header_offset;
-    for (const auto line : lines) {
-        const auto name = header_name(line);
-        if (name && header_offset) {
+// The four keys and the values the edit must leave.
+struct Wanted {
+    std::array<std::string_view, kKeys> keys{"aws_access_key_id", "aws_secret_access_key",
+                                             "aws_session_token", rad::daemon::kExpirationKey};
+    std::string expiration = rad::format_iso8601(credentials().expiration);
+    std::array<std::string_view, kKeys> values{credentials().access_key_id,
+                                               credentials().secret_access_key.reveal(),
+                                               credentials().session_token.reveal(), expiration};
+};
+
+const Wanted& wanted() {
+    static const Wanted w;
+    return w;
+}
+
+// A line as stored: where it starts in its text, what it says, and how it ends ("\n", "\r\n", or "" for a
+// last line without an ending).
+struct Line {
+    std::size_t at;
+    std::string_view text;
+    std::string_view ending;
+};
+
+std::vector<Line> lines_of(std::string_view text) {
+    std::vector<Line> lines;
+    std::size_t at = 0;
+    while (at < text.size()) {
+        const std::size_t newline = text.find('\n', at);
+        if (newline == std::string_view::npos) {
+            lines.push_back({at, text.substr(at), {}});
             break;
         }
-        if (name) {
-            if (*name == profile) {
-                header_offset = static_cast<std::size_t>(line.data() - text.data());
-            }
-            continue;
-        }
-        if (!header_offset) {
-            continue;
-        }
-        const auto t = trim(line);
-        if (t.empty() || t.front() == '#' || t.front() == ';') {
-            continue;
-        }
-        const auto eq = t.find('=');
-        if (eq == std::string_view::npos) {
-            continue;
-        }
-        const auto key = trim(t.substr(0, eq));
-        for (std::size_t k = 0; k < wanted.size(); ++k) {
-            if (key == wanted[k].first) {
-                ++seen[k];
-                if (trim(t.substr(eq + 1)) != wanted[k].second) {
-                    fail("a key of the profile does not hold the new value");
-                }
+        const bool crlf = newline > at && text[newline - 1] == '\r';
+        const std::size_t text_end = crlf ? newline - 1 : newline;
+        lines.push_back({at, text.substr(at, text_end - at), crlf ? "\r\n" : "\n"});
+        at = newline + 1;
+    }
+    return lines;
+}
+
+std::string_view skip_blanks(std::string_view s) {
+    while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) {
+        s.remove_prefix(1);
+    }
+    return s;
+}
+
+bool blank(std::string_view text) {
+    return skip_blanks(text).empty();
+}
+
+bool opens_a_section(std::string_view text) {
+    const std::string_view s = skip_blanks(text);
+    return !s.empty() && s.front() == '[' && s.find(']') != std::string_view::npos;
+}
+
+bool opens_profile(std::string_view text, std::string_view profile) {
+    const std::string header = "[" + std::string(profile) + "]";
+    return skip_blanks(text).substr(0, header.size()) == header;
+}
+
+// key_set_by is the index of the wanted key a line sets ("key = value", blanks allowed around the key), or
+// kKeys when it sets none of them.
+std::size_t key_set_by(std::string_view text) {
+    const std::string_view s = skip_blanks(text);
+    for (std::size_t k = 0; k < kKeys; ++k) {
+        const std::string_view key = wanted().keys[k];
+        if (s.substr(0, key.size()) == key) {
+            const std::string_view rest = skip_blanks(s.substr(key.size()));
+            if (!rest.empty() && rest.front() == '=') {
+                return k;
             }
         }
     }
-    if (!header_offset) {
-        fail("the profile's section is missing from the output");
+    return kKeys;
+}
+
+std::string_view value_of(std::string_view text) {
+    std::string_view value = skip_blanks(text.substr(text.find('=') + 1));
+    while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) {
+        value.remove_suffix(1);
+    }
+    return value;
+}
+
+void check_line_endings(std::string_view existing, std::string_view out) {
+    if (existing.find('\r') == std::string_view::npos && out.find('\r') != std::string_view::npos) {
+        fail("a file without CR got one");
+    }
+    const auto all_crlf = [](std::string_view text) {
+        for (std::size_t at = text.find('\n'); at != std::string_view::npos; at = text.find('\n', at + 1)) {
+            if (at == 0 || text[at - 1] != '\r') {
+                return false;
+            }
+        }
+        return true;
+    };
+    if (existing.find('\n') != std::string_view::npos && all_crlf(existing) && !all_crlf(out)) {
+        fail("a CRLF file got a line ending in LF alone");
+    }
+}
+
+// check_appended: the input had no section for the profile.
+void check_appended(std::string_view existing, std::string_view out, std::string_view profile) {
+    if (out.substr(0, existing.size()) != existing) {
+        fail("the input was not kept whole before the appended section");
+    }
+    const std::string_view added = out.substr(existing.size());
+    if (!existing.empty() && existing.back() != '\n' &&
+        !(added.starts_with("\n") || added.starts_with("\r\n"))) {
+        fail("the appended section continues the input's last line");
+    }
+    const auto lines = lines_of(added);
+    std::size_t i = 0;
+    while (i < lines.size() && lines[i].text.empty()) {
+        ++i;
+    }
+    if (i == lines.size() || lines[i].text != "[" + std::string(profile) + "]") {
+        fail("no header for the appended section");
+    }
+    std::array<int, kKeys> seen{};
+    for (++i; i < lines.size(); ++i) {
+        const std::size_t k = key_set_by(lines[i].text);
+        if (k == kKeys || value_of(lines[i].text) != wanted().values[k] || lines[i].ending.empty()) {
+            fail("the appended section holds something other than the four keys, each on its own line");
+        }
+        ++seen[k];
+    }
+    for (const int count : seen) {
+        if (count != 1) {
+            fail("the appended section lacks a key or repeats one");
+        }
+    }
+}
+
+// check_edited: the input's first section for the profile has its header at lines[header], and the next
+// section's header at lines[next] (lines.size() when there is none).
+void check_edited(std::string_view existing,
+                  std::string_view out,
+                  const std::vector<Line>& lines,
+                  std::size_t header,
+                  std::size_t next) {
+    const std::size_t kept_before = lines[header].at + lines[header].text.size();
+    const std::string_view kept_after = next < lines.size() ? existing.substr(lines[next].at) : "";
+    if (out.size() < kept_before + kept_after.size() ||
+        out.substr(0, kept_before) != existing.substr(0, kept_before) ||
+        out.substr(out.size() - kept_after.size()) != kept_after) {
+        fail("bytes outside the profile's section changed");
+    }
+    std::string_view between = out.substr(kept_before, out.size() - kept_after.size() - kept_before);
+    // The header's own line ending, kept; a header that ended the file gets one.
+    const std::string_view header_ending = lines[header].ending;
+    if (!header_ending.empty() ? !between.starts_with(header_ending)
+                               : !(between.starts_with("\n") || between.starts_with("\r\n"))) {
+        fail("the header's line ending changed");
+    }
+    between.remove_prefix(!header_ending.empty() ? header_ending.size()
+                                                 : (between.starts_with("\n") ? 1 : 2));
+    if (!kept_after.empty() && !between.empty() && between.back() != '\n') {
+        fail("the section's last line runs into the next header");
+    }
+    const std::vector<Line> body_out = lines_of(between);
+    const std::vector<Line> body_in(lines.begin() + static_cast<std::ptrdiff_t>(header) + 1,
+                                    lines.begin() + static_cast<std::ptrdiff_t>(next));
+
+    // The lines other than the keys', in order, on both sides; and where each key is: after how many of them.
+    std::vector<Line> others_in;
+    std::array<std::optional<std::size_t>, kKeys> first_in{};
+    std::size_t others_up_to_last_non_blank = 0;
+    for (const Line& line : body_in) {
+        const std::size_t k = key_set_by(line.text);
+        if (k < kKeys && !first_in[k]) {
+            first_in[k] = others_in.size();
+        }
+        if (k == kKeys) {
+            others_in.push_back(line);
+        }
+        if (!blank(line.text)) {
+            others_up_to_last_non_blank = others_in.size();
+        }
+    }
+    std::vector<Line> others_out;
+    std::array<int, kKeys> seen{};
+    for (const Line& line : body_out) {
+        const std::size_t k = key_set_by(line.text);
+        if (k == kKeys) {
+            others_out.push_back(line);
+            continue;
+        }
+        ++seen[k];
+        if (value_of(line.text) != wanted().values[k]) {
+            fail("a key of the profile does not hold the new value");
+        }
+        const std::size_t where = first_in[k] ? *first_in[k] : others_up_to_last_non_blank;
+        if (others_out.size() != where) {
+            fail(first_in[k] ? "a key was moved instead of replaced in place"
+                             : "a missing key was not added after the section's last non-blank line");
+        }
     }
     for (const int count : seen) {
         if (count != 1) {
             fail("a key of the profile is missing or repeated");
         }
     }
-    return *header_offset;
+    if (others_out.size() != others_in.size()) {
+        fail("the section's other lines were not kept");
+    }
+    for (std::size_t i = 0; i < others_in.size(); ++i) {
+        const Line& before = others_in[i];
+        const Line& after = others_out[i];
+        const std::string kept = std::string(before.text) + std::string(before.ending);
+        const std::string now = std::string(after.text) + std::string(after.ending);
+        // The file's last line, without an ending, gets the file's newline ("\n" or "\r\n") when keys are
+        // added after it.
+        const bool ended_now = before.ending.empty() && after.at != body_out.back().at &&
+                               (now == kept + "\n" || now == kept + "\r\n");
+        if (now != kept && !ended_now) {
+            fail("a line of the section other than the keys changed");
+        }
+    }
 }
 
 }  // namespace
@@ -145,14 +286,23 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
 
     const rad::Secret edited = rad::daemon::edit_credentials_file(existing, profile, credentials());
     const std::string_view out = edited.reveal();
-    const std::size_t header = check_section(out, profile);
-    // Nothing before the profile's section is touched.
-    if (header > existing.size() || out.substr(0, header) != existing.substr(0, header)) {
-        // An appended section may follow a newline the editor added to an unterminated last line.
-        if (!(header >= existing.size() && out.substr(0, existing.size()) == existing)) {
-            fail("text before the profile's section changed");
-        }
+
+    const std::vector<Line> lines = lines_of(existing);
+    std::size_t header = 0;
+    while (header < lines.size() && !opens_profile(lines[header].text, profile)) {
+        ++header;
     }
+    if (header == lines.size()) {
+        check_appended(existing, out, profile);
+    } else {
+        std::size_t next = header + 1;
+        while (next < lines.size() && !opens_a_section(lines[next].text)) {
+            ++next;
+        }
+        check_edited(existing, out, lines, header, next);
+    }
+    check_line_endings(existing, out);
+
     const rad::Secret again = rad::daemon::edit_credentials_file(out, profile, credentials());
     if (again.reveal() != out) {
         fail("editing twice with the same credentials is not idempotent");

@@ -1,10 +1,10 @@
 // Fuzz target: the local HTTP front as the agent runs it, minus the socket. Bytes go through Beast's request
-// parser with the server's limits, become a SurfaceRequest the way http_server.cpp builds one, pass
-// guard_request, and are answered by the IMDS, container-credentials and health handlers at a fixed clock
-// with a fixed token key. Besides "no crash, no leak, no UB", every answer is checked against the promises
-// of imds.hpp, ecs.hpp and request_guard.hpp; the main one: the secret access key leaves only in a 200 to a
-// request that passed the guard and proved it holds the credential (a valid IMDS token, or the ECS token in
-// exactly one Authorization header).
+// parser with the server's limits, become a SurfaceRequest by the server's own conversion, pass
+// guard_request, and are answered through the servers' own routes (router.hpp: the guard, then the IMDS,
+// container-credentials and health handlers) at a fixed clock with a fixed token key. Besides "no crash, no
+// leak, no UB", every answer is checked against the promises of imds.hpp, ecs.hpp and request_guard.hpp; the
+// main one: the secret access key leaves only in a 200 to a request that passed the guard and proved it holds
+// the credential (a valid IMDS token, or the ECS token in exactly one Authorization header).
 //
 // "@TOKEN@" anywhere in the input is replaced by a valid IMDS token for the fixed key and clock, so that
 // seeds (and the mutations of them) can reach the credentials route; the ECS token is the literal kEcsToken.
@@ -17,15 +17,18 @@
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 
 #include "common/secret.hpp"
 #include "daemon/surfaces/ecs.hpp"
 #include "daemon/surfaces/health.hpp"
+#include "daemon/surfaces/http_request_conversion.hpp"
 #include "daemon/surfaces/http_types.hpp"
 #include "daemon/surfaces/imds.hpp"
 #include "daemon/surfaces/request_guard.hpp"
+#include "daemon/surfaces/router.hpp"
 #include "pki/hmac.hpp"
 #include "signer/credentials.hpp"
 
@@ -104,12 +107,7 @@ bool parse(std::string_view wire, SurfaceRequest& out) {
             return false;
         }
     }
-    auto& message = parser.get();
-    out.method = std::string(message.method_string());
-    out.target = std::string(message.target());
-    for (const auto& field : message) {
-        out.headers.emplace_back(std::string(field.name_string()), std::string(field.value()));
-    }
+    out = rad::daemon::to_surface_request(parser.get());
     return true;
 }
 
@@ -148,7 +146,7 @@ void check_imds(const SurfaceRequest& request,
                 const rad::daemon::ServedCredentials& served) {
     const Fixture& f = fixture();
     const SurfaceResponse response =
-        rad::daemon::handle_imds(request, settings, f.tokens, kNow, kWallNow, served);
+        rad::daemon::route_imds(request, settings, f.tokens, kNow, kWallNow, served);
     check_common(response);
     if (leaks_credentials(response)) {
         const std::string* token = request.header("X-aws-ec2-metadata-token");
@@ -178,7 +176,14 @@ void check_imds(const SurfaceRequest& request,
 void check_ecs(const SurfaceRequest& request, const rad::daemon::ServedCredentials& served) {
     const Fixture& f = fixture();
     const rad::daemon::EcsSettings settings{"/credentials/web", &f.ecs_token, "123456789012"};
-    const SurfaceResponse response = rad::daemon::handle_ecs(request, settings, kWallNow, served);
+    const rad::daemon::EcsLookup lookup =
+        [&](std::string_view path) -> std::optional<rad::daemon::EcsProfile> {
+        if (path != settings.path) {
+            return std::nullopt;
+        }
+        return rad::daemon::EcsProfile{settings, served};
+    };
+    const SurfaceResponse response = rad::daemon::route_ecs(request, lookup, kWallNow);
     check_common(response);
     const std::string* content_type = response.header("Content-Type");
     if (content_type == nullptr || *content_type != "application/json") {
@@ -204,7 +209,7 @@ void check_health(const SurfaceRequest& request) {
     profile.create_session_seconds.observe(0.2);
     snapshot.profiles.push_back(std::move(profile));
     snapshot.requests[{"imds", 200}] = 7;
-    const SurfaceResponse response = rad::daemon::handle_health(request, snapshot);
+    const SurfaceResponse response = rad::daemon::route_health(request, snapshot);
     check_common(response);
 }
 

@@ -17,8 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from agent_support import create_sessions, started_agent
-from conftest import PYTHON, clean_environment
+from radtest.agent import started_agent
+from radtest.emulator import create_sessions
+from radtest.environment import PYTHON, clean_environment
 
 JS_DIR = Path(__file__).resolve().parent / "js"
 CLIENT_TIMEOUT = 60

@@ -20,8 +20,10 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from agent_support import AgentProcess, create_sessions, imds_credentials, same_credentials, started_agent
-from conftest import AGENT, clean_environment
+from radtest.agent import AgentProcess, started_agent
+from radtest.clients import imds_credentials, same_credentials
+from radtest.emulator import create_sessions
+from radtest.environment import AGENT, clean_environment
 
 CLIENTS = 100
 SLOW_REFRESH_MS = 10000

@@ -7,8 +7,10 @@ import socket
 import threading
 import time
 
-from agent_support import (AgentProcess, create_sessions, ecs_credentials, imds_credentials, same_credentials,
-                           started_agent, wait_until)
+from radtest.agent import AgentProcess, started_agent
+from radtest.clients import ecs_credentials, imds_credentials, same_credentials
+from radtest.emulator import create_sessions
+from radtest.environment import wait_until
 
 CREDENTIALS_TIMEOUT = 30
 

@@ -10,8 +10,10 @@ import shutil
 import socket
 import subprocess
 
-from agent_support import AgentProcess, create_sessions, ecs_credentials, free_port, http_call, started_agent
-from conftest import AGENT
+from radtest.agent import AgentProcess, started_agent
+from radtest.clients import ecs_credentials, http_call
+from radtest.emulator import create_sessions
+from radtest.environment import AGENT, free_port
 
 
 def test_a_second_agent_on_the_same_socket_is_refused(em, pki, tmp_path):

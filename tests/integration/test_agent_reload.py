@@ -8,8 +8,10 @@ import os
 import shutil
 import signal
 
-from agent_support import (AgentProcess, create_sessions, free_port, imds_credentials, same_credentials,
-                           started_agent, wait_until)
+from radtest.agent import AgentProcess, started_agent
+from radtest.clients import imds_credentials, same_credentials
+from radtest.emulator import create_sessions
+from radtest.environment import free_port, wait_until
 
 TIMEOUT = 20
 

@@ -5,7 +5,8 @@ the status output holds no secret either.
 
 import re
 
-from agent_support import AgentProcess, ecs_credentials, http_call, imds_credentials, imds_token
+from radtest.agent import AgentProcess
+from radtest.clients import ecs_credentials, http_call, imds_credentials, imds_token
 
 CANARIES = ("CANARY-SECRET", "CANARY-TOKEN")
 

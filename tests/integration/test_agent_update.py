@@ -15,8 +15,9 @@ import time
 
 import pytest
 
-from agent_support import STOP_TIMEOUT, AgentProcess, create_sessions
-from conftest import AGENT, PYTHON, clean_environment
+from radtest.agent import STOP_TIMEOUT, AgentProcess
+from radtest.emulator import create_sessions
+from radtest.environment import AGENT, PYTHON, clean_environment
 
 OTHER_SECTIONS = """# keys managed by hand
 [default]

@@ -5,7 +5,7 @@ import subprocess
 
 import pytest
 
-from conftest import PYTHON, SUBPROCESS_TIMEOUT, clean_environment
+from radtest.environment import PYTHON, SUBPROCESS_TIMEOUT, clean_environment
 
 AWS = "/usr/bin/aws"
 

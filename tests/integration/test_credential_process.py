@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from conftest import AGENT, EXPIRATION_FORMAT, clean_environment
+from radtest.environment import AGENT, EXPIRATION_FORMAT, clean_environment
 
 KEY_ORDER = ["Version", "AccessKeyId", "SecretAccessKey", "SessionToken", "Expiration"]
 

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from agent_support import AgentProcess
+from radtest.agent import AgentProcess
 
 EX_USAGE, EX_DATAERR, EX_NOINPUT, EX_UNAVAILABLE, EX_TEMPFAIL, EX_NOPERM, EX_CONFIG = 64, 65, 66, 69, 75, 77, 78
 DATE = re.compile(r"\d{4}-\d\d-\d\d")

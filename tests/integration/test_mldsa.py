@@ -22,9 +22,10 @@ import subprocess
 
 import pytest
 
-from agent_support import (AgentProcess, create_sessions, ecs_credentials, imds_credentials, last_issued,
-                           started_agent)
-from conftest import AGENT, ROOT, SUBPROCESS_TIMEOUT, Emulator, clean_environment
+from radtest.agent import AgentProcess, started_agent
+from radtest.clients import ecs_credentials, imds_credentials
+from radtest.emulator import Emulator, create_sessions, last_issued
+from radtest.environment import AGENT, ROOT, SUBPROCESS_TIMEOUT, clean_environment
 
 DATA = ROOT / "tests" / "data" / "mldsa"
 HAVE_MLDSA = ssl.OPENSSL_VERSION_INFO[:2] >= (3, 5)

@@ -28,8 +28,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from agent_support import AgentProcess, wait_until
-from conftest import AGENT, clean_environment, pki_dir
+from radtest.agent import AgentProcess
+from radtest.environment import AGENT, clean_environment, pki_dir, wait_until
 
 SIGN_LOOP = os.environ.get("RAD_TPM_SIGN_LOOP")
 KEY_PASSWORD = "tpm-key-pass"

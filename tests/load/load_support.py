@@ -8,7 +8,8 @@ import subprocess
 import time
 from pathlib import Path
 
-from agent_support import AgentProcess, wait_until
+from radtest.agent import AgentProcess
+from radtest.environment import wait_until
 
 HERE = Path(__file__).resolve().parent
 WRK_SCRIPT = HERE / "wrk_report.lua"

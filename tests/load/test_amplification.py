@@ -23,8 +23,11 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from agent_support import AgentProcess, create_sessions, ecs_credentials, http_call, imds_token
-from conftest import AGENT, Emulator, clean_environment
+from radtest.agent import AgentProcess
+from radtest.clients import ecs_credentials, http_call, imds_token
+from radtest.emulator import Emulator, create_sessions
+from radtest.environment import AGENT, clean_environment
+
 from load_support import load_agent
 
 CLIENTS = 500

@@ -19,7 +19,8 @@ import subprocess
 import threading
 import time
 
-from agent_support import http_call, imds_token
+from radtest.clients import http_call, imds_token
+
 from load_support import load_agent, open_fds, wait_for_fds
 
 IDLE_CONNECTIONS = 10_000

@@ -11,7 +11,8 @@ throughput and the latency percentiles are printed, not asserted: speed targets 
 tests/README.md, "Load suite", for why the plan's L1 p99 < 5 ms bar is printed).
 """
 
-from agent_support import http_call, imds_token
+from radtest.clients import http_call, imds_token
+
 from load_support import MIB, imds_url, load_agent, open_fds, rss_bytes, run_wrk, settle, wait_for_fds
 
 WARMUP_SECONDS = 3

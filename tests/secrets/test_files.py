@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from agent_support import AgentProcess, agent_for_any_user
-from conftest import AGENT, clean_environment
+from radtest.agent import AgentProcess, agent_for_any_user
+from radtest.environment import AGENT, clean_environment
 
 EX_NOPERM = 77
 AS_NOBODY = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]

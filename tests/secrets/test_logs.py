@@ -11,8 +11,9 @@ import signal
 
 import pytest
 
-from agent_support import AgentProcess, wait_until
-from rawhttp import CREDENTIALS_PATH, TOKEN_HEADER, TOKEN_PATH, TTL_HEADER, exchange, request
+from radtest.agent import AgentProcess
+from radtest.environment import wait_until
+from radtest.rawhttp import CREDENTIALS_PATH, TOKEN_HEADER, TOKEN_PATH, TTL_HEADER, exchange, request
 
 PASSPHRASE_KEY = "p256-enc-aes256-sha256.key"
 LEVELS = [("debug", "text"), ("debug", "json"), ("info", "text"), ("info", "json"), ("warning", "text"),

@@ -24,9 +24,9 @@ from pathlib import Path
 
 import pytest
 
-from agent_support import AgentProcess, agent_for_any_user, wait_until
-from conftest import AGENT, clean_environment
-from rawhttp import vm_kib
+from radtest.agent import AgentProcess, agent_for_any_user
+from radtest.environment import AGENT, clean_environment, wait_until
+from radtest.rawhttp import vm_kib
 
 PASSPHRASE_KEY = "p256-enc-aes256-sha256.key"
 AS_NOBODY = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]

@@ -1,34 +1,24 @@
 """Fixtures for the systemd tests: the agent run the way systemd runs it, without systemd as PID 1.
 
-The emulator, the test PKI and their fixtures are the integration tests' (tests/integration/conftest.py, loaded
-here under its own module name so that the two conftest modules do not collide), and so is the agent harness
-(tests/integration/agent_support.py: configuration, process, HTTP clients). What stays here is systemd's own:
-short socket directories and the `agent_process` fixture. CTest passes RAD_AGENT_BIN, RAD_TEST_PKI,
-RAD_EMULATOR, RAD_PYTHON, RAD_SOURCE_DIR, RAD_BUILD_DIR, RAD_CPACK and RAD_VERSION (tests/systemd/CMakeLists.txt).
-Every wait is bounded.
+The emulator, the test PKI, their fixtures and the agent harness (configuration, process, HTTP clients) are the
+shared ones (tests/support/radtest). What stays here is systemd's own: short socket directories and the
+`agent_process` fixture. CTest passes RAD_AGENT_BIN, RAD_TEST_PKI, RAD_EMULATOR, RAD_PYTHON, RAD_SOURCE_DIR,
+RAD_BUILD_DIR, RAD_CPACK and RAD_VERSION (tests/systemd/CMakeLists.txt). Every wait is bounded.
 """
 
 import os
 import shutil
 import socket
-import sys
 import tempfile
 from pathlib import Path
 
 import pytest
 
+from radtest.agent import AgentProcess
+
 ROOT = Path(os.environ.get("RAD_SOURCE_DIR") or Path(__file__).resolve().parents[2])
 BUILD = Path(os.environ.get("RAD_BUILD_DIR") or ROOT / "build")
 UNIT_DIR = ROOT / "systemd"
-sys.path.insert(0, str(ROOT / "tests" / "integration"))
-from suite_support import adopt  # noqa: E402
-
-# The integration fixtures under the same names: emulator (session), em (reset per test), pki; AGENT and
-# clean_environment before the agent_support import below, which takes them `from conftest` (this module).
-_integration = adopt(globals(), "AGENT", "Emulator", "pki_dir", "clean_environment", "emulator", "em", "pki")
-AGENT = _integration.AGENT
-from agent_support import (AgentProcess, free_port, http_call, imds_credentials, last_issued,  # noqa: E402,F401
-                           wait_until)
 
 
 @pytest.fixture

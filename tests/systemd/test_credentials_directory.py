@@ -5,7 +5,8 @@ refused with exit 78 and a line naming the key."""
 import os
 import shutil
 
-from conftest import imds_credentials, last_issued
+from radtest.clients import imds_credentials
+from radtest.emulator import last_issued
 
 FROM_CREDENTIALS = {"certificate": "credential:agent.pem", "private_key": "credential:agent.key"}
 

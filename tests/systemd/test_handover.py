@@ -13,7 +13,8 @@ import time
 
 import pytest
 
-from agent_support import create_sessions, imds_credentials, imds_token, same_credentials
+from radtest.clients import imds_credentials, imds_token, same_credentials
+from radtest.emulator import create_sessions
 
 HANDOVER_TIMEOUT = 10
 # Puts the inherited descriptor at 3 and sets the variables with the final process's pid, as systemd does.

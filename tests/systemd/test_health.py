@@ -4,7 +4,8 @@ secrets in either answer nor in the agent's debug log."""
 
 import re
 
-from conftest import free_port, http_call, imds_credentials, wait_until
+from radtest.clients import http_call, imds_credentials
+from radtest.environment import free_port, wait_until
 
 REFRESH_TIMEOUT = 20
 

@@ -6,7 +6,11 @@ connection, which then waits in the listen backlog until the agent accepts it.""
 import json
 import socket
 
-from conftest import free_port, http_call, imds_credentials, last_issued, port_is_closed
+from radtest.clients import http_call, imds_credentials
+from radtest.emulator import last_issued
+from radtest.environment import free_port
+
+from conftest import port_is_closed
 
 STATUS_TIMEOUT = 20
 

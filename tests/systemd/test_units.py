@@ -8,7 +8,9 @@ import tomllib
 
 import pytest
 
-from conftest import AGENT, ROOT, UNIT_DIR
+from radtest.environment import AGENT
+
+from conftest import ROOT, UNIT_DIR
 
 UNITS = ["rolesanywhere-agent.service", "rolesanywhere-agent.socket", "rolesanywhere-agent-ecs.socket",
          "rolesanywhere-agent-fastpath.socket", "rolesanywhere-agent-reload.path",

@@ -7,9 +7,9 @@ Roles Anywhere emulator on the host's 127.0.0.1 (the container shares the host's
 files while the agent runs), and `machine` boots the container. Per test, `service` stops every agent unit,
 removes the test drop-ins and writes a fresh config.toml, so that a test starts from the shipped units.
 
-The emulator, the test PKI and the HTTP clients are the integration tests' (tests/integration/conftest.py and
-agent_support.py through suite_support.adopt). CTest passes RAD_TEST_PKI, RAD_EMULATOR, RAD_PYTHON,
-RAD_SOURCE_DIR, RAD_BUILD_DIR, RAD_DEB_DIR and RAD_SYSTEMD_BOOT_STATE (tests/systemd_boot/CMakeLists.txt).
+The emulator, the test PKI and the HTTP clients are the shared ones (tests/support/radtest). CTest passes
+RAD_TEST_PKI, RAD_EMULATOR, RAD_PYTHON, RAD_SOURCE_DIR, RAD_BUILD_DIR, RAD_DEB_DIR and RAD_SYSTEMD_BOOT_STATE
+(tests/systemd_boot/CMakeLists.txt).
 Root is required; RAD_SKIP_SYSTEMD_BOOT=1 leaves every test out on purpose.
 """
 
@@ -19,24 +19,19 @@ import re
 import shutil
 import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from radtest.agent import render_config
+from radtest.emulator import Emulator
+from radtest.environment import PYTHON, free_port
+
+from boot_support import Leftovers, Machine, parse_show, wait_for
+
 HERE = Path(__file__).resolve().parent
 ROOT = Path(os.environ.get("RAD_SOURCE_DIR") or HERE.parents[1])
 BUILD = Path(os.environ.get("RAD_BUILD_DIR") or ROOT / "build")
-sys.path[:0] = [str(ROOT / "tests" / "integration"), str(HERE)]
-from suite_support import adopt  # noqa: E402
-
-# AGENT and clean_environment before the agent_support import below, which takes them `from conftest`.
-_integration = adopt(globals(), "AGENT", "PYTHON", "Emulator", "clean_environment", "pki")
-AGENT = _integration.AGENT
-PYTHON = _integration.PYTHON
-Emulator = _integration.Emulator
-from agent_support import free_port, render_config  # noqa: E402
-from boot_support import Leftovers, Machine, parse_show, wait_for  # noqa: E402
 
 PACKAGE = "rolesanywhere-agent"
 DEB_DIR = Path(os.environ.get("RAD_DEB_DIR") or BUILD / "deb")

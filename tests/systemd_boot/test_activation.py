@@ -6,7 +6,10 @@ import json
 import re
 from pathlib import Path
 
-from agent_support import ecs_credentials, imds_credentials, last_issued, wait_until
+from radtest.clients import ecs_credentials, imds_credentials
+from radtest.emulator import last_issued
+from radtest.environment import wait_until
+
 from conftest import (CONFIG_DIR, FASTPATH, READY_STATUS, ROOT, SERVICE, SHIPPED_PORTS, SOCKETS, START_TIMEOUT,
                       TOKEN_FILE)
 

@@ -3,7 +3,8 @@ priorities (a failed refresh is a warning or worse, routine lines are info), and
 the journal, whatever the agent did: IMDS, ECS, the fast path, status, failing and succeeding refreshes,
 reload and stop, at debug level."""
 
-from agent_support import ecs_credentials, http_call, imds_credentials, imds_token
+from radtest.clients import ecs_credentials, http_call, imds_credentials, imds_token
+
 from conftest import SERVICE, SOCKETS, TOKEN_FILE
 
 

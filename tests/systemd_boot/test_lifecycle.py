@@ -4,7 +4,9 @@ systemd keeps open."""
 
 import pytest
 
-from agent_support import ecs_credentials, imds_credentials, last_issued
+from radtest.clients import ecs_credentials, imds_credentials
+from radtest.emulator import last_issued
+
 from boot_support import Poller, wait_for
 from conftest import READY_STATUS, RUNTIME_DIR, SERVICE, SOCKETS, TOKEN_FILE
 

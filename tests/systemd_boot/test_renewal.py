@@ -16,7 +16,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from agent_support import ecs_credentials, imds_credentials
+from radtest.clients import ecs_credentials, imds_credentials
+
 from boot_support import Poller, wait_for
 from conftest import CONFIG_DIR, SERVICE, SOCKETS
 

@@ -9,7 +9,9 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from agent_support import imds_credentials, last_issued
+from radtest.clients import imds_credentials
+from radtest.emulator import last_issued
+
 from conftest import SERVICE
 
 USER = "rolesanywhere-agent"

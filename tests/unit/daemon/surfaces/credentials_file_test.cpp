@@ -124,6 +124,20 @@ TEST(EditCredentialsFile, DuplicateKeysInTheSectionCollapseToOne) {
                           "aws_session_token = T+ASIANEW\nx_expiration = 2030-01-02T03:04:05Z\n"));
 }
 
+// Found by the fuzz target's oracle: a duplicate key dropped from the file's last line left an empty line in
+// its place, and a file ending without a newline got one even when nothing was added after its last line.
+TEST(EditCredentialsFile, ADuplicateDroppedFromTheLastLineLeavesNoEmptyLine) {
+    EXPECT_EQ(edit("[rad]\naws_access_key_id = A\naws_access_key_id = B"),
+              std::string("[rad]\naws_access_key_id = ASIANEW\naws_secret_access_key = S/ASIANEW\n"
+                          "aws_session_token = T+ASIANEW\nx_expiration = 2030-01-02T03:04:05Z\n"));
+}
+
+TEST(EditCredentialsFile, ALastLineWithoutNewlineKeepsItWhenNothingFollowsIt) {
+    EXPECT_EQ(edit("[rad]\naws_access_key_id = A\naws_secret_access_key = B\naws_session_token = C\n"
+                   "x_expiration = D\nregion = us-east-2"),
+              std::string("[rad]\n") + kNewKeys + "region = us-east-2");
+}
+
 TEST(EditCredentialsFile, IsIdempotent) {
     const std::string once = edit("[default]\nregion = x\n");
     EXPECT_EQ(edit(once), once);

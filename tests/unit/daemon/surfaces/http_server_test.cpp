@@ -10,6 +10,7 @@
 #include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <functional>
 #include <future>
 #include <memory>
 #include <mutex>
@@ -238,11 +239,32 @@ protected:
     }
 
     void start(HttpServerLimits limits = test_limits(), HttpHandler handler = {}) {
+        listen(limits, std::move(handler));
+        run_loop();
+    }
+
+    // listen makes the server listen without running its loop: the test steps the loop itself
+    // (serve_until) until it calls run_loop().
+    void listen(HttpServerLimits limits = test_limits(), HttpHandler handler = {}) {
         make_server(limits, std::move(handler));
         auto port = server_->listen("127.0.0.1", 0);
         ASSERT_TRUE(port) << port.error().message;
         port_ = *port;
-        run_loop();
+    }
+
+    // serve_until runs the server's loop on the test's thread until `done` holds (bounded), then runs every
+    // handler that is ready, so that the server has done all it can without hearing from a client again:
+    // what a test does next happens after it, whatever the machine's load.
+    bool serve_until(const std::function<bool()>& done) {
+        const auto deadline = Clock::now() + 3s;
+        while (!done()) {
+            if (Clock::now() > deadline) {
+                return false;
+            }
+            io_.run_one_for(10ms);
+        }
+        io_.poll();
+        return true;
     }
 
     void run_loop() {
@@ -262,16 +284,21 @@ protected:
         server_.reset();
     }
 
-    // wait_for_connections polls open_connections() (bounded) until it equals n.
-    bool wait_for_connections(std::size_t n) {
+    // wait_until polls `done` (bounded) while the loop runs on its thread.
+    static bool wait_until(const std::function<bool()>& done) {
         const auto deadline = Clock::now() + 2s;
-        while (server_->open_connections() != n) {
+        while (!done()) {
             if (Clock::now() > deadline) {
                 return false;
             }
             std::this_thread::sleep_for(5ms);
         }
         return true;
+    }
+
+    // wait_for_connections waits until open_connections() equals n.
+    bool wait_for_connections(std::size_t n) {
+        return wait_until([&] { return server_->open_connections() == n; });
     }
 
     std::vector<SurfaceRequest> seen() {
@@ -488,15 +515,19 @@ TEST_F(HttpServerTest, IdleKeepAliveConnectionIsClosedAfterIdleTimeout) {
 TEST_F(HttpServerTest, AtTheCapTheLongestWaitingConnectionMakesRoomForANewOne) {
     auto limits = test_limits();
     limits.max_connections = 2;
-    start(limits);
+    listen(limits);
+    // `one` is answered, and back to waiting for its next request, before `two` connects: `one` has waited
+    // longer than `two` from then on.
     Client one(port_);
     ASSERT_TRUE(one.send(get("/1")));
+    ASSERT_TRUE(serve_until([&] { return one.readable_now(); }));
     ASSERT_TRUE(one.read_response());
-    std::this_thread::sleep_for(20ms);  // `one` has now waited longer than `two` will have
     Client two(port_);
     ASSERT_TRUE(two.send(get("/2")));
+    ASSERT_TRUE(serve_until([&] { return two.readable_now(); }));
     ASSERT_TRUE(two.read_response());
     EXPECT_EQ(server_->open_connections(), 2u);
+    run_loop();
 
     // A third client is served: the idle connection that has waited longest (`one`) is closed for it.
     Client three(port_);
@@ -518,13 +549,16 @@ TEST_F(HttpServerTest, AtTheCapTheLongestWaitingConnectionMakesRoomForANewOne) {
 TEST_F(HttpServerTest, AtTheCapASlowHeaderIsLetGoBeforeAnIdleNewerConnection) {
     auto limits = test_limits();
     limits.max_connections = 2;
-    start(limits);
+    listen(limits);
+    // `slow` is accepted and has started its request before `idle` connects.
     Client slow(port_);
     ASSERT_TRUE(slow.send("GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: "));  // never finished
-    std::this_thread::sleep_for(20ms);
+    ASSERT_TRUE(serve_until([&] { return server_->open_connections() == 1; }));
     Client idle(port_);
     ASSERT_TRUE(idle.send(get("/idle")));
+    ASSERT_TRUE(serve_until([&] { return idle.readable_now(); }));
     ASSERT_TRUE(idle.read_response());
+    run_loop();
 
     Client fresh(port_);
     ASSERT_TRUE(fresh.send(get("/fresh")));
@@ -547,7 +581,15 @@ TEST_F(HttpServerTest, AFloodOfIdleConnectionsNeverExceedsTheCap) {
         flood.push_back(std::make_unique<Client>(port_));
         ASSERT_TRUE(flood.back()->connected());
     }
-    std::this_thread::sleep_for(100ms);
+    // Each connection taken past the cap closes one that waits: once 36 are closed, the server has taken
+    // all 40.
+    ASSERT_TRUE(wait_until([&] {
+        std::size_t closed = 0;
+        for (const auto& client : flood) {
+            closed += client->readable_now() ? 1 : 0;
+        }
+        return closed >= 36;
+    }));
     EXPECT_LE(server_->open_connections(), 4u);
     Client real(port_);
     ASSERT_TRUE(real.send(get("/real")));

@@ -1,48 +1,65 @@
-"""Helpers for the tests of the long-running agent (`rolesanywhere-agent serve`), test_agent_*.py.
-
-The emulator and the PKI come from conftest.py (fixtures `em` and `pki`). This module writes an agent
-configuration, starts and stops `serve`, waits for its log events, and speaks its surfaces the way a client
-would: IMDSv2 (token PUT, role GET, credentials GET), the container endpoint, the Unix socket (through the
-`status` and `credential-process` commands). Every wait here is bounded.
+"""The agent under test: its one-shot commands (Agent: credential-process against the emulator) and the
+long-running `serve` (AgentProcess: configuration, process, log events, the commands that speak to it over its
+Unix socket). Every wait here is bounded; every `serve` process is started through radtest.processes, so none
+outlives the test that started it.
 """
 
 import atexit
 import functools
-import http.client
 import json
 import os
 import re
+import shutil
 import signal
 import socket
-import shutil
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 
-from conftest import AGENT, clean_environment
+from radtest import processes
+from radtest.clients import HTTP_TIMEOUT
+from radtest.environment import AGENT, SUBPROCESS_TIMEOUT, clean_environment, free_port, pki_dir
 
 START_TIMEOUT = 20
 STOP_TIMEOUT = 15
-HTTP_TIMEOUT = 10
-
-# Every agent process a test started: whatever a failing test leaves running is killed when pytest exits.
-_STARTED = []
 
 
-@atexit.register
-def _kill_leftover_agents():
-    for process in _STARTED:
-        if process.poll() is None:
-            process.kill()
-            process.wait(timeout=STOP_TIMEOUT)
+class Agent:
+    """Runs the agent binary with a clean environment and a timeout."""
 
+    def __init__(self, emulator):
+        self.emulator = emulator
+        self.pki = pki_dir()
 
-def free_port():
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    def run(self, *args, env=None, timeout=SUBPROCESS_TIMEOUT):
+        return subprocess.run([str(AGENT), *map(str, args)], capture_output=True, env=clean_environment(env),
+                              timeout=timeout, stdin=subprocess.DEVNULL)
+
+    def identity_args(self, certificate="p256.pem", key="p256.key"):
+        args = ["--certificate", self.path(certificate)]
+        if key is not None:
+            args += ["--private-key", self.path(key)]
+        return args
+
+    def path(self, name):
+        return name if os.path.isabs(str(name)) else str(self.pki / name)
+
+    def target_args(self, **arns):
+        a = dict(self.emulator.arns, **arns)
+        return ["--trust-anchor-arn", a["trust_anchor_arn"], "--profile-arn", a["profile_arn"],
+                "--role-arn", a["role_arn"], "--endpoint", self.emulator.url, "--ca-bundle",
+                self.emulator.ca_bundle]
+
+    def credential_process(self, certificate="p256.pem", key="p256.key", *extra, env=None, arns=None):
+        return self.run("credential-process", *self.identity_args(certificate, key), *self.target_args(**(arns or {})),
+                        *extra, env=env)
+
+    def command_line(self, certificate="p256.pem", key="p256.key", *extra):
+        """The same invocation as one credential_process config line (absolute paths, no quoting needed)."""
+        parts = [str(AGENT), "credential-process", *self.identity_args(certificate, key), *self.target_args(), *extra]
+        assert all(" " not in p and '"' not in p for p in parts), parts
+        return " ".join(parts)
 
 
 def toml_value(value):
@@ -143,9 +160,8 @@ class AgentProcess:
         command = [*map(str, wrapper), str(program), "serve",
                    *(map(str, args) if args else ["--config", str(self.config_path)])]
         self._log_file = open(self.log_path, "ab")
-        self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=self._log_file,
-                                        stderr=self._log_file, env=clean_environment(env), pass_fds=pass_fds)
-        _STARTED.append(self.process)
+        self.process = processes.spawn("agent", command, stdin=subprocess.DEVNULL, stdout=self._log_file,
+                                       stderr=self._log_file, env=clean_environment(env), pass_fds=pass_fds)
         if not wait_started:
             return self
         try:
@@ -158,8 +174,7 @@ class AgentProcess:
                                       timeout=START_TIMEOUT)
         except BaseException:
             # A start that fails its wait is the test's failure; the agent must not outlive it.
-            self.process.kill()
-            self.process.wait(timeout=STOP_TIMEOUT)
+            processes.end(self.process)
             raise
         return self
 
@@ -184,8 +199,7 @@ class AgentProcess:
                 self.process.send_signal(signal.SIGTERM)
             return self.process.wait(timeout=STOP_TIMEOUT)
         except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=STOP_TIMEOUT)
+            processes.end(self.process)
             raise AssertionError(f"the agent did not stop within {STOP_TIMEOUT} s of SIGTERM")
         finally:
             if self._log_file is not None:
@@ -286,77 +300,3 @@ def started_agent(directory, emulator, pki, **overrides):
     agent = AgentProcess(directory, emulator, pki)
     agent.profile("web", **overrides)
     return agent.start()
-
-
-# --- clients of the HTTP surfaces ----------------------------------------------------------------------
-
-
-def http_call(port, method, path, headers=None, body=None):
-    """One HTTP/1.1 request to 127.0.0.1:port; returns (status, headers dict with lowercase names, body)."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=HTTP_TIMEOUT)
-    try:
-        conn.request(method, path, body=body, headers=headers or {})
-        response = conn.getresponse()
-        data = response.read()
-        return response.status, {k.lower(): v for k, v in response.getheaders()}, data
-    finally:
-        conn.close()
-
-
-def imds_token(port, ttl=21600):
-    status, _, body = http_call(port, "PUT", "/latest/api/token",
-                                {"X-aws-ec2-metadata-token-ttl-seconds": str(ttl)})
-    assert status == 200, (status, body)
-    return body.decode()
-
-
-def imds_credentials(port, token=None):
-    """IMDSv2 as an SDK does it: token, role name, credentials. Returns (status, parsed JSON or raw body)."""
-    token = token or imds_token(port)
-    headers = {"X-aws-ec2-metadata-token": token}
-    status, _, body = http_call(port, "GET", "/latest/meta-data/iam/security-credentials/", headers)
-    assert status == 200, (status, body)
-    role = body.decode().strip()
-    status, _, body = http_call(port, "GET", f"/latest/meta-data/iam/security-credentials/{role}", headers)
-    try:
-        return status, json.loads(body)
-    except ValueError:
-        return status, body
-
-
-def ecs_credentials(url, token):
-    match = re.fullmatch(r"http://127\.0\.0\.1:(\d+)(/.*)", url)
-    status, _, body = http_call(int(match[1]), "GET", match[2], {"Authorization": token})
-    try:
-        return status, json.loads(body)
-    except ValueError:
-        return status, body
-
-
-def wait_until(predicate, timeout, interval=0.1, what="the condition"):
-    """Poll `predicate` until it returns a true value (returned) or `timeout` seconds pass (AssertionError)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} did not hold within {timeout} s")
-        time.sleep(interval)
-
-
-def create_sessions(emulator):
-    """How many CreateSession requests the emulator has received since its last reset."""
-    return emulator.stats()["requests"]
-
-
-def last_issued(emulator):
-    """The credentials of the last accepted CreateSession, as the emulator issued them."""
-    issued = emulator.issued()
-    assert issued, "the emulator issued no credentials"
-    return issued[-1]
-
-
-def same_credentials(issued, access_key_id, secret_access_key, session_token):
-    return (issued["accessKeyId"], issued["secretAccessKey"], issued["sessionToken"]) == (
-        access_key_id, secret_access_key, session_token)
