@@ -6,14 +6,13 @@ problem an operator would meet; every wait is bounded.
 import json
 import os
 import re
-import shutil
 import socket
 import subprocess
 
 from radtest.agent import AgentProcess, started_agent
 from radtest.clients import ecs_credentials, http_call
 from radtest.emulator import create_sessions
-from radtest.environment import AGENT, free_port
+from radtest.environment import AGENT, free_port, replace_file
 
 
 def test_a_second_agent_on_the_same_socket_is_refused(em, pki, tmp_path):
@@ -147,13 +146,6 @@ def test_a_renewal_whose_key_arrives_after_its_certificate_is_picked_up_at_once(
         assert em.stats()["recorded"][-1]["algorithm"] == "AWS4-X509-RSA-SHA256"
     finally:
         assert agent.stop() == 0
-
-
-def replace_file(source, target, mode):
-    temporary = target.with_name(target.name + ".new")
-    shutil.copyfile(source, temporary)
-    os.chmod(temporary, mode)
-    os.replace(temporary, target)
 
 
 def test_refresh_runs_a_refresh_now_and_says_how_it_went(em, pki, tmp_path):

@@ -5,13 +5,12 @@ does not match is refused while the last good credentials stay in service).
 
 import json
 import os
-import shutil
 import signal
 
 from radtest.agent import AgentProcess, started_agent
 from radtest.clients import imds_credentials, same_credentials
 from radtest.emulator import create_sessions
-from radtest.environment import free_port, wait_until
+from radtest.environment import free_port, replace_file, wait_until
 
 TIMEOUT = 20
 
@@ -26,14 +25,6 @@ def served(agent, name="web"):
     except OSError:
         return None
     return body if status == 200 else None
-
-
-def replace_file(source, target, mode):
-    """Put a copy of `source` at `target` by an atomic rename, as a certificate manager would."""
-    temporary = target.with_name(target.name + ".new")
-    shutil.copyfile(source, temporary)
-    os.chmod(temporary, mode)
-    os.replace(temporary, target)
 
 
 def test_sighup_adds_a_profile_with_its_own_listener(em, pki, tmp_path):

@@ -18,6 +18,8 @@ import threading
 import time
 from pathlib import Path
 
+from radtest.environment import wait_until
+
 COMMAND_TIMEOUT = 60
 BOOT_TIMEOUT = 90
 SHUTDOWN_TIMEOUT = 30
@@ -34,17 +36,6 @@ def process_start_time(pid):
         return None
     return int(stat.rsplit(")", 1)[1].split()[19])
 
-
-def wait_for(predicate, timeout, what, interval=0.1):
-    """Poll `predicate` until it returns a true value (returned) or `timeout` s pass (AssertionError)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} did not happen within {timeout} s")
-        time.sleep(interval)
 
 
 class Leftovers:
@@ -135,11 +126,11 @@ class Machine:
             log.close()
         self.leftovers.add_process(self.process.pid, "systemd-nspawn")
         deadline = time.monotonic() + timeout
-        self.pid1 = wait_for(self._find_pid1, timeout, "the container's PID 1 to appear")
+        self.pid1 = wait_until(self._find_pid1, timeout, what="the container's PID 1 to appear")
         # "offline" until PID 1 answers on its bus; then --wait returns once the boot has ended. "degraded" is
         # fine: units of this host that cannot run in a container (no CAP_NET_ADMIN) fail.
-        state = wait_for(lambda: self.run("systemctl", "is-system-running", check=False).stdout.strip()
-                         not in ("offline", "") and "up", max(1, deadline - time.monotonic()), "PID 1's bus")
+        state = wait_until(lambda: self.run("systemctl", "is-system-running", check=False).stdout.strip()
+                           not in ("offline", "") and "up", max(1, deadline - time.monotonic()), what="PID 1's bus")
         result = self.run("systemctl", "is-system-running", "--wait", check=False,
                           timeout=max(1, deadline - time.monotonic()))
         state = result.stdout.strip()
@@ -267,4 +258,4 @@ class Poller:
         return [(t, detail) for t, ok, detail in self.results if not ok]
 
     def wait_for_answers(self, count, timeout):
-        wait_for(lambda: len(self.results) >= count, timeout, f"{count} answers of the poller")
+        wait_until(lambda: len(self.results) >= count, timeout, what=f"{count} answers of the poller")

@@ -25,9 +25,9 @@ import pytest
 
 from radtest.agent import render_config
 from radtest.emulator import Emulator
-from radtest.environment import PYTHON, free_port
+from radtest.environment import PYTHON, free_port, wait_until
 
-from boot_support import Leftovers, Machine, parse_show, wait_for
+from boot_support import Leftovers, Machine, parse_show
 
 HERE = Path(__file__).resolve().parent
 ROOT = Path(os.environ.get("RAD_SOURCE_DIR") or HERE.parents[1])
@@ -224,7 +224,7 @@ class Service:
             return dict(last) if condition(last) else None
 
         try:
-            return wait_for(check, timeout, what, interval=0.2)
+            return wait_until(check, timeout, interval=0.2, what=what)
         except AssertionError as e:
             raise AssertionError(f"{e}; last {last}\n{self.journal()[-3000:]}") from None
 
@@ -290,9 +290,9 @@ class Service:
 
     def wait_for_journal(self, pattern, after, timeout=START_TIMEOUT, unit=SERVICE):
         regex = re.compile(pattern)
-        return wait_for(lambda: [line for line in self.journal(unit=unit, after=after).splitlines()
-                                 if regex.search(line)],
-                        timeout, f"a journal line matching {pattern!r}")
+        return wait_until(lambda: [line for line in self.journal(unit=unit, after=after).splitlines()
+                                   if regex.search(line)],
+                          timeout, what=f"a journal line matching {pattern!r}")
 
 
 @pytest.fixture

@@ -6,8 +6,9 @@ import pytest
 
 from radtest.clients import ecs_credentials, imds_credentials
 from radtest.emulator import last_issued
+from radtest.environment import wait_until
 
-from boot_support import Poller, wait_for
+from boot_support import Poller
 from conftest import READY_STATUS, RUNTIME_DIR, SERVICE, SOCKETS, TOKEN_FILE
 
 EXIT_PROPERTIES = ("ActiveState", "SubState", "Result", "MainPID", "NRestarts", "ExecMainCode", "ExecMainStatus",
@@ -46,8 +47,8 @@ def test_watchdog_restarts_a_stopped_agent(service, em):
     assert service.show("WatchdogUSec")["WatchdogUSec"] == "2s"
     cursor = service.cursor()
     service.systemctl("kill", "--kill-who=main", "--signal=SIGSTOP", SERVICE)
-    wait_for(lambda: "State:\tT (stopped)" in service.machine.read(f"/proc/{before['MainPID']}/status"), 5,
-             "the agent to stop")
+    wait_until(lambda: "State:\tT (stopped)" in service.machine.read(f"/proc/{before['MainPID']}/status"), 5,
+               what="the agent to stop")
     # 2 s without WATCHDOG=1, SIGABRT, RestartSec=5s, then a new process.
     service.wait_for(restarted(before), "a restart after the watchdog fired", timeout=45)
     journal = service.journal(after=cursor)

@@ -17,8 +17,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from radtest.clients import ecs_credentials, imds_credentials
+from radtest.environment import wait_until
 
-from boot_support import Poller, wait_for
+from boot_support import Poller
 from conftest import CONFIG_DIR, SERVICE, SOCKETS
 
 RENEW_PATH = "rolesanywhere-agent-renew.path"
@@ -95,7 +96,8 @@ def renew_twice(service, em, pki):
         service.write_file("agent.pem", second_pem, 0o644)
         time.sleep(1)  # the pair arriving apart, as a renewal tool writing two files does
         service.write_file("agent.key", second_key, 0o600)
-        wait_for(lambda: str(second.serial_number) in signed_with(em), 40, "a CreateSession signed with renewal 1")
+        wait_until(lambda: str(second.serial_number) in signed_with(em), 40,
+                   what="a CreateSession signed with renewal 1")
         assert main_pids(service) != pid, "the renewal did not restart the agent"
 
         # Renewal 2: the key first this time.
@@ -103,13 +105,14 @@ def renew_twice(service, em, pki):
         service.write_file("agent.key", third_key, 0o600)
         time.sleep(1)
         service.write_file("agent.pem", third_pem, 0o644)
-        wait_for(lambda: str(third.serial_number) in signed_with(em), 40, "a CreateSession signed with renewal 2")
+        wait_until(lambda: str(third.serial_number) in signed_with(em), 40,
+                   what="a CreateSession signed with renewal 2")
 
         # Past the first certificate's expiry, refreshes go on with the renewed one.
         expired = first.not_valid_after.replace(tzinfo=datetime.timezone.utc).timestamp()
-        wait_for(lambda: time.time() > expired + 5, 60, "the first certificate to expire")
+        wait_until(lambda: time.time() > expired + 5, 60, what="the first certificate to expire")
         calls = len(signed_with(em))
-        wait_for(lambda: len(signed_with(em)) >= calls + 2, 30, "two more refreshes after its expiry")
+        wait_until(lambda: len(signed_with(em)) >= calls + 2, 30, what="two more refreshes after its expiry")
         seen = len(poller.results)
         poller.wait_for_answers(seen + 5, timeout=30)
 

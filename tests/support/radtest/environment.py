@@ -6,6 +6,7 @@ hand, the defaults are build/daemon/rolesanywhere-agent and a PKI generated into
 """
 
 import os
+import shutil
 import socket
 import subprocess
 import tempfile
@@ -63,3 +64,11 @@ def wait_until(predicate, timeout, interval=0.1, what="the condition"):
         if time.monotonic() > deadline:
             raise AssertionError(f"{what} did not hold within {timeout} s")
         time.sleep(interval)
+
+
+def replace_file(source, target, mode):
+    """Put a copy of `source` at `target` by an atomic rename, as a certificate manager would."""
+    temporary = target.with_name(target.name + ".new")
+    shutil.copyfile(source, temporary)
+    os.chmod(temporary, mode)
+    os.replace(temporary, target)
