@@ -71,17 +71,26 @@ std::optional<std::string_view> section_name(std::string_view line) {
     return t.substr(1, close - 1);
 }
 
-// key_of is the key of a "key = value" line (trimmed), or empty for comments, blanks and other lines.
+// key_of is the key of a "key = value" or "key: value" line (trimmed), or empty for comments, blanks and
+// other lines: the text before the first '=' or ':', as botocore's configparser splits it.
 std::string_view key_of(std::string_view line) {
     const auto t = trim(line);
     if (t.empty() || t.front() == '#' || t.front() == ';') {
         return {};
     }
-    const auto eq = t.find('=');
-    if (eq == std::string_view::npos) {
+    const auto delimiter = t.find_first_of("=:");
+    if (delimiter == std::string_view::npos) {
         return {};
     }
-    return trim(t.substr(0, eq));
+    return trim(t.substr(0, delimiter));
+}
+
+// same_key compares keys as botocore does, which lower-cases them: "AWS_ACCESS_KEY_ID" is the same key as
+// ours, and a file holding both would be refused as having a duplicate.
+bool same_key(std::string_view a, std::string_view b) {
+    const auto lower = [](char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; };
+    return a.size() == b.size() &&
+           std::equal(a.begin(), a.end(), b.begin(), [&](char x, char y) { return lower(x) == lower(y); });
 }
 
 }  // namespace
@@ -172,7 +181,7 @@ Secret edit_credentials_file(std::string_view existing,
         if (i >= *begin && i < end) {
             const auto key = key_of(line.text);
             for (std::size_t k = 0; k < wanted.size() && !key.empty(); ++k) {
-                if (key == wanted[k].first) {
+                if (same_key(key, wanted[k].first)) {
                     if (!written[k]) {
                         put_key(wanted[k].first, wanted[k].second);
                         text.append(line.end);

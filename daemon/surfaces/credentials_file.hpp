@@ -23,7 +23,8 @@ inline constexpr std::string_view kExpirationKey = "x_expiration";
 // edit_credentials_file returns `existing` with the first `[profile]` section's aws_access_key_id,
 // aws_secret_access_key, aws_session_token and x_expiration set to `credentials`. Every other byte is kept:
 // other sections, other keys of the section, comments, blank lines and line endings (CRLF files stay CRLF).
-// Keys already present are replaced in place; missing ones are added after the section's last
+// Keys already present are replaced in place (keys compare as botocore reads them: case-insensitively, before
+// the first '=' or ':'), later duplicates of them dropped; missing ones are added after the section's last
 // non-blank line; a missing section is appended at the end. The result holds secrets, hence Secret.
 Secret edit_credentials_file(std::string_view existing,
                              std::string_view profile,

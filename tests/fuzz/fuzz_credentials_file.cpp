@@ -16,6 +16,7 @@
 //  - editing the output again with the same credentials changes nothing.
 
 #include <array>
+#include <cctype>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -114,17 +115,22 @@ bool opens_profile(std::string_view text, std::string_view profile) {
     return skip_blanks(text).substr(0, header.size()) == header;
 }
 
-// key_set_by is the index of the wanted key a line sets ("key = value", blanks allowed around the key), or
-// kKeys when it sets none of them.
+// key_set_by is the index of the wanted key a line sets ("key = value" or "key: value", blanks allowed
+// around the key, its letters in any case, as botocore reads the file), or kKeys when it sets none of them.
 std::size_t key_set_by(std::string_view text) {
     const std::string_view s = skip_blanks(text);
     for (std::size_t k = 0; k < kKeys; ++k) {
         const std::string_view key = wanted().keys[k];
-        if (s.substr(0, key.size()) == key) {
-            const std::string_view rest = skip_blanks(s.substr(key.size()));
-            if (!rest.empty() && rest.front() == '=') {
-                return k;
-            }
+        if (s.size() < key.size()) {
+            continue;
+        }
+        bool same = true;
+        for (std::size_t i = 0; i < key.size(); ++i) {
+            same = same && std::tolower(static_cast<unsigned char>(s[i])) == key[i];
+        }
+        const std::string_view rest = skip_blanks(s.substr(key.size()));
+        if (same && !rest.empty() && (rest.front() == '=' || rest.front() == ':')) {
+            return k;
         }
     }
     return kKeys;

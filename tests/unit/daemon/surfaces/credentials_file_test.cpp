@@ -124,6 +124,15 @@ TEST(EditCredentialsFile, DuplicateKeysInTheSectionCollapseToOne) {
                           "aws_session_token = T+ASIANEW\nx_expiration = 2030-01-02T03:04:05Z\n"));
 }
 
+// botocore lower-cases keys and splits at the first '=' or ':': these lines set our keys too, and keeping
+// them beside ours would make botocore refuse the whole file for a duplicate key.
+TEST(EditCredentialsFile, KeysMatchAsBotocoreReadsThem) {
+    EXPECT_EQ(
+        edit("[rad]\nAWS_ACCESS_KEY_ID = A\nAws_Secret_Access_Key: B\nregion = x\naws_access_key_id: C\n"),
+        "[rad]\naws_access_key_id = ASIANEW\naws_secret_access_key = S/ASIANEW\nregion = x\n"
+        "aws_session_token = T+ASIANEW\nx_expiration = 2030-01-02T03:04:05Z\n");
+}
+
 // Found by the fuzz target's oracle: a duplicate key dropped from the file's last line left an empty line in
 // its place, and a file ending without a newline got one even when nothing was added after its last line.
 TEST(EditCredentialsFile, ADuplicateDroppedFromTheLastLineLeavesNoEmptyLine) {
