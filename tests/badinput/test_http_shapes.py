@@ -6,7 +6,7 @@ import statistics
 
 import pytest
 
-from radtest.rawhttp import CREDENTIALS_PATH, TOKEN_HEADER, TOKEN_PATH, TTL_HEADER, Reply, exchange, request, vm_kib
+from radtest.rawhttp import CREDENTIALS_PATH, TOKEN_HEADER, TOKEN_PATH, TTL_HEADER, exchange, request, vm_kib
 
 ROLE = "rad-test-role"
 ROLE_PATH = CREDENTIALS_PATH + ROLE

@@ -14,7 +14,6 @@ import datetime
 import json
 import os
 import re
-import subprocess
 
 import pytest
 from cryptography import x509

@@ -9,7 +9,7 @@ import re
 import socket
 import subprocess
 
-from radtest.agent import AgentProcess, started_agent
+from radtest.agent import AgentProcess, renewable_agent, started_agent
 from radtest.clients import ecs_credentials, http_call
 from radtest.emulator import create_sessions
 from radtest.environment import AGENT, free_port, replace_file
@@ -129,12 +129,7 @@ def test_a_renewal_whose_key_arrives_after_its_certificate_is_picked_up_at_once(
     """The new certificate lands first: the refresh refuses the mismatched pair (key_cert_mismatch, a backoff
     of minutes) and the credentials in service stay. When the matching key lands, the agent sees the file
     change within about a second and refreshes with the new pair, not after that backoff."""
-    identity = tmp_path / "identity"
-    identity.mkdir()
-    certificate, key = identity / "leaf.pem", identity / "leaf.key"
-    replace_file(pki / "p256.pem", certificate, 0o644)
-    replace_file(pki / "p256.key", key, 0o600)
-    agent = started_agent(tmp_path / "agent", em, pki, certificate=str(certificate), private_key=str(key))
+    agent, certificate, key = renewable_agent(tmp_path, em, pki)
     try:
         replace_file(pki / "rsa2048.pem", certificate, 0o644)
         agent.request_refresh()

@@ -4,10 +4,9 @@ does not match is refused while the last good credentials stay in service).
 """
 
 import json
-import os
 import signal
 
-from radtest.agent import AgentProcess, started_agent
+from radtest.agent import AgentProcess, renewable_agent, started_agent
 from radtest.clients import imds_credentials, same_credentials
 from radtest.emulator import create_sessions
 from radtest.environment import free_port, replace_file, wait_until
@@ -80,18 +79,8 @@ def test_sigterm_exits_0_and_removes_the_socket(em, pki, tmp_path):
     assert result.returncode == 69, result
 
 
-def rotation_agent(em, pki, tmp_path):
-    identity = tmp_path / "identity"
-    identity.mkdir()
-    certificate, key = identity / "leaf.pem", identity / "leaf.key"
-    replace_file(pki / "p256.pem", certificate, 0o644)
-    replace_file(pki / "p256.key", key, 0o600)
-    agent = started_agent(tmp_path / "agent", em, pki, certificate=str(certificate), private_key=str(key))
-    return agent, certificate, key
-
-
 def test_rotated_certificate_is_used_at_the_next_refresh(em, pki, tmp_path):
-    agent, certificate, key = rotation_agent(em, pki, tmp_path)
+    agent, certificate, key = renewable_agent(tmp_path, em, pki)
     try:
         first = em.stats()["recorded"][0]
         assert first["serial"] == serials(pki)["p256"]
@@ -114,7 +103,7 @@ def test_rotated_certificate_is_used_at_the_next_refresh(em, pki, tmp_path):
 
 
 def test_mismatched_key_is_refused_and_last_good_credentials_stay(em, pki, tmp_path):
-    agent, certificate, key = rotation_agent(em, pki, tmp_path)
+    agent, certificate, key = renewable_agent(tmp_path, em, pki)
     try:
         before = served(agent, "web")
         assert before is not None

@@ -1,7 +1,6 @@
 """Failures: local checks before any request, service rejections, retries, faults, and secrets kept off stderr."""
 
 import json
-import os
 import re
 import time
 

@@ -17,12 +17,10 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives import serialization
 
 from radtest.agent import AgentProcess
 from radtest.clients import imds_credentials
-from radtest.environment import wait_until
 
 SOFTHSM = Path("/usr/lib/softhsm/libsofthsm2.so")
 SPY = Path("/usr/lib/x86_64-linux-gnu/pkcs11-spy.so")

@@ -13,7 +13,6 @@ S4: VmLck is printed as found. The agent does not mlock its memory or use OpenSS
     not left in the agent's memory once the key is loaded (a scan of every writable mapping, as root).
 """
 
-import ctypes
 import os
 import re
 import shutil

@@ -5,7 +5,6 @@ $LISTEN_FDNAMES=handover, $LISTEN_PID. The next process serves the same credenti
 CreateSession, and the IMDS tokens clients hold stay valid; a handover for another role, or garbage, is not
 used."""
 
-import array
 import os
 import socket
 import sys

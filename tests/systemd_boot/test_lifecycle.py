@@ -2,8 +2,6 @@
 `systemctl reload`, a clean stop and the start after it, and a restart that clients ride out on the sockets
 systemd keeps open."""
 
-import pytest
-
 from radtest.clients import ecs_credentials, imds_credentials
 from radtest.emulator import last_issued
 from radtest.environment import wait_until

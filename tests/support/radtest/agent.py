@@ -19,7 +19,7 @@ from pathlib import Path
 
 from radtest import processes
 from radtest.clients import HTTP_TIMEOUT
-from radtest.environment import AGENT, SUBPROCESS_TIMEOUT, clean_environment, free_port, pki_dir
+from radtest.environment import AGENT, SUBPROCESS_TIMEOUT, clean_environment, free_port, pki_dir, replace_file
 
 START_TIMEOUT = 20
 STOP_TIMEOUT = 15
@@ -300,3 +300,16 @@ def started_agent(directory, emulator, pki, **overrides):
     agent = AgentProcess(directory, emulator, pki)
     agent.profile("web", **overrides)
     return agent.start()
+
+
+def renewable_agent(directory, emulator, pki):
+    """started_agent in `directory`/agent, reading its certificate and key from copies of the P-256 pair in
+    `directory`/identity that a test replaces as a renewal does: (agent, certificate path, key path)."""
+    identity = Path(directory) / "identity"
+    identity.mkdir()
+    certificate, key = identity / "leaf.pem", identity / "leaf.key"
+    replace_file(Path(pki) / "p256.pem", certificate, 0o644)
+    replace_file(Path(pki) / "p256.key", key, 0o600)
+    agent = started_agent(Path(directory) / "agent", emulator, pki, certificate=str(certificate),
+                          private_key=str(key))
+    return agent, certificate, key
