@@ -342,25 +342,25 @@ Result<Arn> checked_arn(std::string_view text,
 
 Result<ResolvedEndpoint> resolve_endpoint(const EndpointOptions& options,
                                           const EndpointNames& names,
-                                          EndpointField* field_at_fault) {
-    const auto blame = [&](EndpointField field, Error error) -> Result<ResolvedEndpoint> {
-        if (field_at_fault != nullptr) {
-            *field_at_fault = field;
+                                          std::string_view* name_at_fault) {
+    const auto blame = [&](std::string_view name, Error error) -> Result<ResolvedEndpoint> {
+        if (name_at_fault != nullptr) {
+            *name_at_fault = name;
         }
         return error;
     };
     auto trust_anchor_result =
         checked_arn(options.trust_anchor_arn, names.trust_anchor_arn, "rolesanywhere", "trust-anchor/");
     if (!trust_anchor_result) {
-        return blame(EndpointField::trust_anchor_arn, trust_anchor_result.error());
+        return blame(names.trust_anchor_arn, trust_anchor_result.error());
     }
     auto profile_result = checked_arn(options.profile_arn, names.profile_arn, "rolesanywhere", "profile/");
     if (!profile_result) {
-        return blame(EndpointField::profile_arn, profile_result.error());
+        return blame(names.profile_arn, profile_result.error());
     }
     auto role_result = checked_arn(options.role_arn, names.role_arn, "iam", "role/");
     if (!role_result) {
-        return blame(EndpointField::role_arn, role_result.error());
+        return blame(names.role_arn, role_result.error());
     }
     // value() after the checks above cannot throw; it also spares the optimiser's null-dereference guesses.
     const Arn trust_anchor = std::move(trust_anchor_result).value();
@@ -369,7 +369,7 @@ Result<ResolvedEndpoint> resolve_endpoint(const EndpointOptions& options,
     const std::string trust_anchor_name(names.trust_anchor_arn);
     if (profile.region != trust_anchor.region) {
         return blame(
-            EndpointField::trust_anchor_arn,
+            names.trust_anchor_arn,
             make_error(Errc::usage, trust_anchor_name + " and " + std::string(names.profile_arn) +
                                         " are in different regions ('" + trust_anchor.region + "' and '" +
                                         profile.region +
@@ -377,7 +377,7 @@ Result<ResolvedEndpoint> resolve_endpoint(const EndpointOptions& options,
     }
     if (profile.partition != trust_anchor.partition || role.partition != trust_anchor.partition) {
         return blame(
-            EndpointField::trust_anchor_arn,
+            names.trust_anchor_arn,
             make_error(Errc::usage, trust_anchor_name + ", " + std::string(names.profile_arn) + " and " +
                                         std::string(names.role_arn) + " must be in the same partition ('" +
                                         trust_anchor.partition + "', '" + profile.partition + "', '" +
@@ -387,13 +387,13 @@ Result<ResolvedEndpoint> resolve_endpoint(const EndpointOptions& options,
     ResolvedEndpoint resolved;
     resolved.region = options.region.empty() ? trust_anchor.region : options.region;
     if (!valid_region(resolved.region)) {
-        return blame(EndpointField::region, usage(names.region, options.region, "not a valid region name"));
+        return blame(names.region, usage(names.region, options.region, "not a valid region name"));
     }
     // A "-fips" pseudo-region would reach the signing scope verbatim and break the signature (the reference
     // helper's trap, docs/protocol.md §2.3); FIPS is a separate switch here.
     if (is_fips_pseudo_region(resolved.region)) {
         const bool from_flag = !options.region.empty();
-        return blame(from_flag ? EndpointField::region : EndpointField::trust_anchor_arn,
+        return blame(from_flag ? names.region : names.trust_anchor_arn,
                      usage(from_flag ? names.region : names.trust_anchor_arn, resolved.region,
                            "FIPS pseudo-regions are not signing regions; give the plain region and " +
                                std::string(names.use_fips_endpoint)));
@@ -402,7 +402,7 @@ Result<ResolvedEndpoint> resolve_endpoint(const EndpointOptions& options,
     if (!options.endpoint.empty()) {
         auto url = parse_url(options.endpoint, names.endpoint);
         if (!url) {
-            return blame(EndpointField::endpoint, url.error());
+            return blame(names.endpoint, url.error());
         }
         resolved.url = std::move(*url);
         return resolved;
@@ -410,13 +410,13 @@ Result<ResolvedEndpoint> resolve_endpoint(const EndpointOptions& options,
 
     const Partition* partition = find_partition(trust_anchor.partition);
     if (partition == nullptr) {
-        return blame(EndpointField::trust_anchor_arn,
+        return blame(names.trust_anchor_arn,
                      usage(names.trust_anchor_arn, options.trust_anchor_arn,
                            "unknown partition '" + trust_anchor.partition + "'; give the service URL with " +
                                std::string(names.endpoint)));
     }
     if (options.use_fips && !partition->has_fips) {
-        return blame(EndpointField::use_fips_endpoint,
+        return blame(names.use_fips_endpoint,
                      make_error(Errc::usage, std::string(names.use_fips_endpoint) + ": the partition '" +
                                                  trust_anchor.partition +
                                                  "' has no FIPS endpoint for Roles Anywhere"));

@@ -44,9 +44,6 @@ struct ResolvedEndpoint {
     Url url;             // where POST <url.path>/sessions goes
 };
 
-// EndpointField names an input of resolve_endpoint, so that a caller can point at it in its own terms.
-enum class EndpointField { trust_anchor_arn, profile_arn, role_arn, region, endpoint, use_fips_endpoint };
-
 // EndpointNames spells each field in resolve_endpoint's messages: the command line's flags by default; the
 // agent passes the configuration file's keys.
 struct EndpointNames {
@@ -64,10 +61,10 @@ struct EndpointNames {
 // partition "aws" or "aws-<name>", the same for all three. It then picks the region and builds
 // https://rolesanywhere[-fips].<region>.<suffix> (amazonaws.com, amazonaws.com.cn for aws-cn) unless an
 // endpoint is given. Errors are one-line Errc::usage messages that start with the name (`names`) of the field
-// at fault, or name the fields involved; `field_at_fault`, when given, is set to the field to blame (the
-// first one named).
+// at fault, or name the fields involved; `name_at_fault`, when given, is set to the name (one of `names`) of
+// the field to blame (the first one named), so that a caller can point at it in its own terms.
 [[nodiscard]] Result<ResolvedEndpoint> resolve_endpoint(const EndpointOptions& options,
                                                         const EndpointNames& names = {},
-                                                        EndpointField* field_at_fault = nullptr);
+                                                        std::string_view* name_at_fault = nullptr);
 
 }  // namespace rad::signer

@@ -11,31 +11,10 @@ Result<void> check_profile_settings(const config::ProfileConfig& profile) {
     // The signer spells the fields as the file's keys and says which one is at fault.
     static constexpr signer::EndpointNames kKeys{"trust_anchor_arn", "profile_arn", "role_arn",
                                                  "region",           "endpoint",    "use_fips_endpoint"};
-    signer::EndpointField field = signer::EndpointField::trust_anchor_arn;
-    auto resolved = signer::resolve_endpoint(endpoint_options(profile), kKeys, &field);
+    std::string_view key = kKeys.trust_anchor_arn;
+    auto resolved = signer::resolve_endpoint(endpoint_options(profile), kKeys, &key);
     if (resolved) {
         return {};
-    }
-    std::string_view key;
-    switch (field) {
-        case signer::EndpointField::trust_anchor_arn:
-            key = kKeys.trust_anchor_arn;
-            break;
-        case signer::EndpointField::profile_arn:
-            key = kKeys.profile_arn;
-            break;
-        case signer::EndpointField::role_arn:
-            key = kKeys.role_arn;
-            break;
-        case signer::EndpointField::region:
-            key = kKeys.region;
-            break;
-        case signer::EndpointField::endpoint:
-            key = kKeys.endpoint;
-            break;
-        case signer::EndpointField::use_fips_endpoint:
-            key = kKeys.use_fips_endpoint;
-            break;
     }
     return make_error(Errc::config_invalid, profile.source.where(key) + ": profiles." + profile.name + "." +
                                                 std::string(key) + ": " + resolved.error().message);
@@ -188,7 +167,8 @@ void Agent::log_identity(const Profile& profile) {
     const auto now = WallClock::now();
     auto& warned = expiry_warned_[profile.config.name];
     const std::string serial = leaf.serial_decimal();
-    if (days_left < 14 && (warned.serial != serial || now - warned.at >= std::chrono::hours(24))) {
+    if (days_left < kCertificateWarningDays &&
+        (warned.serial != serial || now - warned.at >= std::chrono::hours(24))) {
         warned = ExpiryWarning{serial, now};
         log_.warning("certificate_expiring", {{"profile", profile.config.name},
                                               {"days_left", days_left},

@@ -337,47 +337,36 @@ TEST(ResolveEndpointTest, RejectsMixedPartitionsBadRegionsAndFipsPseudoRegions) 
     expect_usage_error(o, {"--endpoint"});
 }
 
-}  // namespace
-}  // namespace rad::signer
-
-namespace rad::signer {
-namespace {
-
 TEST(ResolveEndpointTest, SaysWhichFieldIsAtFaultInTheCallersTerms) {
     const EndpointNames keys{"trust_anchor_arn", "profile_arn", "role_arn",
                              "region",           "endpoint",    "use_fips_endpoint"};
     const struct {
         const char* what;
         void (*change)(EndpointOptions&);
-        EndpointField field;
+        std::string_view name_at_fault;
         const char* starts_with;
     } rows[] = {
-        {"a malformed role", [](EndpointOptions& o) { o.role_arn = "arn:aws:iam::role"; },
-         EndpointField::role_arn, "role_arn "},
+        {"a malformed role", [](EndpointOptions& o) { o.role_arn = "arn:aws:iam::role"; }, "role_arn",
+         "role_arn "},
         {"profile in another region",
          [](EndpointOptions& o) {
              o.profile_arn =
                  "arn:aws:rolesanywhere:eu-central-1:123456789012:profile/"
                  "0a1b2c3d-0000-4000-8000-000000000002";
          },
-         EndpointField::trust_anchor_arn, "trust_anchor_arn and profile_arn "},
-        {"a region that is not one", [](EndpointOptions& o) { o.region = "Not A Region"; },
-         EndpointField::region, "region "},
-        {"an endpoint that is not a URL", [](EndpointOptions& o) { o.endpoint = "ftp://x"; },
-         EndpointField::endpoint, "endpoint "},
+         "trust_anchor_arn", "trust_anchor_arn and profile_arn "},
+        {"a region that is not one", [](EndpointOptions& o) { o.region = "Not A Region"; }, "region",
+         "region "},
+        {"an endpoint that is not a URL", [](EndpointOptions& o) { o.endpoint = "ftp://x"; }, "endpoint",
+         "endpoint "},
     };
     for (const auto& row : rows) {
-        EndpointOptions o;
-        o.trust_anchor_arn =
-            "arn:aws:rolesanywhere:eu-west-1:123456789012:trust-anchor/0a1b2c3d-0000-4000-8000-000000000001";
-        o.profile_arn =
-            "arn:aws:rolesanywhere:eu-west-1:123456789012:profile/0a1b2c3d-0000-4000-8000-000000000002";
-        o.role_arn = "arn:aws:iam::123456789012:role/web";
+        EndpointOptions o = options();
         row.change(o);
-        EndpointField field = EndpointField::use_fips_endpoint;
-        auto resolved = resolve_endpoint(o, keys, &field);
+        std::string_view name_at_fault = "use_fips_endpoint";
+        auto resolved = resolve_endpoint(o, keys, &name_at_fault);
         ASSERT_FALSE(resolved) << row.what;
-        EXPECT_EQ(field, row.field) << row.what;
+        EXPECT_EQ(name_at_fault, row.name_at_fault) << row.what;
         EXPECT_EQ(resolved.error().message.rfind(row.starts_with, 0), 0u) << resolved.error().message;
         EXPECT_EQ(resolved.error().message.find("--"), std::string::npos) << resolved.error().message;
     }
