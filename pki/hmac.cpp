@@ -1,10 +1,8 @@
 #include "pki/hmac.hpp"
 
 #include <openssl/core_names.h>
-#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/params.h>
-#include <openssl/rand.h>
 
 #include <cstdio>
 #include <cstdlib>
@@ -37,18 +35,6 @@ struct HmacKey::Prepared {
 };
 
 HmacKey::HmacKey(std::unique_ptr<Prepared> prepared) noexcept : prepared_(std::move(prepared)) {}
-
-Result<HmacKey> HmacKey::random() {
-    std::array<std::uint8_t, random_size> key{};
-    if (RAND_bytes(key.data(), static_cast<int>(key.size())) != 1) {
-        OPENSSL_cleanse(key.data(), key.size());
-        return make_error(Errc::crypto_failure,
-                          "cannot draw a random HMAC key: " + ossl::take_error_reason());
-    }
-    HmacKey prepared = from_bytes(key);
-    OPENSSL_cleanse(key.data(), key.size());
-    return prepared;
-}
 
 HmacKey HmacKey::from_bytes(std::span<const std::uint8_t> key) {
     const MacPtr mac(EVP_MAC_fetch(nullptr, OSSL_MAC_NAME_HMAC, nullptr));

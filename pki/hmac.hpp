@@ -1,8 +1,8 @@
 #pragma once
-// HmacKey is a secret key for HMAC-SHA256, used by the agent to MAC its stateless IMDS session tokens. A key
-// lives only in memory (a fresh one per start, so a restart voids every token) and its bytes are wiped when
-// the key is destroyed or assigned over. sign() may be called from several threads. OpenSSL stays behind
-// this header.
+// HmacKey is a secret key for HMAC-SHA256, used by the agent to MAC its stateless IMDS session tokens. The
+// agent draws the key's bytes (random_size of them) at start, or takes those its previous process handed over
+// under systemd; the prepared key's bytes are wiped when it is destroyed or assigned over. sign() may be
+// called from several threads. OpenSSL stays behind this header.
 
 #include <array>
 #include <cstdint>
@@ -11,19 +11,15 @@
 #include <string_view>
 #include <vector>
 
-#include "common/error.hpp"
-
 namespace rad::pki {
 
 class HmacKey {
 public:
+    // random_size is the length of the keys the agent draws: SHA-256's output size.
     static constexpr std::size_t random_size = 32;
     using Tag = std::array<std::uint8_t, 32>;
 
-    // random draws a 32-byte key from OpenSSL's CSPRNG. Error crypto_failure when the RNG fails.
-    [[nodiscard]] static Result<HmacKey> random();
-    // from_bytes builds a key from known bytes (any length, as HMAC allows). For tests with published
-    // vectors; production keys come from random().
+    // from_bytes builds a key from its bytes (any length, as HMAC allows).
     static HmacKey from_bytes(std::span<const std::uint8_t> key);
 
     HmacKey(HmacKey&& other) noexcept;

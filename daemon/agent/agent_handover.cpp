@@ -29,11 +29,11 @@ Handover Agent::take_handover() {
 // restart), or with 32 new random bytes.
 Result<void> Agent::set_token_key(Secret handed_over) {
     if (handed_over.empty()) {
-        std::string& bytes = handed_over.reveal_mutable();
-        bytes.resize(pki::HmacKey::random_size);
-        if (::getrandom(bytes.data(), bytes.size(), 0) != static_cast<ssize_t>(bytes.size())) {
-            return make_error(Errc::internal, "getrandom failed");
+        auto fresh = random_secret(pki::HmacKey::random_size);
+        if (!fresh) {
+            return fresh.error();
         }
+        handed_over = std::move(*fresh);
     }
     const std::string_view bytes = handed_over.reveal();
     hmac_ = std::make_unique<pki::HmacKey>(pki::HmacKey::from_bytes(

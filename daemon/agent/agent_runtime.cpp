@@ -89,6 +89,16 @@ std::pair<std::string, std::string> role_name_and_account(const std::string& rol
     return {slash == std::string::npos ? arn->resource : arn->resource.substr(slash + 1), arn->account};
 }
 
+Result<Secret> random_secret(std::size_t size) {
+    Secret secret;
+    std::string& bytes = secret.reveal_mutable();
+    bytes.resize(size);
+    if (::getrandom(bytes.data(), bytes.size(), 0) != static_cast<ssize_t>(bytes.size())) {
+        return make_error(Errc::internal, "getrandom failed");
+    }
+    return secret;
+}
+
 Result<Secret> ensure_token_file(const std::filesystem::path& path, bool* created) {
     if (std::filesystem::exists(path)) {
         // A token provisioned to be shared with a group of clients may be group-readable (0640 root:GROUP).
@@ -106,13 +116,11 @@ Result<Secret> ensure_token_file(const std::filesystem::path& path, bool* create
         }
         return std::move(*token);
     }
-    std::array<std::uint8_t, 32> random{};
-    if (::getrandom(random.data(), random.size(), 0) != static_cast<ssize_t>(random.size())) {
-        return make_error(Errc::internal, "getrandom failed");
+    auto random = random_secret(32);
+    if (!random) {
+        return random.error();
     }
-    std::string encoded = hex_lower(random);
-    explicit_bzero(random.data(), random.size());
-    Secret token(std::move(encoded));
+    Secret token(hex_lower(random->reveal()));
     std::error_code ec;
     std::filesystem::create_directories(path.parent_path(), ec);
     if (auto r = replace_file_atomically(path, token.reveal(), 0400); !r) {

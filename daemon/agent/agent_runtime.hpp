@@ -7,37 +7,25 @@
 #include "daemon/agent/agent.hpp"
 
 #include <arpa/inet.h>
-#include <fcntl.h>
-#include <grp.h>
 #include <netinet/in.h>
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <array>
 #include <boost/asio/io_context.hpp>
-#include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/post.hpp>
-#include <boost/asio/read_until.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
-#include <boost/asio/streambuf.hpp>
 #include <boost/asio/thread_pool.hpp>
-#include <boost/asio/write.hpp>
-#include <cerrno>
 #include <csignal>
 #include <cstring>
-#include <fstream>
 #include <map>
 #include <memory>
 #include <random>
-#include <sstream>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "common/encoding.hpp"
 #include "common/file_read.hpp"
@@ -113,6 +101,10 @@ std::pair<std::string, std::string> role_name_and_account(const std::string& rol
 // ensure_token_file returns the ECS token: the file's content, or a new random token written 0400 (no
 // trailing newline: every SDK refuses a token containing CR or LF); `created` says which.
 Result<Secret> ensure_token_file(const std::filesystem::path& path, bool* created = nullptr);
+
+// random_secret draws `size` bytes from the kernel's random generator (getrandom): the IMDS token key and the
+// ECS token. Error internal when the kernel refuses.
+Result<Secret> random_secret(std::size_t size);
 
 // Profile is one identity's runtime state; owned by shared_ptr so that a refresh running on a worker thread
 // keeps it alive across a SIGHUP that removes it.

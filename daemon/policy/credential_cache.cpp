@@ -60,12 +60,8 @@ void ProfileCache::complete_success(signer::Credentials credentials,
                                     WallTime wall_now,
                                     SteadyTime now,
                                     double jitter01) {
-    const SteadyTime deadline = monotonic_deadline(credentials.expiration, wall_now, now);
-    held_ = CachedCredentials{std::move(credentials), now, deadline};
-    last_error_.reset();
-    failures_ = 0;
+    adopt(std::move(credentials), wall_now, wall_now, now, jitter01);
     in_flight_ = false;
-    next_refresh_ = next_refresh_after_success(settings_, now, deadline, jitter01);
 }
 
 void ProfileCache::adopt(
