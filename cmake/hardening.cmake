@@ -1,7 +1,7 @@
 # Hardening of the shipped program, for every object of the build: the libraries are linked into the
 # executables, and the tests run the same objects. A stack protector, glibc's checked string and memory
-# functions (_FORTIFY_SOURCE), a position-independent executable and full RELRO. daemon/front/ clears these
-# for its executable, which has no C runtime for them.
+# functions (_FORTIFY_SOURCE), a position-independent executable and full RELRO, the fast-path program
+# included.
 #
 # A sanitizer or fuzz build (sanitizers.cmake) is never shipped and leaves _FORTIFY_SOURCE out: the sanitizer
 # runtimes do not intercept glibc's __*_chk functions, so fortified calls would hide from them the overflows

@@ -9,14 +9,12 @@
 #include <cstdint>
 #include <filesystem>
 #include <map>
-#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "common/error.hpp"
-#include "common/secret.hpp"
 #include "config/identity_spec.hpp"
 
 namespace rad::config {

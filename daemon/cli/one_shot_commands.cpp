@@ -14,11 +14,11 @@ namespace {
 // sign_string_key loads the key sign-string uses. A token key is found through its certificate (the key's
 // own URI names it when --certificate is absent), which also gives the public key sign-string hashes.
 Result<pki::PrivateKey> sign_string_key(const config::IdentitySpec& spec) {
+    auto source = resolve_identity(spec, false);
+    if (!source) {
+        return source.error();
+    }
     if (pki::is_pkcs11_uri(spec.private_key.native())) {
-        auto source = resolve_identity(spec, false);
-        if (!source) {
-            return source.error();
-        }
         if (source->certificate.empty()) {
             source->certificate = spec.private_key;
         }
@@ -27,10 +27,6 @@ Result<pki::PrivateKey> sign_string_key(const config::IdentitySpec& spec) {
             return identity.error();
         }
         return std::move(identity->key);
-    }
-    auto source = resolve_identity(spec, false);
-    if (!source) {
-        return source.error();
     }
     auto key = pki::load_private_key(*source);
     if (!key) {
@@ -115,9 +111,6 @@ Result<void> run_sign_string(const SignStringOptions& options, std::FILE* out, c
     // sign-string needs only the key: --certificate matters to the helper for PKCS#11 URIs alone.
     if (options.identity.private_key.empty()) {
         return make_error(Errc::usage, "--private-key is required");
-    }
-    if (auto r = refuse_hardware_reference(options.identity.private_key, "--private-key"); !r) {
-        return r.error();
     }
     auto key = sign_string_key(options.identity);
     if (!key) {

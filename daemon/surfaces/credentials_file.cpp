@@ -16,6 +16,7 @@
 
 #include "common/time_format.hpp"
 #include "common/unique_fd.hpp"
+#include "daemon/surfaces/http_types.hpp"
 
 namespace rad::daemon {
 
@@ -83,14 +84,6 @@ std::string_view key_of(std::string_view line) {
         return {};
     }
     return trim(t.substr(0, delimiter));
-}
-
-// same_key compares keys as botocore does, which lower-cases them: "AWS_ACCESS_KEY_ID" is the same key as
-// ours, and a file holding both would be refused as having a duplicate.
-bool same_key(std::string_view a, std::string_view b) {
-    const auto lower = [](char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; };
-    return a.size() == b.size() &&
-           std::equal(a.begin(), a.end(), b.begin(), [&](char x, char y) { return lower(x) == lower(y); });
 }
 
 }  // namespace
@@ -181,7 +174,9 @@ Secret edit_credentials_file(std::string_view existing,
         if (i >= *begin && i < end) {
             const auto key = key_of(line.text);
             for (std::size_t k = 0; k < wanted.size() && !key.empty(); ++k) {
-                if (same_key(key, wanted[k].first)) {
+                // Keys compare as botocore reads them, lower-cased: "AWS_ACCESS_KEY_ID" is the same key as
+                // ours, and a file holding both would be refused as having a duplicate.
+                if (iequals(key, wanted[k].first)) {
                     if (!written[k]) {
                         put_key(wanted[k].first, wanted[k].second);
                         text.append(line.end);

@@ -29,9 +29,6 @@ Result<pki::Identity> load_identity_from(const config::IdentitySpec& spec, bool 
     if (auto r = refuse_hardware_reference(spec.certificate, "--certificate"); !r) {
         return r.error();
     }
-    if (auto r = refuse_hardware_reference(spec.private_key, "--private-key"); !r) {
-        return r.error();
-    }
     auto source = resolve_identity(spec, check_validity_period);
     if (!source) {
         return source.error();
