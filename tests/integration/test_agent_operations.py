@@ -37,7 +37,6 @@ def test_a_second_agent_on_the_same_socket_is_refused(em, pki, tmp_path):
     assert not first.socket_path.exists(), "the agent left its own socket behind"
 
 
-
 def health(port, path):
     status, _, body = http_call(port, "GET", path, {"Host": f"127.0.0.1:{port}"})
     return status, body.decode()

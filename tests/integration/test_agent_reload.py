@@ -197,7 +197,7 @@ def test_a_profile_removed_while_its_refresh_is_in_flight(em, pki, tmp_path):
         assert create_sessions(em) == 2
         em.faults({"delay_ms": 3000})
         agent.request_refresh("api")
-        wait_until(lambda: em.stats()["requests"] >= 3, TIMEOUT, what="the delayed CreateSession to arrive")
+        wait_until(lambda: create_sessions(em) >= 3, TIMEOUT, what="the delayed CreateSession to arrive")
         del agent.profiles["api"]
         agent.write_config()
         agent.signal(signal.SIGHUP)

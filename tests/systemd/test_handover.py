@@ -12,8 +12,10 @@ import time
 
 import pytest
 
+from radtest.agent import renewable_identity
 from radtest.clients import imds_credentials, imds_token, same_credentials
 from radtest.emulator import create_sessions
+from radtest.environment import replace_file
 
 HANDOVER_TIMEOUT = 10
 # Puts the inherited descriptor at 3 and sets the variables with the final process's pid, as systemd does.
@@ -154,12 +156,7 @@ def test_a_renewal_whose_key_has_not_arrived_keeps_serving(em, pki, store, agent
     """A restart for a renewal can find the new certificate without its key (the pair arrives in two files):
     the handed-over credentials stay in service and the failure shows, instead of exit 78. The next restart,
     with the matching key, picks the pair up."""
-    identity = tmp_path / "identity"
-    identity.mkdir()
-    certificate, key = identity / "leaf.pem", identity / "leaf.key"
-    certificate.write_bytes((pki / "p256.pem").read_bytes())
-    key.write_bytes((pki / "p256.key").read_bytes())
-    os.chmod(key, 0o600)
+    certificate, key = renewable_identity(tmp_path, pki)
     agent = agent_process(certificate=str(certificate), private_key=str(key))
     agent.start(env={"NOTIFY_SOCKET": str(store.path)})
     store.wait_for_handover()
@@ -167,7 +164,7 @@ def test_a_renewal_whose_key_has_not_arrived_keeps_serving(em, pki, store, agent
     assert agent.stop() == 0
     store.drain()
 
-    certificate.write_bytes((pki / "rsa2048.pem").read_bytes())  # the renewed certificate, its key not yet
+    replace_file(pki / "rsa2048.pem", certificate, 0o644)  # the renewed certificate, its key not yet
     restart_with(agent, store, store.stored["handover"])
     agent.wait_for_log(r"event=profile_invalid\b.*code=key_cert_mismatch")
     assert served(agent.imds_port())["AccessKeyId"] == first["AccessKeyId"]
@@ -177,7 +174,7 @@ def test_a_renewal_whose_key_has_not_arrived_keeps_serving(em, pki, store, agent
     assert agent.stop() == 0
     store.drain()
 
-    key.write_bytes((pki / "rsa2048.key").read_bytes())
+    replace_file(pki / "rsa2048.key", key, 0o600)
     restart_with(agent, store, store.stored["handover"])
     agent.wait_for_log(r"event=credentials_adopted\b")
     assert agent.profile_status("web")["state"] == "fresh"

@@ -302,14 +302,20 @@ def started_agent(directory, emulator, pki, **overrides):
     return agent.start()
 
 
-def renewable_agent(directory, emulator, pki):
-    """started_agent in `directory`/agent, reading its certificate and key from copies of the P-256 pair in
-    `directory`/identity that a test replaces as a renewal does: (agent, certificate path, key path)."""
+def renewable_identity(directory, pki):
+    """Copies of the P-256 pair in `directory`/identity that a test replaces as a renewal does:
+    (certificate path, key path)."""
     identity = Path(directory) / "identity"
     identity.mkdir()
     certificate, key = identity / "leaf.pem", identity / "leaf.key"
     replace_file(Path(pki) / "p256.pem", certificate, 0o644)
     replace_file(Path(pki) / "p256.key", key, 0o600)
+    return certificate, key
+
+
+def renewable_agent(directory, emulator, pki):
+    """started_agent in `directory`/agent with a renewable_identity: (agent, certificate path, key path)."""
+    certificate, key = renewable_identity(directory, pki)
     agent = started_agent(Path(directory) / "agent", emulator, pki, certificate=str(certificate),
                           private_key=str(key))
     return agent, certificate, key

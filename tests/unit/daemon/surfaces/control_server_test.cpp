@@ -60,13 +60,18 @@ protected:
     }
     void TearDown() override { std::filesystem::remove_all(dir_); }
 
-    static UniqueFd listening_socket(const std::filesystem::path& path) {
-        UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    static sockaddr_un unix_address(const std::filesystem::path& path) {
         sockaddr_un address{};
         address.sun_family = AF_UNIX;
         std::strcpy(address.sun_path, path.c_str());
+        return address;
+    }
+
+    static UniqueFd listening_socket(const std::filesystem::path& path, int backlog = 4) {
+        UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+        const sockaddr_un address = unix_address(path);
         EXPECT_EQ(::bind(fd.get(), reinterpret_cast<const sockaddr*>(&address), sizeof address), 0);
-        EXPECT_EQ(::listen(fd.get(), 4), 0);
+        EXPECT_EQ(::listen(fd.get(), backlog), 0);
         return fd;
     }
 
@@ -122,12 +127,9 @@ TEST_F(ControlServerTest, SomethingElseAtThePathIsRefused) {
 // room until its deadline, and a backlog that stays full is a timeout: never "no agent", which would send
 // every client of the burst to sign by itself.
 TEST_F(ControlServerTest, AClientWaitsForRoomInAFullBacklog) {
-    UniqueFd listener(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    sockaddr_un address{};
-    address.sun_family = AF_UNIX;
-    std::strcpy(address.sun_path, path_.c_str());
-    ASSERT_EQ(::bind(listener.get(), reinterpret_cast<const sockaddr*>(&address), sizeof address), 0);
-    ASSERT_EQ(::listen(listener.get(), 0), 0);
+    const UniqueFd listener = listening_socket(path_, 0);
+    ASSERT_FALSE(HasFailure());
+    const sockaddr_un address = unix_address(path_);
     std::vector<UniqueFd> queued;  // connected, never accepted
     for (;;) {
         UniqueFd client(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
