@@ -6,9 +6,7 @@ CreateSession, and the IMDS tokens clients hold stay valid; a handover for anoth
 used."""
 
 import os
-import socket
 import sys
-import time
 
 import pytest
 
@@ -16,6 +14,8 @@ from radtest.agent import renewable_identity
 from radtest.clients import imds_credentials, imds_token, same_credentials
 from radtest.emulator import create_sessions
 from radtest.environment import replace_file
+
+from conftest import NotifySocket
 
 HANDOVER_TIMEOUT = 10
 # Puts the inherited descriptor at 3 and sets the variables with the final process's pid, as systemd does.
@@ -28,24 +28,15 @@ ACTIVATE = ("import os, sys\n"
             "os.execv(sys.argv[2], sys.argv[2:])\n")
 
 
-class FdStore:
+class FdStore(NotifySocket):
     """The receiving end of sd_notify with descriptors: the descriptor last stored under each name."""
 
     def __init__(self, path):
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(str(path))
-        self.path = path
+        super().__init__(path)
         self.stored = {}
-        self.messages = []
 
-    def receive(self, timeout):
-        self.sock.settimeout(timeout)
-        try:
-            data, fds, _, _ = socket.recv_fds(self.sock, 4096, 4)
-        except socket.timeout:
-            return False
-        fields = dict(line.split("=", 1) for line in data.decode().split("\n") if "=" in line)
-        self.messages.append(fields)
+    def keep_fds(self, message, fds):
+        fields = dict(line.split("=", 1) for line in message.split("\n") if "=" in line)
         name = fields.get("FDNAME", "stored")
         if fields.get("FDSTOREREMOVE") == "1":
             old = self.stored.pop(name, None)
@@ -58,26 +49,21 @@ class FdStore:
                 os.close(old)
             self.stored[name] = fds[0]
         else:
-            for fd in fds:
-                os.close(fd)
-        return True
+            super().keep_fds(message, fds)
 
     def wait_for_handover(self, timeout=HANDOVER_TIMEOUT):
-        deadline = time.monotonic() + timeout
-        while "handover" not in self.stored:
-            left = deadline - time.monotonic()
-            assert left > 0, f"no handover stored within {timeout} s; received {self.messages}"
-            self.receive(left)
+        if "handover" not in self.stored:
+            self.wait_for(lambda _: "handover" in self.stored, timeout, "handover stored")
         return self.stored["handover"]
 
     def drain(self):
-        while self.receive(0.05):
+        while self.receive(0.05) is not None:
             pass
 
     def close(self):
         for fd in self.stored.values():
             os.close(fd)
-        self.sock.close()
+        super().close()
 
 
 @pytest.fixture

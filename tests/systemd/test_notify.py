@@ -3,54 +3,9 @@ datagram socket) and $WATCHDOG_USEC (without $WATCHDOG_PID, which sd_watchdog_en
 READY=1, STATUS=, WATCHDOG=1, RELOADING=1 + READY=1 on SIGHUP and STOPPING=1 on SIGTERM."""
 
 import signal
-import socket
 import time
 
-import pytest
-
 WATCHDOG_USEC = 1_000_000
-
-
-class NotifySocket:
-    """The receiving end of sd_notify(): every datagram, split into KEY=VALUE assignments, in order."""
-
-    def __init__(self, path):
-        self.path = path
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(str(path))
-        self.messages = []
-
-    def receive(self, timeout):
-        """Read datagrams for up to `timeout` seconds (returns early when none is pending after that)."""
-        self.sock.settimeout(timeout)
-        try:
-            data = self.sock.recv(4096)
-        except socket.timeout:
-            return None
-        message = data.decode()
-        self.messages.append(message)
-        return message
-
-    def wait_for(self, predicate, timeout, what):
-        """Receive until `predicate(message)` holds for a new message; returns it."""
-        deadline = time.monotonic() + timeout
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise AssertionError(f"no {what} within {timeout} s; received {self.messages}")
-            message = self.receive(left)
-            if message is not None and predicate(message):
-                return message
-
-    def close(self):
-        self.sock.close()
-
-
-@pytest.fixture
-def notify(short_dir):
-    receiver = NotifySocket(short_dir / "notify")
-    yield receiver
-    receiver.close()
 
 
 def assignments(message):
