@@ -172,6 +172,8 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
     // Connections register themselves on construction and leave on destruction; the set does not own them
     // (their pending operations do), so a connection lives exactly as long as it has work.
     std::unordered_set<server_detail::Connection*> connections;
+    // open_count is how many of them hold a socket: a connection closed by the server (let go at the cap,
+    // or at stop) leaves the count at once, though it stays in the set until its last handler has run.
     std::atomic<std::size_t> open_count{0};
     bool stopping = false;  // stop_accepting() was called: finish exchanges in progress, then close
     bool closed = false;    // the HttpServer is gone: the handler must not be called any more
@@ -191,7 +193,7 @@ public:
           stream_(std::move(socket)),
           buffer_(server_->limits.max_header_bytes + server_->limits.max_body_bytes + 2 * kFirstRead) {
         server_->connections.insert(this);
-        server_->open_count = server_->connections.size();
+        ++server_->open_count;
     }
 
     ~Connection() {
@@ -201,7 +203,9 @@ public:
         explicit_bzero(storage.data(), storage.size());
         wipe_string(wire_);
         server_->connections.erase(this);
-        server_->open_count = server_->connections.size();
+        if (state_ != State::closed) {
+            --server_->open_count;
+        }
     }
 
     Connection(const Connection&) = delete;
@@ -226,6 +230,9 @@ public:
     }
 
     void close() {
+        if (state_ != State::closed) {
+            --server_->open_count;
+        }
         state_ = State::closed;
         stream_.close();
     }

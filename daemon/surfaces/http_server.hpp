@@ -67,6 +67,8 @@ public:
     // after that the server has no operation pending until release(). Calls on the loop's thread only.
     void hold(std::function<void()> waiting);
     void release();
+    // open_connections is how many accepted connections hold a socket, the number max_connections caps; one
+    // the server has closed no longer counts. Safe to call from any thread.
     std::size_t open_connections() const noexcept;
 
     struct Impl;
