@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "common/error.hpp"
+#include "common/log.hpp"
 #include "config/identity_spec.hpp"
 
 namespace rad::config {
@@ -72,8 +73,8 @@ struct ProfileConfig {
     Source source;
 };
 
-enum class LogFormat { text, json };
-enum class LogLevel { debug, info, warning, error };
+using LogFormat = rad::LogFormat;
+using LogLevel = rad::LogLevel;
 
 struct AgentSettings {
     LogLevel log_level = LogLevel::info;

@@ -5,9 +5,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/log.hpp"
 #include "common/time_format.hpp"
 #include "daemon/agent/agent.hpp"
-#include "daemon/agent/log.hpp"
 #include "daemon/fastpath/control_client.hpp"
 #include "daemon/fastpath/fast_path.hpp"
 #include "daemon/surfaces/credentials_file.hpp"

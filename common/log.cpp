@@ -1,4 +1,4 @@
-#include "daemon/agent/log.hpp"
+#include "common/log.hpp"
 
 #include <sys/stat.h>
 
@@ -10,34 +10,34 @@
 
 #include "common/time_format.hpp"
 
-namespace rad::daemon {
+namespace rad {
 
 namespace {
 
 // sd-daemon(3) priorities: <7> debug, <6> info, <4> warning, <3> error.
-const char* priority_prefix(config::LogLevel level) {
+const char* priority_prefix(LogLevel level) {
     switch (level) {
-        case config::LogLevel::debug:
+        case LogLevel::debug:
             return "<7>";
-        case config::LogLevel::info:
+        case LogLevel::info:
             return "<6>";
-        case config::LogLevel::warning:
+        case LogLevel::warning:
             return "<4>";
-        case config::LogLevel::error:
+        case LogLevel::error:
             return "<3>";
     }
     return "<6>";
 }
 
-const char* level_name(config::LogLevel level) {
+const char* level_name(LogLevel level) {
     switch (level) {
-        case config::LogLevel::debug:
+        case LogLevel::debug:
             return "debug";
-        case config::LogLevel::info:
+        case LogLevel::info:
             return "info";
-        case config::LogLevel::warning:
+        case LogLevel::warning:
             return "warning";
-        case config::LogLevel::error:
+        case LogLevel::error:
             return "error";
     }
     return "info";
@@ -124,12 +124,15 @@ bool is_journal_stream(std::string_view journal_stream, std::uint64_t device, st
     return stream_device == device && stream_inode == inode;
 }
 
-std::string format_log_line(config::LogLevel level,
-                            config::LogFormat format,
-                            std::string_view event,
-                            std::initializer_list<LogField> fields,
-                            std::optional<std::chrono::system_clock::time_point> time) {
-    if (format == config::LogFormat::json) {
+namespace {
+
+template <class Fields>
+std::string render_line(LogLevel level,
+                        LogFormat format,
+                        std::string_view event,
+                        const Fields& fields,
+                        std::optional<std::chrono::system_clock::time_point> time) {
+    if (format == LogFormat::json) {
         nlohmann::ordered_json doc;
         if (time) {
             doc["time"] = format_rfc3339_ms(*time);
@@ -155,19 +158,48 @@ std::string format_log_line(config::LogLevel level,
     return line;
 }
 
-Logger::Logger(config::LogLevel level, config::LogFormat format, std::FILE* stream)
+}  // namespace
+
+std::string format_log_line(LogLevel level,
+                            LogFormat format,
+                            std::string_view event,
+                            std::initializer_list<LogField> fields,
+                            std::optional<std::chrono::system_clock::time_point> time) {
+    return render_line(level, format, event, fields, time);
+}
+
+std::string format_log_line(LogLevel level,
+                            LogFormat format,
+                            std::string_view event,
+                            const LogFields& fields,
+                            std::optional<std::chrono::system_clock::time_point> time) {
+    return render_line(level, format, event, fields, time);
+}
+
+Logger::Logger(LogLevel level, LogFormat format, std::FILE* stream)
     : level_(level), format_(format), stream_(stream), timestamps_(!writes_to_journal(stream)) {}
 
-void Logger::log(config::LogLevel level, std::string_view event, std::initializer_list<LogField> fields) {
-    if (!enabled(level)) {
-        return;
+void Logger::log(LogLevel level, std::string_view event, std::initializer_list<LogField> fields) {
+    if (enabled(level)) {
+        write(format_log_line(level, format_, event, fields, line_time()));
     }
-    const auto now = timestamps_ ? std::optional(std::chrono::system_clock::now()) : std::nullopt;
-    std::string line = format_log_line(level, format_, event, fields, now);
+}
+
+void Logger::log(LogLevel level, std::string_view event, const LogFields& fields) {
+    if (enabled(level)) {
+        write(format_log_line(level, format_, event, fields, line_time()));
+    }
+}
+
+std::optional<std::chrono::system_clock::time_point> Logger::line_time() const {
+    return timestamps_ ? std::optional(std::chrono::system_clock::now()) : std::nullopt;
+}
+
+void Logger::write(std::string line) {
     line.push_back('\n');
     std::lock_guard lock(mutex_);
     std::fwrite(line.data(), 1, line.size(), stream_);
     std::fflush(stream_);
 }
 
-}  // namespace rad::daemon
+}  // namespace rad

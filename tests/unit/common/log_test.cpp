@@ -1,5 +1,5 @@
 // Log lines: typed field values in text and JSON, the timestamp outside the journal, and the journal check.
-#include "daemon/agent/log.hpp"
+#include "common/log.hpp"
 
 #include <gtest/gtest.h>
 #include <sys/stat.h>
@@ -13,12 +13,10 @@
 #include <thread>
 #include <vector>
 
-namespace rad::daemon {
+namespace rad {
 namespace {
 
 using namespace std::chrono;
-using config::LogFormat;
-using config::LogLevel;
 using SystemTime = std::chrono::system_clock::time_point;
 
 const SystemTime kTime = time_point_cast<system_clock::duration>(
@@ -185,22 +183,19 @@ TEST(Logger, LevelChangesWhileAnotherThreadLogs) {
 }
 
 TEST(LogLine, KeyValueWithJournaldPriority) {
-    EXPECT_EQ(format_log_line(config::LogLevel::warning, config::LogFormat::text, "refresh_failed",
+    EXPECT_EQ(format_log_line(LogLevel::warning, LogFormat::text, "refresh_failed",
                               {{"profile", "web"}, {"error", "HTTP 500: \"boom\""}, {"empty", ""}}),
               R"(<4>event=refresh_failed profile=web error="HTTP 500: \"boom\"" empty="")");
-    EXPECT_EQ(format_log_line(config::LogLevel::info, config::LogFormat::text, "x", {{"k", "a=b"}}),
-              R"(<6>event=x k="a=b")");
+    EXPECT_EQ(format_log_line(LogLevel::info, LogFormat::text, "x", {{"k", "a=b"}}), R"(<6>event=x k="a=b")");
     // A value with a newline cannot forge a second log line.
-    EXPECT_EQ(
-        format_log_line(config::LogLevel::error, config::LogFormat::text, "x", {{"k", "a\nevent=fake"}}),
-        R"(<3>event=x k="a?event=fake")");
+    EXPECT_EQ(format_log_line(LogLevel::error, LogFormat::text, "x", {{"k", "a\nevent=fake"}}),
+              R"(<3>event=x k="a?event=fake")");
 }
 
 TEST(LogLine, Json) {
-    EXPECT_EQ(
-        format_log_line(config::LogLevel::debug, config::LogFormat::json, "started", {{"profiles", "2"}}),
-        R"({"level":"debug","event":"started","profiles":"2"})");
+    EXPECT_EQ(format_log_line(LogLevel::debug, LogFormat::json, "started", {{"profiles", "2"}}),
+              R"({"level":"debug","event":"started","profiles":"2"})");
 }
 
 }  // namespace
-}  // namespace rad::daemon
+}  // namespace rad

@@ -4,8 +4,8 @@
 // the journal (stderr is not the stream systemd names in $JOURNAL_STREAM) each line also carries its time:
 // an RFC 3339 UTC timestamp with milliseconds in front of a text line, a "time" member in JSON; journald
 // stamps its entries itself. Callers pass field values that are safe to log: access key ids only through
-// redact_access_key_id(), never secrets, tokens or bodies. Thread-safe: refresh workers and the event loop
-// share one Logger, and the level may change (on reload) while workers log.
+// redact_access_key_id(), never secrets, tokens or bodies. Thread-safe: the event loop and the thread that
+// signs with a device key share one Logger, and the level may change (on reload) meanwhile.
 
 #include <atomic>
 #include <chrono>
@@ -19,10 +19,12 @@
 #include <string_view>
 #include <utility>
 #include <variant>
+#include <vector>
 
-#include "config/config.hpp"
+namespace rad {
 
-namespace rad::daemon {
+enum class LogFormat { text, json };
+enum class LogLevel { debug, info, warning, error };
 
 // LogValue is a field's value: text, or an integer, a double or a boolean, which JSON lines write as JSON
 // numbers and booleans (text lines write them as plain text: 418, 0.25, true). Its constructors are
@@ -48,33 +50,38 @@ private:
 };
 
 using LogField = std::pair<std::string_view, LogValue>;
+// LogFields are fields that own their keys, for a line built in one place and written in another (the
+// agent's engine returns its log lines as commands).
+using LogFields = std::vector<std::pair<std::string, LogValue>>;
 
 class Logger {
 public:
     // The stream's place is decided once, here: the journal when $JOURNAL_STREAM names fd `stream`.
-    Logger(config::LogLevel level, config::LogFormat format, std::FILE* stream = stderr);
+    Logger(LogLevel level, LogFormat format, std::FILE* stream = stderr);
 
-    void log(config::LogLevel level, std::string_view event, std::initializer_list<LogField> fields);
+    void log(LogLevel level, std::string_view event, std::initializer_list<LogField> fields);
+    void log(LogLevel level, std::string_view event, const LogFields& fields);
     void debug(std::string_view event, std::initializer_list<LogField> fields = {}) {
-        log(config::LogLevel::debug, event, fields);
+        log(LogLevel::debug, event, fields);
     }
     void info(std::string_view event, std::initializer_list<LogField> fields = {}) {
-        log(config::LogLevel::info, event, fields);
+        log(LogLevel::info, event, fields);
     }
     void warning(std::string_view event, std::initializer_list<LogField> fields = {}) {
-        log(config::LogLevel::warning, event, fields);
+        log(LogLevel::warning, event, fields);
     }
     void error(std::string_view event, std::initializer_list<LogField> fields = {}) {
-        log(config::LogLevel::error, event, fields);
+        log(LogLevel::error, event, fields);
     }
-    bool enabled(config::LogLevel level) const noexcept {
-        return level >= level_.load(std::memory_order_relaxed);
-    }
-    void set_level(config::LogLevel level) noexcept { level_.store(level, std::memory_order_relaxed); }
+    bool enabled(LogLevel level) const noexcept { return level >= level_.load(std::memory_order_relaxed); }
+    void set_level(LogLevel level) noexcept { level_.store(level, std::memory_order_relaxed); }
 
 private:
-    std::atomic<config::LogLevel> level_;
-    const config::LogFormat format_;
+    std::optional<std::chrono::system_clock::time_point> line_time() const;
+    void write(std::string line);
+
+    std::atomic<LogLevel> level_;
+    const LogFormat format_;
     std::FILE* const stream_;
     const bool timestamps_;  // false when the stream is the journal's
     std::mutex mutex_;
@@ -82,14 +89,19 @@ private:
 
 // format_log_line renders one line (without the trailing newline) as Logger writes it; pure, for tests. With
 // `time`, a text line starts with "YYYY-MM-DDTHH:MM:SS.mmmZ " and a JSON object with a "time" member.
-std::string format_log_line(config::LogLevel level,
-                            config::LogFormat format,
+std::string format_log_line(LogLevel level,
+                            LogFormat format,
                             std::string_view event,
                             std::initializer_list<LogField> fields,
+                            std::optional<std::chrono::system_clock::time_point> time = std::nullopt);
+std::string format_log_line(LogLevel level,
+                            LogFormat format,
+                            std::string_view event,
+                            const LogFields& fields,
                             std::optional<std::chrono::system_clock::time_point> time = std::nullopt);
 
 // is_journal_stream says whether a stream with this device and inode is the one that $JOURNAL_STREAM
 // ("DEVICE:INODE", both decimal, as systemd sets it) names.
 bool is_journal_stream(std::string_view journal_stream, std::uint64_t device, std::uint64_t inode) noexcept;
 
-}  // namespace rad::daemon
+}  // namespace rad
