@@ -31,6 +31,8 @@ constexpr ErrcRow kErrcTable[] = {
     {Errc::device_unavailable, "device_unavailable", 69, true},
     {Errc::device_auth_failed, "device_auth_failed", 77, false},
     {Errc::peer_refused, "peer_refused", 77, false},
+    {Errc::certificate_not_yet_valid, "certificate_not_yet_valid", 65, false},
+    {Errc::credentials_too_short, "credentials_too_short", 69, false},
     {Errc::internal, "internal", 70, false},
 };
 

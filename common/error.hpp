@@ -20,7 +20,7 @@ enum class Errc {
     unsafe_permissions,     // 77 EX_NOPERM: a secret file is readable by group/others, a symlink, not ours
     key_cert_mismatch,      // 65 EX_DATAERR: the private key is not the key of the leaf certificate
     certificate_invalid,    // 65 EX_DATAERR: leaf not v3, a CA, lacks digitalSignature, chain out of order
-    certificate_expired,    // 65 EX_DATAERR: leaf expired or not yet valid
+    certificate_expired,    // 65 EX_DATAERR: leaf past its notAfter
     unsupported_key,        // 65 EX_DATAERR: RSA < 2048 bits, a curve other than P-256/384/521, Ed25519
     config_invalid,         // 78 EX_CONFIG: the configuration file is wrong
     crypto_failure,         // 70 EX_SOFTWARE: OpenSSL failed where it should not
@@ -36,7 +36,10 @@ enum class Errc {
     device_auth_failed,     // 77 EX_NOPERM: a TPM or token refused a password/PIN, or is locked out (never
                             // retried)
     peer_refused,           // 77 EX_NOPERM: the agent's socket refused this user (allowed_uids/allowed_gids)
-    internal,               // 70 EX_SOFTWARE (stays last: the table in error.cpp ends with it)
+    certificate_not_yet_valid,  // 65 EX_DATAERR: leaf before its notBefore
+    credentials_too_short,      // 69 EX_UNAVAILABLE: the service's credentials leave too little time to be
+                                // served (a session cut short, or this host's clock ahead of the service's)
+    internal,                   // 70 EX_SOFTWARE (stays last: the table in error.cpp ends with it)
 };
 
 // Error is a failure with a one-line, human-readable message. The message names the file, flag or field

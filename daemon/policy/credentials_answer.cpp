@@ -4,24 +4,26 @@
 
 namespace rad::daemon {
 
-std::chrono::seconds default_min_lifetime(const CachedCredentials& held) {
+std::chrono::seconds default_min_lifetime(const HeldCredentials& held) {
     const auto issued = std::chrono::duration_cast<std::chrono::seconds>(held.deadline - held.received);
     return std::clamp(issued * 2 / 5, std::chrono::seconds(0), kDefaultMinLifetimeCap);
 }
 
-CredentialsAnswer answer_credentials(const ProfileCache& cache,
+CredentialsAnswer answer_credentials(const RefreshView& view,
                                      int min_seconds,
                                      SteadyTime now,
                                      WallTime wall_now) {
-    const auto current = cache.current(now, wall_now);
-    if (current) {
-        const CachedCredentials& held = **current;
+    if (view.servable != nullptr) {
+        const HeldCredentials& held = *view.servable;
         const auto wanted = min_seconds < 0 ? default_min_lifetime(held) : std::chrono::seconds(min_seconds);
         if (held.deadline - now >= wanted && held.credentials.expiration - wall_now >= wanted) {
             return CredentialsAnswer::serve;
         }
     }
-    if (cache.consecutive_failures() > 0 && !cache.refresh_in_flight() && cache.next_refresh() > now) {
+    if (view.in_flight) {
+        return CredentialsAnswer::refresh_first;
+    }
+    if (view.backing_off || !view.on_demand_allowed) {
         return CredentialsAnswer::what_cache_holds;
     }
     return CredentialsAnswer::refresh_first;

@@ -36,10 +36,11 @@ SteadyTime next_refresh_after_success(const RefreshSettings& settings,
                                       double jitter01) {
     const Millis lifetime = std::max(std::chrono::duration_cast<Millis>(deadline - received), Millis(0));
     SteadyTime at = received + scale(lifetime, refresh_fraction(settings, jitter01));
-    // Short-lived credentials (a 15-minute session) still leave room for retries before the serve margin.
+    // Short-lived credentials (a 15-minute session) still leave room for retries before the serve margin,
+    // but a refresh is never due before half the lifetime: a success must not be followed by a loop.
     const SteadyTime latest = deadline - settings.min_refresh_lead;
     if (at > latest) {
-        at = std::max(latest, received);
+        at = std::max(latest, received + lifetime / 2);
     }
     return at;
 }
@@ -63,24 +64,39 @@ FailureDecision next_refresh_after_failure(const RefreshSettings& settings,
                                             : settings.retry_base;
         wait = backoff_delay(BackoffPolicy{base, settings.retry_cap}, std::max(failures, 1), jitter01,
                              retry_after);
+        if (served_deadline) {
+            // One more attempt must fit before the credentials in service stop being servable.
+            const auto until_unservable =
+                std::chrono::duration_cast<Millis>(*served_deadline - settings.serve_margin - now);
+            const Millis shortened = std::max({until_unservable / 2, settings.min_retry_wait,
+                                               std::chrono::duration_cast<Millis>(retry_after)});
+            if (until_unservable > Millis(0) && wait > shortened) {
+                wait = shortened;
+            }
+        }
     } else {
         wait =
             settings.rejected_min + scale(settings.rejected_max - settings.rejected_min, clamp01(jitter01));
-    }
-    if (served_deadline) {
-        // One more attempt must fit before the credentials in service stop being servable.
-        const auto until_unservable =
-            std::chrono::duration_cast<Millis>(*served_deadline - settings.serve_margin - now);
-        if (until_unservable > Millis(0) && wait > until_unservable / 2) {
-            wait = std::max(until_unservable / 2, settings.retry_base);
-        }
     }
     decision.retry_at = now + wait;
     return decision;
 }
 
-bool servable(const RefreshSettings& settings, SteadyTime now, SteadyTime deadline) {
-    return deadline - now > settings.serve_margin;
+bool servable(const RefreshSettings& settings,
+              const HeldCredentials& held,
+              SteadyTime now,
+              WallTime wall_now) {
+    return held.deadline - now > settings.serve_margin &&
+           held.credentials.expiration - wall_now > settings.serve_margin;
+}
+
+bool too_short(const RefreshSettings& settings, WallTime expiration, WallTime wall_now) {
+    return expiration - wall_now < settings.min_useful_lifetime;
+}
+
+bool client_may_hurry(const std::optional<Error>& last_error) {
+    return !last_error || last_error->code == Errc::upstream_unreachable ||
+           last_error->code == Errc::upstream_timeout;
 }
 
 }  // namespace rad::daemon

@@ -49,10 +49,14 @@ INSTANTIATE_TEST_SUITE_P(
                       SuccessCase{43200s, 0.0, 21600s},
                       // 15 minutes: 50 % = 450 s, still before expiry - 120 s lead
                       SuccessCase{900s, 0.0, 450s},
-                      // 3 minutes: 60 % = 108 s would leave 72 s; the 120 s lead moves it to 60 s
-                      SuccessCase{180s, 1.0, 60s},
-                      // 1 minute: no room for the lead at all, refresh at once
-                      SuccessCase{60s, 0.5, 0s}));
+                      // 5 minutes: 60 % = 180 s would leave 120 s... exactly the lead
+                      SuccessCase{300s, 1.0, 180s},
+                      // 4 minutes: 60 % = 144 s would leave 96 s; the 120 s lead moves it to 120 s
+                      SuccessCase{240s, 1.0, 120s},
+                      // 3 minutes: the lead would mean 60 s; never before half the lifetime: 90 s
+                      SuccessCase{180s, 1.0, 90s},
+                      // 1 minute (refused as too short before it gets here): still half the lifetime
+                      SuccessCase{60s, 0.5, 30s}));
 
 TEST(RefreshAfterSuccess, EveryJitterLandsInsideTheWindow) {
     const RefreshSettings settings;
@@ -137,24 +141,68 @@ INSTANTIATE_TEST_SUITE_P(
         FailureCase{Errc::upstream_rejected, 7, 1.0, 0s, 600000ms, false},
         FailureCase{Errc::key_cert_mismatch, 1, 0.5, 0s, 450000ms, false}));
 
-TEST(RefreshAfterFailure, RetriesBeforeServedCredentialsRunOut) {
+TEST(RefreshAfterFailure, RetryableWaitsShrinkToFitBeforeServedCredentialsRunOut) {
     const RefreshSettings settings;
-    // A 403 would normally wait 5-10 min, but the credentials in service stop being servable in 4 min
-    // (deadline 5 min, 60 s margin): the next attempt comes after half of that.
-    const auto decision =
-        next_refresh_after_failure(settings, t0, make_error(Errc::upstream_rejected, "x"), 1, 1.0, t0 + 300s);
+    // A 5xx after 9 failures would wait up to 256 s, but the credentials in service stop being servable in
+    // 4 min (deadline 5 min, 60 s margin): the next attempt comes after half of that.
+    const auto decision = next_refresh_after_failure(
+        settings, t0, make_error(Errc::upstream_server_error, "x"), 9, 1.0, t0 + 300s);
     EXPECT_EQ(decision.retry_at, t0 + 120s);
-    // Never a hot loop: with 61 s left the wait is still at least the 1 s base.
-    const auto late =
-        next_refresh_after_failure(settings, t0, make_error(Errc::upstream_rejected, "x"), 1, 1.0, t0 + 61s);
-    EXPECT_EQ(late.retry_at, t0 + 1s);
+    // Never a hot loop: with 61 s left the wait is still at least min_retry_wait (5 s)...
+    const auto late = next_refresh_after_failure(settings, t0, make_error(Errc::upstream_server_error, "x"),
+                                                 9, 1.0, t0 + 61s);
+    EXPECT_EQ(late.retry_at, t0 + 5s);
+    // ...and never shorter than the server's Retry-After.
+    Error throttled = make_error(Errc::upstream_throttled, "x");
+    throttled.retry_after = 30s;
+    EXPECT_EQ(next_refresh_after_failure(settings, t0, throttled, 6, 1.0, t0 + 100s).retry_at, t0 + 30s);
 }
 
-TEST(Servable, StopsSixtySecondsBeforeTheDeadline) {
+TEST(RefreshAfterFailure, RefusalsWaitFiveToTenMinutesWhateverIsHeld) {
+    // Trying a refused request again sooner would not change the answer; retrying as the credentials run
+    // out only spends calls (the README promises 5-10 min after a refusal).
     const RefreshSettings settings;
-    EXPECT_TRUE(servable(settings, t0, t0 + 61s));
-    EXPECT_FALSE(servable(settings, t0, t0 + 60s));
-    EXPECT_FALSE(servable(settings, t0, t0 - 1s));
+    for (const auto left : {3600s, 300s, 61s}) {
+        const auto decision = next_refresh_after_failure(
+            settings, t0, make_error(Errc::upstream_rejected, "x"), 1, 0.5, t0 + left);
+        EXPECT_EQ(decision.retry_at, t0 + 450s) << left.count();
+    }
+}
+
+HeldCredentials held_until(SteadyTime deadline, WallTime expiration) {
+    return HeldCredentials{
+        signer::Credentials{"ASIA", Secret(std::string_view("s")), Secret(std::string_view("t")), expiration},
+        t0, deadline, expiration - 3600s};
+}
+
+TEST(Servable, StopsSixtySecondsBeforeTheDeadlineByEitherClock) {
+    const RefreshSettings settings;
+    const WallTime w0 = WallTime{} + 500000h;
+    EXPECT_TRUE(servable(settings, held_until(t0 + 61s, w0 + 61s), t0, w0));
+    EXPECT_FALSE(servable(settings, held_until(t0 + 60s, w0 + 61s), t0, w0));
+    EXPECT_FALSE(servable(settings, held_until(t0 - 1s, w0 + 61s), t0, w0));
+    // The wall clock set forward (or a host that slept) ends them before the monotonic deadline does.
+    EXPECT_FALSE(servable(settings, held_until(t0 + 3000s, w0 + 60s), t0, w0));
+}
+
+TEST(TooShort, CredentialsLeavingLessThanTwoMinutesAreRefused) {
+    const RefreshSettings settings;
+    const WallTime w0 = WallTime{} + 500000h;
+    EXPECT_TRUE(too_short(settings, w0 + 40s, w0));
+    EXPECT_TRUE(too_short(settings, w0 + 119s, w0));
+    EXPECT_FALSE(too_short(settings, w0 + 120s, w0));
+    EXPECT_FALSE(too_short(settings, w0 + 900s, w0));
+}
+
+TEST(ClientMayHurry, OnlyAfterTheNetworkFailed) {
+    EXPECT_TRUE(client_may_hurry(std::nullopt));
+    EXPECT_TRUE(client_may_hurry(make_error(Errc::upstream_unreachable, "x")));
+    EXPECT_TRUE(client_may_hurry(make_error(Errc::upstream_timeout, "x")));
+    for (const Errc code :
+         {Errc::upstream_throttled, Errc::upstream_server_error, Errc::upstream_rejected,
+          Errc::certificate_expired, Errc::credentials_too_short, Errc::key_cert_mismatch}) {
+        EXPECT_FALSE(client_may_hurry(make_error(code, "x"))) << errc_name(code);
+    }
 }
 
 }  // namespace
