@@ -502,6 +502,10 @@ Result<std::string> PrivateKey::sign_string_public_key() const {
     return point;
 }
 
+bool PrivateKey::on_device() const noexcept {
+    return impl_->backend != nullptr;
+}
+
 EVP_PKEY* PrivateKey::native() const noexcept {
     return impl_->pkey.get();
 }

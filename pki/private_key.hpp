@@ -66,6 +66,10 @@ public:
     // description is e.g. "RSA-2048", "EC P-384" or "ML-DSA-65", for messages and read-certificate-data.
     std::string description() const;
 
+    // on_device is true for a key held outside the process (a PKCS#11 token, a TPM): its signatures block on
+    // the device.
+    bool on_device() const noexcept;
+
     // matches is true when the certificate's public key is this key's public key.
     bool matches(const Certificate& certificate) const;
 

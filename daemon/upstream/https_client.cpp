@@ -5,6 +5,7 @@
 #include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/ssl.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -76,37 +77,63 @@ bool is_ip_literal(const std::string& host) {
 }
 
 // Attempt carries the state of one exchange; the deadline timer closes the socket when time runs out, which
-// turns whatever operation is pending into an error that we then report as a timeout.
-class Attempt {
+// turns whatever operation is pending into an error that we then report as a timeout. cancel() does the same
+// at once. It owns copies of the request and options: an exchange on the agent's loop outlives its caller.
+class Attempt : public PendingExchange, public std::enable_shared_from_this<Attempt> {
 public:
     Attempt(net::io_context& ioc,
-            const signer::Url& base,
-            const signer::HttpRequest& request,
-            const HttpsClientOptions& options)
-        : base_(base),
-          request_(request),
-          options_(options),
+            signer::Url base,
+            signer::HttpRequest request,
+            std::shared_ptr<const HttpsClientOptions> options)
+        : base_(std::move(base)),
+          request_(std::move(request)),
+          owned_options_(std::move(options)),
+          options_(*owned_options_),
           resolver_(ioc),
           stream_(ioc),
           deadline_timer_(ioc),
-          deadline_(Clock::now() + options.total_timeout) {}
+          deadline_(Clock::now() + options_.total_timeout) {}
 
-    net::awaitable<Result<signer::HttpResponse>> run() {
-        deadline_timer_.expires_at(deadline_);
-        deadline_timer_.async_wait([this](beast::error_code ec) {
-            if (!ec) {
-                timed_out_ = true;
-                resolver_.cancel();
-                beast::error_code ignored;
-                stream_.socket().close(ignored);
+    // run_owned keeps the attempt alive for the whole coroutine: its parameter lives in the coroutine frame.
+    static net::awaitable<Result<signer::HttpResponse>> run_owned(std::shared_ptr<Attempt> self) {
+        co_return co_await self->run();
+    }
+
+    void cancel() override {
+        // Called on the loop: nothing here races with the exchange's own steps.
+        net::post(deadline_timer_.get_executor(), [self = shared_from_this()] {
+            if (!self->finished_) {
+                self->cancelled_ = true;
+                self->interrupt();
             }
         });
-        auto result = co_await exchange();
-        deadline_timer_.cancel();
-        co_return result;
     }
 
 private:
+    net::awaitable<Result<signer::HttpResponse>> run() {
+        deadline_timer_.expires_at(deadline_);
+        deadline_timer_.async_wait([self = shared_from_this()](beast::error_code ec) {
+            if (!ec) {
+                self->timed_out_ = true;
+                self->interrupt();
+            }
+        });
+        auto result = co_await exchange();
+        finished_ = true;
+        deadline_timer_.cancel();
+        if (cancelled_) {
+            co_return make_error(Errc::upstream_unreachable,
+                                 "the request to " + base_.host + " was cancelled");
+        }
+        co_return result;
+    }
+
+    void interrupt() {
+        resolver_.cancel();
+        beast::error_code ignored;
+        stream_.socket().close(ignored);
+    }
+
     Error network_error(Errc code, const std::string& what, const beast::error_code& ec) const {
         if (timed_out_) {
             return make_error(
@@ -278,8 +305,9 @@ private:
         co_return response;
     }
 
-    const signer::Url& base_;
-    const signer::HttpRequest& request_;
+    const signer::Url base_;
+    const signer::HttpRequest request_;
+    const std::shared_ptr<const HttpsClientOptions> owned_options_;
     const HttpsClientOptions& options_;
     tcp::resolver resolver_;
     beast::tcp_stream stream_;
@@ -288,26 +316,40 @@ private:
     beast::flat_buffer buffer_;
     beast::flat_buffer proxy_buffer_;
     bool timed_out_ = false;
+    bool cancelled_ = false;
+    bool finished_ = false;
 };
 
 }  // namespace
+
+std::shared_ptr<PendingExchange> async_send_request(net::io_context& io,
+                                                    signer::Url base,
+                                                    signer::HttpRequest request,
+                                                    std::shared_ptr<const HttpsClientOptions> options,
+                                                    ExchangeDone done) {
+    auto attempt = std::make_shared<Attempt>(io, std::move(base), std::move(request), std::move(options));
+    net::co_spawn(io, Attempt::run_owned(attempt),
+                  [done = std::move(done)](std::exception_ptr e, Result<signer::HttpResponse> r) {
+                      if (e) {
+                          done(make_error(Errc::internal, "HTTPS client stopped unexpectedly"));
+                      } else {
+                          done(std::move(r));
+                      }
+                  });
+    return attempt;
+}
 
 Result<signer::HttpResponse> send_request(const signer::Url& base,
                                           const signer::HttpRequest& request,
                                           const HttpsClientOptions& options) {
     net::io_context ioc(1);
-    Attempt attempt(ioc, base, request, options);
     std::optional<Result<signer::HttpResponse>> outcome;
-    std::exception_ptr failure;
-    net::co_spawn(ioc, attempt.run(), [&](std::exception_ptr e, Result<signer::HttpResponse> r) {
-        if (e) {
-            failure = e;
-        } else {
-            outcome.emplace(std::move(r));
-        }
-    });
+    // The options outlive the exchange: it ends before this function returns.
+    const std::shared_ptr<const HttpsClientOptions> borrowed(&options, [](const HttpsClientOptions*) {});
+    async_send_request(ioc, base, request, borrowed,
+                       [&outcome](Result<signer::HttpResponse> r) { outcome.emplace(std::move(r)); });
     ioc.run();
-    if (failure || !outcome) {
+    if (!outcome) {
         return make_error(Errc::internal, "HTTPS client stopped unexpectedly");
     }
     return std::move(*outcome);

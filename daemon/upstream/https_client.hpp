@@ -1,10 +1,14 @@
 #pragma once
-// HttpsClient sends one signed request to the Roles Anywhere endpoint and returns the answer. It owns nothing
-// between calls; each send() makes its own connection (CreateSession happens at most every few minutes).
-// This header is free of Boost.Asio/Beast so that only https_client.cpp pays their compile time.
+// The HTTPS client sends one signed request to the Roles Anywhere endpoint and returns the answer. It owns
+// nothing between calls; each exchange makes its own connection (CreateSession happens at most every few
+// minutes). The agent runs exchanges on its event loop (async_send_request); the one-shot commands wait for
+// one (send_request). This header is free of Boost.Asio/Beast so that only https_client.cpp pays their
+// compile time.
 
 #include <chrono>
 #include <filesystem>
+#include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 
@@ -12,6 +16,10 @@
 #include "daemon/upstream/proxy.hpp"
 #include "signer/endpoint.hpp"
 #include "signer/http_request.hpp"
+
+namespace boost::asio {
+class io_context;
+}
 
 namespace rad::daemon {
 
@@ -39,5 +47,24 @@ struct HttpsClientOptions {
 [[nodiscard]] Result<signer::HttpResponse> send_request(const signer::Url& base,
                                                         const signer::HttpRequest& request,
                                                         const HttpsClientOptions& options);
+
+// PendingExchange is an exchange running on an event loop. cancel() ends it at once: its completion is still
+// called, on the loop, with an error (upstream_unreachable "cancelled").
+class PendingExchange {
+public:
+    virtual ~PendingExchange() = default;
+    virtual void cancel() = 0;
+};
+
+using ExchangeDone = std::function<void(Result<signer::HttpResponse>)>;
+
+// async_send_request runs the exchange of send_request on `io` and calls `done` there, once, with its
+// outcome. The exchange keeps what it needs (the options shared, as they hold a proxy password); the returned
+// handle may be dropped.
+std::shared_ptr<PendingExchange> async_send_request(boost::asio::io_context& io,
+                                                    signer::Url base,
+                                                    signer::HttpRequest request,
+                                                    std::shared_ptr<const HttpsClientOptions> options,
+                                                    ExchangeDone done);
 
 }  // namespace rad::daemon

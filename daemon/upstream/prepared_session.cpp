@@ -131,7 +131,9 @@ Result<pki::IdentitySource> resolve_identity(const config::IdentitySpec& spec, b
     return source;
 }
 
-Result<PreparedSession> prepare_session(const config::ProfileConfig& profile, const Diagnostics& diag) {
+Result<PreparedSession> prepare_session(const config::ProfileConfig& profile,
+                                        const Diagnostics& diag,
+                                        bool check_validity_period) {
     if (profile.role_arn.empty() || profile.profile_arn.empty() || profile.trust_anchor_arn.empty()) {
         return make_error(Errc::usage, "--trust-anchor-arn, --profile-arn and --role-arn are all required");
     }
@@ -145,7 +147,7 @@ Result<PreparedSession> prepare_session(const config::ProfileConfig& profile, co
     if (!endpoint) {
         return endpoint.error();
     }
-    auto identity = load_identity_from(profile.identity, true);
+    auto identity = load_identity_from(profile.identity, check_validity_period);
     if (!identity) {
         return identity.error();
     }

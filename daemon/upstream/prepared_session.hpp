@@ -46,8 +46,11 @@ signer::EndpointOptions endpoint_options(const config::ProfileConfig& profile);
 // prepare_session validates the profile's settings (ARNs, duration, timeouts), resolves the endpoint and
 // loads the identity, in that order, so that usage errors come before file errors. Its messages name the
 // command line's flags: the configuration file's own checks have run before a profile of it gets here.
+// check_validity_period is false for the agent, whose engine checks the certificate's dates before every
+// signature (a certificate valid from tomorrow is loaded, and used tomorrow).
 [[nodiscard]] Result<PreparedSession> prepare_session(const config::ProfileConfig& profile,
-                                                      const Diagnostics& diag);
+                                                      const Diagnostics& diag,
+                                                      bool check_validity_period = true);
 
 // production_hooks are the SessionClientHooks of the real world: send_request() over the network with
 // `client` (borrowed: it must outlive the hooks), the system clock, a sleeping thread, a seeded PRNG, and
