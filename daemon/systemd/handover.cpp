@@ -102,6 +102,7 @@ Secret encode_handover(const Handover& handover) {
     std::size_t size = kMagic.size() + 16 + handover.token_key.size() * 2;
     for (const auto& p : handover.profiles) {
         size += 128 + p.name.size() + p.settings.size() + p.credentials.access_key_id.size() +
+                2 * p.certificate.size() +
                 2 * (p.credentials.secret_access_key.size() + p.credentials.session_token.size());
     }
     Secret text;
@@ -118,6 +119,8 @@ Secret encode_handover(const Handover& handover) {
         append_hex(out, p.credentials.secret_access_key.reveal());
         out += ' ';
         append_hex(out, p.credentials.session_token.reveal());
+        out += ' ';
+        append_hex(out, p.certificate);
         out += '\n';
     }
     return text;
@@ -151,7 +154,8 @@ Result<Handover> decode_handover(std::string_view text) {
             seen_key = true;
             continue;
         }
-        if (fields.size() != 8 || fields[0] != "profile") {
+        // Eight fields: written by an agent that did not record the certificate.
+        if ((fields.size() != 8 && fields.size() != 9) || fields[0] != "profile") {
             return invalid("unknown line");
         }
         HandedOverProfile p;
@@ -180,6 +184,9 @@ Result<Handover> decode_handover(std::string_view text) {
         p.received = std::chrono::system_clock::time_point(std::chrono::seconds(*received));
         p.credentials.secret_access_key = std::move(*secret);
         p.credentials.session_token = std::move(*token);
+        if (fields.size() == 9 && !decode_hex_into(p.certificate, fields[8])) {
+            return invalid("malformed certificate fingerprint");
+        }
         handover.profiles.push_back(std::move(p));
     }
     if (first || !seen_key) {

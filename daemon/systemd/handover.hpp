@@ -28,6 +28,9 @@ struct HandedOverProfile {
     std::string settings;
     signer::Credentials credentials;
     std::chrono::system_clock::time_point received;  // wall clock, when CreateSession answered
+    // certificate: the fingerprint of the certificate the credentials were issued for, so that the next
+    // process knows whether a renewal happened meanwhile ("" when not known: an older agent's handover).
+    std::string certificate;
 };
 
 struct Handover {

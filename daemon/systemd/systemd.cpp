@@ -75,7 +75,9 @@ bool notify(std::string_view state, int fd) {
         header->cmsg_len = CMSG_LEN(sizeof(int));
         std::memcpy(CMSG_DATA(header), &fd, sizeof(int));
     }
-    return ::sendmsg(sock.get(), &message, MSG_NOSIGNAL) == static_cast<ssize_t>(state.size());
+    // Never blocking: a service manager that does not read its socket must not stall the event loop (a lost
+    // STATUS= is replaced by the next one).
+    return ::sendmsg(sock.get(), &message, MSG_NOSIGNAL | MSG_DONTWAIT) == static_cast<ssize_t>(state.size());
 }
 
 }  // namespace
@@ -108,9 +110,17 @@ bool store_in_systemd(std::string_view name, std::string_view content) {
     if (::fcntl(memfd.get(), F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) != 0) {
         return false;
     }
+    return keep_in_systemd(name, memfd.get());
+}
+
+bool keep_in_systemd(std::string_view name, int fd) {
     const std::string fdname = "FDNAME=" + std::string(name);
     notify("FDSTOREREMOVE=1\n" + fdname, -1);
-    return notify("FDSTORE=1\n" + fdname, memfd.get());
+    return notify("FDSTORE=1\n" + fdname, fd);
+}
+
+bool forget_in_systemd(std::string_view name) {
+    return notify("FDSTOREREMOVE=1\nFDNAME=" + std::string(name), -1);
 }
 
 std::optional<Secret> read_stored(int fd, std::size_t limit) {
@@ -192,6 +202,17 @@ std::optional<int> ActivatedSockets::take(const std::string& name) {
     const int fd = it->second;
     fds_.erase(it);
     return fd;
+}
+
+std::optional<int> ActivatedSockets::take_if(const std::function<bool(const std::string&, int)>& wanted) {
+    for (auto it = fds_.begin(); it != fds_.end(); ++it) {
+        if (wanted(it->first, it->second)) {
+            const int fd = it->second;
+            fds_.erase(it);
+            return fd;
+        }
+    }
+    return std::nullopt;
 }
 
 std::vector<std::string> ActivatedSockets::names() const {

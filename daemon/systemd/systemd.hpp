@@ -4,6 +4,7 @@
 // ($NOTIFY_SOCKET and $LISTEN_FDS unset) every call is a cheap no-op, so the agent runs the same by hand.
 
 #include <chrono>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -25,6 +26,15 @@ bool notify_systemd(std::string_view state);
 // failure; nothing is stored then.
 bool store_in_systemd(std::string_view name, std::string_view content);
 
+// keep_in_systemd hands a copy of the descriptor `fd` (a listening socket) to the service manager's store
+// under `name`, replacing what was stored under that name, so that the next start of the service receives it
+// (as a LISTEN_FDS descriptor named `name`) and clients wait in its backlog across a restart instead of
+// being refused. False when not under systemd or on failure.
+bool keep_in_systemd(std::string_view name, int fd);
+
+// forget_in_systemd removes what the store holds under `name`. False when not under systemd.
+bool forget_in_systemd(std::string_view name);
+
 // read_stored reads the whole content of a descriptor store_in_systemd() stored (positioned anywhere) into a
 // Secret, at most `limit` bytes; nullopt on failure or when larger.
 std::optional<Secret> read_stored(int fd, std::size_t limit);
@@ -45,6 +55,8 @@ public:
     ~ActivatedSockets();
 
     std::optional<int> take(const std::string& name);
+    // take_if hands out the first descriptor (in name order) for which `wanted(name, fd)` is true.
+    std::optional<int> take_if(const std::function<bool(const std::string& name, int fd)>& wanted);
     bool empty() const noexcept { return fds_.empty(); }
     std::vector<std::string> names() const;
 

@@ -20,9 +20,11 @@ def test_notify_protocol(notify, agent_process):
     serving = notify.wait_for(lambda m: m.startswith("STATUS=1/1 profiles serving"), 20,
                               "STATUS=1/1 profiles serving")
     assert "failing" not in serving
-    # Nothing is sent before READY=1 except statuses; READY=1 comes once the listeners are open.
+    # Nothing is sent before READY=1 but statuses and what the agent keeps in the descriptor store (the
+    # listeners it bound, the handover); READY=1 comes once the listeners are open.
     first_ready = next(i for i, m in enumerate(notify.messages) if "READY=1" in assignments(m))
-    assert all(m.startswith("STATUS=") for m in notify.messages[:first_ready]), notify.messages
+    assert all(m.startswith(("STATUS=", "FDSTORE=1", "FDSTOREREMOVE=1")) for m in notify.messages[:first_ready]), \
+        notify.messages
 
     # WATCHDOG_USEC=1 s: a ping every 0.5 s from the event loop; three within 3 s.
     start = len(notify.messages)
