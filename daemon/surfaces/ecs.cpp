@@ -22,7 +22,6 @@ SurfaceResponse ecs_error(int status, std::string_view code, std::string_view me
 
 SurfaceResponse handle_ecs(const SurfaceRequest& request,
                            const EcsSettings& settings,
-                           std::chrono::system_clock::time_point wall_now,
                            const ServedCredentials& served) {
     // A token in the query ends up in access logs and can be replayed through SSRF; the token goes in the
     // Authorization header only, so any query at all is refused before anything is compared.
@@ -52,7 +51,7 @@ SurfaceResponse handle_ecs(const SurfaceRequest& request,
         return ecs_error(403, "AccessDenied", "the Authorization header does not match the token");
     }
     Error why;
-    const signer::Credentials* c = servable(served, wall_now, why);
+    const signer::Credentials* c = credentials_or_reason(served, why);
     if (c == nullptr) {
         return ecs_error(503, errc_name(why.code), why.message);
     }

@@ -21,11 +21,10 @@ struct EcsSettings {
 // Authorization equal (constant time) to the token -> 200 {"AccessKeyId","SecretAccessKey","Token",
 // "Expiration","AccountId"} (AccountId only when known); missing Authorization -> 401; wrong -> 403; two
 // Authorization headers or any query string (a token in the query) -> 400; no token configured -> 500;
-// other paths -> 404; other methods -> 405; no credentials (or expired ones at `wall_now`) -> 503. Errors
+// other paths -> 404; other methods -> 405; no credentials (ServedCredentials says why) -> 503. Errors
 // are JSON {"Code","Message"} with Content-Type exactly application/json.
 SurfaceResponse handle_ecs(const SurfaceRequest& request,
                            const EcsSettings& settings,
-                           std::chrono::system_clock::time_point wall_now,
                            const ServedCredentials& served);
 
 }  // namespace rad::daemon

@@ -2,6 +2,8 @@
 
 #include <cstdio>
 
+#include "daemon/policy/health.hpp"
+
 namespace rad::daemon {
 
 namespace {
@@ -45,6 +47,18 @@ std::string metrics_text(const AgentSnapshot& snapshot) {
         out.append("# HELP ").append(name).append(" ").append(text).append("\n");
         out.append("# TYPE ").append(name).append(" ").append(type).append("\n");
     };
+    const AgentHealth health = agent_health(snapshot);
+    help("rolesanywhere_agent_ready", "gauge", "1 when every profile serves credentials (/readyz)");
+    out.append(std::string("rolesanywhere_agent_ready ") + (health.ready ? "1" : "0") + "\n");
+    help("rolesanywhere_agent_healthy", "gauge",
+         "1 when every profile serves, its last refresh succeeded and its surfaces work (/healthz)");
+    out.append(std::string("rolesanywhere_agent_healthy ") + (health.healthy ? "1" : "0") + "\n");
+    help("rolesanywhere_agent_profile_healthy", "gauge",
+         "1 when the profile serves, its last refresh succeeded and its surfaces work");
+    for (const auto& p : health.profiles) {
+        out.append("rolesanywhere_agent_profile_healthy{profile=\"" + label(p.name) + "\"} " +
+                   (p.healthy ? "1" : "0") + "\n");
+    }
     help("rolesanywhere_agent_credentials_servable", "gauge",
          "1 when the profile holds credentials it may serve");
     for (const auto& p : snapshot.profiles) {
@@ -117,7 +131,7 @@ std::string metrics_text(const AgentSnapshot& snapshot) {
 
 SurfaceResponse handle_health(const SurfaceRequest& request, const AgentSnapshot& snapshot) {
     const std::string path = request.target.substr(0, request.target.find('?'));
-    if (path != "/healthz" && path != "/metrics") {
+    if (path != "/healthz" && path != "/readyz" && path != "/livez" && path != "/metrics") {
         return text_response(404, "not found\n", "text/plain");
     }
     if (request.method != "GET" && request.method != "HEAD") {
@@ -128,26 +142,23 @@ SurfaceResponse handle_health(const SurfaceRequest& request, const AgentSnapshot
     if (path == "/metrics") {
         return text_response(200, metrics_text(snapshot), "text/plain; version=0.0.4; charset=utf-8");
     }
-    std::string failing;
-    for (const auto& p : snapshot.profiles) {
-        if (!p.servable) {
-            failing.append(p.name).append(": ").append(p.state);
-            if (!p.last_error_code.empty()) {
-                failing.append(" (").append(p.last_error_code).append(")");
-            }
-            failing.push_back('\n');
-        }
-        for (const auto& surface : p.surfaces) {
-            if (!surface.ok) {
-                failing.append(p.name).append(": ").append(surface.surface).append(" failing (");
-                failing.append(surface.error_code).append(")\n");
-            }
-        }
-    }
-    if (failing.empty()) {
+    if (path == "/livez") {
         return text_response(200, "ok\n", "text/plain");
     }
-    return text_response(503, failing, "text/plain");
+    const AgentHealth health = agent_health(snapshot);
+    std::string problems;
+    for (const auto& profile : health.profiles) {
+        for (const auto& problem : profile.problems) {
+            // /readyz asks only whether every profile serves.
+            if (path == "/healthz" || problem.kind == HealthProblem::Kind::nothing_to_serve) {
+                problems.append(problem_text(profile.name, problem)).push_back('\n');
+            }
+        }
+    }
+    if (problems.empty()) {
+        return text_response(200, "ok\n", "text/plain");
+    }
+    return text_response(503, problems, "text/plain");
 }
 
 }  // namespace rad::daemon

@@ -9,9 +9,11 @@
 
 namespace rad::daemon {
 
-// handle_health: 200 "ok" when every profile holds servable credentials and every surface of theirs works;
-// 503 listing the failing profiles (their state) and surfaces otherwise. Routes: GET /healthz, GET /metrics;
-// 404 elsewhere, 405 for other methods.
+// handle_health answers the health listener by the one definition of health (policy/health.hpp):
+// GET /livez 200 "ok" (the process answers); GET /readyz 200 "ok" when every profile serves, else 503 naming
+// those with nothing to serve; GET /healthz 200 "ok" when every profile is healthy, else 503 with one line
+// per problem ("web: last refresh failed (upstream_rejected)"); GET /metrics. 404 elsewhere, 405 for other
+// methods.
 SurfaceResponse handle_health(const SurfaceRequest& request, const AgentSnapshot& snapshot);
 
 // metrics_text renders the snapshot in the Prometheus text exposition format (version 0.0.4).

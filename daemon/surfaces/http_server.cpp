@@ -723,6 +723,28 @@ void HttpServer::release() {
     impl_->release();
 }
 
+void HttpServer::set_limits(const HttpServerLimits& limits) {
+    impl_->limits = limits;
+    // On the listeners for their SYN-ACKs; every accepted socket gets it again and is closed unanswered
+    // without it (on_accept), so a listener that refuses it changes nothing a client can see.
+    for (const auto& listener : impl_->listeners) {
+        beast::error_code ec;
+        const auto local = listener->acceptor.local_endpoint(ec);
+        if (!ec) {
+            (void)apply_hop_limit(listener->acceptor.native_handle(), local.protocol().family(),
+                                  limits.hop_limit);
+        }
+    }
+}
+
+std::vector<int> HttpServer::listening_fds() const {
+    std::vector<int> fds;
+    for (const auto& listener : impl_->listeners) {
+        fds.push_back(listener->acceptor.native_handle());
+    }
+    return fds;
+}
+
 std::size_t HttpServer::open_connections() const noexcept {
     return impl_->open_count.load();
 }

@@ -14,6 +14,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "common/error.hpp"
 #include "daemon/surfaces/http_types.hpp"
@@ -67,6 +68,11 @@ public:
     // after that the server has no operation pending until release(). Calls on the loop's thread only.
     void hold(std::function<void()> waiting);
     void release();
+    // set_limits applies new limits (a reload): the hop limit to the listeners at once, everything to the
+    // connections accepted from now on. Calls on the loop's thread only.
+    void set_limits(const HttpServerLimits& limits);
+    // listening_fds are the listeners' descriptors, borrowed (to keep copies in systemd's store).
+    std::vector<int> listening_fds() const;
     // open_connections is how many accepted connections hold a socket, the number max_connections caps; one
     // the server has closed no longer counts. Safe to call from any thread.
     std::size_t open_connections() const noexcept;

@@ -86,10 +86,9 @@ ImdsRoute imds_route(std::string_view path, std::string_view role_name) {
     return !role_name.empty() && rest == role_name ? ImdsRoute::credentials : ImdsRoute::not_found;
 }
 
-SurfaceResponse imds_credentials(const ServedCredentials& served,
-                                 std::chrono::system_clock::time_point wall_now) {
+SurfaceResponse imds_credentials(const ServedCredentials& served) {
     Error why;
-    const signer::Credentials* c = servable(served, wall_now, why);
+    const signer::Credentials* c = credentials_or_reason(served, why);
     if (c == nullptr) {
         return imds_json_error(503, errc_name(why.code), why.message);
     }
@@ -115,7 +114,6 @@ SurfaceResponse handle_imds(const SurfaceRequest& request,
                             const ImdsSettings& settings,
                             const ImdsTokens& tokens,
                             steady_clock::time_point now,
-                            std::chrono::system_clock::time_point wall_now,
                             const ServedCredentials& served) {
     const std::string_view target = request.target;
     const std::string_view path = target.substr(0, target.find('?'));
@@ -172,7 +170,7 @@ SurfaceResponse handle_imds(const SurfaceRequest& request,
             response = imds_text(200, settings.role_name);  // no newline: aws-c-auth uses the raw body
             break;
         case ImdsRoute::credentials:
-            response = imds_credentials(served, wall_now);
+            response = imds_credentials(served);
             break;
         default:
             response = imds_text(404, "404 - Not Found");

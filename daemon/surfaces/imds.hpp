@@ -25,14 +25,13 @@ struct ImdsSettings {
 //   anything else -> 404; wrong method on a known path -> 405 with Allow: GET
 //   missing/invalid/expired/repeated token on a GET -> 401, checked before the route (unless allow_imdsv1
 //   and no token header at all); a GET with a valid token carries the token's remaining TTL header.
-// With no servable credentials (none, incomplete, or expired at `wall_now`), the credentials GET answers
+// With no servable credentials (the agent's engine decided, ServedCredentials), the credentials GET answers
 // 503 {"Code":<errc name>,"Message":...} as application/json — never "Success" without keys. Everything else
 // is text/plain, as IMDS labels its documents (the credentials JSON included).
 SurfaceResponse handle_imds(const SurfaceRequest& request,
                             const ImdsSettings& settings,
                             const ImdsTokens& tokens,
                             std::chrono::steady_clock::time_point now,
-                            std::chrono::system_clock::time_point wall_now,
                             const ServedCredentials& served);
 
 }  // namespace rad::daemon

@@ -8,27 +8,23 @@ SurfaceResponse route_imds(const SurfaceRequest& request,
                            const ImdsSettings& settings,
                            const ImdsTokens& tokens,
                            std::chrono::steady_clock::time_point now,
-                           std::chrono::system_clock::time_point wall_now,
                            const ServedCredentials& served) {
     if (auto refusal = guard_request(request)) {
         return std::move(*refusal);
     }
-    return handle_imds(request, settings, tokens, now, wall_now, served);
+    return handle_imds(request, settings, tokens, now, served);
 }
 
-SurfaceResponse route_ecs(const SurfaceRequest& request,
-                          const EcsLookup& lookup,
-                          std::chrono::system_clock::time_point wall_now) {
+SurfaceResponse route_ecs(const SurfaceRequest& request, const EcsLookup& lookup) {
     if (auto refusal = guard_request(request)) {
         return std::move(*refusal);
     }
     const std::string_view path = std::string_view(request.target).substr(0, request.target.find('?'));
     if (auto profile = lookup(path)) {
-        return handle_ecs(request, profile->settings, wall_now, profile->served);
+        return handle_ecs(request, profile->settings, profile->served);
     }
     const EcsSettings none{"", nullptr, ""};
-    return handle_ecs(request, none, wall_now,
-                      ServedCredentials{nullptr, make_error(Errc::usage, "unknown path"), {}});
+    return handle_ecs(request, none, ServedCredentials{nullptr, make_error(Errc::usage, "unknown path"), {}});
 }
 
 SurfaceResponse route_health(const SurfaceRequest& request, const AgentSnapshot& snapshot) {

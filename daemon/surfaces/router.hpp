@@ -21,7 +21,6 @@ SurfaceResponse route_imds(const SurfaceRequest& request,
                            const ImdsSettings& settings,
                            const ImdsTokens& tokens,
                            std::chrono::steady_clock::time_point now,
-                           std::chrono::system_clock::time_point wall_now,
                            const ServedCredentials& served);
 
 // EcsProfile is what the container endpoint serves at one path; the pointers in it are borrowed for the call.
@@ -35,9 +34,7 @@ using EcsLookup = std::function<std::optional<EcsProfile>(std::string_view path)
 
 // route_ecs answers one request of the container-credentials listener, which serves every profile with an
 // ecs_path; an unknown path is answered as handle_ecs answers one (404), with no credentials in reach.
-SurfaceResponse route_ecs(const SurfaceRequest& request,
-                          const EcsLookup& lookup,
-                          std::chrono::system_clock::time_point wall_now);
+SurfaceResponse route_ecs(const SurfaceRequest& request, const EcsLookup& lookup);
 
 // route_health answers one request of the health listener (/healthz, /metrics).
 SurfaceResponse route_health(const SurfaceRequest& request, const AgentSnapshot& snapshot);

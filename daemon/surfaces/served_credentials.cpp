@@ -43,29 +43,14 @@ std::optional<Secret> json_object(std::initializer_list<JsonField> fields, bool 
     return document;
 }
 
-// servable returns the credentials a surface may hand out now, or the reason it may not. Besides "none
-// cached", keys that are incomplete or already expired are refused here too: SDKs stretch expired IMDS
-// credentials ("static stability") and some never look at Code, so only complete, live keys leave.
-const signer::Credentials* servable(const ServedCredentials& served,
-                                    std::chrono::system_clock::time_point wall_now,
-                                    Error& why) {
-    const signer::Credentials* c = served.credentials;
-    if (c == nullptr) {
+const signer::Credentials* credentials_or_reason(const ServedCredentials& served, Error& why) {
+    if (served.credentials == nullptr) {
         why = served.error;
         if (why.message.empty()) {
             why = make_error(Errc::internal, "no credentials are available");
         }
-        return nullptr;
     }
-    if (c->access_key_id.empty() || c->secret_access_key.empty() || c->session_token.empty()) {
-        why = make_error(Errc::internal, "the cached credentials are incomplete");
-        return nullptr;
-    }
-    if (c->expiration <= wall_now) {
-        why = make_error(Errc::internal, "the cached credentials have expired");
-        return nullptr;
-    }
-    return c;
+    return served.credentials;
 }
 
 // error_json is {"Code":…,"Message":…}. A message names files and flags whose bytes are not ours to choose,

@@ -14,18 +14,18 @@
 
 namespace rad::daemon {
 
-// ServedCredentials is what a surface may hand out at this instant: the credentials, or the reason there are
-// none (ProfileCache::current()).
+// ServedCredentials is what a surface may hand out at this instant, as the agent's engine decided it
+// (engine::ProfileEngine::servable(), the one place that decides): the credentials, or the reason there are
+// none. The surfaces do not decide again.
 struct ServedCredentials {
     const signer::Credentials* credentials = nullptr;  // null: see `error`
     Error error;
     std::chrono::system_clock::time_point last_updated;  // when these credentials were received (wall clock)
 };
 
-// servable returns the credentials a surface may hand out at `wall_now`, or null with the reason in `why`.
-const signer::Credentials* servable(const ServedCredentials& served,
-                                    std::chrono::system_clock::time_point wall_now,
-                                    Error& why);
+// credentials_or_reason returns the credentials to hand out, or null with the reason in `why` (never an
+// empty reason).
+const signer::Credentials* credentials_or_reason(const ServedCredentials& served, Error& why);
 
 using JsonField = std::pair<std::string_view, std::string_view>;
 

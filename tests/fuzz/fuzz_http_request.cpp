@@ -145,8 +145,7 @@ void check_imds(const SurfaceRequest& request,
                 const rad::daemon::ImdsSettings& settings,
                 const rad::daemon::ServedCredentials& served) {
     const Fixture& f = fixture();
-    const SurfaceResponse response =
-        rad::daemon::route_imds(request, settings, f.tokens, kNow, kWallNow, served);
+    const SurfaceResponse response = rad::daemon::route_imds(request, settings, f.tokens, kNow, served);
     check_common(response);
     if (leaks_credentials(response)) {
         const std::string* token = request.header("X-aws-ec2-metadata-token");
@@ -183,7 +182,7 @@ void check_ecs(const SurfaceRequest& request, const rad::daemon::ServedCredentia
         }
         return rad::daemon::EcsProfile{settings, served};
     };
-    const SurfaceResponse response = rad::daemon::route_ecs(request, lookup, kWallNow);
+    const SurfaceResponse response = rad::daemon::route_ecs(request, lookup);
     check_common(response);
     const std::string* content_type = response.header("Content-Type");
     if (content_type == nullptr || *content_type != "application/json") {

@@ -1,7 +1,11 @@
-// /healthz and /metrics from a snapshot: status codes, the exposition format, and that nothing secret shows.
+// /livez, /readyz, /healthz and /metrics from a snapshot: status codes, the exposition format, that every
+// place that reports health agrees with the one definition (policy/health.hpp), and that nothing secret
+// shows.
 #include "daemon/surfaces/health.hpp"
 
 #include <gtest/gtest.h>
+
+#include "daemon/policy/health.hpp"
 
 namespace rad::daemon {
 namespace {
@@ -45,7 +49,66 @@ TEST(Healthz, OkWhenEveryProfileServes) {
 TEST(Healthz, UnavailableListsFailingProfiles) {
     auto r = handle_health(get("/healthz"), snapshot(false));
     EXPECT_EQ(r.status, 503);
-    EXPECT_EQ(r.body.reveal(), "web: failing (upstream_rejected)\n");
+    EXPECT_EQ(r.body.reveal(), "web: nothing to serve (upstream_rejected)\n");
+}
+
+// Every state a profile can be in, and what each surface of health says of an agent with that profile and a
+// healthy one: /livez, /readyz, /healthz, the metrics and STATUS= agree, because all read agent_health().
+TEST(Health, EverySurfaceAgreesOnEveryState) {
+    struct Row {
+        const char* what;
+        bool servable;
+        const char* last_error;
+        bool surface_ok;
+        bool ready, healthy;
+        const char* status;  // STATUS= line
+    };
+    const Row rows[] = {
+        {"fresh", true, "", true, true, true, "2/2 profiles serving credentials"},
+        {"starting: the first CreateSession in flight", false, "", true, false, false,
+         "1/2 profiles serving credentials; starting: web"},
+        {"stale: last good served after a failure", true, "upstream_unreachable", true, true, false,
+         "2/2 profiles serving credentials; failing: web: last refresh failed (upstream_unreachable)"},
+        {"failing: nothing to serve", false, "certificate_expired", true, false, false,
+         "1/2 profiles serving credentials; failing: web: nothing to serve (certificate_expired)"},
+        {"a surface failing", true, "", false, true, false,
+         "2/2 profiles serving credentials; failing: web: credentials_file failing (internal)"},
+    };
+    for (const auto& row : rows) {
+        AgentSnapshot s = snapshot(true);
+        s.profiles[0].servable = row.servable;
+        s.profiles[0].last_error_code = row.last_error;
+        s.profiles[0].surfaces = {SurfaceHealth{"credentials_file", row.surface_ok,
+                                                row.surface_ok ? "" : "internal", row.surface_ok ? 0u : 1u,
+                                                ""}};
+        const AgentHealth health = agent_health(s);
+        EXPECT_EQ(health.ready, row.ready) << row.what;
+        EXPECT_EQ(health.healthy, row.healthy) << row.what;
+        EXPECT_EQ(systemd_status(health), row.status) << row.what;
+        EXPECT_EQ(handle_health(get("/livez"), s).status, 200) << row.what;
+        EXPECT_EQ(handle_health(get("/readyz"), s).status, row.ready ? 200 : 503) << row.what;
+        const auto healthz = handle_health(get("/healthz"), s);
+        EXPECT_EQ(healthz.status, row.healthy ? 200 : 503) << row.what;
+        if (!row.healthy && std::string(row.status).find("failing") != std::string::npos) {
+            // /healthz names each problem as STATUS= does.
+            const std::string status = row.status;
+            const std::string body(healthz.body.reveal());
+            EXPECT_NE(status.find(body.substr(0, body.size() - 1)), std::string::npos)
+                << row.what << ": " << body;
+        }
+        const std::string metrics = metrics_text(s);
+        EXPECT_NE(metrics.find(std::string("rolesanywhere_agent_ready ") + (row.ready ? "1" : "0") + "\n"),
+                  std::string::npos)
+            << row.what;
+        EXPECT_NE(
+            metrics.find(std::string("rolesanywhere_agent_healthy ") + (row.healthy ? "1" : "0") + "\n"),
+            std::string::npos)
+            << row.what;
+        EXPECT_NE(metrics.find(std::string("rolesanywhere_agent_profile_healthy{profile=\"web\"} ") +
+                               (row.healthy ? "1" : "0") + "\n"),
+                  std::string::npos)
+            << row.what;
+    }
 }
 
 TEST(Healthz, AFailingSurfaceMakesItUnavailableEvenWithCredentials) {

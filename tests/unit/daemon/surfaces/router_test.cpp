@@ -17,14 +17,13 @@ TEST(Router, EveryRouteRefusesWhatTheGuardRefuses) {
     proxied.headers = {{"Host", "127.0.0.1"}, {"X-Forwarded-For", "10.0.0.1"}};
     const ImdsTokens tokens([](std::string_view) { return std::array<std::uint8_t, 32>{}; });
     const ServedCredentials none{nullptr, make_error(Errc::upstream_unreachable, "none"), {}};
-    EXPECT_EQ(route_imds(proxied, ImdsSettings{"role", false}, tokens, {}, {}, none).status, 400);
+    EXPECT_EQ(route_imds(proxied, ImdsSettings{"role", false}, tokens, {}, none).status, 400);
     bool looked_up = false;
     EXPECT_EQ(route_ecs(proxied,
                         [&](std::string_view) -> std::optional<EcsProfile> {
                             looked_up = true;
                             return std::nullopt;
-                        },
-                        {})
+                        })
                   .status,
               400);
     EXPECT_FALSE(looked_up) << "a refused request reached the profiles";
@@ -37,12 +36,10 @@ TEST(Router, TheContainerEndpointLooksUpThePathWithoutItsQuery) {
     request.target = "/credentials/web";
     request.headers = {{"Host", "127.0.0.1"}, {"Authorization", "t"}};
     std::string asked;
-    const auto response = route_ecs(request,
-                                    [&](std::string_view path) -> std::optional<EcsProfile> {
-                                        asked = std::string(path);
-                                        return std::nullopt;
-                                    },
-                                    {});
+    const auto response = route_ecs(request, [&](std::string_view path) -> std::optional<EcsProfile> {
+        asked = std::string(path);
+        return std::nullopt;
+    });
     EXPECT_EQ(asked, "/credentials/web");
     EXPECT_EQ(response.status, 404);
 }
