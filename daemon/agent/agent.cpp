@@ -1,9 +1,32 @@
-// The agent's life: start (identities, listeners, files), signals, the watchdog and the clock watch, stop.
+// The agent: the shell around the profiles' engines. It owns the event loop and wires the parts, each of
+// which owns its own state: the profiles (profile_runtime.hpp), the HTTP listeners (http_listeners.hpp), the
+// Unix socket (control_service.hpp), and what is said to systemd (readiness, STATUS=, the watchdog, the
+// handover in its file-descriptor store). It starts them, reloads them, and stops them.
 
 #include "daemon/agent/agent.hpp"
 
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <csignal>
+#include <cstring>
+
+#include <nlohmann/json.hpp>
+
+#include "common/unique_fd.hpp"
 #include "common/version.hpp"
-#include "daemon/agent/agent_runtime.hpp"
+#include "daemon/agent/control_service.hpp"
+#include "daemon/agent/ecs_token.hpp"
+#include "daemon/agent/http_listeners.hpp"
+#include "daemon/agent/profile_runtime.hpp"
+#include "daemon/policy/health.hpp"
+#include "daemon/policy/reload_plan.hpp"
+#include "daemon/surfaces/credentials_file.hpp"
+#include "daemon/systemd/handover.hpp"
+#include "daemon/systemd/systemd.hpp"
+#include "pki/hmac.hpp"
+#include "signer/endpoint.hpp"
 
 namespace rad::daemon {
 
@@ -20,74 +43,200 @@ Result<void> check_profile_settings(const config::ProfileConfig& profile) {
                                                 std::string(key) + ": " + resolved.error().message);
 }
 
-}  // namespace rad::daemon
+namespace {
 
-namespace rad::daemon::agent_detail {
+namespace net = boost::asio;
+
+// kMaxHandover bounds what the previous process may hand over.
+constexpr std::size_t kMaxHandover = 1024 * 1024;
+
+// startup_exit_code is the exit status when no profile can start. The one-shot commands exit with the
+// failure's own code (65 for an expired certificate, 77 for a refused PIN, ...); for the service every such
+// failure is the operator's to fix in what the configuration points at, so it exits 78 (EX_CONFIG), which
+// the unit's RestartPreventExitStatus keeps from a restart loop that would, with a refused PIN, walk the
+// token into lock-out. A device that cannot be reached yet (69) or a failure of our own (70) may pass, so
+// those are left to Restart=on-failure.
+int startup_exit_code(Errc code) noexcept {
+    const bool may_pass = is_retryable(code) || code == Errc::crypto_failure || code == Errc::internal;
+    return may_pass ? exit_code(code) : exit_code(Errc::config_invalid);
+}
+
+std::uint64_t random_seed() {
+    auto bytes = random_secret(sizeof(std::uint64_t));
+    std::uint64_t seed =
+        static_cast<std::uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
+    if (bytes) {
+        std::memcpy(&seed, bytes->reveal().data(), sizeof seed);
+    }
+    return seed;
+}
+
+engine::Instant now() {
+    return engine::Instant{std::chrono::steady_clock::now(), std::chrono::system_clock::now()};
+}
+
+class Agent final : public SurfaceContext, public ControlContext {
+public:
+    Agent(AgentOptions options, Logger& log)
+        : options_(std::move(options)),
+          log_(log),
+          signals_(io_, SIGTERM, SIGINT, SIGHUP),
+          tokens_([this](std::string_view message) { return hmac_->sign(message); }),
+          listeners_(io_, log_, *this),
+          control_(io_, log_, *this) {}
+
+    int run();
+
+    // SurfaceContext and ControlContext.
+    const config::AgentConfig& configuration() const override { return options_.config; }
+    const std::filesystem::path& config_path() const override { return options_.config_path; }
+    const ImdsTokens& imds_tokens() const override { return tokens_; }
+    const std::vector<std::shared_ptr<ProfileRuntime>>& profiles() const override { return profiles_; }
+    std::shared_ptr<ProfileRuntime> profile(std::string_view name) const override;
+    AgentSnapshot snapshot() const override;
+    ProfileSnapshot snapshot_of(const ProfileRuntime& profile) const override;
+    void count(std::string_view surface, int status) override { ++requests_[{std::string(surface), status}]; }
+    Result<std::string> reload() override;
+
+private:
+    std::shared_ptr<ProfileRuntime> make_profile(const config::ProfileConfig& config);
+    Handover take_handover();
+    Result<void> set_token_key(Secret handed_over);
+    void store_handover();
+    Result<void> prepare_files();
+    void profile_changed(bool refreshed = false);
+    void wait_for_signal();
+    void arm_watchdog();
+    void arm_look();
+    void stop();
+
+    AgentOptions options_;
+    Logger& log_;
+    net::io_context io_;
+    // Only keys on a PKCS#11 token or in a TPM, whose operations block, leave the loop.
+    net::thread_pool key_pool_{1};
+    net::signal_set signals_;
+    ActivatedSockets activated_;
+    std::unique_ptr<pki::HmacKey> hmac_;
+    Secret token_key_;  // hmac_'s bytes, handed over to the next process
+    ImdsTokens tokens_;
+    std::vector<std::shared_ptr<ProfileRuntime>> profiles_;
+    HttpListeners listeners_;
+    ControlService control_;
+    RequestCounts requests_;
+    net::steady_timer watchdog_{io_};
+    std::chrono::milliseconds watchdog_period_{0};
+    net::steady_timer look_{io_};
+    std::string status_sent_;
+    bool started_ = false;
+    bool stopping_ = false;
+};
+
+std::shared_ptr<ProfileRuntime> Agent::profile(std::string_view name) const {
+    for (const auto& profile : profiles_) {
+        if (profile->name() == name) {
+            return profile;
+        }
+    }
+    return nullptr;
+}
+
+std::shared_ptr<ProfileRuntime> Agent::make_profile(const config::ProfileConfig& config) {
+    ProfileRuntime::Hooks hooks;
+    hooks.credentials_changed = [this](ProfileRuntime&) {
+        if (started_) {
+            store_handover();
+        }
+    };
+    hooks.retry_surface = [this](ProfileRuntime& profile, const std::string& surface) {
+        if (surface == "imds") {
+            listeners_.open_profile(profile);
+        }
+    };
+    hooks.changed = [this](bool refreshed) { profile_changed(refreshed); };
+    return std::make_shared<ProfileRuntime>(io_, key_pool_, log_, config,
+                                            engine::engine_settings(options_.config.agent, config),
+                                            random_seed(), std::move(hooks));
+}
 
 int Agent::run() {
-    // What systemd passes: the listening sockets, and what the previous process of this service left in
-    // its file-descriptor store (read, then closed: systemd keeps its own copy until replaced).
+    // What systemd passes: the listening sockets, and what the previous process of this service left in its
+    // file-descriptor store (the handover, read then closed: systemd keeps its own copy until replaced; and
+    // the listeners it bound, taken back by HttpListeners).
     activated_ = ActivatedSockets::from_environment();
     Handover handover = take_handover();
     if (auto r = set_token_key(std::move(handover.token_key)); !r) {
         log_.error("startup_failed", {{"error", r.error().message}});
         return exit_code(r.error().code);
     }
-
+    std::optional<Error> first_failure;
+    bool any_startable = false;
     for (const auto& cfg : options_.config.profiles) {
-        if (auto r = check_profile_settings(cfg); !r) {
-            log_.error("profile_invalid", {{"profile", cfg.name}, {"error", r.error().message}});
-            return exit_code(r.error().code);
-        }
-        // A fleet restarting together (power event, mass deploy) would otherwise call CreateSession in
-        // the same second everywhere; startup_jitter_seconds spreads the first calls.
-        const auto jitter = std::chrono::milliseconds(
-            static_cast<long long>(std::uniform_real_distribution<double>(0.0, 1.0)(rng_) *
-                                   options_.config.agent.startup_jitter_seconds * 1000.0));
-        auto profile =
-            std::make_shared<Profile>(io_, cfg, options_.config.agent, SteadyClock::now() + jitter);
-        const bool adopted = adopt_handed_over(*profile, handover);
-        if (auto r = load_identity_now(*profile); !r) {
-            log_.error(
-                "profile_invalid",
-                {{"profile", cfg.name}, {"code", errc_name(r.error().code)}, {"error", r.error().message}});
-            // Credentials handed over by the previous process stay in service (e.g. a restart for a
-            // renewal whose key has not arrived yet: the next restart brings it); the failure shows in
-            // status and STATUS=, and the refresh that fails again records it. Without them there is
-            // nothing to serve, and the configuration is the operator's to fix.
-            if (!adopted) {
-                return startup_exit_code(r.error().code);
+        auto runtime = make_profile(cfg);
+        profiles_.push_back(runtime);
+        std::optional<engine::HandedOver> handed_over;
+        for (auto& p : handover.profiles) {
+            if (p.name == cfg.name && p.settings == credentials_settings_key(cfg) &&
+                !p.credentials.access_key_id.empty()) {
+                handed_over =
+                    engine::HandedOver{std::move(p.credentials), p.received, std::move(p.certificate)};
+                p.credentials.access_key_id.clear();
             }
-            profile->cache.request_refresh_by(SteadyClock::now());
         }
-        profiles_.push_back(std::move(profile));
+        runtime->start(std::move(handed_over));
+        // A profile starts when it has credentials to serve or can sign for some; one that cannot shows in
+        // status and health and keeps trying, while the others serve.
+        const auto& engine = runtime->engine();
+        if (engine.servable(now()) || engine.can_sign(now())) {
+            any_startable = true;
+        } else if (!first_failure) {
+            first_failure =
+                engine.last_error().value_or(make_error(Errc::internal, "the profile did not start"));
+        }
     }
-    if (auto r = open_listeners(); !r) {
+    if (!any_startable) {
+        log_.error("startup_failed",
+                   {{"code", errc_name(first_failure->code)},
+                    {"error", "no profile can serve credentials: " + first_failure->message}});
+        return startup_exit_code(first_failure->code);
+    }
+    if (auto r = listeners_.open(activated_); !r) {
         log_.error("listen_failed", {{"error", r.error().message}});
         return exit_code(r.error().code);
+    }
+    if (!options_.config.agent.socket_path.empty()) {
+        if (auto r = control_.open(activated_); !r) {
+            log_.error("listen_failed", {{"error", r.error().message}});
+            return exit_code(r.error().code);
+        }
     }
     if (auto r = prepare_files(); !r) {
         log_.error("startup_failed", {{"code", errc_name(r.error().code)}, {"error", r.error().message}});
         return startup_exit_code(r.error().code);
     }
-    hold_listeners();
+    started_ = true;
+    store_handover();
+    listeners_.hold();
     wait_for_signal();
-    for (auto& profile : profiles_) {
-        schedule(profile);
-    }
-    // Ready means listening with keys loaded; the first CreateSession is not awaited (the surfaces say
-    // why there are no credentials yet, and systemd must not kill a host that is merely offline).
+    // Ready means listening with keys loaded; the first CreateSession is not awaited (the surfaces say why
+    // there are no credentials yet, and systemd must not kill a host that is merely offline).
     notify_systemd("READY=1");
-    notify_status();
-    start_watchdog();
-    arm_clock_watch();
+    profile_changed();
+    if (const auto interval = watchdog_interval()) {
+        // Pinged from a timer on the event loop itself, at half of WatchdogSec=, so that a wedged loop stops
+        // the pings and gets the agent restarted.
+        watchdog_period_ = std::chrono::duration_cast<std::chrono::milliseconds>(*interval / 2);
+        arm_watchdog();
+    }
+    arm_look();
     log_.info("started", {{"profiles", profiles_.size()}, {"version", kVersion}});
 
     io_.run();
 
-    // A refresh still running on a worker posts its completion to io_; let it finish, then run those
-    // completions (they see stopping_ and do nothing) before the profiles and their timers go away.
-    workers_.join();
+    // A device operation still running on the key pool posts its completion to io_; let it finish, then run
+    // those completions (their profiles are stopped and do nothing) before the profiles go away, here on the
+    // loop's thread.
+    key_pool_.join();
     io_.restart();
     io_.poll();
     profiles_.clear();
@@ -95,51 +244,78 @@ int Agent::run() {
     return 0;
 }
 
-// startup_exit_code is the exit status for a profile that cannot start. The one-shot commands exit with
-// the failure's own code (65 for an expired certificate, 77 for a refused PIN, ...); for the service
-// every such failure is the operator's to fix in what the configuration points at, so it exits 78
-// (EX_CONFIG), which the unit's RestartPreventExitStatus keeps from a restart loop that would, with a
-// refused PIN, walk the token into lock-out. A device that cannot be reached yet (69) or a failure of
-// our own (70) may pass, so those are left to Restart=on-failure.
-int Agent::startup_exit_code(Errc code) noexcept {
-    const bool may_pass = is_retryable(code) || code == Errc::crypto_failure || code == Errc::internal;
-    return may_pass ? exit_code(code) : exit_code(Errc::config_invalid);
+// take_handover reads what the previous process stored; an unreadable or foreign one is logged and ignored
+// (the agent then starts as on a fresh boot).
+Handover Agent::take_handover() {
+    auto fd = activated_.take("handover");
+    if (!fd) {
+        return {};
+    }
+    UniqueFd owned(*fd);
+    auto text = read_stored(owned.get(), kMaxHandover);
+    if (!text) {
+        log_.warning("handover_ignored", {{"error", "cannot read it"}});
+        return {};
+    }
+    auto handover = decode_handover(text->reveal());
+    if (!handover) {
+        log_.warning("handover_ignored", {{"error", handover.error().message}});
+        return {};
+    }
+    return std::move(*handover);
 }
 
-// load_identity_now prepares the session synchronously at startup, so that a broken key or certificate
-// is reported before the agent says it is ready.
-Result<void> Agent::load_identity_now(Profile& profile) {
-    auto stamps = identity_stamps(profile.config.identity);
-    auto session = prepare_session(profile.config, Diagnostics{false, stderr});
-    if (!session) {
-        return session.error();
+// set_token_key keys the IMDS tokens with the handed-over key (tokens clients hold stay valid across a
+// restart), or with 32 new random bytes.
+Result<void> Agent::set_token_key(Secret handed_over) {
+    if (handed_over.empty()) {
+        auto fresh = random_secret(pki::HmacKey::random_size);
+        if (!fresh) {
+            return fresh.error();
+        }
+        handed_over = std::move(*fresh);
     }
-    profile.session = std::make_shared<const PreparedSession>(std::move(*session));
-    profile.stamps = std::move(stamps);
-    log_identity(profile);
+    const std::string_view bytes = handed_over.reveal();
+    hmac_ = std::make_unique<pki::HmacKey>(pki::HmacKey::from_bytes(
+        std::span(reinterpret_cast<const std::uint8_t*>(bytes.data()), bytes.size())));
+    token_key_ = std::move(handed_over);
     return {};
 }
 
-// prepare_files checks at start what the surfaces write: each credentials file can be written, and each
-// ECS token file is read or created. It runs once the listeners are open, so that a start failing there
-// leaves no token file behind; the token files a failing start created are removed again.
+// store_handover replaces what systemd keeps for the next process with what this one holds now. A no-op
+// outside systemd.
+void Agent::store_handover() {
+    Handover handover;
+    handover.token_key = token_key_.clone();
+    for (const auto& profile : profiles_) {
+        if (auto held = profile->handed_over()) {
+            handover.profiles.push_back(HandedOverProfile{
+                profile->name(), credentials_settings_key(profile->config()), std::move(held->credentials),
+                held->received, std::move(held->certificate_fingerprint)});
+        }
+    }
+    store_in_systemd("handover", encode_handover(handover).reveal());
+}
+
+// prepare_files checks at start what the surfaces write: each credentials file can be written, and each ECS
+// token file is read or created. It runs once the listeners are open, so that a start failing there leaves
+// no token file behind; the token files a failing start created are removed again.
 Result<void> Agent::prepare_files() {
-    for (auto& profile : profiles_) {
-        if (!profile->config.credentials_file_profile.empty()) {
-            const auto path = credentials_path(*profile);
-            if (auto r = check_credentials_file_writable(path); !r) {
-                return make_error(Errc::config_invalid, "profiles." + profile->config.name +
-                                                            ": credentials file: " + r.error().message);
+    for (const auto& profile : profiles_) {
+        if (!profile->config().credentials_file_profile.empty()) {
+            if (auto r = check_credentials_file_writable(profile->credentials_path()); !r) {
+                return make_error(Errc::config_invalid,
+                                  "profiles." + profile->name() + ": credentials file: " + r.error().message);
             }
         }
     }
     std::vector<std::filesystem::path> created;
-    for (auto& profile : profiles_) {
-        if (profile->config.ecs_path.empty()) {
+    for (const auto& profile : profiles_) {
+        if (profile->config().ecs_path.empty()) {
             continue;
         }
         bool made = false;
-        auto token = ensure_token_file(profile->config.ecs_token_file, &made);
+        auto token = ensure_token_file(profile->config().ecs_token_file, &made);
         if (!token) {
             for (const auto& path : created) {
                 ::unlink(path.c_str());
@@ -147,94 +323,168 @@ Result<void> Agent::prepare_files() {
             return token.error();
         }
         if (made) {
-            created.push_back(profile->config.ecs_token_file);
+            created.push_back(profile->config().ecs_token_file);
         }
-        profile->ecs_token = std::move(*token);
+        profile->set_ecs_token(std::move(*token));
     }
     return {};
 }
 
-void Agent::log_identity(const Profile& profile) {
-    const auto& leaf = profile.session->identity.leaf;
-    const auto days_left =
-        std::chrono::duration_cast<std::chrono::hours>(leaf.not_after() - WallClock::now()).count() / 24;
-    log_.info("identity_loaded", {{"profile", profile.config.name},
-                                  {"subject", leaf.subject()},
-                                  {"serial", leaf.serial_decimal()},
-                                  {"not_after", format_iso8601(leaf.not_after())},
-                                  {"key", profile.session->identity.key.description()}});
-    // Once a day per profile and certificate: every reload and rotation check would otherwise repeat it.
-    const auto now = WallClock::now();
-    auto& warned = expiry_warned_[profile.config.name];
-    const std::string serial = leaf.serial_decimal();
-    if (days_left < kCertificateWarningDays &&
-        (warned.serial != serial || now - warned.at >= std::chrono::hours(24))) {
-        warned = ExpiryWarning{serial, now};
-        log_.warning("certificate_expiring", {{"profile", profile.config.name},
-                                              {"days_left", days_left},
-                                              {"not_after", format_iso8601(leaf.not_after())}});
-    }
-}
-
-std::shared_ptr<Profile> Agent::find(std::string_view name) const {
+AgentSnapshot Agent::snapshot() const {
+    AgentSnapshot snapshot;
+    snapshot.version = kVersion;
+    snapshot.config = options_.config_path.string();
     for (const auto& profile : profiles_) {
-        if (profile->config.name == name) {
-            return profile;
-        }
+        snapshot.profiles.push_back(snapshot_of(*profile));
     }
-    return nullptr;
+    snapshot.requests = requests_;
+    return snapshot;
 }
 
-std::filesystem::path Agent::credentials_path(const Profile& profile) const {
-    return profile.config.credentials_file.empty() ? default_credentials_file()
-                                                   : profile.config.credentials_file;
+ProfileSnapshot Agent::snapshot_of(const ProfileRuntime& profile) const {
+    ProfileSnapshot p;
+    profile.fill_snapshot(p);
+    p.served = listeners_.served_lines(profile);
+    if (!profile.config().credentials_file_profile.empty()) {
+        p.served.push_back("credentials-file " + profile.credentials_path().string() + " [" +
+                           profile.config().credentials_file_profile + "]");
+    }
+    if (!options_.config.agent.socket_path.empty()) {
+        p.served.push_back("credential-process --profile " + profile.name());
+    }
+    return p;
 }
 
-// notify_status tells systemd one line about every profile (`systemctl status` shows it).
-void Agent::notify_status() {
-    const auto now = SteadyClock::now();
-    std::size_t ok = 0;
-    std::string failing;
-    for (const auto& profile : profiles_) {
-        if (profile->cache.current(now, WallClock::now())) {
-            ++ok;
-        }
-        if (const auto& error = profile->cache.last_error()) {
-            failing += (failing.empty() ? "" : "; ") + profile->config.name + ": " + errc_name(error->code);
-        }
+// profile_changed runs after every step of a profile: held clients may go, and systemd hears the status when
+// it changed or a refresh ended (`systemctl status` then shows when the last one happened).
+void Agent::profile_changed(bool refreshed) {
+    if (!started_ || stopping_) {
+        return;
     }
-    std::string status = "STATUS=" + std::to_string(ok) + "/" + std::to_string(profiles_.size()) +
-                         " profiles serving credentials";
-    if (!failing.empty()) {
-        status += "; failing: " + failing;
+    listeners_.update_holds();
+    std::string status = "STATUS=" + systemd_status(agent_health(snapshot()));
+    if (refreshed || status != status_sent_) {
+        notify_systemd(status);
+        status_sent_ = std::move(status);
     }
-    notify_systemd(status);
 }
 
-// --- Signals -------------------------------------------------------------------------------------------
+// reload re-reads the configuration (or, for an agent run from flags, looks at the identity files at once)
+// and applies what changed: profiles added start, removed ones stop, changed ones take their new settings
+// (and refresh, when their credentials depend on what changed, per plan_reload). Agent-wide settings that
+// need a restart (the Unix socket, the ECS and health listeners) keep their running values and are reported.
+// A configuration that does not load or check is refused whole: nothing changes, and the error is returned.
+Result<std::string> Agent::reload() {
+    notify_systemd("RELOADING=1");
+    log_.info("reloading");
+    auto done = [this](Result<std::string> result) {
+        notify_systemd("READY=1");
+        status_sent_.clear();
+        profile_changed();
+        return result;
+    };
+    if (options_.config_path.empty()) {
+        for (const auto& profile : profiles_) {
+            profile->look();
+        }
+        return done(std::string(R"({"profiles":)") + std::to_string(profiles_.size()) + "}");
+    }
+    auto loaded = config::load_config(options_.config_path, options_.environment);
+    Result<void> checked = loaded ? Result<void>{} : Result<void>(loaded.error());
+    for (std::size_t i = 0; checked && i < loaded->profiles.size(); ++i) {
+        checked = check_profile_settings(loaded->profiles[i]);
+    }
+    if (!checked) {
+        log_.error("reload_failed", {{"error", checked.error().message}});
+        Error refused = checked.error();
+        refused.message += " (the configuration in use is kept)";
+        return done(refused);
+    }
+    config::AgentConfig next = std::move(*loaded);
+    const ReloadPlan plan = plan_reload(options_.config, next);
+    if (!plan.restart_needed.empty()) {
+        std::string settings;
+        for (const auto& name : plan.restart_needed) {
+            settings += (settings.empty() ? "" : ",") + name;
+        }
+        log_.warning("reload_partial", {{"settings", settings}, {"reason", "take effect at the next start"}});
+        const auto& old_agent = options_.config.agent;
+        next.agent.socket_path = old_agent.socket_path;
+        next.agent.socket_mode = old_agent.socket_mode;
+        next.agent.socket_group = old_agent.socket_group;
+        next.agent.ecs_listen = old_agent.ecs_listen;
+        next.agent.health_listen = old_agent.health_listen;
+    }
+    const auto listed = [](const std::vector<std::string>& names, const std::string& name) {
+        return std::find(names.begin(), names.end(), name) != names.end();
+    };
+    log_.set_level(next.agent.log_level);
+    const config::AgentConfig previous = std::exchange(options_.config, std::move(next));
+    const config::AgentConfig& current = options_.config;
+    std::vector<std::shared_ptr<ProfileRuntime>> kept;
+    std::vector<std::shared_ptr<ProfileRuntime>> added;
+    for (const auto& cfg : current.profiles) {
+        auto runtime = profile(cfg.name);
+        if (runtime) {
+            const config::ProfileConfig* old = previous.find_profile(cfg.name);
+            const bool token_changed = old == nullptr || cfg.ecs_token_file != old->ecs_token_file;
+            runtime->reconfigure(cfg, engine::engine_settings(current.agent, cfg),
+                                 listed(plan.credentials_changed, cfg.name));
+            if (listed(plan.listeners_changed, cfg.name)) {
+                listeners_.close_profile(cfg.name);
+                listeners_.open_profile(*runtime);
+            }
+            if (!cfg.ecs_path.empty() && (token_changed || runtime->ecs_token().empty())) {
+                runtime->load_ecs_token();  // a failure is the ECS surface's, retried; the profile stays
+            }
+        } else {
+            runtime = make_profile(cfg);
+            added.push_back(runtime);
+        }
+        kept.push_back(std::move(runtime));
+    }
+    for (const auto& old : profiles_) {
+        if (std::find(kept.begin(), kept.end(), old) == kept.end()) {
+            old->stop();
+            listeners_.close_profile(old->name());
+            log_.info("profile_removed", {{"profile", old->name()}});
+        }
+    }
+    profiles_ = std::move(kept);
+    for (const auto& runtime : added) {
+        runtime->start(std::nullopt);
+        listeners_.open_profile(*runtime);
+        if (!runtime->config().ecs_path.empty()) {
+            runtime->load_ecs_token();
+        }
+    }
+    listeners_.apply_limits();
+    store_handover();
+    log_.info("reloaded", {{"profiles", profiles_.size()},
+                           {"added", plan.added.size()},
+                           {"removed", plan.removed.size()},
+                           {"refreshed", plan.credentials_changed.size() + plan.added.size()}});
+    nlohmann::ordered_json summary;
+    summary["profiles"] = profiles_.size();
+    summary["added"] = plan.added;
+    summary["removed"] = plan.removed;
+    summary["refreshed"] = plan.credentials_changed;
+    summary["restart_needed"] = plan.restart_needed;
+    return done(summary.dump());
+}
+
 void Agent::wait_for_signal() {
     signals_.async_wait([this](boost::system::error_code ec, int signal) {
         if (ec) {
             return;
         }
         if (signal == SIGHUP) {
-            reload();
+            (void)reload();  // a refusal is logged; SIGHUP has no one to answer
             wait_for_signal();
             return;
         }
         stop();
     });
-}
-
-// start_watchdog pings systemd from a timer on the event loop itself, at half of WatchdogSec=, so that a
-// wedged loop stops the pings and gets the agent restarted.
-void Agent::start_watchdog() {
-    const auto interval = watchdog_interval();
-    if (!interval) {
-        return;
-    }
-    watchdog_period_ = std::chrono::duration_cast<std::chrono::milliseconds>(*interval / 2);
-    arm_watchdog();
 }
 
 void Agent::arm_watchdog() {
@@ -247,78 +497,44 @@ void Agent::arm_watchdog() {
     });
 }
 
-// arm_clock_watch compares the wall clock with each profile's Expiration once a second, and looks at the
-// identity files of profiles whose identity did not load (identity_failed_stamps). The refresh
-// timers run on the monotonic clock, which stands still while the host sleeps and ignores a clock that is
-// set forward: after either, credentials that are really expired would wait for a timer that has not
-// fired. Each set held triggers at most one such refresh, so a wall clock that stays ahead cannot turn
-// this into a loop (CreateSession refuses a clock more than 5 minutes off anyway).
-void Agent::arm_clock_watch() {
-    clock_watch_.expires_after(std::chrono::seconds(1));
-    clock_watch_.async_wait([this](boost::system::error_code ec) {
+// arm_look has every profile look at its identity files and the clocks once a second: a renewal written to
+// disk is loaded at once (with plain paths; under LoadCredential= a renewal restarts the service), and the
+// wall clock is compared with what is held (the refresh timers run on the monotonic clock, which stands
+// still while the host sleeps).
+void Agent::arm_look() {
+    look_.expires_after(std::chrono::seconds(1));
+    look_.async_wait([this](boost::system::error_code ec) {
         if (ec || stopping_) {
             return;
         }
-        const auto now = SteadyClock::now();
-        const auto wall = WallClock::now();
         for (const auto& profile : profiles_) {
-            const auto& held = profile->cache.held();
-            if (!profile->cache.expired_by_wall_clock(now, wall) || profile->cache.refresh_in_flight() ||
-                held->received == profile->wall_clock_refresh_for) {
-                continue;
-            }
-            profile->wall_clock_refresh_for = held->received;
-            log_.warning("wall_clock_expired", {{"profile", profile->config.name},
-                                                {"expiration", format_iso8601(held->credentials.expiration)},
-                                                {"monotonic_left", whole_seconds(held->deadline - now)}});
-            refresh_now(profile, RefreshReason::wall_clock);
+            profile->look();
         }
-        for (const auto& profile : profiles_) {
-            if (profile->identity_failed_stamps && !profile->cache.refresh_in_flight() &&
-                identity_stamps(profile->config.identity) != *profile->identity_failed_stamps) {
-                refresh_now(profile, RefreshReason::rotation);
-            }
-        }
-        arm_clock_watch();
+        arm_look();
     });
 }
 
 void Agent::stop() {
     notify_systemd("STOPPING=1");
     log_.info("stopping");
-    watchdog_.cancel();
-    clock_watch_.cancel();
-    hold_cap_.cancel();
-    if (health_server_) {
-        health_server_->stop_accepting();
-    }
     stopping_ = true;
+    watchdog_.cancel();
+    look_.cancel();
     boost::system::error_code ignored;
     signals_.cancel(ignored);
-    for (auto& profile : profiles_) {
-        profile->timer.cancel();
-        profile->surface_retry.cancel();
-        for (auto& server : profile->imds_servers) {
-            server->stop_accepting();
-        }
-        profile->waiters.clear();
-    }
-    if (ecs_server_) {
-        ecs_server_->stop_accepting();
-    }
-    if (control_) {
-        control_->stop();
+    listeners_.stop();
+    control_.stop();
+    for (const auto& profile : profiles_) {
+        profile->stop();
     }
 }
 
-}  // namespace rad::daemon::agent_detail
-
-namespace rad::daemon {
+}  // namespace
 
 int run_agent(AgentOptions options, Logger& log) {
     // Ignore SIGPIPE: a client that goes away mid-answer must not kill the agent.
     std::signal(SIGPIPE, SIG_IGN);
-    agent_detail::Agent agent(std::move(options), log);
+    Agent agent(std::move(options), log);
     return agent.run();
 }
 

@@ -31,6 +31,10 @@ Result<ControlRequest> parse_control_request(std::string_view line) {
     if (line == "status") {
         return request;
     }
+    if (line == "reload") {
+        request.kind = ControlRequest::Kind::reload;
+        return request;
+    }
     constexpr std::string_view kRefresh = "refresh ";
     if (line.starts_with(kRefresh)) {
         request.kind = ControlRequest::Kind::refresh;
@@ -79,6 +83,9 @@ Result<ControlRequest> parse_control_request(std::string_view line) {
 std::string format_control_request(const ControlRequest& request) {
     if (request.kind == ControlRequest::Kind::status) {
         return "status\n";
+    }
+    if (request.kind == ControlRequest::Kind::reload) {
+        return "reload\n";
     }
     if (request.kind == ControlRequest::Kind::refresh) {
         return "refresh " + request.profile + "\n";

@@ -7,6 +7,9 @@
 //   "refresh <profile>\n" -> "ok <profile status JSON>\n" | "error <errc> <message>\n", once that profile's
 //        refresh (started now, or the one already running) has completed; only root and the agent's own user
 //        may ask (clients in allowed_uids/allowed_gids must not be able to drive CreateSession calls)
+//   "reload\n" -> "ok <what changed, JSON>\n" | "error <errc> <message>\n", once the agent has read its
+//        configuration again and applied it, or refused it (then nothing changed); root and the agent's own
+//        user only
 // <min-seconds> asks for credentials with at least that much life left; the agent refreshes first if the
 // cached ones have less. A credentials request of an older client may end in " config=<identity>"; it is
 // accepted and ignored. Plain text keeps the client free of any JSON or TLS library.
@@ -23,7 +26,7 @@ namespace rad::daemon {
 inline constexpr std::size_t kMaxControlLine = 64 * 1024;
 
 struct ControlRequest {
-    enum class Kind { credentials, status, refresh } kind = Kind::status;
+    enum class Kind { credentials, status, refresh, reload } kind = Kind::status;
     std::string profile;
     // min_seconds: the life the credentials must have left; kDefaultMinSeconds lets the agent choose
     // (sent as "default").
