@@ -6,94 +6,166 @@
 #include <random>
 #include <utility>
 
-#include "daemon/policy/credential_cache.hpp"
+#include "tools/sim/event_queue.hpp"
+#include "tools/sim/simulated_profile.hpp"
+#include "tools/sim/simulated_time.hpp"
+#include "tools/sim/token_bucket.hpp"
 
 namespace rad::fleet {
 
 namespace {
 
-constexpr std::int64_t kMicro = 1'000'000;
-
-// Simulated time 0 sits far from the clocks' epochs so that a steady start can place credentials that
-// arrived before t = 0 (negative simulated times) without underflowing.
-const daemon::SteadyTime kSteadyEpoch = daemon::SteadyTime{} + std::chrono::hours(24 * 365);
-// 2025-01-01T00:00:00Z: any fixed instant works, the policy only looks at differences.
-const daemon::WallTime kWallEpoch = daemon::WallTime{} + std::chrono::seconds(1735689600);
-
-daemon::SteadyTime steady_at(std::int64_t ms) {
-    return kSteadyEpoch + Millis(ms);
-}
-
-daemon::WallTime wall_at(std::int64_t ms) {
-    return kWallEpoch + Millis(ms);
-}
-
-std::int64_t ms_of(daemon::SteadyTime t) {
-    return std::chrono::duration_cast<Millis>(t - kSteadyEpoch).count();
-}
+using sim::Ms;
 
 enum class Outcome : std::uint8_t { ok, throttled, server_error, unreachable };
 
-// One agent-profile: the agent's real cache plus the simulator's bookkeeping about it.
-struct SlotBook {
-    std::int64_t start_ms = 0;       // when its agent started
-    std::int64_t covered_until = 0;  // first millisecond at which the held credentials are not servable
-    std::int64_t due_since = -1;     // planned refresh after the last success (-1: none yet)
-    std::int64_t sent_ms = 0;        // when the call in flight was sent
-    Outcome pending = Outcome::ok;   // the answer of the call in flight
-    bool credentialed = false;       // has had credentials at least once
+enum class EventKind : std::uint8_t {
+    start,   // an agent process starts: its profiles' engines begin
+    tick,    // a slot's timer fires (its engine's wake_at)
+    answer,  // a slot's CreateSession answer arrives
+    sample,  // once per simulated second when Scenario::sample_every_second is set
 };
 
-class Simulation {
+struct Payload {
+    EventKind kind = EventKind::start;
+    Outcome outcome = Outcome::ok;
+    std::uint32_t index = 0;  // agent for `start`, slot otherwise
+    std::int64_t aux = 0;     // tick: the timer's generation; answer: when the call was sent
+};
+
+// What the simulator tracks of one slot besides its engine.
+struct SlotBook {
+    Ms start = 0;               // when its agent started
+    Ms covered_until = 0;       // first millisecond at which the held credentials are not servable
+    Ms due_since = -1;          // planned refresh after the last success (-1: none yet)
+    std::uint64_t timer = 0;    // generation of the armed tick; older ticks are stale
+    bool credentialed = false;  // has held credentials at least once
+};
+
+class Simulation final : public sim::SimulatedWorld {
 public:
     explicit Simulation(const Scenario& scenario)
         : s_(scenario),
           rng_(scenario.seed),
           bucket_(scenario.quota_rate, scenario.quota_burst),
-          end_ms_(scenario.duration.count()),
-          margin_ms_(scenario.refresh.serve_margin.count()),
+          end_(scenario.duration.count()),
+          margin_(scenario.refresh.serve_margin.count()),
           session_(scenario.session) {
-        const auto seconds = static_cast<std::size_t>((end_ms_ + 999) / 1000);
-        result_.per_second.resize(seconds);
+        result_.per_second.resize(static_cast<std::size_t>((end_ + 999) / 1000));
         const std::size_t slots = static_cast<std::size_t>(s_.agents) * s_.profiles;
-        caches_.reserve(slots);
         books_.resize(slots);
         result_.summary.slots = slots;
+        settings_.refresh = s_.refresh;
+        settings_.startup_jitter = s_.startup_jitter;
+        identity_.fingerprint = "fleet";
+        identity_.not_before = sim::wall_at(
+            -std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::hours(24)).count());
+        identity_.not_after = sim::wall_at(end_ + 366LL * 24 * 3600 * 1000);
+        identity_.subject = "CN=fleet";
+        identity_.serial = "1";
+        identity_.key_description = "EC P-256";
     }
 
     SimulationResult run() {
+        for (std::uint32_t slot = 0; slot < books_.size(); ++slot) {
+            // Each engine draws its own numbers, as each agent does; seeded from the scenario's seed.
+            slots_.push_back(std::make_unique<sim::SimulatedProfile>(
+                *this, slot, "p" + std::to_string(slot % s_.profiles), settings_, s_.seed * 1000003 + slot));
+        }
         if (s_.initial == InitialState::cold) {
             start_cold();
         } else {
             start_steady();
         }
         if (s_.sample_every_second) {
-            queue_.push(0, EventKind::sample, 0);
+            queue_.push(0, Payload{EventKind::sample});
         }
-        while (!queue_.empty()) {
-            const Event event = queue_.pop();
-            if (event.at_ms >= end_ms_) {
-                break;
-            }
-            switch (event.kind) {
+        while (!queue_.empty() && queue_.top().at < end_) {
+            const auto event = queue_.pop();
+            now_ = event.at;
+            const Payload& e = event.payload;
+            switch (e.kind) {
                 case EventKind::start:
                     for (std::uint32_t p = 0; p < s_.profiles; ++p) {
-                        on_due(event.at_ms, event.index * s_.profiles + p);
+                        slots_[e.index * s_.profiles + p]->dispatch(engine::Started{});
                     }
                     break;
-                case EventKind::due:
-                    on_due(event.at_ms, event.index);
+                case EventKind::tick:
+                    if (static_cast<std::uint64_t>(e.aux) == books_[e.index].timer) {
+                        slots_[e.index]->dispatch(engine::Tick{});
+                    }
                     break;
-                case EventKind::response:
-                    on_response(event.at_ms, event.index);
+                case EventKind::answer:
+                    answer(e);
                     break;
                 case EventKind::sample:
-                    on_sample(event.at_ms);
+                    on_sample();
                     break;
             }
         }
+        now_ = end_;
         finish();
         return std::move(result_);
+    }
+
+    // SimulatedWorld.
+    engine::Instant now() const override { return sim::instant_at(now_); }
+
+    Result<engine::IdentityInfo> load_identity(sim::SimulatedProfile&) override { return identity_; }
+
+    void send_create_session(sim::SimulatedProfile& profile) override {
+        // The quota is charged when the call is sent; its answer arrives one round trip later.
+        Payload answer{EventKind::answer, Outcome::ok, profile.index(), now_};
+        if (now_ >= s_.outage_start.count() && now_ < s_.outage_end.count()) {
+            answer.outcome = Outcome::unreachable;
+            ++second(now_).unreachable;
+            ++result_.summary.unreachable;
+        } else if (!bucket_.try_take(now_)) {
+            answer.outcome = Outcome::throttled;
+            ++second(now_).throttled;
+        } else {
+            ++second(now_).accepted;
+            if (s_.failure_rate > 0.0 && uniform01() < s_.failure_rate) {
+                answer.outcome = Outcome::server_error;
+                ++result_.summary.server_errors;
+            }
+        }
+        Ms latency = s_.latency.count();
+        if (s_.latency_jitter.count() > 0) {
+            latency += static_cast<Ms>(uniform01() * static_cast<double>(s_.latency_jitter.count()));
+        }
+        queue_.push(now_ + latency, answer);
+    }
+
+    Result<void> write_credentials_file(sim::SimulatedProfile&) override { return {}; }
+
+    void wake(sim::SimulatedProfile& profile, engine::SteadyTime at) override {
+        SlotBook& book = books_[profile.index()];
+        ++book.timer;
+        if (at != engine::SteadyTime::max()) {
+            queue_.push(std::max(sim::ms_of(at), now_), Payload{EventKind::tick, Outcome::ok, profile.index(),
+                                                                static_cast<std::int64_t>(book.timer)});
+        }
+    }
+
+    void saw(sim::SimulatedProfile& profile, const engine::Command& command) override {
+        if (!std::holds_alternative<engine::CredentialsChanged>(command)) {
+            return;
+        }
+        const auto& engine = profile.engine();
+        SlotBook& book = books_[profile.index()];
+        if (now_ > book.covered_until) {
+            result_.summary.unservable_time += Millis(now_ - book.covered_until);
+        }
+        book.covered_until = std::max(book.covered_until, sim::ms_of(engine.held()->deadline) - margin_);
+        if (book.due_since >= 0 && now_ > book.due_since) {
+            worst_staleness_ = std::max(worst_staleness_, now_ - book.due_since);
+        }
+        if (!book.credentialed) {
+            book.credentialed = true;
+            last_first_credentials_ = std::max(last_first_credentials_, now_);
+        }
+        book.due_since = sim::ms_of(engine.next_refresh());
     }
 
 private:
@@ -101,149 +173,91 @@ private:
 
     void start_cold() {
         for (std::uint32_t a = 0; a < s_.agents; ++a) {
-            std::int64_t start = 0;
+            Ms start = 0;
             if (s_.start_spread.count() > 0) {
-                start = static_cast<std::int64_t>(uniform01() * static_cast<double>(s_.start_spread.count()));
+                start = static_cast<Ms>(uniform01() * static_cast<double>(s_.start_spread.count()));
             }
             for (std::uint32_t p = 0; p < s_.profiles; ++p) {
-                caches_.emplace_back(s_.refresh, steady_at(start));
-                SlotBook& book = books_[caches_.size() - 1];
-                book.start_ms = start;
+                SlotBook& book = books_[a * s_.profiles + p];
+                book.start = start;
                 book.covered_until = start;
             }
-            queue_.push(start, EventKind::start, a);
+            queue_.push(start, Payload{EventKind::start, Outcome::ok, a});
         }
     }
 
-    // A fleet that has run for a while: each slot's credentials arrived at a uniformly random point of its
-    // refresh cycle, so its next refresh is uniformly spread over the cycle. The cycle is the one the policy
-    // picks for the same jitter, which is handed to the real complete_success.
+    // A fleet that has run for a while: each slot's credentials arrived at a uniformly random point of the
+    // earliest refresh point (refresh_at_min of the lifetime) before the start, and are handed to its engine
+    // as a restarted agent's would be; the engine then picks its own refresh point, which lies ahead.
     void start_steady() {
-        const double lifetime_ms = static_cast<double>(Millis(session_).count());
-        for (std::uint32_t a = 0; a < s_.agents; ++a) {
-            for (std::uint32_t p = 0; p < s_.profiles; ++p) {
-                const double jitter = uniform01();
-                const double fraction = daemon::refresh_fraction(s_.refresh, jitter);
-                const auto received = -static_cast<std::int64_t>(uniform01() * fraction * lifetime_ms);
-                caches_.emplace_back(s_.refresh, steady_at(received));
-                const std::uint32_t slot = static_cast<std::uint32_t>(caches_.size() - 1);
-                daemon::ProfileCache& cache = caches_[slot];
-                cache.complete_success(credentials_issued_at(received), wall_at(received),
-                                       steady_at(received), jitter);
-                SlotBook& book = books_[slot];
-                book.start_ms = 0;
-                book.covered_until = ms_of(cache.held()->deadline) - margin_ms_;
-                book.due_since = ms_of(cache.next_refresh());
-                book.credentialed = true;
-                queue_.push(std::max<std::int64_t>(book.due_since, 0), EventKind::due, slot);
-            }
+        const double lifetime = static_cast<double>(Millis(session_).count());
+        for (auto& slot : slots_) {
+            const auto received = -static_cast<Ms>(uniform01() * s_.refresh.refresh_at_min * lifetime);
+            SlotBook& book = books_[slot->index()];
+            book.start = 0;
+            book.credentialed = true;
+            slot->dispatch(engine::Started{engine::HandedOver{
+                credentials_issued_at(received), sim::wall_at(received), identity_.fingerprint}});
         }
         result_.summary.all_credentialed_after = Millis(0);
     }
 
     // The service states the expiry to the second, counted from when it handled the call.
-    signer::Credentials credentials_issued_at(std::int64_t sent_ms) const {
+    signer::Credentials credentials_issued_at(Ms sent) const {
         signer::Credentials credentials;
-        credentials.expiration = std::chrono::floor<std::chrono::seconds>(wall_at(sent_ms)) + session_;
+        credentials.access_key_id = "ASIAFLEETSIMULATION";
+        credentials.secret_access_key = Secret(std::string_view("simulated"));
+        credentials.session_token = Secret(std::string_view("simulated"));
+        credentials.expiration = std::chrono::floor<std::chrono::seconds>(sim::wall_at(sent)) + session_;
         return credentials;
     }
 
-    SecondCounts& second(std::int64_t at_ms) {
-        return result_.per_second[static_cast<std::size_t>(at_ms / 1000)];
-    }
+    SecondCounts& second(Ms at) { return result_.per_second[static_cast<std::size_t>(at / 1000)]; }
 
-    void on_due(std::int64_t now, std::uint32_t slot) {
-        daemon::ProfileCache& cache = caches_[slot];
-        if (!cache.begin_refresh()) {
-            return;  // single flight, as in the agent: the running refresh reschedules when it completes
-        }
-        SlotBook& book = books_[slot];
-        book.sent_ms = now;
-        // The quota is charged when the call is sent; its answer arrives one round trip later.
-        if (now >= s_.outage_start.count() && now < s_.outage_end.count()) {
-            book.pending = Outcome::unreachable;
-            ++second(now).unreachable;
-            ++result_.summary.unreachable;
-        } else if (!bucket_.try_take(now)) {
-            book.pending = Outcome::throttled;
-            ++second(now).throttled;
-        } else {
-            ++second(now).accepted;
-            book.pending = Outcome::ok;
-            if (s_.failure_rate > 0.0 && uniform01() < s_.failure_rate) {
-                book.pending = Outcome::server_error;
-                ++result_.summary.server_errors;
-            }
-        }
-        std::int64_t latency = s_.latency.count();
-        if (s_.latency_jitter.count() > 0) {
-            latency +=
-                static_cast<std::int64_t>(uniform01() * static_cast<double>(s_.latency_jitter.count()));
-        }
-        queue_.push(now + latency, EventKind::response, slot);
-    }
-
-    void on_response(std::int64_t now, std::uint32_t slot) {
-        daemon::ProfileCache& cache = caches_[slot];
-        SlotBook& book = books_[slot];
-        const double jitter = uniform01();  // the agent draws one per completed refresh
-        if (book.pending == Outcome::ok) {
-            cache.complete_success(credentials_issued_at(book.sent_ms), wall_at(now), steady_at(now), jitter);
-            ++result_.summary.successes;
-            if (now > book.covered_until) {
-                result_.summary.unservable_time += Millis(now - book.covered_until);
-            }
-            book.covered_until = std::max(book.covered_until, ms_of(cache.held()->deadline) - margin_ms_);
-            if (book.due_since >= 0) {
-                worst_staleness_ms_ = std::max(worst_staleness_ms_, now - book.due_since);
-            }
-            if (!book.credentialed) {
-                book.credentialed = true;
-                last_first_credentials_ms_ = std::max(last_first_credentials_ms_, now);
-            }
-            book.due_since = ms_of(cache.next_refresh());
-        } else {
-            static_cast<void>(cache.complete_failure(failure_of(book.pending), steady_at(now), jitter));
-        }
-        queue_.push(std::max(ms_of(cache.next_refresh()), now), EventKind::due, slot);
-    }
-
-    Error failure_of(Outcome outcome) const {
-        switch (outcome) {
-            case Outcome::throttled:
-                return Error{Errc::upstream_throttled, "CreateSession: ThrottlingException (simulated)",
-                             s_.retry_after};
-            case Outcome::server_error:
-                return make_error(Errc::upstream_server_error, "CreateSession: HTTP 500 (simulated)");
-            case Outcome::unreachable:
+    void answer(const Payload& e) {
+        sim::SimulatedProfile& slot = *slots_[e.index];
+        switch (e.outcome) {
             case Outcome::ok:
-                break;
+                ++result_.summary.successes;
+                slot.dispatch(engine::SessionAnswered{credentials_issued_at(e.aux)});
+                return;
+            case Outcome::throttled:
+                slot.dispatch(engine::SessionAnswered{Error{Errc::upstream_throttled,
+                                                            "CreateSession: ThrottlingException (simulated)",
+                                                            s_.retry_after}});
+                return;
+            case Outcome::server_error:
+                slot.dispatch(engine::SessionAnswered{
+                    make_error(Errc::upstream_server_error, "CreateSession: HTTP 500 (simulated)")});
+                return;
+            case Outcome::unreachable:
+                slot.dispatch(engine::SessionAnswered{make_error(
+                    Errc::upstream_unreachable, "CreateSession: connection refused (simulated outage)")});
+                return;
         }
-        return make_error(Errc::upstream_unreachable, "CreateSession: connection refused (simulated outage)");
     }
 
-    void on_sample(std::int64_t now) {
-        const daemon::SteadyTime at = steady_at(now);
-        for (std::size_t i = 0; i < caches_.size(); ++i) {
-            if (books_[i].start_ms <= now && !caches_[i].current(at, wall_at(now))) {
+    void on_sample() {
+        for (const auto& slot : slots_) {
+            if (books_[slot->index()].start <= now_ && !slot->engine().servable(now())) {
                 ++result_.summary.sampled_unservable_seconds;
             }
         }
-        queue_.push(now + 1000, EventKind::sample, 0);
+        queue_.push(now_ + 1000, Payload{EventKind::sample});
     }
 
     void finish() {
         Summary& summary = result_.summary;
         std::uint64_t never = 0;
         for (const SlotBook& book : books_) {
-            if (book.start_ms >= end_ms_) {
+            if (book.start >= end_) {
                 continue;  // its agent had not started yet
             }
-            if (book.covered_until < end_ms_) {
-                summary.unservable_time += Millis(end_ms_ - book.covered_until);
+            if (book.covered_until < end_) {
+                summary.unservable_time += Millis(end_ - book.covered_until);
             }
-            if (book.due_since >= 0 && book.due_since < end_ms_) {
-                worst_staleness_ms_ = std::max(worst_staleness_ms_, end_ms_ - book.due_since);
+            if (book.due_since >= 0 && book.due_since < end_) {
+                worst_staleness_ = std::max(worst_staleness_, end_ - book.due_since);
             }
             if (!book.credentialed) {
                 ++never;
@@ -251,9 +265,9 @@ private:
         }
         summary.slots_never_credentialed = never;
         if (s_.initial == InitialState::cold && never == 0) {
-            summary.all_credentialed_after = Millis(last_first_credentials_ms_);
+            summary.all_credentialed_after = Millis(last_first_credentials_);
         }
-        summary.worst_staleness = Millis(worst_staleness_ms_);
+        summary.worst_staleness = Millis(worst_staleness_);
         std::vector<std::uint32_t> series(result_.per_second.size());
         std::transform(result_.per_second.begin(), result_.per_second.end(), series.begin(),
                        [](const SecondCounts& c) { return c.accepted; });
@@ -265,61 +279,22 @@ private:
 
     const Scenario& s_;
     std::mt19937_64 rng_;
-    TokenBucket bucket_;
-    EventQueue queue_;
-    std::vector<daemon::ProfileCache> caches_;
+    sim::TokenBucket bucket_;
+    sim::EventQueue<Payload> queue_;
+    engine::EngineSettings settings_;
+    engine::IdentityInfo identity_;
+    std::vector<std::unique_ptr<sim::SimulatedProfile>> slots_;
     std::vector<SlotBook> books_;
     SimulationResult result_;
-    std::int64_t end_ms_;
-    std::int64_t margin_ms_;
+    Ms now_ = 0;
+    Ms end_;
+    Ms margin_;
     std::chrono::seconds session_;
-    std::int64_t worst_staleness_ms_ = 0;
-    std::int64_t last_first_credentials_ms_ = 0;
+    Ms worst_staleness_ = 0;
+    Ms last_first_credentials_ = 0;
 };
 
 }  // namespace
-
-TokenBucket::TokenBucket(double rate_per_second, double burst)
-    : micro_per_ms_(std::max<std::int64_t>(std::llround(rate_per_second * 1000.0), 1)),
-      capacity_(std::llround(burst * kMicro)),
-      level_(capacity_) {}
-
-std::int64_t TokenBucket::refilled(std::int64_t now_ms) const {
-    if (now_ms <= last_ms_) {
-        return level_;
-    }
-    const std::int64_t room = capacity_ - level_;
-    const std::int64_t elapsed = now_ms - last_ms_;
-    // Compare before multiplying: a long idle gap must not overflow.
-    if (elapsed >= (room + micro_per_ms_ - 1) / micro_per_ms_) {
-        return capacity_;
-    }
-    return level_ + elapsed * micro_per_ms_;
-}
-
-bool TokenBucket::try_take(std::int64_t now_ms) {
-    level_ = refilled(now_ms);
-    last_ms_ = std::max(last_ms_, now_ms);
-    if (level_ < kMicro) {
-        return false;
-    }
-    level_ -= kMicro;
-    return true;
-}
-
-double TokenBucket::tokens(std::int64_t now_ms) const {
-    return static_cast<double>(refilled(now_ms)) / kMicro;
-}
-
-void EventQueue::push(std::int64_t at_ms, EventKind kind, std::uint32_t index) {
-    heap_.push(Event{at_ms, next_seq_++, kind, index});
-}
-
-Event EventQueue::pop() {
-    Event event = heap_.top();
-    heap_.pop();
-    return event;
-}
 
 Result<void> validate(const Scenario& s) {
     if (s.agents == 0 || s.profiles == 0) {
@@ -347,10 +322,10 @@ Result<void> validate(const Scenario& s) {
     if (s.refresh.throttled_base.count() <= 0) {
         return make_error(Errc::usage, "--throttled-base-ms must be positive");
     }
-    if (s.start_spread.count() < 0 || s.latency.count() < 0 || s.latency_jitter.count() < 0 ||
-        s.retry_after.count() < 0) {
+    if (s.start_spread.count() < 0 || s.startup_jitter.count() < 0 || s.latency.count() < 0 ||
+        s.latency_jitter.count() < 0 || s.retry_after.count() < 0) {
         return make_error(Errc::usage,
-                          "--spread, --latency-ms, --latency-jitter-ms and --retry-after "
+                          "--spread, --startup-jitter, --latency-ms, --latency-jitter-ms and --retry-after "
                           "must not be negative");
     }
     if (!(s.failure_rate >= 0.0) || s.failure_rate > 1.0) {

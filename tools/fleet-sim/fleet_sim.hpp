@@ -1,17 +1,16 @@
 #pragma once
 // fleet_sim: a discrete-event simulation of N agents × P profiles sharing one CreateSession quota.
 //
-// Every agent-profile ("slot") is a real rad::daemon::ProfileCache driven by the agent's own refresh policy
-// (next_refresh_after_success / next_refresh_after_failure / backoff_delay): the simulator only plays the
-// event loop and the upstream. Time is virtual: simulated milliseconds since t = 0, turned into SteadyTime
-// and WallTime values by adding fixed epochs. The run is deterministic for a given Scenario (seed included):
-// events are ordered by time, then by the order they were scheduled in, and one seeded std::mt19937_64
-// draws every random number in event order.
+// Every agent-profile ("slot") is the agent's real engine (daemon/engine/profile_engine.hpp), run by
+// rad::sim::SimulatedProfile exactly as the agent runs it: the simulator only plays the clock, the event
+// loop's timers and the service (its quota, latency and faults). Time is virtual (tools/sim). The run is
+// deterministic for a given Scenario (seed included): events are ordered by time, then by the order they were
+// scheduled in; the service's random numbers come from one seeded generator drawn in event order, and each
+// engine's from a seed derived from the scenario's.
 
 #include <chrono>
 #include <cstdint>
 #include <optional>
-#include <queue>
 #include <string>
 #include <vector>
 
@@ -21,61 +20,6 @@
 namespace rad::fleet {
 
 using Millis = std::chrono::milliseconds;
-
-// TokenBucket is the upstream quota: `rate` tokens per second, at most `burst` stored, full at t = 0. A call
-// is accepted when a whole token is available and takes it. Arithmetic is exact: tokens are counted in
-// millionths and the rate is quantised to 0.001 token per second (at least 0.001).
-class TokenBucket {
-public:
-    TokenBucket(double rate_per_second, double burst);
-
-    // try_take refills up to `now_ms` (times must not go backwards; an earlier time refills nothing) and
-    // takes one token if a whole one is there.
-    bool try_take(std::int64_t now_ms);
-    // tokens is the number of tokens available at `now_ms`, without taking any.
-    double tokens(std::int64_t now_ms) const;
-
-private:
-    std::int64_t refilled(std::int64_t now_ms) const;
-
-    std::int64_t micro_per_ms_;  // refill per millisecond, in millionths of a token
-    std::int64_t capacity_;      // in millionths of a token
-    std::int64_t level_;         // in millionths of a token, as of last_ms_
-    std::int64_t last_ms_ = 0;
-};
-
-enum class EventKind : std::uint8_t {
-    start,     // the agent process starts: every one of its profiles is due at once
-    due,       // a slot's refresh timer fires (ProfileCache::next_refresh)
-    response,  // a slot's CreateSession answer arrives
-    sample,    // once per simulated second when Scenario::sample_every_second is set
-};
-
-struct Event {
-    std::int64_t at_ms = 0;
-    std::uint64_t seq = 0;  // scheduling order: breaks ties between events at the same millisecond
-    EventKind kind = EventKind::start;
-    std::uint32_t index = 0;  // agent for `start`, slot otherwise
-};
-
-// EventQueue pops events by time, and events at the same time in the order they were pushed.
-class EventQueue {
-public:
-    void push(std::int64_t at_ms, EventKind kind, std::uint32_t index);
-    // pop removes and returns the earliest event; the queue must not be empty.
-    Event pop();
-    bool empty() const noexcept { return heap_.empty(); }
-    std::size_t size() const noexcept { return heap_.size(); }
-
-private:
-    struct Later {
-        bool operator()(const Event& a, const Event& b) const noexcept {
-            return a.at_ms != b.at_ms ? a.at_ms > b.at_ms : a.seq > b.seq;
-        }
-    };
-    std::priority_queue<Event, std::vector<Event>, Later> heap_;
-    std::uint64_t next_seq_ = 0;
-};
 
 enum class InitialState {
     cold,    // agents start without credentials (a restart of the whole fleet, a mass deploy)
@@ -91,6 +35,8 @@ struct Scenario {
     daemon::RefreshSettings refresh;  // the agent's defaults unless overridden
     InitialState initial = InitialState::cold;
     Millis start_spread{0};     // cold: agents start uniformly over [0, start_spread) (0: all at t = 0)
+    Millis startup_jitter{0};   // the agents' startup_jitter_seconds: each profile's first call is delayed
+                                // by a random 0..startup_jitter
     Millis latency{200};        // round trip of one CreateSession
     Millis latency_jitter{0};   // plus uniformly [0, latency_jitter)
     double failure_rate = 0.0;  // accepted calls answered with a 5xx
@@ -99,7 +45,7 @@ struct Scenario {
     std::chrono::seconds retry_after{0};  // Retry-After on throttled answers (0: none)
     Millis duration{std::chrono::hours(24)};
     std::uint64_t seed = 1;
-    // Cross-check: also ask every slot's ProfileCache::current() once per simulated second and count the
+    // Cross-check: also ask every slot's engine what it serves once per simulated second and count the
     // seconds it served nothing (Summary::sampled_unservable_seconds). Costs agents × seconds calls.
     bool sample_every_second = false;
 };
@@ -131,12 +77,12 @@ struct Summary {
     // When the last slot got its first credentials (0 in a steady start); empty if some never did.
     std::optional<Millis> all_credentialed_after;
     // Integrated exactly: for each slot, the time from its agent's start (or t = 0) to the end of the run
-    // during which ProfileCache would serve nothing (no credentials, or within serve_margin of expiry).
+    // during which its engine would serve nothing (no credentials, or within serve_margin of expiry).
     Millis unservable_time{0};
     // Worst staleness: the longest a slot's refresh stayed overdue, from the instant the policy scheduled it
     // (after a success) to the success that ended it, or to the end of the run.
     Millis worst_staleness{0};
-    // Only with Scenario::sample_every_second: slot-seconds at which ProfileCache::current() refused.
+    // Only with Scenario::sample_every_second: slot-seconds at which the engine served nothing.
     std::int64_t sampled_unservable_seconds = 0;
 };
 

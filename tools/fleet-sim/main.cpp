@@ -22,11 +22,12 @@ int fail(const rad::Error& error) {
 int main(int argc, char** argv) {
     rad::fleet::Scenario s;
     CLI::App app{
-        "Discrete-event simulation of N agents x P profiles sharing one CreateSession quota, driven by "
-        "the agent's own refresh policy (rad::daemon::ProfileCache)."};
+        "Discrete-event simulation of N agents x P profiles sharing one CreateSession quota, each profile "
+        "run by the agent's own engine (daemon/engine)."};
     app.set_help_flag("-h,--help", "Print this help and exit");
 
-    double session = 3600, spread = 0, duration = 86400, outage_start = 0, outage_end = 0;
+    double session = 3600, spread = 0, startup_jitter = 0, duration = 86400, outage_start = 0, outage_end = 0;
+    bool json = false;
     long long latency = 200, latency_jitter = 0, retry_base = s.refresh.retry_base.count(),
               retry_cap = s.refresh.retry_cap.count(), throttled_base = s.refresh.throttled_base.count();
     long long retry_after = 0;
@@ -53,6 +54,10 @@ int main(int argc, char** argv) {
     app.add_option("--spread", spread,
                    "Cold start: agents start uniformly over this many seconds (0: all at t=0)")
         ->capture_default_str();
+    app.add_option("--startup-jitter", startup_jitter,
+                   "The agents' startup_jitter_seconds: each profile's first call is delayed by a random "
+                   "0..this many seconds")
+        ->capture_default_str();
     app.add_option("--latency-ms", latency, "CreateSession round trip")->capture_default_str();
     app.add_option("--latency-jitter-ms", latency_jitter, "Plus a uniform [0, this) ms")
         ->capture_default_str();
@@ -68,7 +73,8 @@ int main(int argc, char** argv) {
     app.add_option("--csv", csv, "Write per-second accepted/throttled/unreachable to this file");
     app.add_option("--svg", svg, "Write a plot of calls/s over time to this file");
     app.add_flag("--sample", s.sample_every_second,
-                 "Also sample every slot's ProfileCache::current() once per second (cross-check, slow)");
+                 "Also ask every slot's engine what it serves once per second (cross-check, slow)");
+    app.add_flag("--json", json, "Print the summary as one JSON object instead of text");
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
@@ -79,6 +85,7 @@ int main(int argc, char** argv) {
     auto to_ms = [](double seconds) { return Millis(static_cast<Millis::rep>(seconds * 1000.0)); };
     s.session = std::chrono::seconds(static_cast<long long>(session));
     s.start_spread = to_ms(spread);
+    s.startup_jitter = to_ms(startup_jitter);
     s.duration = to_ms(duration);
     s.outage_start = to_ms(outage_start);
     s.outage_end = to_ms(outage_end);
@@ -96,8 +103,12 @@ int main(int argc, char** argv) {
         return fail(result.error());
     }
     const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-    std::fputs(rad::fleet::format_summary(s, result->summary).c_str(), stdout);
-    std::printf("wall time: %.2f s\n", elapsed);
+    if (json) {
+        std::puts(rad::fleet::summary_json(s, result->summary).c_str());
+    } else {
+        std::fputs(rad::fleet::format_summary(s, result->summary).c_str(), stdout);
+        std::printf("wall time: %.2f s\n", elapsed);
+    }
     if (!csv.empty()) {
         if (auto ok = rad::fleet::write_csv(csv, result->per_second); !ok) {
             return fail(ok.error());

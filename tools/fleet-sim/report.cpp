@@ -8,6 +8,8 @@
 #include <fstream>
 #include <sstream>
 
+#include <nlohmann/json.hpp>
+
 namespace rad::fleet {
 
 namespace {
@@ -72,6 +74,9 @@ std::string format_summary(const Scenario& s, const Summary& summary) {
         << (s.initial == InitialState::cold ? "cold start" : "steady start");
     if (s.initial == InitialState::cold) {
         out << (s.start_spread.count() > 0 ? " spread over " + duration_text(s.start_spread) : " all at t=0");
+        if (s.startup_jitter.count() > 0) {
+            out << ", startup jitter " << duration_text(s.startup_jitter);
+        }
     }
     out << ", latency " << s.latency.count() << "+U[0," << s.latency_jitter.count() << ") ms, failure rate "
         << fixed(s.failure_rate, 3);
@@ -100,11 +105,43 @@ std::string format_summary(const Scenario& s, const Summary& summary) {
     out << "slot-seconds without servable credentials: "
         << fixed(static_cast<double>(summary.unservable_time.count()) / 1000.0, 1) << "\n";
     if (s.sample_every_second) {
-        out << "  (sampled once per second from ProfileCache::current: " << summary.sampled_unservable_seconds
-            << ")\n";
+        out << "  (sampled once per second from the engines: " << summary.sampled_unservable_seconds << ")\n";
     }
     out << "worst staleness (refresh overdue): " << duration_text(summary.worst_staleness) << "\n";
     return out.str();
+}
+
+std::string summary_json(const Scenario& s, const Summary& summary) {
+    nlohmann::ordered_json doc;
+    const auto seconds = [](Millis ms) { return static_cast<double>(ms.count()) / 1000.0; };
+    const auto rates = [](const RateStats& r) {
+        return nlohmann::ordered_json{{"total", r.total}, {"peak", r.peak}, {"p99", r.p99}, {"mean", r.mean}};
+    };
+    doc["agents"] = s.agents;
+    doc["profiles"] = s.profiles;
+    doc["quota_rate"] = s.quota_rate;
+    doc["quota_burst"] = s.quota_burst;
+    doc["session_seconds"] = s.session.count();
+    doc["initial"] = s.initial == InitialState::cold ? "cold" : "steady";
+    doc["spread_seconds"] = seconds(s.start_spread);
+    doc["startup_jitter_seconds"] = seconds(s.startup_jitter);
+    doc["latency_ms"] = s.latency.count();
+    doc["latency_jitter_ms"] = s.latency_jitter.count();
+    doc["duration_seconds"] = seconds(s.duration);
+    doc["seed"] = s.seed;
+    doc["accepted"] = rates(summary.accepted);
+    doc["throttled"] = rates(summary.throttled);
+    doc["server_errors"] = summary.server_errors;
+    doc["unreachable"] = summary.unreachable;
+    doc["successes"] = summary.successes;
+    doc["slots"] = summary.slots;
+    doc["slots_never_credentialed"] = summary.slots_never_credentialed;
+    doc["all_credentialed_after_seconds"] =
+        summary.all_credentialed_after ? nlohmann::ordered_json(seconds(*summary.all_credentialed_after))
+                                       : nlohmann::ordered_json(nullptr);
+    doc["unservable_slot_seconds"] = seconds(summary.unservable_time);
+    doc["worst_staleness_seconds"] = seconds(summary.worst_staleness);
+    return doc.dump();
 }
 
 Result<void> write_csv(const std::filesystem::path& path, const std::vector<SecondCounts>& per_second) {

@@ -13,6 +13,10 @@ namespace rad::fleet {
 // format_summary is the human-readable report: the scenario's knobs, then one figure per line.
 std::string format_summary(const Scenario& scenario, const Summary& summary);
 
+// summary_json is the scenario and the summary as one JSON object (times in seconds; null when not reached),
+// for scripts that compare the simulation with real agents (tests/fleet).
+std::string summary_json(const Scenario& scenario, const Summary& summary);
+
 // write_csv writes "second,accepted,throttled,unreachable" and one row per simulated second.
 [[nodiscard]] Result<void> write_csv(const std::filesystem::path& path,
                                      const std::vector<SecondCounts>& per_second);

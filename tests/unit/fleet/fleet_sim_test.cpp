@@ -1,5 +1,5 @@
-// fleet_sim: the quota's token bucket, the event queue's order, the determinism of a run, small scenarios
-// whose figures are known in size, and the exact unservable-time bookkeeping against ProfileCache::current().
+// fleet_sim: the determinism of a run, small scenarios whose figures are known in size, and the exact
+// unservable-time bookkeeping against what the engines serve.
 #include "tools/fleet-sim/fleet_sim.hpp"
 
 #include <gtest/gtest.h>
@@ -16,86 +16,6 @@ namespace rad::fleet {
 namespace {
 
 using namespace std::chrono_literals;
-
-TEST(TokenBucket, StartsFullAndRefusesBeyondBurst) {
-    TokenBucket bucket(10.0, 10.0);
-    for (int i = 0; i < 10; ++i) {
-        EXPECT_TRUE(bucket.try_take(0)) << i;
-    }
-    EXPECT_FALSE(bucket.try_take(0));
-    EXPECT_DOUBLE_EQ(bucket.tokens(0), 0.0);
-}
-
-TEST(TokenBucket, RefillsExactlyAtTheRate) {
-    TokenBucket bucket(10.0, 1.0);
-    EXPECT_TRUE(bucket.try_take(0));
-    EXPECT_FALSE(bucket.try_take(99));  // 0.99 token
-    EXPECT_DOUBLE_EQ(bucket.tokens(99), 0.99);
-    EXPECT_TRUE(bucket.try_take(100));  // exactly one
-    EXPECT_FALSE(bucket.try_take(100));
-    // 1000 calls 100 ms apart are all accepted, one more in between is not.
-    for (int i = 2; i < 1002; ++i) {
-        EXPECT_TRUE(bucket.try_take(i * 100)) << i;
-    }
-    EXPECT_FALSE(bucket.try_take(1001 * 100 + 50));
-}
-
-TEST(TokenBucket, FractionalRateAndCapacityCap) {
-    TokenBucket bucket(0.5, 3.0);
-    for (int i = 0; i < 3; ++i) {
-        EXPECT_TRUE(bucket.try_take(0));
-    }
-    EXPECT_FALSE(bucket.try_take(1999));
-    EXPECT_TRUE(bucket.try_take(2000));
-    // A day idle refills to the burst, not beyond, and does not overflow.
-    EXPECT_DOUBLE_EQ(bucket.tokens(86'400'000), 3.0);
-    EXPECT_DOUBLE_EQ(bucket.tokens(std::int64_t{1} << 60), 3.0);
-}
-
-TEST(TokenBucket, TimeGoingBackwardsRefillsNothing) {
-    TokenBucket bucket(10.0, 1.0);
-    EXPECT_TRUE(bucket.try_take(1000));
-    EXPECT_FALSE(bucket.try_take(500));
-    EXPECT_FALSE(bucket.try_take(1099));
-    EXPECT_TRUE(bucket.try_take(1100));
-}
-
-TEST(EventQueue, OrdersByTimeThenByPushOrder) {
-    EventQueue queue;
-    queue.push(50, EventKind::due, 1);
-    queue.push(10, EventKind::response, 2);
-    queue.push(50, EventKind::start, 3);
-    queue.push(10, EventKind::due, 4);
-    queue.push(50, EventKind::due, 5);
-    const std::uint32_t expected[] = {2, 4, 1, 3, 5};
-    for (std::uint32_t index : expected) {
-        ASSERT_FALSE(queue.empty());
-        EXPECT_EQ(queue.pop().index, index);
-    }
-    EXPECT_TRUE(queue.empty());
-}
-
-TEST(EventQueue, ManyTiesKeepTheirOrder) {
-    EventQueue queue;
-    for (std::uint32_t i = 0; i < 10000; ++i) {
-        queue.push(i % 3 == 0 ? 7 : 3, EventKind::due, i);
-    }
-    std::uint32_t last_at3 = 0, last_at7 = 0;
-    bool first3 = true, first7 = true;
-    std::int64_t previous = 0;
-    while (!queue.empty()) {
-        const Event e = queue.pop();
-        ASSERT_GE(e.at_ms, previous);
-        previous = e.at_ms;
-        auto& last = e.at_ms == 3 ? last_at3 : last_at7;
-        auto& first = e.at_ms == 3 ? first3 : first7;
-        if (!first) {
-            EXPECT_GT(e.index, last);
-        }
-        first = false;
-        last = e.index;
-    }
-}
 
 TEST(RateStats, PeakP99Mean) {
     std::vector<std::uint32_t> series(200, 1);
@@ -184,7 +104,7 @@ TEST(Simulation, SmallColdStartStaysWithinQuotaAndConverges) {
     // Without credentials only while starting: 200 agents × at most 120 s, at least the ideal 200 × 10 s.
     EXPECT_GE(r.unservable_time, 200 * 9s);
     EXPECT_LE(r.unservable_time, 200 * 120s);
-    // The exact integration agrees with asking ProfileCache::current() once per second: at most one sample
+    // The exact integration agrees with asking the engines once per second: at most one sample
     // more per gap (the sample at the start of a partly covered second).
     const double integrated = static_cast<double>(r.unservable_time.count()) / 1000.0;
     EXPECT_GE(static_cast<double>(r.sampled_unservable_seconds), integrated - 1.0);
