@@ -74,12 +74,15 @@ def test_f1_upstream_refused_at_cold_start(em, pki, tmp_path, figure):
                f"recovery {recovery:.1f}s (bound {pending}s); CreateSession calls {create_sessions(em)}; "
                f"{watcher.summary()}")
         watcher.assert_n2()
-        assert recovery <= min(300, pending) + 1.5, recovery
+        # Clients keep asking while nothing is served, and each may start a refresh once the previous call is
+        # 5 s old: the upstream that came back is used within seconds, not after the backoff.
+        assert recovery <= min(300, pending, 5) + 1.5, recovery
         assert create_sessions(em) == 1
         for surface in ("imds", "ecs", "process"):
             first = [s for s in watcher.of(surface) if s[2] != "error:ConnectionRefusedError"][0]
             assert first[3] is None, f"{surface} served credentials before any CreateSession succeeded"
-        assert any("failing: web: upstream_unreachable" in s for _, s in notify.statuses()), notify.statuses()
+        assert any("failing: web: nothing to serve (upstream_unreachable)" in s for _, s in notify.statuses()), \
+            notify.statuses()
     finally:
         watcher.stop()
         forwarder.stop()

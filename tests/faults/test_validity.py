@@ -34,7 +34,7 @@ def test_f10_invalid_certificate_exits_78_without_calling(em, pki, tmp_path, nam
            f"log {[l for l in log.splitlines() if 'profile_invalid' in l][:1]}")
     assert code == 78, log
     assert create_sessions(em) == 0
-    assert re.search(r"expired|not valid before", log), log
+    assert re.search(r"expired|not yet valid", log), log
     unit = (ROOT / "systemd" / "rolesanywhere-agent.service").read_text()
     assert re.search(r"^RestartPreventExitStatus=.*\b78\b", unit, re.M), "exit 78 would be restarted"
 
