@@ -31,7 +31,7 @@
 #include "common/file_read.hpp"
 #include "common/time_format.hpp"
 #include "common/unique_fd.hpp"
-#include "daemon/fastpath/control_protocol.hpp"
+#include "daemon/control/control_protocol.hpp"
 #include "daemon/policy/credential_cache.hpp"
 #include "daemon/policy/credentials_answer.hpp"
 #include "daemon/policy/reload_plan.hpp"

@@ -7,7 +7,7 @@
 
 #include "common/error.hpp"
 #include "common/secret.hpp"
-#include "daemon/fastpath/control_protocol.hpp"
+#include "daemon/control/control_protocol.hpp"
 
 namespace rad::daemon {
 

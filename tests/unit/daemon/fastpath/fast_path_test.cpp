@@ -1,7 +1,7 @@
 // The fast path: its one command-line parser (both executables use it), and its exchange with the agent.
 #include "daemon/fastpath/fast_path.hpp"
 
-#include "daemon/fastpath/control_protocol.hpp"
+#include "daemon/control/control_protocol.hpp"
 
 #include <gtest/gtest.h>
 
