@@ -16,7 +16,15 @@
 namespace rad::config {
 namespace {
 
-const ConfigEnvironment kNoFiles{std::nullopt, false};
+// unchecked is the environment of the pure parser: files are resolved but not looked at.
+ConfigEnvironment unchecked(std::optional<std::filesystem::path> credentials_directory = std::nullopt) {
+    ConfigEnvironment environment;
+    environment.credentials_directory = std::move(credentials_directory);
+    environment.check_files = false;
+    return environment;
+}
+
+const ConfigEnvironment kNoFiles = unchecked();
 
 const char* const kMinimal = R"([profiles.web]
 certificate = "/etc/ra/web.pem"
@@ -174,12 +182,11 @@ TEST(Config, CredentialReferencesResolveAgainstCredentialsDirectory) {
     EXPECT_NE(error_of(text).find("agent.toml:2: profiles.web.certificate: \"credential:web.pem\" needs "
                                   "$CREDENTIALS_DIRECTORY"),
               std::string::npos);
-    auto r = parse(text, ConfigEnvironment{"/run/credentials/rolesanywhere-agent.service", false});
+    auto r = parse(text, unchecked("/run/credentials/rolesanywhere-agent.service"));
     ASSERT_TRUE(r) << r.error().message;
     EXPECT_EQ(r->profiles[0].identity.certificate, "/run/credentials/rolesanywhere-agent.service/web.pem");
     text.replace(text.find("credential:web.pem"), std::strlen("credential:web.pem"), "credential:../x");
-    EXPECT_NE(error_of(text, ConfigEnvironment{"/run/c", false}).find("is not credential:NAME"),
-              std::string::npos);
+    EXPECT_NE(error_of(text, unchecked("/run/c")).find("is not credential:NAME"), std::string::npos);
 }
 
 // Found by fuzzing: a CR inside a TOML value made toml++'s description, and so the error, span two lines;
@@ -423,7 +430,7 @@ TEST(ExampleConfig, ParsesAndKeepsItsPromises) {
     ASSERT_TRUE(in);
     std::stringstream text;
     text << in.rdbuf();
-    auto r = parse_config(text.str(), "example.toml", ConfigEnvironment{std::nullopt, false});
+    auto r = parse_config(text.str(), "example.toml", unchecked());
     ASSERT_TRUE(r) << r.error().message;
     ASSERT_EQ(r->profiles.size(), 1u);
     EXPECT_EQ(r->profiles[0].imds_listen.at(0).port, 9911);

@@ -26,7 +26,9 @@ std::string profile_text(const std::string& trust_anchor, const std::string& ext
 }
 
 Result<void> check(const std::string& text) {
-    auto config = config::parse_config(text, "agent.toml", config::ConfigEnvironment{std::nullopt, false});
+    config::ConfigEnvironment environment;
+    environment.check_files = false;
+    auto config = config::parse_config(text, "agent.toml", environment);
     EXPECT_TRUE(config) << config.error().message;
     if (!config) {
         return config.error();
