@@ -84,6 +84,19 @@ TEST(ProfileSettings, ArnThatAwsCannotHaveIssuedNamesItsKeyAndLine) {
         << r.error().message;
 }
 
+// The file's region against the ARNs' is refused at the region's line, before anything is sent.
+TEST(ProfileSettings, RegionOfAnotherRegionNamesItsKeyAndLine) {
+    auto r = check(profile_text(kTrustAnchor, "region = \"us-west-2\"\n"));
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().code, Errc::config_invalid);
+    EXPECT_EQ(
+        r.error().message,
+        "agent.toml:6: profiles.web.region: region 'us-west-2': the trust anchor and the profile are in "
+        "'us-east-1', and Roles Anywhere answers for them only there (leave region out, or give "
+        "'us-east-1')");
+    EXPECT_TRUE(check(profile_text(kTrustAnchor, "region = \"us-east-1\"\n")));
+}
+
 TEST(ProfileSettings, BadEndpointNamesItsKey) {
     auto r = check(profile_text(kTrustAnchor, "endpoint = \"ftp://example\"\n"));
     ASSERT_FALSE(r);
