@@ -17,6 +17,7 @@ constexpr ErrcRow kErrcTable[] = {
     {Errc::key_cert_mismatch, "key_cert_mismatch", 65, false},
     {Errc::certificate_invalid, "certificate_invalid", 65, false},
     {Errc::certificate_expired, "certificate_expired", 65, false},
+    {Errc::certificate_not_yet_valid, "certificate_not_yet_valid", 65, false},
     {Errc::unsupported_key, "unsupported_key", 65, false},
     {Errc::config_invalid, "config_invalid", 78, false},
     {Errc::crypto_failure, "crypto_failure", 70, false},

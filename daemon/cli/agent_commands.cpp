@@ -34,6 +34,27 @@ int report(const Error& error) {
     return exit_code(error.code);
 }
 
+// certificate_line is what `status` says of a certificate at `now`: how long it has left (with a warning
+// when that is short), or that it has expired, or that it is not valid yet. The dates are the agent's, the
+// judgement is against this host's clock, which the agent shares.
+std::string certificate_line(const nlohmann::json& c, SystemTime now) {
+    const std::string not_before = c.value("not_before", "");
+    const std::string not_after = c.value("not_after", "");
+    std::string line =
+        "  certificate   " + c.value("subject", "") + ", serial " + c.value("serial", "") + ", ";
+    if (const auto end = parse_rfc3339(not_after); end && now > *end) {
+        return line + "EXPIRED at " + not_after + ": renew it";
+    }
+    if (const auto start = parse_rfc3339(not_before); start && now < *start) {
+        return line + "NOT YET VALID until " + not_before + ": check the clock, or the certificate's issuer";
+    }
+    line += "expires " + not_after + " (" + std::to_string(c.value("days_left", 0LL)) + " days)";
+    if (c.value("expiring_soon", false)) {
+        line += "  WARNING: renew it soon";
+    }
+    return line;
+}
+
 }  // namespace
 
 Result<config::AgentConfig> update_agent_config(const UpdateOptions& options) {
@@ -230,11 +251,8 @@ Result<void> run_status(const StatusOptions& options, std::FILE* out) {
                          p["last_error"].value("message", "").c_str(), p.value("consecutive_failures", 0));
         }
         if (p.contains("certificate")) {
-            const auto& c = p["certificate"];
-            std::fprintf(out, "  certificate   %s, serial %s, expires %s (%lld days)%s\n",
-                         c.value("subject", "").c_str(), c.value("serial", "").c_str(),
-                         c.value("not_after", "").c_str(), c.value("days_left", 0LL),
-                         c.value("expiring_soon", false) ? "  WARNING: renew it soon" : "");
+            std::fprintf(out, "%s\n",
+                         certificate_line(p["certificate"], std::chrono::system_clock::now()).c_str());
         }
         for (const auto& surface : p.value("surfaces", nlohmann::json::array())) {
             std::fprintf(out, "  serves        %s\n", surface.get<std::string>().c_str());

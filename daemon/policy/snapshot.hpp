@@ -45,6 +45,7 @@ struct CertificateSnapshot {
     std::string serial;     // decimal
     std::string not_after;  // ISO 8601
     long long days_left = 0;
+    std::string not_before = {};  // ISO 8601; empty when not known
 };
 
 struct ProfileSnapshot {
