@@ -2,6 +2,7 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 
 #include <nlohmann/json.hpp>
 
@@ -178,26 +179,41 @@ Result<void> run_fast_path(const FastPathOptions& options, std::FILE* out, const
     if (settled(options, consultation)) {
         return print_agent_answer(consultation, out);
     }
-    diag.trace(consultation.reply.error().message + "; no agent answers");
-    read_config_once(options, consultation);
-    const auto& config = consultation.file.config;
-    const std::string& config_path = consultation.file.path;
+    // No agent answered: sign here, with the profile asked for and only that one (the others' files, and
+    // their credential: paths, are no business of this call). Whatever goes wrong now is said after why this
+    // process signs at all.
+    const std::string no_agent = consultation.reply.error().message;
+    diag.trace(no_agent + "; signing here");
+    const auto signing_here = [&](const Error& error) {
+        return make_error(error.code, no_agent + "; signing here instead: " + error.message);
+    };
+    const std::string config_path = config_path_or_default(options.config_path);
+    std::error_code ec;
+    if (options.config_path.empty() && !std::filesystem::exists(config_path, ec)) {
+        return signing_here(
+            make_error(Errc::agent_unavailable, "there is no " + config_path + " to sign from"));
+    }
+    auto config = fallback_config(options.config_path, options.profile);
     if (!config) {
-        if (consultation.file.error) {
-            return *consultation.file.error;
-        }
-        return make_error(Errc::agent_unavailable, "no agent answers on " + consultation.socket.string() +
-                                                       " and there is no " + config_path + " to sign from");
+        return signing_here(config.error());
     }
     const auto* profile = config->find_profile(options.profile);
     if (profile == nullptr) {
-        return make_error(Errc::usage,
-                          "--profile: no profile named \"" + options.profile + "\" in " + config_path);
+        return signing_here(make_error(
+            Errc::usage, "--profile: no profile named \"" + options.profile + "\" in " + config_path));
+    }
+    // The signer's rules (ARNs, regions, endpoint) at the key's line of the file, as the agent reports them.
+    if (auto checked = check_profile_settings(*profile); !checked) {
+        return signing_here(checked.error());
     }
     diag.trace("signing directly with profile " + options.profile + " of " + config_path);
     CredentialOptions credentials{*profile};
     credentials.debug = diag.debug;
-    return run_credential_process(credentials, out, diag);
+    auto signed_here = run_credential_process(credentials, out, diag);
+    if (!signed_here) {
+        return signing_here(signed_here.error());
+    }
+    return {};
 }
 
 Result<void> run_status(const StatusOptions& options, std::FILE* out) {
@@ -219,9 +235,6 @@ Result<void> run_status(const StatusOptions& options, std::FILE* out) {
     ControlRequest request;
     auto reply = send_control_request(socket, request, std::chrono::seconds(5));
     if (!reply) {
-        if (reply.error().code == Errc::agent_unavailable) {
-            return make_error(Errc::agent_unavailable, "no agent answers on " + socket.string());
-        }
         return reply.error();
     }
     if (options.json) {
@@ -262,24 +275,20 @@ Result<void> run_status(const StatusOptions& options, std::FILE* out) {
 }
 
 Result<void> run_refresh(const RefreshOptions& options, std::FILE* out) {
-    std::optional<config::AgentConfig> config;
-    if (options.socket_path.empty()) {
-        auto loaded =
-            config::load_config(config_path_or_default(options.config_path), environment_from_process());
-        if (loaded) {
-            config = std::move(*loaded);
-        } else if (!options.config_path.empty()) {
-            return loaded.error();
+    std::filesystem::path socket = options.socket_path;
+    if (socket.empty()) {
+        // As `status` reads it: for the socket only (the agent has the identities).
+        const ConfigRead file = read_agent_config(options.config_path);
+        if (file.error && !options.config_path.empty()) {
+            return *file.error;
         }
+        socket = socket_for({}, file.config);
     }
-    const auto socket = socket_for(options.socket_path, config);
     std::vector<std::string> profiles = options.profiles;
     if (profiles.empty()) {
         auto status = send_control_request(socket, ControlRequest{}, std::chrono::seconds(5));
         if (!status) {
-            return status.error().code == Errc::agent_unavailable
-                       ? make_error(Errc::agent_unavailable, "no agent answers on " + socket.string())
-                       : status.error();
+            return status.error();
         }
         const auto doc = nlohmann::json::parse(status->reveal(), nullptr, false);
         if (doc.is_discarded() || !doc.contains("profiles")) {
