@@ -306,10 +306,14 @@ Result<void> run_refresh(const RefreshOptions& options, std::FILE* out) {
         // A refresh is one CreateSession: bounded by the agent's own timeouts (20 s by default).
         auto reply = send_control_request(socket, request, std::chrono::seconds(60));
         if (!reply) {
-            if (reply.error().code == Errc::agent_unavailable) {
-                return make_error(Errc::agent_unavailable, "no agent answers on " + socket.string());
+            // No agent, or one that refuses this user: the command's failure, said once (on stderr, by the
+            // caller), not a refresh of this profile that failed.
+            const Errc code = reply.error().code;
+            if (code == Errc::agent_unavailable || code == Errc::peer_refused ||
+                code == Errc::unsafe_permissions) {
+                return reply.error();
             }
-            std::fprintf(out, "%s: failed: %s: %s\n", name.c_str(), errc_name(reply.error().code),
+            std::fprintf(out, "%s: failed: %s: %s\n", name.c_str(), errc_name(code),
                          reply.error().message.c_str());
             if (!first_failure) {
                 first_failure = reply.error();
