@@ -17,6 +17,7 @@ constexpr ErrcRow kErrcTable[] = {
     {Errc::key_cert_mismatch, "key_cert_mismatch", 65, false},
     {Errc::certificate_invalid, "certificate_invalid", 65, false},
     {Errc::certificate_expired, "certificate_expired", 65, false},
+    {Errc::certificate_not_yet_valid, "certificate_not_yet_valid", 65, false},
     {Errc::unsupported_key, "unsupported_key", 65, false},
     {Errc::config_invalid, "config_invalid", 78, false},
     {Errc::crypto_failure, "crypto_failure", 70, false},
@@ -31,7 +32,6 @@ constexpr ErrcRow kErrcTable[] = {
     {Errc::device_unavailable, "device_unavailable", 69, true},
     {Errc::device_auth_failed, "device_auth_failed", 77, false},
     {Errc::peer_refused, "peer_refused", 77, false},
-    {Errc::certificate_not_yet_valid, "certificate_not_yet_valid", 65, false},
     {Errc::credentials_too_short, "credentials_too_short", 69, false},
     {Errc::internal, "internal", 70, false},
 };

@@ -13,21 +13,23 @@ namespace rad {
 
 // Errc is the class of a failure. The comments give the exit code of the command line (see exit_code()).
 enum class Errc {
-    usage = 1,              // 64 EX_USAGE: a flag is missing, unknown, malformed or conflicts with another
-    input_missing,          // 66 EX_NOINPUT: a named file does not exist or cannot be read
-    input_invalid,          // 65 EX_DATAERR: a file is not PEM/DER/PKCS#12, is truncated, too large, ...
-    wrong_passphrase,       // 65 EX_DATAERR: an encrypted key or PKCS#12 file did not decrypt
-    unsafe_permissions,     // 77 EX_NOPERM: a secret file is readable by group/others, a symlink, not ours
-    key_cert_mismatch,      // 65 EX_DATAERR: the private key is not the key of the leaf certificate
-    certificate_invalid,    // 65 EX_DATAERR: leaf not v3, a CA, lacks digitalSignature, chain out of order
-    certificate_expired,    // 65 EX_DATAERR: leaf past its notAfter
-    unsupported_key,        // 65 EX_DATAERR: RSA < 2048 bits, a curve other than P-256/384/521, Ed25519
-    config_invalid,         // 78 EX_CONFIG: the configuration file is wrong
-    crypto_failure,         // 70 EX_SOFTWARE: OpenSSL failed where it should not
-    upstream_unreachable,   // 75 EX_TEMPFAIL, retryable: DNS, connect, reset, proxy refused
-    upstream_timeout,       // 75 EX_TEMPFAIL, retryable: connect, TLS or total deadline passed
-    upstream_throttled,     // 75 EX_TEMPFAIL, retryable: HTTP 429 or a Throttling* error code
-    upstream_server_error,  // 75 EX_TEMPFAIL, retryable: HTTP 5xx
+    usage = 1,            // 64 EX_USAGE: a flag is missing, unknown, malformed or conflicts with another
+    input_missing,        // 66 EX_NOINPUT: a named file does not exist or cannot be read
+    input_invalid,        // 65 EX_DATAERR: a file is not PEM/DER/PKCS#12, is truncated, too large, ...
+    wrong_passphrase,     // 65 EX_DATAERR: an encrypted key or PKCS#12 file did not decrypt
+    unsafe_permissions,   // 77 EX_NOPERM: a secret file is readable by group/others, a symlink, not ours
+    key_cert_mismatch,    // 65 EX_DATAERR: the private key is not the key of the leaf certificate
+    certificate_invalid,  // 65 EX_DATAERR: leaf not v3, a CA, lacks digitalSignature, chain out of order
+    certificate_expired,  // 65 EX_DATAERR: leaf past its notAfter
+    certificate_not_yet_valid,  // 65 EX_DATAERR: leaf before its notBefore (a clock behind, or a leaf
+                                // issued with a start date ahead)
+    unsupported_key,            // 65 EX_DATAERR: RSA < 2048 bits, a curve other than P-256/384/521, Ed25519
+    config_invalid,             // 78 EX_CONFIG: the configuration file is wrong
+    crypto_failure,             // 70 EX_SOFTWARE: OpenSSL failed where it should not
+    upstream_unreachable,       // 75 EX_TEMPFAIL, retryable: DNS, connect, reset, proxy refused
+    upstream_timeout,           // 75 EX_TEMPFAIL, retryable: connect, TLS or total deadline passed
+    upstream_throttled,         // 75 EX_TEMPFAIL, retryable: HTTP 429 or a Throttling* error code
+    upstream_server_error,      // 75 EX_TEMPFAIL, retryable: HTTP 5xx
     upstream_tls,           // 69 EX_UNAVAILABLE, retryable: handshake failed, untrusted or wrong-host cert
     upstream_malformed,     // 69 EX_UNAVAILABLE, retryable: an answer that is not valid CreateSession output
     upstream_rejected,      // 77 EX_NOPERM, not retryable: 400/403/404, e.g. AccessDeniedException
@@ -36,10 +38,9 @@ enum class Errc {
     device_auth_failed,     // 77 EX_NOPERM: a TPM or token refused a password/PIN, or is locked out (never
                             // retried)
     peer_refused,           // 77 EX_NOPERM: the agent's socket refused this user (allowed_uids/allowed_gids)
-    certificate_not_yet_valid,  // 65 EX_DATAERR: leaf before its notBefore
-    credentials_too_short,      // 69 EX_UNAVAILABLE: the service's credentials leave too little time to be
-                                // served (a session cut short, or this host's clock ahead of the service's)
-    internal,                   // 70 EX_SOFTWARE (stays last: the table in error.cpp ends with it)
+    credentials_too_short,  // 69 EX_UNAVAILABLE: the service's credentials leave too little time to be served
+                            // (a session cut short, or this host's clock ahead of the service's)
+    internal,               // 70 EX_SOFTWARE (stays last: the table in error.cpp ends with it)
 };
 
 // Error is a failure with a one-line, human-readable message. The message names the file, flag or field

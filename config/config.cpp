@@ -18,6 +18,9 @@
 #define TOML_ASSERT(expr) static_assert(true)
 #include <toml++/toml.h>
 
+#include "config/setting_access.hpp"
+#include "config/settings.hpp"
+
 namespace rad::config {
 
 std::string ListenAddress::to_string() const {
@@ -109,23 +112,37 @@ int line_of(const toml::node& node) {
     return static_cast<int>(node.source().begin.line);
 }
 
+// FirstError keeps the error of the earliest line of the file: the tables are read setting by setting, in
+// the order of the description, and the one to fix first is the one the file shows first.
+struct FirstError {
+    std::optional<Error> error;
+    int line = 0;
+
+    void offer(int at, Error candidate) {
+        if (!error || at < line) {
+            error = std::move(candidate);
+            line = at;
+        }
+    }
+};
+
 // TableReader reads the keys of one table, remembering where each was set and which were never asked for
-// (unknown keys are errors: a typo must not silently turn a setting off). The first error wins; later
-// reads return defaults so that the caller can read straight through and check once at the end.
+// (unknown keys are errors: a typo must not silently turn a setting off). A read that fails records its
+// error and returns nothing, so that the caller can read straight through and check once at the end.
 class TableReader {
 public:
-    TableReader(const toml::table& table, Source& source, std::string context, std::optional<Error>& error)
-        : table_(table), source_(source), context_(std::move(context)), error_(error) {
+    TableReader(const toml::table& table, Source& source, std::string context, FirstError& errors)
+        : table_(table), source_(source), context_(std::move(context)), errors_(errors) {
         for (auto&& [key, node] : table_) {
             source_.lines[std::string(key.str())] = line_of(node);
         }
     }
 
     void fail(std::string_view key, const std::string& what) {
-        if (!error_) {
-            error_ = make_error(Errc::config_invalid,
-                                source_.where(key) + ": " + context_ + "." + std::string(key) + ": " + what);
-        }
+        const auto it = source_.lines.find(key);
+        errors_.offer(it != source_.lines.end() ? it->second : source_.table_line,
+                      make_error(Errc::config_invalid, source_.where(key) + ": " + context_ + "." +
+                                                           std::string(key) + ": " + what));
     }
 
     const toml::node* node(std::string_view key) {
@@ -146,42 +163,36 @@ public:
         return value->get();
     }
 
-    void string_into(std::string_view key, std::string& out) {
-        if (auto v = string(key)) {
-            out = std::move(*v);
-        }
-    }
-
-    void boolean_into(std::string_view key, bool& out) {
+    std::optional<bool> boolean(std::string_view key) {
         const auto* n = node(key);
         if (n == nullptr) {
-            return;
+            return std::nullopt;
         }
         const auto* value = n->as_boolean();
         if (value == nullptr) {
             fail(key, "must be true or false");
-            return;
+            return std::nullopt;
         }
-        out = value->get();
+        return value->get();
     }
 
-    void integer_into(std::string_view key, int& out, long long min, long long max) {
+    std::optional<int> integer(std::string_view key, long long min, long long max) {
         const auto* n = node(key);
         if (n == nullptr) {
-            return;
+            return std::nullopt;
         }
         const auto* value = n->as_integer();
         if (value == nullptr) {
             fail(key, "must be an integer");
-            return;
+            return std::nullopt;
         }
         const long long v = value->get();
         if (v < min || v > max) {
             fail(key, "must be between " + std::to_string(min) + " and " + std::to_string(max) + " (got " +
                           std::to_string(v) + ")");
-            return;
+            return std::nullopt;
         }
-        out = static_cast<int>(v);
+        return static_cast<int>(v);
     }
 
     // strings accepts a string or an array of strings.
@@ -210,193 +221,38 @@ public:
         return std::nullopt;
     }
 
-    void ids_into(std::string_view key, std::vector<std::uint32_t>& out) {
+    std::optional<std::vector<std::uint32_t>> ids(std::string_view key) {
         const auto* n = node(key);
         if (n == nullptr) {
-            return;
+            return std::nullopt;
         }
         const auto* array = n->as_array();
         if (array == nullptr) {
             fail(key, "must be an array of numeric ids");
-            return;
+            return std::nullopt;
         }
+        std::vector<std::uint32_t> out;
         for (const auto& element : *array) {
             const auto* id = element.as_integer();
             if (id == nullptr || id->get() < 0 || id->get() > 0xFFFFFFFELL) {
                 fail(key, "must be an array of numeric ids (0-4294967294)");
-                return;
+                return std::nullopt;
             }
             out.push_back(static_cast<std::uint32_t>(id->get()));
         }
+        return out;
     }
 
-    void finish() {
-        for (auto&& [key, node] : table_) {
-            if (!known_.contains(std::string(key.str()))) {
-                fail(key.str(), "unknown key");
-                return;
-            }
+    // fractions reads [MIN, MAX] with 0.1 <= MIN <= MAX <= 0.9.
+    std::optional<std::pair<double, double>> fractions(std::string_view key) {
+        const auto* n = node(key);
+        if (n == nullptr) {
+            return std::nullopt;
         }
-    }
-
-private:
-    const toml::table& table_;
-    Source& source_;
-    std::string context_;
-    std::optional<Error>& error_;
-    std::set<std::string, std::less<>> known_;
-};
-
-// FileResolver turns "credential:NAME" into $CREDENTIALS_DIRECTORY/NAME and checks that files exist.
-struct FileResolver {
-    const ConfigEnvironment& environment;
-    TableReader& reader;
-
-    void path_into(std::string_view key, std::filesystem::path& out, bool must_exist = true) {
-        path_or_uri_into(key, out, must_exist, false);
-    }
-
-    // path_or_uri_into is path_into that also takes a "pkcs11:" URI (certificate, private_key), verbatim.
-    void path_or_uri_into(std::string_view key,
-                          std::filesystem::path& out,
-                          bool must_exist,
-                          bool allow_pkcs11) {
-        auto value = reader.string(key);
-        if (!value) {
-            return;
-        }
-        if (value->empty()) {
-            reader.fail(key, "must not be empty (leave the key out instead)");
-            return;
-        }
-        // A TPM key handle is no path either (private_key only).
-        if (allow_pkcs11 &&
-            (value->starts_with("pkcs11:") || (key == "private_key" && value->starts_with("handle:")))) {
-            out = *value;
-            return;
-        }
-        std::filesystem::path path;
-        if (value->starts_with("credential:")) {
-            const std::string name = value->substr(std::strlen("credential:"));
-            if (name.empty() || name.find('/') != std::string::npos) {
-                reader.fail(key, "\"" + *value + "\" is not credential:NAME");
-                return;
-            }
-            if (!environment.credentials_directory) {
-                reader.fail(key, "\"" + *value + "\" needs $CREDENTIALS_DIRECTORY (systemd LoadCredential=)");
-                return;
-            }
-            path = *environment.credentials_directory / name;
-        } else {
-            path = *value;
-        }
-        if (must_exist && environment.check_files) {
-            std::error_code ec;
-            const auto status = std::filesystem::status(path, ec);
-            if (ec || !std::filesystem::exists(status)) {
-                reader.fail(key, path.string() + ": no such file");
-                return;
-            }
-            if (!std::filesystem::is_regular_file(status)) {
-                reader.fail(key, path.string() + ": not a regular file");
-                return;
-            }
-            // Whoever can rewrite the identity files can make the agent sign with their key.
-            using std::filesystem::perms;
-            if ((status.permissions() & (perms::group_write | perms::others_write)) != perms::none) {
-                reader.fail(key, path.string() + ": writable by group or others; chmod go-w it");
-                return;
-            }
-        }
-        out = std::move(path);
-    }
-};
-
-void read_listen_list(TableReader& reader, std::string_view key, std::vector<ListenAddress>& out) {
-    auto values = reader.strings(key);
-    if (!values) {
-        return;
-    }
-    for (const auto& value : *values) {
-        auto address = parse_listen_address(value);
-        if (!address) {
-            reader.fail(key, address.error().message);
-            return;
-        }
-        out.push_back(*address);
-    }
-}
-
-void read_agent(const toml::table& table, AgentSettings& agent, std::optional<Error>& error) {
-    TableReader r(table, agent.source, "agent", error);
-    if (auto level = r.string("log_level")) {
-        if (*level == "debug") {
-            agent.log_level = LogLevel::debug;
-        } else if (*level == "info") {
-            agent.log_level = LogLevel::info;
-        } else if (*level == "warning") {
-            agent.log_level = LogLevel::warning;
-        } else if (*level == "error") {
-            agent.log_level = LogLevel::error;
-        } else {
-            r.fail("log_level", "must be debug, info, warning or error");
-        }
-    }
-    if (auto format = r.string("log_format")) {
-        if (*format == "text") {
-            agent.log_format = LogFormat::text;
-        } else if (*format == "json") {
-            agent.log_format = LogFormat::json;
-        } else {
-            r.fail("log_format", "must be text or json");
-        }
-    }
-    if (auto socket = r.string("socket_path")) {
-        if (!socket->empty() && !socket->starts_with('/')) {
-            r.fail("socket_path", "must be an absolute path (or \"\" for no socket)");
-        }
-        agent.socket_path = *socket;
-    }
-    if (const auto* mode = r.node("socket_mode")) {
-        // Written as a string ("0660") because TOML has no octal-looking integers that people read right.
-        const auto* text = mode->as_string();
-        if (text == nullptr || text->get().empty() || text->get().size() > 4 ||
-            text->get().find_first_not_of("01234567") != std::string::npos) {
-            r.fail("socket_mode", "must be an octal mode string such as \"0660\"");
-        } else {
-            agent.socket_mode = static_cast<unsigned>(std::stoul(text->get(), nullptr, 8));
-            if ((agent.socket_mode & 0007) != 0) {
-                r.fail("socket_mode", "must not give others any access");
-            }
-        }
-    }
-    r.string_into("socket_group", agent.socket_group);
-    r.ids_into("allowed_uids", agent.allowed_uids);
-    r.ids_into("allowed_gids", agent.allowed_gids);
-    if (auto ecs = r.string("ecs_listen")) {
-        auto address = parse_listen_address(*ecs);
-        if (!address) {
-            r.fail("ecs_listen", address.error().message);
-        } else {
-            agent.ecs_listen = *address;
-        }
-    }
-    if (auto health = r.string("health_listen")) {
-        auto address = parse_listen_address(*health);
-        if (!address) {
-            r.fail("health_listen", address.error().message);
-        } else {
-            agent.health_listen = *address;
-        }
-    }
-    r.boolean_into("allow_imdsv1", agent.allow_imdsv1);
-    r.integer_into("hop_limit", agent.hop_limit, 1, 255);
-    r.integer_into("max_connections", agent.max_connections, 1, 65536);
-    if (const auto* window = r.node("refresh_window")) {
-        const auto* array = window->as_array();
+        const auto* array = n->as_array();
         auto number = [&](std::size_t i) -> std::optional<double> {
-            const toml::node* n = array != nullptr ? array->get(i) : nullptr;
-            if (const auto* value = n != nullptr ? n->as_floating_point() : nullptr) {
+            const toml::node* element = array != nullptr ? array->get(i) : nullptr;
+            if (const auto* value = element != nullptr ? element->as_floating_point() : nullptr) {
                 return value->get();
             }
             return std::nullopt;
@@ -407,73 +263,277 @@ void read_agent(const toml::table& table, AgentSettings& agent, std::optional<Er
             hi = number(1);
         }
         if (!lo || !hi || *lo < 0.1 || *hi > 0.9 || *lo > *hi) {
-            r.fail("refresh_window",
-                   "must be [MIN, MAX] fractions of the lifetime with 0.1 <= MIN <= MAX <= 0.9");
-        } else {
-            agent.refresh_window_min = *lo;
-            agent.refresh_window_max = *hi;
+            fail(key, "must be [MIN, MAX] fractions of the lifetime with 0.1 <= MIN <= MAX <= 0.9");
+            return std::nullopt;
+        }
+        return std::pair{*lo, *hi};
+    }
+
+    void finish() {
+        for (auto&& [key, node] : table_) {
+            if (!known_.contains(std::string(key.str()))) {
+                fail(key.str(), "unknown key");
+            }
         }
     }
-    r.integer_into("retry_cap_seconds", agent.retry_cap_seconds, 1, 3600);
-    r.integer_into("startup_jitter_seconds", agent.startup_jitter_seconds, 0, 3600);
+
+private:
+    const toml::table& table_;
+    Source& source_;
+    std::string context_;
+    FirstError& errors_;
+    std::set<std::string, std::less<>> known_;
+};
+
+// FileResolver turns "credential:NAME" into $CREDENTIALS_DIRECTORY/NAME and checks that files exist, for
+// the tables whose files are needed (ConfigEnvironment::file_checks); elsewhere paths are kept as written.
+struct FileResolver {
+    const ConfigEnvironment& environment;
+    TableReader& reader;
+    bool resolve = true;
+
+    enum class Accepts { path, path_or_pkcs11, path_pkcs11_or_handle };
+
+    std::optional<std::filesystem::path> path(std::string_view key, bool must_exist, Accepts accepts) {
+        auto value = reader.string(key);
+        if (!value) {
+            return std::nullopt;
+        }
+        if (value->empty()) {
+            reader.fail(key, "must not be empty (leave the key out instead)");
+            return std::nullopt;
+        }
+        // A "pkcs11:" URI (certificate, private_key) or a TPM key handle (private_key) is no path.
+        if ((accepts != Accepts::path && value->starts_with("pkcs11:")) ||
+            (accepts == Accepts::path_pkcs11_or_handle && value->starts_with("handle:"))) {
+            return std::filesystem::path(*value);
+        }
+        std::filesystem::path path;
+        if (value->starts_with("credential:")) {
+            const std::string name = value->substr(std::strlen("credential:"));
+            if (name.empty() || name.find('/') != std::string::npos) {
+                reader.fail(key, "\"" + *value + "\" is not credential:NAME");
+                return std::nullopt;
+            }
+            if (!resolve) {
+                return std::filesystem::path(*value);
+            }
+            if (!environment.credentials_directory) {
+                reader.fail(key, "\"" + *value + "\" needs $CREDENTIALS_DIRECTORY (systemd LoadCredential=)");
+                return std::nullopt;
+            }
+            path = *environment.credentials_directory / name;
+        } else {
+            path = *value;
+        }
+        if (must_exist && resolve && environment.check_files) {
+            std::error_code ec;
+            const auto status = std::filesystem::status(path, ec);
+            if (ec || !std::filesystem::exists(status)) {
+                reader.fail(key, path.string() + ": no such file");
+                return std::nullopt;
+            }
+            if (!std::filesystem::is_regular_file(status)) {
+                reader.fail(key, path.string() + ": not a regular file");
+                return std::nullopt;
+            }
+            // Whoever can rewrite the identity files can make the agent sign with their key.
+            using std::filesystem::perms;
+            if ((status.permissions() & (perms::group_write | perms::others_write)) != perms::none) {
+                reader.fail(key, path.string() + ": writable by group or others; chmod go-w it");
+                return std::nullopt;
+            }
+        }
+        return path;
+    }
+};
+
+std::optional<ListenAddress> listen_address(TableReader& reader, std::string_view key) {
+    auto text = reader.string(key);
+    if (!text) {
+        return std::nullopt;
+    }
+    auto address = parse_listen_address(*text);
+    if (!address) {
+        reader.fail(key, address.error().message);
+        return std::nullopt;
+    }
+    return *address;
+}
+
+std::optional<std::vector<ListenAddress>> listen_list(TableReader& reader, std::string_view key) {
+    auto values = reader.strings(key);
+    if (!values) {
+        return std::nullopt;
+    }
+    std::vector<ListenAddress> out;
+    for (const auto& value : *values) {
+        auto address = parse_listen_address(value);
+        if (!address) {
+            reader.fail(key, address.error().message);
+            return std::nullopt;
+        }
+        out.push_back(*address);
+    }
+    return out;
+}
+
+// Named is one accepted word of a setting that is one of a few.
+template <class Value>
+struct Named {
+    std::string_view name;
+    Value value;
+};
+constexpr Named<LogLevel> kLogLevels[] = {{"debug", LogLevel::debug},
+                                          {"info", LogLevel::info},
+                                          {"warning", LogLevel::warning},
+                                          {"error", LogLevel::error}};
+constexpr Named<LogFormat> kLogFormats[] = {{"text", LogFormat::text}, {"json", LogFormat::json}};
+
+template <class Value, std::size_t N>
+std::optional<Value> one_of(TableReader& reader, std::string_view key, const Named<Value> (&names)[N]) {
+    auto text = reader.string(key);
+    if (!text) {
+        return std::nullopt;
+    }
+    std::string list;
+    for (std::size_t i = 0; i < N; ++i) {
+        if (names[i].name == *text) {
+            return names[i].value;
+        }
+        list += std::string(i == 0 ? "" : i + 1 == N ? " or " : ", ") + std::string(names[i].name);
+    }
+    reader.fail(key, "must be " + list);
+    return std::nullopt;
+}
+
+std::optional<unsigned> octal_mode(TableReader& reader, std::string_view key) {
+    const auto* node = reader.node(key);
+    if (node == nullptr) {
+        return std::nullopt;
+    }
+    // Written as a string ("0660") because TOML has no octal-looking integers that people read right.
+    const auto* text = node->as_string();
+    if (text == nullptr || text->get().empty() || text->get().size() > 4 ||
+        text->get().find_first_not_of("01234567") != std::string::npos) {
+        reader.fail(key, "must be an octal mode string such as \"0660\"");
+        return std::nullopt;
+    }
+    const auto mode = static_cast<unsigned>(std::stoul(text->get(), nullptr, 8));
+    if ((mode & 0007) != 0) {
+        reader.fail(key, "must not give others any access");
+        return std::nullopt;
+    }
+    return mode;
+}
+
+// read_setting reads one setting of a table into `target`, as its kind says; an absent key leaves the
+// default. `table_name` is the profile's name in examples ("/credentials/NAME").
+template <class Setting, class Target>
+void read_setting(const Setting& setting,
+                  TableReader& r,
+                  FileResolver& files,
+                  Target& target,
+                  std::string_view table_name) {
+    const std::string_view key = setting.key;
+    const auto store = [&](auto value) {
+        if (value) {
+            access::store(setting.field, target, std::move(*value));
+        }
+    };
+    using Accepts = FileResolver::Accepts;
+    switch (setting.kind) {
+        case ValueKind::text:
+            return store(r.string(key));
+        case ValueKind::flag:
+            return store(r.boolean(key));
+        case ValueKind::integer:
+            return store(r.integer(key, setting.min, setting.max));
+        case ValueKind::file:
+            return store(files.path(key, true, Accepts::path));
+        case ValueKind::new_file:
+            return store(files.path(key, false, Accepts::path));
+        case ValueKind::certificate_source:
+            return store(files.path(key, true, Accepts::path_or_pkcs11));
+        case ValueKind::key_source:
+            return store(files.path(key, true, Accepts::path_pkcs11_or_handle));
+        case ValueKind::listen: {
+            auto address = listen_address(r, key);
+            return store(address ? std::optional<std::optional<ListenAddress>>(std::move(address))
+                                 : std::nullopt);
+        }
+        case ValueKind::listen_list:
+            return store(listen_list(r, key));
+        case ValueKind::ids:
+            return store(r.ids(key));
+        case ValueKind::log_level:
+            return store(one_of(r, key, kLogLevels));
+        case ValueKind::log_format:
+            return store(one_of(r, key, kLogFormats));
+        case ValueKind::octal_mode:
+            return store(octal_mode(r, key));
+        case ValueKind::socket_path: {
+            auto path = r.string(key);
+            if (path && !path->empty() && !path->starts_with('/')) {
+                r.fail(key, "must be an absolute path (or \"\" for no socket)");
+                return;
+            }
+            return store(path ? std::optional(std::filesystem::path(*path)) : std::nullopt);
+        }
+        case ValueKind::url_path: {
+            auto path = r.string(key);
+            if (path && (!path->starts_with('/') || path->find_first_of("?# ") != std::string::npos)) {
+                r.fail(key, "must be an absolute URL path such as \"/credentials/" + std::string(table_name) +
+                                "\"");
+                return;
+            }
+            return store(path);
+        }
+        case ValueKind::fraction_window:
+            return store(r.fractions(key));
+    }
+}
+
+void read_agent(const toml::table& table,
+                AgentSettings& agent,
+                const ConfigEnvironment& environment,
+                FirstError& errors) {
+    TableReader r(table, agent.source, "agent", errors);
+    FileResolver files{environment, r};
+    for (const auto& setting : agent_settings()) {
+        read_setting(setting, r, files, agent, "agent");
+    }
     r.finish();
 }
 
 void read_profile(const toml::table& table,
                   ProfileConfig& profile,
                   const ConfigEnvironment& environment,
-                  std::optional<Error>& error) {
-    TableReader r(table, profile.source, "profiles." + profile.name, error);
-    FileResolver files{environment, r};
-    files.path_or_uri_into("certificate", profile.identity.certificate, true, /*allow_pkcs11=*/true);
-    files.path_or_uri_into("private_key", profile.identity.private_key, true, /*allow_pkcs11=*/true);
-    files.path_into("intermediates", profile.identity.intermediates);
-    files.path_into("passphrase_file", profile.identity.passphrase_file);
-    r.boolean_into("allow_insecure_key_permissions", profile.identity.allow_insecure_key_permissions);
-    files.path_into("pkcs11_lib", profile.identity.pkcs11_lib);
-    files.path_into("pin_file", profile.identity.pin_file);
-    r.boolean_into("reuse_pin", profile.identity.reuse_pin);
-    r.string_into("tpm_tcti", profile.identity.tpm_tcti);
-    files.path_into("tpm_key_password_file", profile.identity.tpm_key_password_file);
-    files.path_into("tpm_parent_password_file", profile.identity.tpm_parent_password_file);
-    r.string_into("trust_anchor_arn", profile.trust_anchor_arn);
-    r.string_into("profile_arn", profile.profile_arn);
-    r.string_into("role_arn", profile.role_arn);
-    r.string_into("region", profile.region);
-    r.string_into("endpoint", profile.endpoint);
-    r.boolean_into("use_fips_endpoint", profile.use_fips_endpoint);
-    files.path_into("ca_bundle", profile.ca_bundle);
-    r.boolean_into("no_verify_ssl", profile.no_verify_ssl);
-    r.integer_into("session_duration", profile.session_duration, 900, 43200);
-    r.string_into("role_session_name", profile.role_session_name);
-    read_listen_list(r, "imds_listen", profile.imds_listen);
-    if (auto path = r.string("ecs_path")) {
-        if (!path->starts_with('/') || path->find_first_of("?# ") != std::string::npos) {
-            r.fail("ecs_path", "must be an absolute URL path such as \"/credentials/" + profile.name + "\"");
-        }
-        profile.ecs_path = *path;
+                  FirstError& errors) {
+    TableReader r(table, profile.source, "profiles." + profile.name, errors);
+    const bool files_needed =
+        environment.file_checks == FileChecks::every_profile ||
+        (environment.file_checks == FileChecks::one_profile && environment.checked_profile == profile.name);
+    FileResolver files{environment, r, files_needed};
+    for (const auto& setting : profile_settings()) {
+        read_setting(setting, r, files, profile, profile.name);
     }
-    files.path_into("ecs_token_file", profile.ecs_token_file, /*must_exist=*/false);
-    r.string_into("credentials_file_profile", profile.credentials_file_profile);
-    files.path_into("credentials_file", profile.credentials_file, /*must_exist=*/false);
     r.finish();
-    if (error) {
-        return;
+    if (errors.error) {
+        return;  // a missing key may be a misspelt one, which the error names
     }
-    for (const char* required : {"certificate", "trust_anchor_arn", "profile_arn", "role_arn"}) {
-        if (!profile.source.lines.contains(required)) {
-            r.fail(required, "is required");
+    for (const auto& setting : profile_settings()) {
+        if ((setting.roles & role::required) == 0) {
+            continue;
+        }
+        // Present but empty is as good as absent (found by fuzzing: trust_anchor_arn = "" was accepted; an
+        // empty path is refused as it is read).
+        if (!profile.source.lines.contains(setting.key)) {
+            r.fail(setting.key, "is required");
             return;
         }
-    }
-    // Present but empty is as good as absent (found by fuzzing: trust_anchor_arn = "" was accepted).
-    const std::pair<const char*, bool> empty[] = {{"certificate", profile.identity.certificate.empty()},
-                                                  {"trust_anchor_arn", profile.trust_anchor_arn.empty()},
-                                                  {"profile_arn", profile.profile_arn.empty()},
-                                                  {"role_arn", profile.role_arn.empty()}};
-    for (const auto& [key, is_empty] : empty) {
-        if (is_empty) {
-            r.fail(key, "must not be empty");
+        if (setting.kind == ValueKind::text && value_text(setting, profile).empty()) {
+            r.fail(setting.key, "must not be empty");
             return;
         }
     }
@@ -600,16 +660,16 @@ Result<AgentConfig> parse_config_text(std::string_view text,
                                                     std::to_string(e.source().begin.line) + ": " +
                                                     std::string(e.description()));
     }
-    std::optional<Error> error;
+    FirstError errors;
     config.agent.source.file = origin.string();
     Source root_source{origin.string(), {}, 1};
-    TableReader top(root, root_source, "(top level)", error);
+    TableReader top(root, root_source, "(top level)", errors);
     if (const auto* agent = top.node("agent")) {
         if (!agent->is_table()) {
             top.fail("agent", "must be a table ([agent])");
         } else {
             config.agent.source.table_line = line_of(*agent);
-            read_agent(*agent->as_table(), config.agent, error);
+            read_agent(*agent->as_table(), config.agent, environment, errors);
         }
     }
     if (const auto* profiles = top.node("profiles")) {
@@ -635,28 +695,26 @@ Result<AgentConfig> parse_config_text(std::string_view text,
                                            "abcdefghijklmnopqrstuvwxyz"
                                            "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") == std::string::npos;
                 if (!good_name) {
-                    if (!error) {
-                        error = make_error(Errc::config_invalid, profile.source.where("") +
-                                                                     ": profile name \"" + profile.name +
-                                                                     "\" must be 1-64 of A-Z a-z 0-9 . _ -");
-                    }
+                    errors.offer(profile.source.table_line,
+                                 make_error(Errc::config_invalid,
+                                            profile.source.where("") + ": profile name \"" + profile.name +
+                                                "\" must be 1-64 of A-Z a-z 0-9 . _ -"));
                     break;
                 }
                 if (!node.is_table()) {
-                    if (!error) {
-                        error = make_error(Errc::config_invalid, profile.source.where("") + ": profiles." +
-                                                                     profile.name + " must be a table");
-                    }
+                    errors.offer(profile.source.table_line,
+                                 make_error(Errc::config_invalid, profile.source.where("") + ": profiles." +
+                                                                      profile.name + " must be a table"));
                     break;
                 }
-                read_profile(*node.as_table(), profile, environment, error);
+                read_profile(*node.as_table(), profile, environment, errors);
                 config.profiles.push_back(std::move(profile));
             }
         }
     }
     top.finish();
-    if (error) {
-        return *error;
+    if (errors.error) {
+        return *errors.error;
     }
     if (config.profiles.empty()) {
         return make_error(Errc::config_invalid,

@@ -1,10 +1,11 @@
 #pragma once
 // The agent's configuration file (TOML): one [agent] table of global settings and one [profiles.NAME] table
-// per identity. load_config() checks everything that can be checked without the network or the key
-// material: syntax, unknown keys, types, ranges, addresses, that named files exist, and that the file itself
-// is not writable by group or others. Each error is one line "FILE:LINE: what is wrong"
-// (Errc::config_invalid, exit 78). Semantic checks that need the signer (ARN syntax, region agreement) are
-// the daemon's, which uses line_of() to point at the offending key.
+// per identity; every key is described once, in settings.hpp. load_config() checks everything that can be
+// checked without the network or the key material: syntax, unknown keys, types, ranges, addresses, that
+// named files exist, and that the file itself is not writable by group or others. Each error is one line
+// "FILE:LINE: what is wrong" (Errc::config_invalid, exit 78), of the earliest line at fault. Semantic checks
+// that need the signer (ARN syntax, region agreement) are the daemon's, which uses line_of() to point at the
+// offending key.
 
 #include <cstdint>
 #include <filesystem>
@@ -28,6 +29,7 @@ struct ListenAddress {
     std::string host;  // IPv6 without brackets
     std::uint16_t port = 0;
     std::string to_string() const;
+    bool operator==(const ListenAddress&) const = default;
 };
 
 // parse_listen_address parses "host:port" (port 0..65535, IPv6 in brackets).
@@ -106,11 +108,21 @@ struct AgentConfig {
     const ProfileConfig* find_profile(std::string_view name) const;
 };
 
-// ConfigEnvironment is what load_config reads besides the file: $CREDENTIALS_DIRECTORY (systemd).
+// FileChecks says whose files parse_config resolves ("credential:NAME" against $CREDENTIALS_DIRECTORY) and
+// checks (a regular file, not writable by group or others): every profile's for the agent, which loads
+// them all; none for a client of the running agent (`status`, `refresh`, the fast path asking it), which
+// needs only the socket; one profile's for a client signing by itself with that profile. Paths that are
+// not resolved are kept as written.
+enum class FileChecks { every_profile, none, one_profile };
+
+// ConfigEnvironment is what load_config reads besides the file: $CREDENTIALS_DIRECTORY (systemd), and
+// which files are needed.
 struct ConfigEnvironment {
     std::optional<std::filesystem::path> credentials_directory;
-    // check_files: verify that named files exist (off for unit tests of the pure parser).
+    // check_files: verify that the resolved files exist (off for unit tests of the pure parser).
     bool check_files = true;
+    FileChecks file_checks = FileChecks::every_profile;
+    std::string checked_profile;  // the profile of FileChecks::one_profile
 };
 
 // parse_config parses TOML text; `origin` is the file name used in messages.

@@ -1,6 +1,6 @@
 #include "config/identity_spec.hpp"
 
-#include <tuple>
+#include "config/settings.hpp"
 
 namespace rad::config {
 namespace {
@@ -15,13 +15,13 @@ bool same_secret(const std::shared_ptr<const Secret>& a, const std::shared_ptr<c
 }  // namespace
 
 bool IdentitySpec::same_as(const IdentitySpec& other) const {
-    const auto fields = [](const IdentitySpec& s) {
-        return std::tie(s.certificate, s.private_key, s.intermediates, s.passphrase_file,
-                        s.allow_insecure_key_permissions, s.pkcs11_lib, s.pin_file, s.reuse_pin, s.tpm_tcti,
-                        s.tpm_key_password_file, s.tpm_parent_password_file);
-    };
-    return fields(*this) == fields(other) && same_secret(passphrase, other.passphrase) &&
-           same_secret(tpm_key_password, other.tpm_key_password);
+    // Every identity setting of the file (settings.cpp), and the secrets only the command line hands over.
+    for (const auto& setting : profile_settings()) {
+        if (is_identity(setting) && !same_identity_value(setting, *this, other)) {
+            return false;
+        }
+    }
+    return same_secret(passphrase, other.passphrase) && same_secret(tpm_key_password, other.tpm_key_password);
 }
 
 }  // namespace rad::config

@@ -314,9 +314,9 @@ Result<void> check_leaf_rules(const Certificate& leaf,
     }
     if (now) {
         if (*now < leaf.not_before()) {
-            return make_error(Errc::certificate_expired, where + ": the certificate is not valid before " +
-                                                             format_iso8601(leaf.not_before()) + " (now " +
-                                                             format_iso8601(*now) + ")");
+            return make_error(Errc::certificate_not_yet_valid,
+                              where + ": the certificate is not valid before " +
+                                  format_iso8601(leaf.not_before()) + " (now " + format_iso8601(*now) + ")");
         }
         if (*now > leaf.not_after()) {
             return make_error(Errc::certificate_expired, where + ": the certificate expired at " +

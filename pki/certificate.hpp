@@ -98,7 +98,8 @@ private:
 
 // check_leaf applies Roles Anywhere's rules to the leaf before any request is signed: X.509 v3, not a CA,
 // keyUsage (if present) includes digitalSignature, and `now` within [notBefore, notAfter]. Errors are
-// certificate_invalid or certificate_expired with a message naming `origin` and, for validity, the dates.
+// certificate_invalid, certificate_not_yet_valid or certificate_expired with a message naming `origin` and,
+// for validity, the dates.
 [[nodiscard]] Result<void> check_leaf(const Certificate& leaf, std::string_view origin, SystemTime now);
 
 // check_chain_order verifies that chain[0] issued the leaf and chain[i+1] issued chain[i] (a self-signed

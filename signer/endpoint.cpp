@@ -398,6 +398,18 @@ Result<ResolvedEndpoint> resolve_endpoint(const EndpointOptions& options,
                            "FIPS pseudo-regions are not signing regions; give the plain region and " +
                                std::string(names.use_fips_endpoint)));
     }
+    // A trust anchor and its profile live in one region, and only that region's service knows them: a
+    // request signed for another region is refused with 403 after a round trip (the credential scope names
+    // the wrong region). That holds for the FIPS and China endpoints, and for an explicit endpoint too — a
+    // private (VPC) endpoint or a proxy in front of Roles Anywhere still verifies the signature for the trust
+    // anchor's region —, so the region can only repeat the trust anchor's (docs/protocol.md §2.2).
+    if (resolved.region != trust_anchor.region) {
+        return blame(names.region,
+                     usage(names.region, options.region,
+                           "the trust anchor and the profile are in '" + trust_anchor.region +
+                               "', and Roles Anywhere answers for them only there (leave " +
+                               std::string(names.region) + " out, or give '" + trust_anchor.region + "')"));
+    }
 
     if (!options.endpoint.empty()) {
         auto url = parse_url(options.endpoint, names.endpoint);

@@ -408,13 +408,10 @@ Result<std::string> Agent::reload() {
             settings += (settings.empty() ? "" : ",") + name;
         }
         log_.warning("reload_partial", {{"settings", settings}, {"reason", "take effect at the next start"}});
-        const auto& old_agent = options_.config.agent;
-        next.agent.socket_path = old_agent.socket_path;
-        next.agent.socket_mode = old_agent.socket_mode;
-        next.agent.socket_group = old_agent.socket_group;
-        next.agent.ecs_listen = old_agent.ecs_listen;
-        next.agent.health_listen = old_agent.health_listen;
     }
+    // What applies at once is handed below: the log level here, the limits to the HTTP servers, the refresh
+    // settings to the engines; the rest keeps its running values.
+    next.agent = settings_in_effect(options_.config.agent, std::move(next.agent));
     const auto listed = [](const std::vector<std::string>& names, const std::string& name) {
         return std::find(names.begin(), names.end(), name) != names.end();
     };

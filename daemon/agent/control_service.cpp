@@ -2,7 +2,7 @@
 
 #include <unistd.h>
 
-#include "daemon/fastpath/control_protocol.hpp"
+#include "daemon/control/control_protocol.hpp"
 
 namespace rad::daemon {
 

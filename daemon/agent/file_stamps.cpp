@@ -2,6 +2,8 @@
 
 #include <sys/stat.h>
 
+#include "config/settings.hpp"
+
 namespace rad::daemon {
 
 FileStamp stamp_of(const std::string& path) {
@@ -20,13 +22,11 @@ FileStamp stamp_of(const std::string& path) {
 }
 
 std::vector<FileStamp> identity_stamps(const config::IdentitySpec& identity) {
-    return {stamp_of(identity.certificate),
-            stamp_of(identity.private_key),
-            stamp_of(identity.intermediates),
-            stamp_of(identity.passphrase_file),
-            stamp_of(identity.pin_file),
-            stamp_of(identity.tpm_key_password_file),
-            stamp_of(identity.tpm_parent_password_file)};
+    std::vector<FileStamp> stamps;
+    for (const auto& file : config::identity_files(identity)) {
+        stamps.push_back(stamp_of(file.string()));
+    }
+    return stamps;
 }
 
 }  // namespace rad::daemon

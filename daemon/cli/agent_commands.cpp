@@ -2,6 +2,7 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 
 #include <nlohmann/json.hpp>
 
@@ -32,6 +33,27 @@ Result<config::LogLevel> parse_level(const std::string& text) {
 int report(const Error& error) {
     std::fprintf(stderr, "rolesanywhere-agent: %s\n", error.message.c_str());
     return exit_code(error.code);
+}
+
+// certificate_line is what `status` says of a certificate at `now`: how long it has left (with a warning
+// when that is short), or that it has expired, or that it is not valid yet. The dates are the agent's, the
+// judgement is against this host's clock, which the agent shares.
+std::string certificate_line(const nlohmann::json& c, SystemTime now) {
+    const std::string not_before = c.value("not_before", "");
+    const std::string not_after = c.value("not_after", "");
+    std::string line =
+        "  certificate   " + c.value("subject", "") + ", serial " + c.value("serial", "") + ", ";
+    if (const auto end = parse_rfc3339(not_after); end && now > *end) {
+        return line + "EXPIRED at " + not_after + ": renew it";
+    }
+    if (const auto start = parse_rfc3339(not_before); start && now < *start) {
+        return line + "NOT YET VALID until " + not_before + ": check the clock, or the certificate's issuer";
+    }
+    line += "expires " + not_after + " (" + std::to_string(c.value("days_left", 0LL)) + " days)";
+    if (c.value("expiring_soon", false)) {
+        line += "  WARNING: renew it soon";
+    }
+    return line;
 }
 
 }  // namespace
@@ -157,26 +179,41 @@ Result<void> run_fast_path(const FastPathOptions& options, std::FILE* out, const
     if (settled(options, consultation)) {
         return print_agent_answer(consultation, out);
     }
-    diag.trace(consultation.reply.error().message + "; no agent answers");
-    read_config_once(options, consultation);
-    const auto& config = consultation.file.config;
-    const std::string& config_path = consultation.file.path;
+    // No agent answered: sign here, with the profile asked for and only that one (the others' files, and
+    // their credential: paths, are no business of this call). Whatever goes wrong now is said after why this
+    // process signs at all.
+    const std::string no_agent = consultation.reply.error().message;
+    diag.trace(no_agent + "; signing here");
+    const auto signing_here = [&](const Error& error) {
+        return make_error(error.code, no_agent + "; signing here instead: " + error.message);
+    };
+    const std::string config_path = config_path_or_default(options.config_path);
+    std::error_code ec;
+    if (options.config_path.empty() && !std::filesystem::exists(config_path, ec)) {
+        return signing_here(
+            make_error(Errc::agent_unavailable, "there is no " + config_path + " to sign from"));
+    }
+    auto config = fallback_config(options.config_path, options.profile);
     if (!config) {
-        if (consultation.file.error) {
-            return *consultation.file.error;
-        }
-        return make_error(Errc::agent_unavailable, "no agent answers on " + consultation.socket.string() +
-                                                       " and there is no " + config_path + " to sign from");
+        return signing_here(config.error());
     }
     const auto* profile = config->find_profile(options.profile);
     if (profile == nullptr) {
-        return make_error(Errc::usage,
-                          "--profile: no profile named \"" + options.profile + "\" in " + config_path);
+        return signing_here(make_error(
+            Errc::usage, "--profile: no profile named \"" + options.profile + "\" in " + config_path));
+    }
+    // The signer's rules (ARNs, regions, endpoint) at the key's line of the file, as the agent reports them.
+    if (auto checked = check_profile_settings(*profile); !checked) {
+        return signing_here(checked.error());
     }
     diag.trace("signing directly with profile " + options.profile + " of " + config_path);
     CredentialOptions credentials{*profile};
     credentials.debug = diag.debug;
-    return run_credential_process(credentials, out, diag);
+    auto signed_here = run_credential_process(credentials, out, diag);
+    if (!signed_here) {
+        return signing_here(signed_here.error());
+    }
+    return {};
 }
 
 Result<void> run_status(const StatusOptions& options, std::FILE* out) {
@@ -198,9 +235,6 @@ Result<void> run_status(const StatusOptions& options, std::FILE* out) {
     ControlRequest request;
     auto reply = send_control_request(socket, request, std::chrono::seconds(5));
     if (!reply) {
-        if (reply.error().code == Errc::agent_unavailable) {
-            return make_error(Errc::agent_unavailable, "no agent answers on " + socket.string());
-        }
         return reply.error();
     }
     if (options.json) {
@@ -230,11 +264,8 @@ Result<void> run_status(const StatusOptions& options, std::FILE* out) {
                          p["last_error"].value("message", "").c_str(), p.value("consecutive_failures", 0));
         }
         if (p.contains("certificate")) {
-            const auto& c = p["certificate"];
-            std::fprintf(out, "  certificate   %s, serial %s, expires %s (%lld days)%s\n",
-                         c.value("subject", "").c_str(), c.value("serial", "").c_str(),
-                         c.value("not_after", "").c_str(), c.value("days_left", 0LL),
-                         c.value("expiring_soon", false) ? "  WARNING: renew it soon" : "");
+            std::fprintf(out, "%s\n",
+                         certificate_line(p["certificate"], std::chrono::system_clock::now()).c_str());
         }
         for (const auto& surface : p.value("surfaces", nlohmann::json::array())) {
             std::fprintf(out, "  serves        %s\n", surface.get<std::string>().c_str());
@@ -244,24 +275,20 @@ Result<void> run_status(const StatusOptions& options, std::FILE* out) {
 }
 
 Result<void> run_refresh(const RefreshOptions& options, std::FILE* out) {
-    std::optional<config::AgentConfig> config;
-    if (options.socket_path.empty()) {
-        auto loaded =
-            config::load_config(config_path_or_default(options.config_path), environment_from_process());
-        if (loaded) {
-            config = std::move(*loaded);
-        } else if (!options.config_path.empty()) {
-            return loaded.error();
+    std::filesystem::path socket = options.socket_path;
+    if (socket.empty()) {
+        // As `status` reads it: for the socket only (the agent has the identities).
+        const ConfigRead file = read_agent_config(options.config_path);
+        if (file.error && !options.config_path.empty()) {
+            return *file.error;
         }
+        socket = socket_for({}, file.config);
     }
-    const auto socket = socket_for(options.socket_path, config);
     std::vector<std::string> profiles = options.profiles;
     if (profiles.empty()) {
         auto status = send_control_request(socket, ControlRequest{}, std::chrono::seconds(5));
         if (!status) {
-            return status.error().code == Errc::agent_unavailable
-                       ? make_error(Errc::agent_unavailable, "no agent answers on " + socket.string())
-                       : status.error();
+            return status.error();
         }
         const auto doc = nlohmann::json::parse(status->reveal(), nullptr, false);
         if (doc.is_discarded() || !doc.contains("profiles")) {
@@ -279,10 +306,14 @@ Result<void> run_refresh(const RefreshOptions& options, std::FILE* out) {
         // A refresh is one CreateSession: bounded by the agent's own timeouts (20 s by default).
         auto reply = send_control_request(socket, request, std::chrono::seconds(60));
         if (!reply) {
-            if (reply.error().code == Errc::agent_unavailable) {
-                return make_error(Errc::agent_unavailable, "no agent answers on " + socket.string());
+            // No agent, or one that refuses this user: the command's failure, said once (on stderr, by the
+            // caller), not a refresh of this profile that failed.
+            const Errc code = reply.error().code;
+            if (code == Errc::agent_unavailable || code == Errc::peer_refused ||
+                code == Errc::unsafe_permissions) {
+                return reply.error();
             }
-            std::fprintf(out, "%s: failed: %s: %s\n", name.c_str(), errc_name(reply.error().code),
+            std::fprintf(out, "%s: failed: %s: %s\n", name.c_str(), errc_name(code),
                          reply.error().message.c_str());
             if (!first_failure) {
                 first_failure = reply.error();

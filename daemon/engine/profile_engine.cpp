@@ -544,7 +544,8 @@ void ProfileEngine::fill_snapshot(daemon::ProfileSnapshot& p, Instant now) const
         const auto left = identity_->not_after - now.wall;
         p.certificate = daemon::CertificateSnapshot{
             identity_->subject, identity_->serial, format_iso8601(identity_->not_after),
-            std::chrono::duration_cast<std::chrono::hours>(left).count() / 24};
+            std::chrono::duration_cast<std::chrono::hours>(left).count() / 24,
+            format_iso8601(identity_->not_before)};
         p.certificate_seconds_left = std::chrono::duration<double>(left).count();
     }
     for (const auto& [surface, state] : surfaces_) {

@@ -17,6 +17,26 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+constexpr const char* kWhereToLook = " (systemctl status rolesanywhere-agent)";
+
+// no_agent is the error of a socket no agent answers on: none listens (`why`: no such socket, connection
+// refused), or one accepted and closed without a reply. An agent always answers, a refused peer with a
+// refusal line (peer_refused): a close without a word is a socket whose service is not running — systemd
+// holds the listening socket of a socket-activated service that failed to start, accepts, and closes.
+Error no_agent(const std::filesystem::path& socket, const char* why) {
+    return make_error(Errc::agent_unavailable,
+                      "no agent answers on " + socket.string() + ": " + why + kWhereToLook);
+}
+
+Error closed_without_answer(const std::filesystem::path& socket) {
+    return make_error(
+        Errc::agent_unavailable,
+        "no agent answered on " + socket.string() +
+            ": the connection was closed without an answer; the service is not running or failed "
+            "to start" +
+            kWhereToLook);
+}
+
 int remaining_ms(Clock::time_point deadline) {
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
     return left > 0 ? static_cast<int>(left) : 0;
@@ -75,6 +95,12 @@ Result<Secret> send_control_request(const std::filesystem::path& socket_path,
             ::poll(nullptr, 0, 1);
             continue;
         }
+        if (err == ENOENT) {
+            return no_agent(socket_path, "no such socket");
+        }
+        if (err == ECONNREFUSED) {
+            return no_agent(socket_path, "connection refused");
+        }
         if (err != EINPROGRESS) {
             return make_error(Errc::agent_unavailable, where + ": " + std::strerror(err));
         }
@@ -97,6 +123,9 @@ Result<Secret> send_control_request(const std::filesystem::path& socket_path,
                 return make_error(Errc::upstream_timeout, where + ": write timed out");
             }
             continue;
+        }
+        if (n < 0 && (errno == EPIPE || errno == ECONNRESET)) {
+            return closed_without_answer(socket_path);
         }
         return make_error(Errc::agent_unavailable, where + ": " + std::strerror(errno));
     }
@@ -125,10 +154,7 @@ Result<Secret> send_control_request(const std::filesystem::path& socket_path,
         }
         if (buffer.empty()) {
             explicit_bzero(chunk, sizeof chunk);
-            // The agent closes without a word on a peer that its allow-list refuses.
-            return make_error(Errc::unsafe_permissions, where +
-                                                            ": the agent closed the connection (is this user "
-                                                            "in agent.allowed_uids / allowed_gids?)");
+            return closed_without_answer(socket_path);
         }
         break;
     }

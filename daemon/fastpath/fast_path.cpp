@@ -46,7 +46,11 @@ ConfigRead read_agent_config(const std::string& flag) {
     if (flag.empty() && !std::filesystem::exists(r.path, ec)) {
         return r;
     }
-    auto loaded = config::load_config(r.path, environment_from_process());
+    // A client of the agent needs the socket, not the identities: their paths are not resolved or looked at
+    // ("credential:NAME" needs the service's $CREDENTIALS_DIRECTORY, which a client does not have).
+    config::ConfigEnvironment environment = environment_from_process();
+    environment.file_checks = config::FileChecks::none;
+    auto loaded = config::load_config(r.path, environment);
     if (loaded) {
         r.config = std::move(*loaded);
         return r;
@@ -58,6 +62,13 @@ ConfigRead read_agent_config(const std::string& flag) {
         r.named_socket = config::read_socket_path(file->text);
     }
     return r;
+}
+
+Result<config::AgentConfig> fallback_config(const std::string& config_path, const std::string& profile) {
+    config::ConfigEnvironment environment = environment_from_process();
+    environment.file_checks = config::FileChecks::one_profile;
+    environment.checked_profile = profile;
+    return config::load_config(config_path_or_default(config_path), environment);
 }
 
 void read_config_once(const FastPathOptions& options, AgentConsultation& c) {
@@ -125,16 +136,12 @@ AgentConsultation consult_agent(const FastPathOptions& options) {
     request.kind = ControlRequest::Kind::credentials;
     request.profile = options.profile;
     request.min_seconds = options.min_lifetime_seconds;
-    c.reply = c.socket.empty() ? Result<Secret>(make_error(Errc::agent_unavailable, "no socket configured"))
+    c.reply = c.socket.empty() ? Result<Secret>(make_error(Errc::agent_unavailable,
+                                                           "no agent to ask: " + c.file.path +
+                                                               " sets no socket (agent.socket_path = \"\")"))
                                : send_control_request(c.socket, request, timeout);
-    if (!c.reply && c.reply.error().code == Errc::agent_unavailable) {
-        if (broken) {
-            c.reply = *broken;  // no agent, and nothing to sign with
-        } else if (options.no_fallback) {
-            c.reply =
-                make_error(Errc::agent_unavailable, "no agent answers on " + c.socket.string() +
-                                                        " (start it: systemctl start rolesanywhere-agent)");
-        }
+    if (!c.reply && c.reply.error().code == Errc::agent_unavailable && broken) {
+        c.reply = *broken;  // no agent, and nothing to sign with
     }
     return c;
 }

@@ -47,8 +47,10 @@ inline constexpr FastPathFlag kFastPathFlags[] = {
      "lifetime the service issued)"},
 };
 
-// ConfigRead is the agent's configuration file as its clients (the fast path, `status`) read it: to find the
-// agent's socket and, for the fast path with no agent, to sign from.
+// ConfigRead is the agent's configuration file as its clients (the fast path, `status`, `refresh`) read it:
+// to find the agent's socket. The identities' files are neither resolved nor looked at
+// (config::FileChecks::none): the agent has them. Signing with no agent reads the file again, for the one
+// profile it signs with (fallback_config).
 struct ConfigRead {
     std::string path;                           // --config, else the default path
     std::optional<config::AgentConfig> config;  // set when it loads
@@ -65,6 +67,11 @@ struct ConfigRead {
 // read_agent_config reads the configuration named by --config (`flag`), else the default file: an explicit
 // file that does not exist is an error; a missing default file is not.
 [[nodiscard]] ConfigRead read_agent_config(const std::string& flag);
+
+// fallback_config reads the configuration to sign with `profile` by itself: that profile's files resolved and
+// checked, no other's.
+[[nodiscard]] Result<config::AgentConfig> fallback_config(const std::string& config_path,
+                                                          const std::string& profile);
 
 // AgentConsultation is one fast-path exchange: the agent's reply, or why there is none, and the
 // configuration, which is read only when it matters (no --socket, or signing by ourselves next).

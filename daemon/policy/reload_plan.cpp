@@ -1,40 +1,37 @@
 #include "daemon/policy/reload_plan.hpp"
 
-#include <tuple>
+#include "config/settings.hpp"
 
 namespace rad::daemon {
 
 namespace {
 
-std::vector<std::string> addresses(const std::vector<config::ListenAddress>& list) {
-    std::vector<std::string> out;
-    for (const auto& address : list) {
-        out.push_back(address.to_string());
-    }
-    return out;
-}
+using config::Reload;
 
-std::string optional_address(const std::optional<config::ListenAddress>& address) {
-    return address ? address->to_string() : "";
+// differs: some setting of the profile whose reload class is one of `classes` has changed.
+bool differs(const config::ProfileConfig& a,
+             const config::ProfileConfig& b,
+             std::initializer_list<Reload> classes) {
+    for (const auto& setting : config::profile_settings()) {
+        for (const Reload reload : classes) {
+            if (setting.reload == reload && !config::same_value(setting, a, b)) {
+                return true;
+            }
+        }
+    }
+    return false;
 }
 
 }  // namespace
 
 bool same_credentials_settings(const config::ProfileConfig& a, const config::ProfileConfig& b) {
-    // Every field that goes into prepare_session(): the identity and its secrets, and CreateSession's.
-    const auto fields = [](const config::ProfileConfig& p) {
-        return std::tie(p.trust_anchor_arn, p.profile_arn, p.role_arn, p.region, p.endpoint,
-                        p.use_fips_endpoint, p.ca_bundle, p.no_verify_ssl, p.session_duration,
-                        p.role_session_name);
-    };
-    return a.identity.same_as(b.identity) && fields(a) == fields(b);
+    // The secrets the command line hands over are no settings of the file; IdentitySpec::same_as compares
+    // them along with the identity's settings.
+    return a.identity.same_as(b.identity) && !differs(a, b, {Reload::refresh_profile});
 }
 
 bool same_surface_settings(const config::ProfileConfig& a, const config::ProfileConfig& b) {
-    const auto fields = [](const config::ProfileConfig& p) {
-        return std::tie(p.ecs_path, p.ecs_token_file, p.credentials_file_profile, p.credentials_file);
-    };
-    return fields(a) == fields(b) && addresses(a.imds_listen) == addresses(b.imds_listen);
+    return !differs(a, b, {Reload::at_once, Reload::reopen_listener});
 }
 
 ReloadPlan plan_reload(const config::AgentConfig& in_service, const config::AgentConfig& next) {
@@ -52,7 +49,7 @@ ReloadPlan plan_reload(const config::AgentConfig& in_service, const config::Agen
         }
         if (!surfaces) {
             plan.surfaces_changed.push_back(profile.name);
-            if (addresses(old->imds_listen) != addresses(profile.imds_listen)) {
+            if (differs(*old, profile, {Reload::reopen_listener})) {
                 plan.listeners_changed.push_back(profile.name);
             }
         }
@@ -65,19 +62,24 @@ ReloadPlan plan_reload(const config::AgentConfig& in_service, const config::Agen
             plan.removed.push_back(profile.name);
         }
     }
-    const auto& a = in_service.agent;
-    const auto& b = next.agent;
-    if (a.socket_path != b.socket_path || a.socket_mode != b.socket_mode ||
-        a.socket_group != b.socket_group) {
-        plan.restart_needed.push_back("socket_path");
-    }
-    if (optional_address(a.ecs_listen) != optional_address(b.ecs_listen)) {
-        plan.restart_needed.push_back("ecs_listen");
-    }
-    if (optional_address(a.health_listen) != optional_address(b.health_listen)) {
-        plan.restart_needed.push_back("health_listen");
+    for (const auto& setting : config::agent_settings()) {
+        if (config::same_value(setting, in_service.agent, next.agent)) {
+            continue;
+        }
+        auto& list = setting.reload == Reload::restart ? plan.restart_needed : plan.applied_at_once;
+        list.emplace_back(setting.key);
     }
     return plan;
+}
+
+config::AgentSettings settings_in_effect(const config::AgentSettings& in_service,
+                                         config::AgentSettings next) {
+    for (const auto& setting : config::agent_settings()) {
+        if (setting.reload == Reload::restart) {
+            config::copy_value(setting, in_service, next);
+        }
+    }
+    return next;
 }
 
 }  // namespace rad::daemon

@@ -42,6 +42,9 @@ nlohmann::ordered_json profile_object(const ProfileSnapshot& profile) {
                             {"not_after", c.not_after},
                             {"days_left", c.days_left},
                             {"expiring_soon", c.days_left < kCertificateWarningDays}};
+        if (!c.not_before.empty()) {
+            p["certificate"]["not_before"] = c.not_before;
+        }
     }
     p["surfaces"] = profile.served;
     nlohmann::ordered_json failing = nlohmann::json::array();

@@ -45,11 +45,12 @@ struct CertificateSnapshot {
     std::string serial;     // decimal
     std::string not_after;  // ISO 8601
     long long days_left = 0;
+    std::string not_before = {};  // ISO 8601; empty when not known
 };
 
 struct ProfileSnapshot {
     std::string name;
-    std::string state;  // cache_state_name()
+    std::string state;  // engine::profile_state_name(): starting, fresh, stale, failing
     bool servable = false;
     // The credentials held, if any.
     std::string access_key_id;  // redacted: the last four characters

@@ -17,7 +17,7 @@
 #include <cstring>
 #include <optional>
 
-#include "daemon/fastpath/control_protocol.hpp"
+#include "daemon/control/control_protocol.hpp"
 
 namespace rad::daemon {
 

@@ -3,6 +3,7 @@
 #include <charconv>
 
 #include "common/json_writer.hpp"
+#include "config/settings.hpp"
 
 namespace rad::daemon {
 
@@ -87,15 +88,23 @@ Error invalid(const std::string& what) {
 }  // namespace
 
 std::string credentials_settings_key(const config::ProfileConfig& p) {
-    std::string key;
-    for (const std::string_view part :
-         {std::string_view(p.trust_anchor_arn), std::string_view(p.profile_arn), std::string_view(p.role_arn),
-          std::string_view(p.region), std::string_view(p.endpoint), std::string_view(p.role_session_name)}) {
-        append_hex(key, part);
-        key += '.';
+    // The settings marked credentials_key (config/settings.cpp), in the order of the description: the texts
+    // hex-encoded, each followed by '.', then the numbers in decimal. The same key as every earlier version
+    // of the agent wrote, so that an upgrade adopts what the previous process handed over.
+    std::string key, numbers;
+    for (const auto& setting : config::profile_settings()) {
+        if ((setting.roles & config::role::credentials_key) == 0) {
+            continue;
+        }
+        const std::string value = config::value_text(setting, p);
+        if (setting.kind == config::ValueKind::integer) {
+            numbers += (numbers.empty() ? "" : ".") + value;
+        } else {
+            append_hex(key, value);
+            key += '.';
+        }
     }
-    key += std::to_string(p.session_duration);
-    return key;
+    return key + numbers;
 }
 
 Secret encode_handover(const Handover& handover) {

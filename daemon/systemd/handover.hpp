@@ -39,8 +39,8 @@ struct Handover {
 };
 
 // credentials_settings_key names what a profile's credentials depend on besides the certificate and key (a
-// renewed certificate still gets credentials of the same role): the ARNs, region, endpoint, session duration
-// and role session name.
+// renewed certificate still gets credentials of the same role): the settings marked credentials_key in
+// config/settings.hpp (the ARNs, region, endpoint, session duration and role session name).
 std::string credentials_settings_key(const config::ProfileConfig& profile);
 
 // encode_handover renders the handover as text: a version line, the token key, one line per profile.

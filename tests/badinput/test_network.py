@@ -200,6 +200,13 @@ def test_b10_socket_peer_outside_the_allow_lists_is_refused(emulator, pki):
             assert message.count("\n") == 1 and "uid 65534" in message and "allowed_uids" in message, message
             assert str(process.config_path) in message, message
             process.wait_for_log(r"event=socket_peer_refused uid=65534 gid=65534 pid=\d+", timeout=10)
+            # `refresh` is refused the same way, said once: on stderr, with nothing on stdout.
+            for named in ([], ["--profile", "web"]):
+                refresh = [*as_nobody[:5], "refresh", "--socket", str(process.socket_path), *named]
+                refused = subprocess.run(refresh, capture_output=True, timeout=30, stdin=subprocess.DEVNULL)
+                assert refused.returncode == EX_NOPERM and refused.stdout == b"", refused
+                lines = refused.stderr.decode().splitlines()
+                assert len(lines) == 1 and "uid 65534" in lines[0] and "allowed_uids" in lines[0], refused
             # The same user through its group, once the configuration allows it: the refusal above was the
             # peer check, not the file mode.
             allowed = process.run("credential-process", "--profile", "web", "--socket", process.socket_path,
@@ -214,9 +221,13 @@ def test_b10_socket_peer_outside_the_allow_lists_is_refused(emulator, pki):
             granted = subprocess.run(as_nobody, capture_output=True, timeout=30, stdin=subprocess.DEVNULL)
             assert granted.returncode == 0 and b"SecretAccessKey" in granted.stdout, granted
             # Reading credentials is not spending CreateSession calls: `refresh` stays root's and the agent's.
-            refresh = [*as_nobody[:5], "refresh", "--socket", str(process.socket_path)]
-            refused = subprocess.run(refresh, capture_output=True, timeout=30, stdin=subprocess.DEVNULL)
-            assert refused.returncode == EX_NOPERM and b"may not ask for refreshes" in refused.stdout, refused
+            # Said once, on stderr: the refusal is the command's, not a profile's refresh that failed.
+            for named in ([], ["--profile", "web"]):
+                refresh = [*as_nobody[:5], "refresh", "--socket", str(process.socket_path), *named]
+                refused = subprocess.run(refresh, capture_output=True, timeout=30, stdin=subprocess.DEVNULL)
+                assert refused.returncode == EX_NOPERM and refused.stdout == b"", refused
+                lines = refused.stderr.decode().splitlines()
+                assert len(lines) == 1 and "may not ask for refreshes" in lines[0], refused
         finally:
             assert process.stop() == 0
     finally:

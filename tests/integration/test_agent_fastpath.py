@@ -15,15 +15,17 @@
 import json
 import os
 import shutil
+import socket
 import subprocess
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 from radtest.agent import AgentProcess, started_agent
 from radtest.clients import imds_credentials, same_credentials
 from radtest.emulator import create_sessions
-from radtest.environment import AGENT, clean_environment
+from radtest.environment import AGENT, clean_environment, replace_file
 
 CLIENTS = 100
 SLOW_REFRESH_MS = 10000
@@ -300,4 +302,122 @@ def test_status_warns_about_a_configuration_with_a_typo_and_asks_the_agent(em, p
     status = agent.run("status", "--config", agent.config_path)
     assert status.returncode == 69, status
     assert status.stderr.decode().splitlines() == [warning, f"rolesanywhere-agent: no agent answers on "
-                                                             f"{agent.socket_path}"]
+                                                             f"{agent.socket_path}: no such socket (systemctl "
+                                                             f"status rolesanywhere-agent)"]
+
+
+def identity_as_credentials(directory, pki):
+    """A $CREDENTIALS_DIRECTORY holding the P-256 pair under the names the service's LoadCredential= gives
+    them."""
+    credentials = Path(directory) / "credentials"
+    credentials.mkdir()
+    replace_file(Path(pki) / "p256.pem", credentials / "agent.pem", 0o644)
+    replace_file(Path(pki) / "p256.key", credentials / "agent.key", 0o600)
+    return credentials
+
+
+def test_the_agents_clients_need_no_credentials_directory(em, pki, tmp_path):
+    """The agent runs as under systemd, its identity given as credential: paths into $CREDENTIALS_DIRECTORY.
+    `status`, `refresh` and the fast path run outside the service, where that variable is unset: they need
+    no identity file, and say nothing about those paths. A real mistake later in the file is the one
+    `status` reports, at its own line."""
+    credentials = identity_as_credentials(tmp_path, pki)
+    agent = AgentProcess(tmp_path / "agent", em, pki)
+    agent.profile("web", certificate="credential:agent.pem", private_key="credential:agent.key")
+    agent.start(env={"CREDENTIALS_DIRECTORY": str(credentials)})
+    try:
+        status = agent.run("status", "--config", agent.config_path)
+        assert status.returncode == 0 and status.stderr == b"", status
+        assert "profile web: fresh" in status.stdout.decode(), status.stdout
+        refresh = agent.run("refresh", "--config", agent.config_path)
+        assert refresh.returncode == 0 and refresh.stderr == b"", refresh
+        served = agent.run("credential-process", "--profile", "web", "--config", agent.config_path, "--no-fallback")
+        assert served.returncode == 0 and served.stderr == b"", served
+        error = with_a_typo(agent)
+        status = agent.run("status", "--config", agent.config_path)
+        assert status.returncode == 0, status
+        assert status.stderr.decode().splitlines() == [
+            f"rolesanywhere-agent: warning: {error} (the running agent uses the configuration it loaded)"]
+        assert create_sessions(em) == 2
+    finally:
+        assert agent.stop() == 0
+
+
+class SilentSocket:
+    """A Unix socket that accepts every connection, reads the request line and closes without a word, as the
+    socket systemd holds for a service that fails to start does. Closed (and its thread joined) on exit."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.listener.bind(str(self.path))
+        self.listener.listen(8)
+        self.listener.settimeout(0.1)
+        self.accepted = 0
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._serve)
+
+    def _serve(self):
+        while not self.stopping.is_set():
+            try:
+                peer, _ = self.listener.accept()
+            except socket.timeout:
+                continue
+            with peer:
+                peer.settimeout(5)
+                try:
+                    peer.recv(4096)
+                except OSError:
+                    pass
+            self.accepted += 1
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_):
+        self.stopping.set()
+        self.thread.join(timeout=10)
+        self.listener.close()
+        self.path.unlink(missing_ok=True)
+
+
+def test_a_socket_that_closes_without_an_answer_is_no_agent(em, pki, tmp_path):
+    """Root's `status` and the fast path meet a socket that accepts and closes without a reply (a refused
+    peer always gets a refusal line, so this is no refusal): exit 69, saying that no agent answered and where
+    to look. Allowed to sign by itself, the fast path then signs with the profile asked for, and talks about
+    that profile only, even though another profile's identity is a credential: path it cannot resolve."""
+    agent = AgentProcess(tmp_path, em, pki)
+    agent.profile("web", certificate="credential:agent.pem", private_key="credential:agent.key")
+    agent.profile("batch")
+    agent.write_config()
+    expected = (f"rolesanywhere-agent: no agent answered on {agent.socket_path}: the connection was closed "
+                f"without an answer; the service is not running or failed to start (systemctl status "
+                f"rolesanywhere-agent)")
+    with SilentSocket(agent.socket_path) as silent:
+        status = agent.run("status", "--config", agent.config_path)
+        assert status.returncode == 69 and status.stdout == b"", status
+        assert status.stderr.decode().splitlines() == [expected]
+        refused = agent.run("credential-process", "--profile", "batch", "--config", agent.config_path,
+                            "--no-fallback")
+        assert refused.returncode == 69 and refused.stdout == b"", refused
+        assert refused.stderr.decode().splitlines() == [expected]
+        assert create_sessions(em) == 0
+
+        signed = agent.run("credential-process", "--profile", "batch", "--config", agent.config_path)
+        assert signed.stderr == b"", signed
+        assert matches(em.issued()[0], parse_process_output(signed))
+        assert create_sessions(em) == 1
+
+        # A profile that cannot sign here is reported as such, after saying that no agent answered.
+        agent.profile("batch", certificate=str(tmp_path / "absent.pem"))
+        agent.write_config()
+        failed = agent.run("credential-process", "--profile", "batch", "--config", agent.config_path)
+        assert failed.returncode == 78 and failed.stdout == b"", failed
+        lines = failed.stderr.decode().splitlines()
+        assert len(lines) == 1, lines
+        assert lines[0].startswith(f"rolesanywhere-agent: no agent answered on {agent.socket_path}"), lines
+        assert f"profiles.batch.certificate: {tmp_path / 'absent.pem'}: no such file" in lines[0], lines
+        assert "web" not in lines[0].replace(str(tmp_path), ""), lines
+        assert create_sessions(em) == 1
+        assert silent.accepted >= 4

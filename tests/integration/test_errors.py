@@ -174,9 +174,13 @@ def test_role_not_in_the_profile(agent, em):
     assert "is not in the profile's roles" in line, "the service's message should be passed on"
 
 
-def test_signing_region_differs_from_the_service_region(agent, em):
-    one_line_error(agent.credential_process("p256.pem", "p256.key", "--region", "eu-west-1"), EX_NOPERM)
-    assert "Credential scope region 'eu-west-1'" in em.stats()["rejections"][0]["reason"]
+def test_a_signing_region_other_than_the_trust_anchors_is_refused_before_sending(agent, em):
+    """The service would refuse it with 403 (its credential scope names another region): it is refused here,
+    as a usage error naming the flag, and nothing is sent."""
+    line = one_line_error(agent.credential_process("p256.pem", "p256.key", "--region", "eu-west-1"), EX_USAGE)
+    assert line.startswith("rolesanywhere-agent: --region 'eu-west-1': the trust anchor and the profile are in "
+                           f"'{em.arns['region']}'"), line
+    assert requests_seen(em) == 0
 
 
 def test_injected_403(agent, em):

@@ -2,7 +2,7 @@
 
 Clients here are the agent's three request surfaces, mixed: the IMDSv2 flow (token PUT + credentials GET), the
 container endpoint (GET with Authorization), and the credential_process fast path (the Unix-socket line
-protocol of daemon/fastpath/control_protocol.hpp, spoken directly so that 500 clients cost no process starts; plus the
+protocol of daemon/control/control_protocol.hpp, spoken directly so that 500 clients cost no process starts; plus the
 real `credential-process --profile` binary, as an SDK runs it).
 
 (a) A refresh in flight, 500 concurrent clients: a refresh is made due by one fast-path client asking for more

@@ -128,3 +128,23 @@ def test_activated_address_differing_from_the_configuration_is_served_and_report
     served = agent.profile_status("web")["surfaces"]
     assert f"imds http://127.0.0.1:{activated_port}/" in served and not any(configured in s for s in served), served
     assert agent.stop() == 0
+
+
+def test_a_service_that_fails_behind_its_socket_is_no_agent_and_no_refusal(short_dir, agent_process):
+    """The Unix socket of a socket-activated service whose start fails (here: a certificate that is not
+    there, exit 78). The first client's connection starts it and is then closed without a word. That is not
+    a refusal (a refused peer gets a refusal line): root's `status`, and the fast path with --no-fallback,
+    say that no agent answered and where to look, exit 69."""
+    for command in (["status"], ["credential-process", "--profile", "web", "--no-fallback"]):
+        directory = short_dir / command[0]
+        directory.mkdir()
+        agent = agent_process(directory, certificate=str(directory / "absent.pem"))
+        socket_path = directory / "agent.sock"
+        agent.agent["socket_path"] = str(socket_path)
+        start_activated(agent, socket_path, names=["socket"])
+        result = agent.run(*command, "--socket", socket_path, timeout=STATUS_TIMEOUT)
+        assert result.returncode == 69 and result.stdout == b"", (result, agent.log())
+        assert result.stderr.decode().splitlines() == [
+            f"rolesanywhere-agent: no agent answered on {socket_path}: the connection was closed without an "
+            f"answer; the service is not running or failed to start (systemctl status rolesanywhere-agent)"]
+        assert agent.stop() == 78, agent.log()

@@ -204,7 +204,8 @@ CASES = [
     dict(name="p384", leaf="p384", chain=False, **arns("aws-us-gov", "us-gov-west-1"), region="",
          endpoint="", use_fips=True, duration_seconds=7200, role_session_name="ci@example.com",
          host="rolesanywhere-fips.us-gov-west-1.amazonaws.com", signing_region="us-gov-west-1"),
-    dict(name="p384-chain", leaf="p384", chain=True, **arns("aws", "us-east-1"), region="eu-central-1",
+    # --region may only repeat the trust anchor's region (docs/protocol.md §2.1).
+    dict(name="p384-chain", leaf="p384", chain=True, **arns("aws", "eu-central-1"), region="eu-central-1",
          endpoint="", use_fips=False, duration_seconds=3600, role_session_name="",
          host="rolesanywhere.eu-central-1.amazonaws.com", signing_region="eu-central-1"),
 ]

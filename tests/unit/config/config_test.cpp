@@ -16,7 +16,15 @@
 namespace rad::config {
 namespace {
 
-const ConfigEnvironment kNoFiles{std::nullopt, false};
+// unchecked is the environment of the pure parser: files are resolved but not looked at.
+ConfigEnvironment unchecked(std::optional<std::filesystem::path> credentials_directory = std::nullopt) {
+    ConfigEnvironment environment;
+    environment.credentials_directory = std::move(credentials_directory);
+    environment.check_files = false;
+    return environment;
+}
+
+const ConfigEnvironment kNoFiles = unchecked();
 
 const char* const kMinimal = R"([profiles.web]
 certificate = "/etc/ra/web.pem"
@@ -104,6 +112,7 @@ credentials_file = "/root/.aws/credentials"
 }
 
 struct BadCase {
+    std::string name;  // the case's name in the test list
     std::string text;
     std::string expected;  // a substring of the message, starting with FILE:LINE
 };
@@ -120,42 +129,51 @@ INSTANTIATE_TEST_SUITE_P(
     Table,
     ConfigErrors,
     ::testing::Values(
-        BadCase{"[profiles.web\n", "agent.toml:1: "},
-        BadCase{std::string(kMinimal) + "sesion_duration = 900\n",
+        BadCase{"UnclosedTableHeader", "[profiles.web\n", "agent.toml:1: "},
+        BadCase{"UnknownKey", std::string(kMinimal) + "sesion_duration = 900\n",
                 "agent.toml:7: profiles.web.sesion_duration: unknown key"},
-        BadCase{std::string(kMinimal) + "session_duration = 899\n",
+        BadCase{"SessionDurationBelowRange", std::string(kMinimal) + "session_duration = 899\n",
                 "agent.toml:7: profiles.web.session_duration: must be between 900 and 43200 (got 899)"},
-        BadCase{std::string(kMinimal) + "session_duration = 43201\n", "must be between 900 and 43200"},
-        BadCase{std::string(kMinimal) + "session_duration = \"1h\"\n",
+        BadCase{"SessionDurationAboveRange", std::string(kMinimal) + "session_duration = 43201\n",
+                "must be between 900 and 43200"},
+        BadCase{"SessionDurationNotAnInteger", std::string(kMinimal) + "session_duration = \"1h\"\n",
                 "agent.toml:7: profiles.web.session_duration: must be an integer"},
-        BadCase{std::string(kMinimal) + "imds_listen = \"127.0.0.1\"\n",
+        BadCase{"ImdsListenWithoutPort", std::string(kMinimal) + "imds_listen = \"127.0.0.1\"\n",
                 "agent.toml:7: profiles.web.imds_listen: "},
-        BadCase{std::string(kMinimal) + "imds_listen = \"127.0.0.1:70000\"\n", "port 0-65535"},
-        BadCase{std::string(kMinimal) + "ecs_path = \"/c\"\necs_token_file = \"/t\"\n",
+        BadCase{"ImdsListenPortOutOfRange", std::string(kMinimal) + "imds_listen = \"127.0.0.1:70000\"\n",
+                "port 0-65535"},
+        BadCase{"EcsPathWithoutEcsListen",
+                std::string(kMinimal) + "ecs_path = \"/c\"\necs_token_file = \"/t\"\n",
                 "agent.toml:7: profiles.web.ecs_path: needs agent.ecs_listen"},
-        BadCase{"[agent]\necs_listen = \"127.0.0.1:1\"\n" + std::string(kMinimal) + "ecs_path = \"/c\"\n",
+        BadCase{"EcsPathWithoutTokenFile",
+                "[agent]\necs_listen = \"127.0.0.1:1\"\n" + std::string(kMinimal) + "ecs_path = \"/c\"\n",
                 "ecs_token_file: is required when ecs_path is set"},
-        BadCase{"[agent]\nlog_level = \"loud\"\n" + std::string(kMinimal),
+        BadCase{"UnknownLogLevel", "[agent]\nlog_level = \"loud\"\n" + std::string(kMinimal),
                 "agent.toml:2: agent.log_level: must be debug"},
-        BadCase{"[agent]\nsocket_mode = \"0666\"\n" + std::string(kMinimal),
+        BadCase{"SocketModeForOthers", "[agent]\nsocket_mode = \"0666\"\n" + std::string(kMinimal),
                 "agent.toml:2: agent.socket_mode: must not give others"},
-        BadCase{"[agent]\nhop_limit = 0\n" + std::string(kMinimal),
+        BadCase{"HopLimitZero", "[agent]\nhop_limit = 0\n" + std::string(kMinimal),
                 "agent.toml:2: agent.hop_limit: must be between 1 and 255"},
-        BadCase{"[agent]\nrefresh_window = [0.6, 0.5]\n" + std::string(kMinimal),
+        BadCase{"RefreshWindowReversed", "[agent]\nrefresh_window = [0.6, 0.5]\n" + std::string(kMinimal),
                 "agent.toml:2: agent.refresh_window"},
-        BadCase{"[agent]\nport = 1\n" + std::string(kMinimal), "agent.toml:2: agent.port: unknown key"},
-        BadCase{"title = \"x\"\n" + std::string(kMinimal), "agent.toml:1: (top level).title: unknown key"},
-        BadCase{"[agent]\n", "no profile defined"},
-        BadCase{"[profiles.web]\ncertificate = \"/c\"\n",
+        BadCase{"UnknownAgentKey", "[agent]\nport = 1\n" + std::string(kMinimal),
+                "agent.toml:2: agent.port: unknown key"},
+        BadCase{"UnknownTopLevelKey", "title = \"x\"\n" + std::string(kMinimal),
+                "agent.toml:1: (top level).title: unknown key"},
+        BadCase{"NoProfile", "[agent]\n", "no profile defined"},
+        BadCase{"RequiredKeyMissing", "[profiles.web]\ncertificate = \"/c\"\n",
                 "agent.toml:1: profiles.web.trust_anchor_arn: is required"},
-        BadCase{"[profiles.\"we b\"]\n", "profile name \"we b\" must be"},
-        BadCase{std::string(kMinimal) +
+        BadCase{"BadProfileName", "[profiles.\"we b\"]\n", "profile name \"we b\" must be"},
+        BadCase{"ImdsListenerSharedByTwoProfiles",
+                std::string(kMinimal) +
                     "imds_listen = \"127.0.0.1:9911\"\n[profiles.api]\ncertificate = \"/c\"\n"
                     "trust_anchor_arn = \"a\"\nprofile_arn = \"b\"\nrole_arn = \"c\"\nimds_listen = "
                     "\"127.0.0.1:9911\"\n",
                 "agent.toml:13: profiles.api.imds_listen: 127.0.0.1:9911 is already the IMDS listener of "
                 "profile web"},
-        BadCase{std::string(kMinimal) + "certificate = \"credential:web.pem\"\n", "agent.toml:"}));
+        BadCase{"KeySetTwice", std::string(kMinimal) + "certificate = \"credential:web.pem\"\n",
+                "agent.toml:"}),
+    [](const ::testing::TestParamInfo<BadCase>& row) { return row.param.name; });
 
 TEST(Config, CredentialReferencesResolveAgainstCredentialsDirectory) {
     std::string text = kMinimal;
@@ -164,12 +182,11 @@ TEST(Config, CredentialReferencesResolveAgainstCredentialsDirectory) {
     EXPECT_NE(error_of(text).find("agent.toml:2: profiles.web.certificate: \"credential:web.pem\" needs "
                                   "$CREDENTIALS_DIRECTORY"),
               std::string::npos);
-    auto r = parse(text, ConfigEnvironment{"/run/credentials/rolesanywhere-agent.service", false});
+    auto r = parse(text, unchecked("/run/credentials/rolesanywhere-agent.service"));
     ASSERT_TRUE(r) << r.error().message;
     EXPECT_EQ(r->profiles[0].identity.certificate, "/run/credentials/rolesanywhere-agent.service/web.pem");
     text.replace(text.find("credential:web.pem"), std::strlen("credential:web.pem"), "credential:../x");
-    EXPECT_NE(error_of(text, ConfigEnvironment{"/run/c", false}).find("is not credential:NAME"),
-              std::string::npos);
+    EXPECT_NE(error_of(text, unchecked("/run/c")).find("is not credential:NAME"), std::string::npos);
 }
 
 // Found by fuzzing: a CR inside a TOML value made toml++'s description, and so the error, span two lines;
@@ -413,7 +430,7 @@ TEST(ExampleConfig, ParsesAndKeepsItsPromises) {
     ASSERT_TRUE(in);
     std::stringstream text;
     text << in.rdbuf();
-    auto r = parse_config(text.str(), "example.toml", ConfigEnvironment{std::nullopt, false});
+    auto r = parse_config(text.str(), "example.toml", unchecked());
     ASSERT_TRUE(r) << r.error().message;
     ASSERT_EQ(r->profiles.size(), 1u);
     EXPECT_EQ(r->profiles[0].imds_listen.at(0).port, 9911);

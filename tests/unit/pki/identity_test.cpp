@@ -188,7 +188,8 @@ TEST(LoadIdentity, Refusals) {
                   "no-digital-signature.pem"},
              Case{"v1.pem", "v1.key", Errc::certificate_invalid, "v1.pem"},
              Case{"expired.pem", "expired.key", Errc::certificate_expired, "expired.pem"},
-             Case{"not-yet-valid.pem", "not-yet-valid.key", Errc::certificate_expired, "not-yet-valid.pem"},
+             Case{"not-yet-valid.pem", "not-yet-valid.key", Errc::certificate_not_yet_valid,
+                  "not-yet-valid.pem"},
              Case{"p256.pem", "mismatch.key", Errc::key_cert_mismatch, "mismatch.key"},
              Case{"rsa2048.pem", "p256.key", Errc::key_cert_mismatch, "p256.key"},
              Case{"garbage.pem", "p256.key", Errc::input_invalid, "garbage.pem"},
@@ -234,6 +235,9 @@ TEST(LoadIdentity, ValidityIsCheckedAtTheGivenTime) {
     auto later = load_identity(s, leaf.not_after() + std::chrono::hours(1));
     ASSERT_FALSE(later);
     EXPECT_EQ(later.error().code, Errc::certificate_expired);
+    auto earlier = load_identity(s, leaf.not_before() - std::chrono::hours(1));
+    ASSERT_FALSE(earlier);
+    EXPECT_EQ(earlier.error().code, Errc::certificate_not_yet_valid);
     EXPECT_TRUE(load_identity(s, leaf.not_before() + std::chrono::hours(1)));
 }
 

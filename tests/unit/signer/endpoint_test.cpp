@@ -138,13 +138,55 @@ TEST(ResolveEndpointTest, DerivesUrlAndRegionFromTheTrustAnchorPerPartition) {
     }
 }
 
-TEST(ResolveEndpointTest, RegionFlagOverridesTheSigningAndEndpointRegion) {
+TEST(ResolveEndpointTest, RegionFlagMayRepeatTheTrustAnchorsRegion) {
     EndpointOptions o = options();
-    o.region = "ap-northeast-1";
+    o.region = "eu-west-1";
     auto resolved = resolve_endpoint(o);
     ASSERT_TRUE(resolved) << resolved.error().message;
-    EXPECT_EQ(resolved.value().region, "ap-northeast-1");
-    EXPECT_EQ(resolved.value().url.host, "rolesanywhere.ap-northeast-1.amazonaws.com");
+    EXPECT_EQ(resolved.value().region, "eu-west-1");
+    EXPECT_EQ(resolved.value().url.host, "rolesanywhere.eu-west-1.amazonaws.com");
+    // FIPS and China: the same rule, the region of the ARNs.
+    o = options("aws-us-gov", "us-gov-west-1");
+    o.region = "us-gov-west-1";
+    o.use_fips = true;
+    resolved = resolve_endpoint(o);
+    ASSERT_TRUE(resolved) << resolved.error().message;
+    EXPECT_EQ(resolved.value().url.host, "rolesanywhere-fips.us-gov-west-1.amazonaws.com");
+}
+
+// A trust anchor and its profile exist in one region, and only that region's service knows them: a request
+// signed for, or sent to, another region is refused with 403 after a round trip. It is refused here instead,
+// whatever the endpoint: a private (VPC) endpoint or a proxy still verifies the signature for the region of
+// the trust anchor.
+TEST(ResolveEndpointTest, RegionFlagOfAnotherRegionIsRefused) {
+    const struct {
+        const char* what;
+        std::string partition, arn_region, region, endpoint;
+        bool fips;
+    } rows[] = {
+        {"commercial", "aws", "eu-west-1", "us-west-2", "", false},
+        {"FIPS", "aws-us-gov", "us-gov-west-1", "us-gov-east-1", "", true},
+        {"China", "aws-cn", "cn-north-1", "cn-northwest-1", "", false},
+        {"private endpoint", "aws", "eu-west-1", "us-west-2",
+         "https://vpce-0123456789abcdef0-abcdefgh.rolesanywhere.us-west-2.vpce.amazonaws.com", false},
+    };
+    for (const auto& row : rows) {
+        EndpointOptions o = options(row.partition, row.arn_region);
+        o.region = row.region;
+        o.endpoint = row.endpoint;
+        o.use_fips = row.fips;
+        std::string_view at_fault;
+        auto resolved = resolve_endpoint(o, {}, &at_fault);
+        ASSERT_FALSE(resolved) << row.what;
+        EXPECT_EQ(resolved.error().code, Errc::usage) << row.what;
+        EXPECT_EQ(at_fault, "--region") << row.what;
+        EXPECT_EQ(resolved.error().message,
+                  "--region '" + row.region + "': the trust anchor and the profile are in '" +
+                      row.arn_region +
+                      "', and Roles Anywhere answers for them only there (leave --region out, or give '" +
+                      row.arn_region + "')")
+            << row.what;
+    }
 }
 
 TEST(ResolveEndpointTest, EndpointOverrideKeepsItsPathAndIpv6Literal) {

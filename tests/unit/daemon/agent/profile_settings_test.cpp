@@ -26,7 +26,9 @@ std::string profile_text(const std::string& trust_anchor, const std::string& ext
 }
 
 Result<void> check(const std::string& text) {
-    auto config = config::parse_config(text, "agent.toml", config::ConfigEnvironment{std::nullopt, false});
+    config::ConfigEnvironment environment;
+    environment.check_files = false;
+    auto config = config::parse_config(text, "agent.toml", environment);
     EXPECT_TRUE(config) << config.error().message;
     if (!config) {
         return config.error();
@@ -80,6 +82,19 @@ TEST(ProfileSettings, ArnThatAwsCannotHaveIssuedNamesItsKeyAndLine) {
     ASSERT_FALSE(r);
     EXPECT_NE(r.error().message.find("agent.toml:5: profiles.web.role_arn: "), std::string::npos)
         << r.error().message;
+}
+
+// The file's region against the ARNs' is refused at the region's line, before anything is sent.
+TEST(ProfileSettings, RegionOfAnotherRegionNamesItsKeyAndLine) {
+    auto r = check(profile_text(kTrustAnchor, "region = \"us-west-2\"\n"));
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().code, Errc::config_invalid);
+    EXPECT_EQ(
+        r.error().message,
+        "agent.toml:6: profiles.web.region: region 'us-west-2': the trust anchor and the profile are in "
+        "'us-east-1', and Roles Anywhere answers for them only there (leave region out, or give "
+        "'us-east-1')");
+    EXPECT_TRUE(check(profile_text(kTrustAnchor, "region = \"us-east-1\"\n")));
 }
 
 TEST(ProfileSettings, BadEndpointNamesItsKey) {

@@ -1,7 +1,7 @@
 // The fast path: its one command-line parser (both executables use it), and its exchange with the agent.
 #include "daemon/fastpath/fast_path.hpp"
 
-#include "daemon/fastpath/control_protocol.hpp"
+#include "daemon/control/control_protocol.hpp"
 
 #include <gtest/gtest.h>
 
@@ -267,6 +267,53 @@ TEST_F(ConfigDirectory, ATypoStillReachesTheAgentOnTheSocketTheFileNames) {
     ASSERT_TRUE(c.reply) << c.reply.error().message;
     EXPECT_EQ(c.reply->reveal(), R"({"Version":1})");
     EXPECT_TRUE(settled(options, c));
+    EXPECT_EQ(agent.requests(), std::vector<std::string>{"credentials web default"});
+}
+
+// The agent's clients read its configuration for the socket only: identity paths, "credential:NAME" ones
+// (which need the service's $CREDENTIALS_DIRECTORY) and files that are not there included, are no concern
+// of theirs; the first real mistake of the file is the one reported, at its line.
+TEST_F(ConfigDirectory, ClientsReadTheFileForTheSocketOnly) {
+    ::unsetenv("CREDENTIALS_DIRECTORY");
+    const std::string text = "[agent]\nsocket_path = \"" + (dir_ / "agent.sock").string() +
+                             "\"\n\n[profiles.web]\n"
+                             "certificate = \"credential:agent.pem\"\n"
+                             "private_key = \"/nonexistent/agent.key\"\n"
+                             "trust_anchor_arn = \"a\"\nprofile_arn = \"b\"\nrole_arn = \"c\"\n";
+    const auto path = write_config(text);
+    const ConfigRead read = read_agent_config(path.string());
+    ASSERT_TRUE(read.config) << read.error->message;
+    EXPECT_EQ(read.config->agent.socket_path, dir_ / "agent.sock");
+    EXPECT_EQ(read.config->profiles.at(0).identity.certificate, "credential:agent.pem");  // as written
+    write_config(text + "sesion_duration = 900\n");
+    const ConfigRead typo = read_agent_config(path.string());
+    ASSERT_TRUE(typo.error);
+    EXPECT_EQ(typo.error->message, path.string() + ":10: profiles.web.sesion_duration: unknown key");
+    // Signing by itself with the profile needs its files, and says which is missing.
+    auto signing = fallback_config(path.string(), "web");
+    ASSERT_FALSE(signing);
+    EXPECT_EQ(signing.error().message, path.string() +
+                                           ":5: profiles.web.certificate: \"credential:agent.pem\" needs "
+                                           "$CREDENTIALS_DIRECTORY (systemd LoadCredential=)");
+}
+
+// A socket that accepts and closes without a word — systemd's, while the service behind it fails to start —
+// is no agent, and no refusal (a refused peer gets a refusal line): the fast path may sign by itself.
+TEST_F(ConfigDirectory, ASocketThatClosesWithoutAnAnswerIsNoAgent) {
+    const auto socket = dir_ / "agent.sock";
+    FakeAgent agent(socket, "");
+    FastPathOptions options;
+    options.profile = "web";
+    options.socket_path = socket.string();
+    options.timeout_seconds = 5;
+    auto c = consult_agent(options);
+    ASSERT_FALSE(c.reply);
+    EXPECT_EQ(c.reply.error().code, Errc::agent_unavailable);
+    EXPECT_EQ(c.reply.error().message,
+              "no agent answered on " + socket.string() +
+                  ": the connection was closed without an answer; the service is not "
+                  "running or failed to start (systemctl status rolesanywhere-agent)");
+    EXPECT_FALSE(settled(options, c));
     EXPECT_EQ(agent.requests(), std::vector<std::string>{"credentials web default"});
 }
 

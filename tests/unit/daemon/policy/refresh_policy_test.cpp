@@ -9,6 +9,8 @@
 #include <cstdio>
 #include <random>
 
+#include "tests/support/case_name.hpp"
+
 namespace rad::daemon {
 namespace {
 
@@ -56,7 +58,11 @@ INSTANTIATE_TEST_SUITE_P(
                       // 3 minutes: the lead would mean 60 s; never before half the lifetime: 90 s
                       SuccessCase{180s, 1.0, 90s},
                       // 1 minute (refused as too short before it gets here): still half the lifetime
-                      SuccessCase{60s, 0.5, 30s}));
+                      SuccessCase{60s, 0.5, 30s}),
+    [](const ::testing::TestParamInfo<SuccessCase>& row) {
+        return "lifetime" + std::to_string(row.param.lifetime.count()) + "s_jitter" +
+               test::number_name(row.param.jitter);
+    });
 
 TEST(RefreshAfterSuccess, EveryJitterLandsInsideTheWindow) {
     const RefreshSettings settings;
@@ -139,7 +145,12 @@ INSTANTIATE_TEST_SUITE_P(
         // not retryable: 5..10 min
         FailureCase{Errc::upstream_rejected, 1, 0.0, 0s, 300000ms, false},
         FailureCase{Errc::upstream_rejected, 7, 1.0, 0s, 600000ms, false},
-        FailureCase{Errc::key_cert_mismatch, 1, 0.5, 0s, 450000ms, false}));
+        FailureCase{Errc::key_cert_mismatch, 1, 0.5, 0s, 450000ms, false}),
+    [](const ::testing::TestParamInfo<FailureCase>& row) {
+        const auto& c = row.param;
+        return std::string(errc_name(c.code)) + "_failure" + std::to_string(c.failures) + "_jitter" +
+               test::number_name(c.jitter) + "_retry_after" + std::to_string(c.retry_after.count()) + "s";
+    });
 
 TEST(RefreshAfterFailure, RetryableWaitsShrinkToFitBeforeServedCredentialsRunOut) {
     const RefreshSettings settings;

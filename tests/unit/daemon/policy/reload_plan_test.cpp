@@ -133,5 +133,78 @@ TEST(PlanReload, AgentWideListenersNeedARestart) {
     EXPECT_EQ(plan.unchanged, Names{"web"});
 }
 
+// Each agent-wide setting, changed alone: applied at once, or kept until the next start. hop_limit and
+// max_connections are limits of the running HTTP servers, applied at once (they were once changed by no
+// reload at all while the documentation said they applied at once).
+TEST(PlanReload, EachAgentWideSettingIsAppliedAtOnceOrAtTheNextStart) {
+    const struct {
+        const char* key;
+        std::function<void(config::AgentSettings&)> change;
+        bool at_once;
+    } rows[] = {
+        {"log_level", [](auto& a) { a.log_level = config::LogLevel::debug; }, true},
+        {"log_format", [](auto& a) { a.log_format = config::LogFormat::json; }, false},
+        {"socket_path", [](auto& a) { a.socket_path = "/run/other.sock"; }, false},
+        {"socket_mode", [](auto& a) { a.socket_mode = 0600; }, false},
+        {"socket_group", [](auto& a) { a.socket_group = "aws"; }, false},
+        {"allowed_uids", [](auto& a) { a.allowed_uids = {1000}; }, true},
+        {"allowed_gids", [](auto& a) { a.allowed_gids = {1000}; }, true},
+        {"ecs_listen",
+         [](auto& a) {
+             a.ecs_listen = config::ListenAddress{"127.0.0.1", 9912};
+         },
+         false},
+        {"health_listen",
+         [](auto& a) {
+             a.health_listen = config::ListenAddress{"127.0.0.1", 9913};
+         },
+         false},
+        {"allow_imdsv1", [](auto& a) { a.allow_imdsv1 = true; }, true},
+        {"hop_limit", [](auto& a) { a.hop_limit = 2; }, true},
+        {"max_connections", [](auto& a) { a.max_connections = 64; }, true},
+        {"refresh_window", [](auto& a) { a.refresh_window_max = 0.7; }, true},
+        {"retry_cap_seconds", [](auto& a) { a.retry_cap_seconds = 60; }, true},
+        {"startup_jitter_seconds", [](auto& a) { a.startup_jitter_seconds = 600; }, false},
+    };
+    for (const auto& row : rows) {
+        const auto old = config_of({profile("web")});
+        auto next = old;
+        row.change(next.agent);
+        const auto plan = plan_reload(old, next);
+        EXPECT_EQ(plan.applied_at_once, row.at_once ? Names{row.key} : Names{}) << row.key;
+        EXPECT_EQ(plan.restart_needed, row.at_once ? Names{} : Names{row.key}) << row.key;
+        EXPECT_EQ(plan.unchanged, Names{"web"}) << row.key;
+        // What the running agent applies: the new value, or the one it started with.
+        auto expected = old;
+        expected.agent = row.at_once ? next.agent : old.agent;
+        auto in_effect = old;
+        in_effect.agent = settings_in_effect(old.agent, next.agent);
+        const auto difference = plan_reload(expected, in_effect);
+        EXPECT_TRUE(difference.applied_at_once.empty() && difference.restart_needed.empty()) << row.key;
+    }
+}
+
+TEST(PlanReload, SettingsInEffectKeepWhatNeedsARestart) {
+    config::AgentSettings running;
+    config::AgentSettings next;
+    next.socket_path = "/run/other.sock";
+    next.socket_mode = 0600;
+    next.ecs_listen = config::ListenAddress{"127.0.0.1", 9912};
+    next.log_format = config::LogFormat::json;
+    next.startup_jitter_seconds = 60;
+    next.hop_limit = 3;
+    next.max_connections = 10;
+    next.log_level = config::LogLevel::error;
+    const auto in_effect = settings_in_effect(running, next);
+    EXPECT_EQ(in_effect.socket_path, running.socket_path);
+    EXPECT_EQ(in_effect.socket_mode, running.socket_mode);
+    EXPECT_FALSE(in_effect.ecs_listen);
+    EXPECT_EQ(in_effect.log_format, running.log_format);
+    EXPECT_EQ(in_effect.startup_jitter_seconds, running.startup_jitter_seconds);
+    EXPECT_EQ(in_effect.hop_limit, 3);
+    EXPECT_EQ(in_effect.max_connections, 10);
+    EXPECT_EQ(in_effect.log_level, config::LogLevel::error);
+}
+
 }  // namespace
 }  // namespace rad::daemon

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include "tests/support/case_name.hpp"
+
 namespace rad::daemon {
 namespace {
 
@@ -36,7 +38,11 @@ INSTANTIATE_TEST_SUITE_P(
                       BackoffRow{5, 1.0, seconds(7), milliseconds(16000)},   // ... not a ceiling
                       BackoffRow{1, 2.0, seconds(0), milliseconds(1000)},    // jitter is clamped to 1
                       BackoffRow{1, -1.0, seconds(0), milliseconds(0)},      // and to 0
-                      BackoffRow{0, 1.0, seconds(0), milliseconds(1000)}));  // retry < 1 treated as 1
+                      BackoffRow{0, 1.0, seconds(0), milliseconds(1000)}),   // retry < 1 treated as 1
+    [](const ::testing::TestParamInfo<BackoffRow>& row) {
+        return "retry" + std::to_string(row.param.retry) + "_jitter" + test::number_name(row.param.jitter) +
+               "_retry_after" + std::to_string(row.param.retry_after.count()) + "s";
+    });
 
 TEST(BackoffTest, EveryDelayLiesWithinFullJitterBounds) {
     const BackoffPolicy policy{milliseconds(1000), milliseconds(300000)};

@@ -40,7 +40,17 @@ TEST(StatusJson, AFreshProfile) {
     EXPECT_FALSE(p.contains("surface_errors"));
     EXPECT_EQ(p["certificate"]["days_left"], 9);
     EXPECT_EQ(p["certificate"]["expiring_soon"], true);
+    EXPECT_EQ(p["certificate"]["not_after"], "2026-12-10T00:00:00Z");
+    EXPECT_FALSE(p["certificate"].contains("not_before"));  // not known: left out
     EXPECT_EQ(p["surfaces"][0], "imds http://127.0.0.1:9911/");
+}
+
+TEST(StatusJson, TheCertificatesValidityPeriod) {
+    ProfileSnapshot p = fresh_profile();
+    p.certificate->not_before = "2026-11-01T00:00:00Z";
+    const auto doc = nlohmann::json::parse(profile_status_json(p));
+    EXPECT_EQ(doc["certificate"]["not_before"], "2026-11-01T00:00:00Z");
+    EXPECT_EQ(doc["certificate"]["not_after"], "2026-12-10T00:00:00Z");
 }
 
 TEST(StatusJson, FailuresAndARefreshInFlight) {

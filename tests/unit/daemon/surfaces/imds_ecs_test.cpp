@@ -11,6 +11,7 @@
 #include <set>
 
 #include "pki/hmac.hpp"
+#include "tests/support/case_name.hpp"
 
 namespace rad::daemon {
 namespace {
@@ -121,7 +122,13 @@ INSTANTIATE_TEST_SUITE_P(Table,
                                            TtlCase{"-1", 400, ""},
                                            TtlCase{"1.5", 400, ""},
                                            TtlCase{"5\r\n", 400, ""},
-                                           TtlCase{std::nullopt, 400, ""}));
+                                           TtlCase{std::nullopt, 400, ""}),
+                         [](const ::testing::TestParamInfo<TtlCase>& row) {
+                             const auto& header = row.param.header;
+                             return (header ? "ttl_" + test::case_name(*header)
+                                            : std::string("no_ttl_header")) +
+                                    "_" + std::to_string(row.param.status);
+                         });
 
 TEST_F(Imds, TwoTtlHeadersAre400) {
     const auto r = call(make_request("PUT", "/latest/api/token",

@@ -3,6 +3,8 @@
 
 #include <gtest/gtest.h>
 
+#include "tests/support/case_name.hpp"
+
 namespace rad::daemon {
 namespace {
 
@@ -70,7 +72,11 @@ INSTANTIATE_TEST_SUITE_P(Table,
                                            HostCase{"169.254.169.253", false},
                                            HostCase{"169.254.170.23", false},
                                            HostCase{"0.0.0.0", false},
-                                           HostCase{"user@127.0.0.1", false}));
+                                           HostCase{"user@127.0.0.1", false}),
+                         [](const ::testing::TestParamInfo<HostCase>& row) {
+                             return std::string(row.param.allowed ? "allowed_" : "refused_") +
+                                    test::case_name(row.param.host);
+                         });
 
 TEST(GuardRequest, PlainRequestsPass) {
     EXPECT_FALSE(guard_request(make_request("PUT", {{"Host", "127.0.0.1:9911"},

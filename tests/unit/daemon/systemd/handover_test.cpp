@@ -80,6 +80,24 @@ TEST(Handover, RefusesWhatIsNotItsOwnText) {
     EXPECT_TRUE(decode_handover(good));
 }
 
+// The key is made from the settings' description now; it must be the very key earlier versions wrote, or an
+// upgrade would not adopt the credentials the previous process handed over (one CreateSession per profile).
+TEST(Handover, SettingsKeyIsTheOneEarlierVersionsWrote) {
+    config::ProfileConfig p;
+    p.trust_anchor_arn = "arn:aws:rolesanywhere:eu-west-1:111122223333:trust-anchor/a";
+    p.profile_arn = "arn:aws:rolesanywhere:eu-west-1:111122223333:profile/p";
+    p.role_arn = "arn:aws:iam::111122223333:role/web";
+    p.region = "eu-west-1";
+    p.role_session_name = "web-1";
+    p.session_duration = 900;
+    EXPECT_EQ(
+        credentials_settings_key(p),
+        "61726e3a6177733a726f6c6573616e7977686572653a65752d776573742d313a3131313132323232333333333a7472"
+        "7573742d616e63686f722f61.61726e3a6177733a726f6c6573616e7977686572653a65752d776573742d313a31313131"
+        "32323232333333333a70726f66696c652f70.61726e3a6177733a69616d3a3a3131313132323232333333333a726f6c"
+        "652f776562.65752d776573742d31..7765622d31.900");
+}
+
 TEST(Handover, SettingsKeyChangesWithWhatTheCredentialsAreFor) {
     config::ProfileConfig base;
     base.trust_anchor_arn = "arn:aws:rolesanywhere:eu-west-1:111122223333:trust-anchor/a";

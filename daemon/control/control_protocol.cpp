@@ -1,4 +1,4 @@
-#include "daemon/fastpath/control_protocol.hpp"
+#include "daemon/control/control_protocol.hpp"
 
 #include <charconv>
 

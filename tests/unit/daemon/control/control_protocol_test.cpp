@@ -1,5 +1,5 @@
 // The agent socket's line protocol: pure functions, so every case is a table row.
-#include "daemon/fastpath/control_protocol.hpp"
+#include "daemon/control/control_protocol.hpp"
 
 #include <gtest/gtest.h>
 
