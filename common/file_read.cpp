@@ -30,16 +30,30 @@ Error open_error(const std::filesystem::path& path, int err) {
 // O_NONBLOCK so that a FIFO given by mistake does not hang the open; regular files ignore it.
 constexpr int kReadFlags = O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY;
 
+FileFacts facts_of(const struct stat& st) {
+    return FileFacts{st.st_uid, st.st_gid, st.st_mode};
+}
+
+// denied_error is open_error for EACCES on a file whose facts are known, with what the caller can change.
+Error denied_error(const std::filesystem::path& path, const struct stat& file) {
+    Error error = open_error(path, EACCES);
+    if (auto hint = unreadable_hint(facts_of(file), ProcessIdentity{::geteuid(), ::getegid()})) {
+        error.message += " (" + *hint + ")";
+    }
+    return error;
+}
+
 Result<int> open_checked(const std::filesystem::path& path) {
     const int fd = ::open(path.c_str(), kReadFlags);
     if (fd < 0) {
-        return open_error(path, errno);
+        const int err = errno;
+        struct stat st {};
+        if (err == EACCES && ::stat(path.c_str(), &st) == 0) {
+            return denied_error(path, st);
+        }
+        return open_error(path, err);
     }
     return fd;
-}
-
-FileFacts facts_of(const struct stat& st) {
-    return FileFacts{st.st_uid, st.st_gid, st.st_mode};
 }
 
 std::string octal_mode(mode_t mode) {
@@ -186,11 +200,7 @@ Result<int> open_secret(const std::filesystem::path& path, ProcessIdentity self)
             const int fd = ::openat(here.fd.get(), name.c_str(), kReadFlags | O_NOFOLLOW);
             if (fd < 0) {
                 const int err = errno;
-                Error error = open_error(path, err);
-                if (auto hint = err == EACCES ? unreadable_hint(facts_of(entry), self) : std::nullopt) {
-                    error.message += " (" + *hint + ")";
-                }
-                return error;
+                return err == EACCES ? denied_error(path, entry) : open_error(path, err);
             }
             return fd;
         }
