@@ -168,6 +168,12 @@ def test_the_application_gets_credentials_from_the_sidecar(pod, module_emulator)
     assert re.search(rf"^Gid:\s+{AGENT_GID}\s+{AGENT_GID}\s", status, re.M), status
     status, body = pod.netns.http_get(9913, "/healthz")
     assert status == 200, body
+    # `kubectl exec … -- rolesanywhere-agent status --socket …`, as README.md says.
+    socket_path = re.search(r'^socket_path = "(.*)"$', load_manifest("sidecar.yaml")[0]["data"]["config.toml"],
+                            re.M)[1]
+    shown = podman("exec", pod.container("rolesanywhere-agent"), "rolesanywhere-agent", "status", "--socket",
+                   socket_path)
+    assert re.search(r"\bweb\b", shown.stdout) and got["access_key"][-4:] in shown.stdout, shown.stdout
     assert "unsafe_permissions" not in pod.logs("rolesanywhere-agent")
 
 
