@@ -307,8 +307,9 @@ HttpServerLimits HttpListeners::limits(const HttpSurface& surface) const {
     l.max_connections = agent.max_connections;
     l.hop_limit = agent.hop_limit;
     // Credentials never leave the host, whatever address a listener is bound to (or reached through
-    // route_localnet + DNAT); the health endpoint (no secrets) may be scraped from elsewhere.
-    l.loopback_peers_only = surface.serves_credentials;
+    // route_localnet + DNAT): a peer must be this host (http_server.hpp); the health endpoint (no secrets)
+    // may be scraped from elsewhere.
+    l.same_host_peers_only = surface.serves_credentials;
     return l;
 }
 

@@ -76,6 +76,29 @@ bool is_loopback_peer(const std::string& address) noexcept {
     return parsed.to_v4().is_loopback();  // 127.0.0.0/8
 }
 
+bool is_same_host_peer(const std::string& peer, const std::string& local) noexcept {
+    if (is_loopback_peer(peer)) {
+        return true;
+    }
+    auto plain = [](const std::string& text) -> std::optional<boost::asio::ip::address> {
+        boost::system::error_code ec;
+        auto parsed = boost::asio::ip::make_address(text, ec);
+        if (ec) {
+            return std::nullopt;
+        }
+        // A dual-stack listener sees an IPv4 peer, and its own IPv4 address, as ::ffff:a.b.c.d.
+        if (parsed.is_v6() && parsed.to_v6().is_v4_mapped()) {
+            return boost::asio::ip::make_address_v4(boost::asio::ip::v4_mapped, parsed.to_v6());
+        }
+        return parsed;
+    };
+    const auto peer_address = plain(peer);
+    const auto local_address = plain(local);
+    // An unspecified address is never the address of a connection; refused rather than trusted.
+    return peer_address && local_address && !peer_address->is_unspecified() &&
+           *peer_address == *local_address;
+}
+
 namespace {
 
 namespace net = boost::asio;
@@ -556,13 +579,16 @@ void HttpServer::Impl::on_accept(const std::shared_ptr<server_detail::Listener>&
         return;
     }
     accept(listener);
-    if (limits.loopback_peers_only) {
+    if (limits.same_host_peers_only) {
         beast::error_code remote_ec;
+        beast::error_code local_ec;
         const auto remote = socket.remote_endpoint(remote_ec);
+        const auto local = socket.local_endpoint(local_ec);
         // Closed unanswered, and before it can take a place under the connection cap: a peer on another host
-        // (a listener bound to a non-loopback address, or route_localnet + DNAT as in CVE-2020-8558) learns
-        // nothing and displaces nobody.
-        if (remote_ec || !is_loopback_peer(remote.address().to_string())) {
+        // or in another network namespace (a listener bound to a non-loopback address, or route_localnet +
+        // DNAT as in CVE-2020-8558) learns nothing and displaces nobody.
+        if (remote_ec || local_ec ||
+            !is_same_host_peer(remote.address().to_string(), local.address().to_string())) {
             return;
         }
     }

@@ -5,9 +5,9 @@
 //
 // Promises: HTTP/1.1 with keep-alive; Content-Length on every response; bounded header size, read and idle
 // timeouts (slowloris-safe); a connection cap (extra connections are closed at once); the IP TTL / IPv6 hop
-// limit of accepted sockets set to hop_limit; optionally, loopback peers only; a response with status 400,
-// 413 or 431 ends the connection; stop_accepting() closes the listeners, lets responses being written finish,
-// and closes idle connections, so that the loop runs out of work and returns.
+// limit of accepted sockets set to hop_limit; optionally, peers on this host only; a response with status
+// 400, 413 or 431 ends the connection; stop_accepting() closes the listeners, lets responses being written
+// finish, and closes idle connections, so that the loop runs out of work and returns.
 
 #include <chrono>
 #include <cstdint>
@@ -37,13 +37,23 @@ struct HttpServerLimits {
     // hop_limit: IP_TTL / IPV6_UNICAST_HOPS of accepted sockets (1 = cannot leave the host's link); 0 leaves
     // the system default.
     int hop_limit = 1;
-    // loopback_peers_only closes, unanswered, connections whose peer address is not loopback (127.0.0.0/8,
-    // ::1, or ::ffff:127.x.y.z).
-    bool loopback_peers_only = false;
+    // same_host_peers_only closes, unanswered, connections that do not come from this host: those for which
+    // is_same_host_peer is false. (Such connections are the ones the kernel carries over its loopback
+    // interface: to 127.0.0.0/8 or ::1, or from one of the host's own addresses to itself.)
+    bool same_host_peers_only = false;
 };
 
 // is_loopback_peer says whether an IP address (text form) is a loopback address, IPv4-mapped ones included.
 bool is_loopback_peer(const std::string& address) noexcept;
+
+// is_same_host_peer says whether a TCP connection with this peer address and this local address (text forms,
+// IPv4-mapped IPv6 ones included) was opened from this host's network stack: the peer is a loopback address,
+// or the peer's address is the very address it connected to — what a process of this host (or, in
+// Kubernetes, a pod on the host network) gets when it connects to one of the host's own addresses. No other
+// host can open such a connection: the handshake's answer to our own address never leaves the host, and
+// Linux drops packets from outside whose source is one of its own addresses. A peer in another network
+// namespace (a pod with its own network, a container) has an address of its own and is refused.
+bool is_same_host_peer(const std::string& peer, const std::string& local) noexcept;
 
 using HttpHandler = std::function<SurfaceResponse(const SurfaceRequest&)>;
 

@@ -67,7 +67,10 @@ def key_cases(pki, d):
     (d / "empty.key").write_text("")
     os.chmod(d / "empty.key", 0o600)
     os.mkfifo(d / "fifo.key", 0o600)
+    # A link that another user owns (and so may point anywhere); links that only root or the caller can change
+    # are followed (tests/secrets S5).
     os.symlink(pki / "p256.key", d / "link.key")
+    os.lchown(d / "link.key", 65534, 65534)
     for mode in (0o644, 0o660, 0o640, 0o604):
         target = d / f"p256-{mode:o}.key"
         target.write_bytes((pki / "p256.key").read_bytes())
@@ -103,7 +106,8 @@ def key_cases(pki, d):
                                      r"(?i)order|chain|intermediate"),
         "key is a FIFO": (p("p256.pem"), str(d / "fifo.key"), [], {EX_DATAERR, EX_NOINPUT}, r"fifo\.key"),
         "key is /dev/zero": (p("p256.pem"), "/dev/zero", [], {EX_DATAERR, EX_NOINPUT}, r"/dev/zero"),
-        "key is a symlink": (p("p256.pem"), str(d / "link.key"), [], {EX_NOPERM}, r"link\.key.*symbolic link"),
+        "key is another user's symlink": (p("p256.pem"), str(d / "link.key"), [], {EX_NOPERM},
+                                          r"symbolic link .*link\.key is owned by uid 65534"),
         "key is a directory": (p("p256.pem"), str(d), [], {EX_DATAERR, EX_NOINPUT}, re.escape(str(d))),
         "RSA PKCS#1 key, wrong passphrase given": (p("rsa2048.pem"), p("rsa2048-enc-aes256-sha256.key"),
                                                    ["--pkcs8-password-file", str(wrong)], {EX_DATAERR},

@@ -3,8 +3,10 @@ B10, the parts a test can build by itself).
 
 B9 builds a network namespace joined to the host by a veth pair (`ip netns`, `ip link`; root). From inside it:
   - an agent whose IMDS and ECS listeners are bound to the host's veth address closes the connection unanswered
-    (the loopback-peer check), and every TCP segment it sends carries IP TTL = hop_limit (1), seen by an
-    AF_PACKET capture inside the namespace;
+    (the same-host peer check: the peer is neither loopback nor the address it connected to), and every TCP
+    segment it sends carries IP TTL = hop_limit (1), seen by an AF_PACKET capture inside the namespace; while a
+    client on the host connecting to that same address (so from it) is answered, as a process on a Kubernetes
+    node, or a pod on the host network, is by the node agent listening on the node's address;
   - the default agent (loopback listeners) cannot be reached at the host's veth address at all;
   - the CVE-2020-8558 replay: route_localnet=1 on the veth plus an nftables DNAT to 127.0.0.1 makes the
     loopback listener reachable from the namespace at the TCP level; the agent still closes unanswered.
@@ -24,6 +26,7 @@ from pathlib import Path
 
 import pytest
 
+from radtest import rawhttp
 from radtest.agent import AgentProcess, agent_for_any_user
 from radtest.environment import PYTHON, free_port
 
@@ -156,6 +159,15 @@ def test_b9_non_loopback_peers_get_nothing_and_replies_have_ttl_1(emulator, pki,
             assert "HTTP/" not in result["data"], f"{name}: a peer in another namespace got an answer: {result}"
             assert result["ttls"], f"{name}: no segment of the agent was captured: {result}"
             assert set(result["ttls"]) == {1}, f"{name}: reply TTLs {result['ttls']}, hop_limit is 1"
+            # The same listener, from this host: the peer's address is the one it connected to.
+            if "imds" in name:
+                asked = rawhttp.request("PUT", rawhttp.TOKEN_PATH, [(rawhttp.TTL_HEADER, "60")])
+            else:
+                token = exposed.ecs_token_file().read_text()
+                asked = rawhttp.request("GET", exposed.profiles["web"]["ecs_path"], [("Authorization", token)])
+            reply = rawhttp.exchange(port, asked, host=netns.host_ip, wait_close=False)
+            figures[name + ", from this host"] = reply.status
+            assert reply.status == 200 and reply.body, f"{name}, from this host: {reply}"
 
         # The default agent listens on 127.0.0.1 only: the veth address has nothing on its port.
         result = netns.probe(live.imds_port())

@@ -44,10 +44,25 @@ def key_matrix(pki, base):
         cases[f"mode {mode:04o}"] = (place(f"m{mode:o}", mode), code, rf"{mode:04o}" if code else None)
     cases["owned by root (the caller)"] = (place("root", 0o600, 0), 0, None)
     cases["owned by another user"] = (place("other", 0o600, 65534), EX_NOPERM, r"uid 65534")
-    link_dir = base / "link"
-    link_dir.mkdir(mode=0o700)
-    os.symlink(pki / "p256.key", link_dir / "p256.key")
-    cases["a symlink"] = (link_dir / "p256.key", EX_NOPERM, r"symbolic link")
+    # Symbolic links are followed when only root or the caller can change them (a Kubernetes Secret volume's
+    # tls.key -> ..data/tls.key), and the file they lead to is judged as if named.
+    target = place("link-target")
+
+    def link(name, owner=0, dir_mode=0o700, to=target):
+        directory = base / name
+        directory.mkdir()
+        os.symlink(os.path.relpath(to, directory), directory / "p256.key")
+        os.lchown(directory / "p256.key", owner, owner)
+        os.chmod(directory, dir_mode)
+        return directory / "p256.key"
+
+    cases["a symlink owned by root"] = (link("link-root"), 0, None)
+    cases["a symlink owned by another user"] = (link("link-other", owner=65534), EX_NOPERM,
+                                                r"symbolic link .*p256\.key is owned by uid 65534")
+    cases["a symlink in a directory its group may write"] = (link("link-group-dir", dir_mode=0o770), EX_NOPERM,
+                                                             r"on its way \(through a symbolic link\) is writable")
+    cases["a symlink to a key of mode 0644"] = (link("link-0644", to=place("link-target-0644", 0o644)), EX_NOPERM,
+                                               r"0644")
     cases["parent dir writable by others"] = (place("open-dir", dir_mode=0o777), EX_NOPERM, r"writable by others")
     cases["parent dir writable by others, sticky"] = (place("sticky-dir", dir_mode=0o1777), 0, None)
     cases["parent dir writable by group"] = (place("group-dir", dir_mode=0o770), 0, None)

@@ -979,9 +979,50 @@ TEST(LoopbackPeer, OnlyLoopbackAddressesPass) {
     }
 }
 
+struct PeerCase {
+    const char* peer;
+    const char* local;
+    bool same_host;
+};
+
+TEST(SameHostPeer, LoopbackOrTheConnectionsOwnAddress) {
+    const PeerCase cases[] = {
+        // Loopback peers, whatever address they reached.
+        {"127.0.0.1", "127.0.0.1", true},
+        {"127.0.0.1", "10.0.0.5", true},
+        {"127.9.9.9", "127.0.0.1", true},
+        {"::1", "::1", true},
+        {"::ffff:127.0.0.1", "::ffff:127.0.0.1", true},
+        // A process of this host (or a pod on the host network) connecting to one of the host's addresses.
+        {"10.0.0.5", "10.0.0.5", true},
+        {"169.254.169.254", "169.254.169.254", true},
+        {"::ffff:10.0.0.5", "10.0.0.5", true},
+        {"10.0.0.5", "::ffff:10.0.0.5", true},
+        {"2001:db8::5", "2001:db8::5", true},
+        // Another host, or a pod with a network namespace of its own (the node's bridge forwards to it).
+        {"10.0.0.6", "10.0.0.5", false},
+        {"10.244.1.7", "169.254.169.254", false},
+        {"10.244.1.7", "10.0.0.5", false},
+        {"::ffff:10.0.0.6", "10.0.0.5", false},
+        {"2001:db8::6", "2001:db8::5", false},
+        {"fe80::1", "fe80::2", false},
+        // CVE-2020-8558: a remote peer DNATed to a loopback listener.
+        {"10.0.0.6", "127.0.0.1", false},
+        // Nonsense never passes.
+        {"0.0.0.0", "0.0.0.0", false},
+        {"::", "::", false},
+        {"", "", false},
+        {"not an address", "not an address", false},
+        {"10.0.0.5", "", false},
+    };
+    for (const auto& c : cases) {
+        EXPECT_EQ(is_same_host_peer(c.peer, c.local), c.same_host) << c.peer << " -> " << c.local;
+    }
+}
+
 TEST_F(HttpServerTest, LoopbackPeersOnlyStillServesLoopbackClients) {
     auto limits = test_limits();
-    limits.loopback_peers_only = true;
+    limits.same_host_peers_only = true;
     start(limits);
     Client client(port_);
     ASSERT_TRUE(client.send(get("/x")));
