@@ -247,10 +247,12 @@ private:
     std::set<std::string, std::less<>> known_;
 };
 
-// FileResolver turns "credential:NAME" into $CREDENTIALS_DIRECTORY/NAME and checks that files exist.
+// FileResolver turns "credential:NAME" into $CREDENTIALS_DIRECTORY/NAME (noting its source in `copies` when
+// the pre-start check recorded one) and checks that files exist.
 struct FileResolver {
     const ConfigEnvironment& environment;
     TableReader& reader;
+    std::vector<CredentialCopy>* copies = nullptr;
 
     void path_into(std::string_view key, std::filesystem::path& out, bool must_exist = true) {
         path_or_uri_into(key, out, must_exist, false);
@@ -287,6 +289,11 @@ struct FileResolver {
                 return;
             }
             path = *environment.credentials_directory / name;
+            for (const auto& source : environment.credential_sources) {
+                if (source.name == name && copies != nullptr) {
+                    copies->push_back(CredentialCopy{std::string(key), path, source});
+                }
+            }
         } else {
             path = *value;
         }
@@ -424,7 +431,7 @@ void read_profile(const toml::table& table,
                   const ConfigEnvironment& environment,
                   std::optional<Error>& error) {
     TableReader r(table, profile.source, "profiles." + profile.name, error);
-    FileResolver files{environment, r};
+    FileResolver files{environment, r, &profile.credential_copies};
     files.path_or_uri_into("certificate", profile.identity.certificate, true, /*allow_pkcs11=*/true);
     files.path_or_uri_into("private_key", profile.identity.private_key, true, /*allow_pkcs11=*/true);
     files.path_into("intermediates", profile.identity.intermediates);
@@ -781,6 +788,9 @@ Result<ConfigFile> read_config_file(const std::filesystem::path& path) {
 }
 
 Result<AgentConfig> load_config(const std::filesystem::path& path, const ConfigEnvironment& environment) {
+    if (environment.credential_sources_error) {
+        return *environment.credential_sources_error;
+    }
     auto file = read_config_file(path);
     if (!file) {
         return file.error();

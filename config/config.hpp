@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "common/error.hpp"
+#include "config/credential_sources.hpp"
 #include "config/identity_spec.hpp"
 
 namespace rad::config {
@@ -69,6 +70,9 @@ struct ProfileConfig {
     std::filesystem::path ecs_token_file;
     std::string credentials_file_profile;    // empty: no credentials-file surface
     std::filesystem::path credentials_file;  // empty: $AWS_SHARED_CREDENTIALS_FILE or ~/.aws/credentials
+    // The credential: paths above whose source the pre-start check recorded (credential_sources.hpp): for
+    // refuse_unsafe_sources and name_credential_sources.
+    std::vector<CredentialCopy> credential_copies;
     Source source;
 };
 
@@ -105,11 +109,15 @@ struct AgentConfig {
     const ProfileConfig* find_profile(std::string_view name) const;
 };
 
-// ConfigEnvironment is what load_config reads besides the file: $CREDENTIALS_DIRECTORY (systemd).
+// ConfigEnvironment is what load_config reads besides the file: $CREDENTIALS_DIRECTORY (systemd), and where
+// the credentials in it were copied from (the pre-start check's record, credential_sources.hpp).
 struct ConfigEnvironment {
     std::optional<std::filesystem::path> credentials_directory;
     // check_files: verify that named files exist (off for unit tests of the pure parser).
     bool check_files = true;
+    std::vector<CredentialSource> credential_sources{};
+    // Why that record could not be read (load_config then fails with it): it names a file of root's.
+    std::optional<Error> credential_sources_error{};
 };
 
 // parse_config parses TOML text; `origin` is the file name used in messages.
