@@ -15,8 +15,9 @@
 namespace rad::daemon {
 namespace {
 
-// PID 1's own socket: root reaches it without a D-Bus daemon (a minimal system may have none).
-constexpr const char* kBusAddress = "--address=unix:path=/run/systemd/private";
+// The system bus (dbus-daemon): PID 1's private socket is no bus (busctl's Hello fails there), and
+// `systemctl show` prints LoadCredential as "[unprintable]" (systemd 252 and 257).
+constexpr const char* kBus = "--system";
 
 // read_command runs argv (no shell) and returns its standard output, or why it failed.
 Result<std::string> read_command(const std::vector<std::string>& argv) {
@@ -162,7 +163,7 @@ Result<void> run_check_credential_sources(const CredentialSourcesOptions& option
     const char* busctl = find_busctl();
     auto property = busctl == nullptr
                         ? Result<std::string>(make_error(Errc::internal, "busctl is not installed"))
-                        : read_command({busctl, kBusAddress, "--json=short", "get-property",
+                        : read_command({busctl, kBus, "--json=short", "get-property",
                                         "org.freedesktop.systemd1", bus_object_path(options.unit),
                                         "org.freedesktop.systemd1.Service", "LoadCredential"});
     using Pairs = std::vector<std::pair<std::string, std::string>>;

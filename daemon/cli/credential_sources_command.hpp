@@ -2,7 +2,8 @@
 // `rolesanywhere-agent check-credential-sources --unit NAME --output FILE`: the unit's privileged pre-start
 // check (ExecStartPre=+). systemd's LoadCredential= copies are 0400 and the agent's own, so the agent cannot
 // see that a key's source in /etc is readable by every user, nor name that source in its messages. This asks
-// PID 1 for the unit's LoadCredential= lines, checks each source file with the rules the agent applies to a
+// PID 1 for the unit's LoadCredential= lines (busctl, over the system bus: a machine without dbus gets a
+// warning and an empty record), checks each source file with the rules the agent applies to a
 // plain key path, and writes the record config/credential_sources.hpp describes, which the agent reads.
 
 #include <cstdio>
