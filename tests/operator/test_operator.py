@@ -20,6 +20,7 @@ HEALTH_PORT = SHIPPED_PORTS["health"]
 # peer_refused (common/error.cpp): the agent answered and said no. A socket the user could not even connect to
 # would be agent_unavailable (69).
 EXIT_PEER_REFUSED = 77
+SOURCES_RECORD = "/run/rolesanywhere-agent/credential-sources"
 
 
 def issued_keys(emulator):
@@ -170,6 +171,7 @@ def test_allowed_uids_alone_admits_a_user(operator, tmp_path):
         write_config(operator, config)
         operator.systemctl("restart", SERVICE)
         wait_serving(operator)
+        operator.forget_starts()
 
 
 # --- reload, restart ----------------------------------------------------------------------------------------
@@ -233,6 +235,7 @@ def test_restart_refuses_no_connection(operator):
     report = {name: (len(p.results), p.failures[:5]) for name, p in zip(("healthz", "imds web", "imds batch"),
                                                                        pollers)}
     refused = {name: [f for f in failures if "ConnectionRefused" in f[1]] for name, (_, failures) in report.items()}
+    operator.forget_starts()
     assert not any(refused.values()), f"connections refused during the restart: {report}"
     assert not any(p.failures for p in pollers), f"failed probes during the restart: {report}"
 
@@ -254,7 +257,11 @@ def test_renew(operator, emulator, tmp_path):
         except AssertionError:
             return None
         return all(p.get("certificate", {}).get("serial") == serials["p384"] for p in profiles) and profiles
-    wait_until(renewed, START_TIMEOUT, interval=0.3, what="every profile to hold the renewed certificate")
+    try:
+        wait_until(renewed, START_TIMEOUT, interval=0.3, what="every profile to hold the renewed certificate")
+    except AssertionError as e:
+        raise AssertionError(f"{e}\n{operator.journal(lines=40)}\n"
+                             f"{operator.journal('rolesanywhere-agent-renew.service', lines=20)}") from None
     operator.wait_active()
     requests = emulator.stats()["requests"]
     refresh = operator.machine.run("rolesanywhere-agent", "refresh", check=False)
@@ -282,6 +289,16 @@ def test_a_key_others_can_read_is_refused_under_systemd_too(operator, tmp_path):
     operator.systemctl("restart", SERVICE)
     operator.wait_active()
     try:
+        # The unit's pre-start check recorded each LoadCredential= source, and refused batch.key's.
+        record = machine.run("sh", "-c", f"stat -c '%U %a' {SOURCES_RECORD} && cat {SOURCES_RECORD}").stdout
+        owner, lines = record.split("\n", 1)[0], record.split("\n")[2:]
+        assert owner == "root 644", record
+        fields = {line.split("\t")[0]: line.split("\t") for line in lines if line}
+        assert fields["agent.key"][1:3] == [f"{CONFIG_DIR}/agent.key", ""], record
+        assert fields["batch.key"][1] == f"{CONFIG_DIR}/batch.key" and "0644" in fields["batch.key"][2], record
+        assert fields["batch.pem"][1] == f"{CONFIG_DIR}/batch.pem", record
+        # The agent refuses batch (its key), names both files, and serves web.
+
         def batch_failing():
             try:
                 profiles = {p["name"]: p for p in operator.status_json()["profiles"]}
@@ -299,6 +316,7 @@ def test_a_key_others_can_read_is_refused_under_systemd_too(operator, tmp_path):
         operator.systemctl("daemon-reload")
         operator.systemctl("restart", SERVICE)
     wait_serving(operator)
+    operator.forget_starts()
 
 
 def test_upgrade(operator, emulator):

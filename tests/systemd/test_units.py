@@ -135,6 +135,11 @@ def test_service_protocol_settings():
     # bound itself (every profile's IMDS address but the socket unit's, ECS, health, the fast path): room for
     # all of them.
     assert int(s[("Service", "FileDescriptorStoreMax")][0]) >= 64
+    # The privileged pre-start check of the LoadCredential= sources, which never fails the start, and its record.
+    record = "/run/rolesanywhere-agent/credential-sources"
+    assert s[("Service", "ExecStartPre")] == [
+        f"-+/usr/bin/rolesanywhere-agent check-credential-sources --unit %n --output {record}"]
+    assert s[("Service", "Environment")] == [f"ROLESANYWHERE_AGENT_CREDENTIAL_SOURCES={record}"]
     # `systemctl reload` reports the agent's answer: a refused configuration makes it fail.
     assert s[("Service", "ExecReload")] == [
         "/usr/bin/rolesanywhere-agent reload --config /etc/rolesanywhere-agent/config.toml"]
