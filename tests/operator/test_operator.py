@@ -17,8 +17,7 @@ SOCKETS = ("rolesanywhere-agent.socket", "rolesanywhere-agent-ecs.socket", "role
 PATH_UNITS = ("rolesanywhere-agent-renew.path", "rolesanywhere-agent-reload.path")
 IMDS_PORTS = {"web": SHIPPED_PORTS["imds_web"], "batch": SHIPPED_PORTS["imds_batch"]}
 HEALTH_PORT = SHIPPED_PORTS["health"]
-# peer_refused (common/error.cpp): the agent answered and said no. A socket the user could not even connect to
-# would be agent_unavailable (69).
+# peer_refused (common/error.cpp): the agent answered and said no.
 EXIT_PEER_REFUSED = 77
 SOURCES_RECORD = "/run/rolesanywhere-agent/credential-sources"
 
@@ -165,8 +164,10 @@ def test_allowed_uids_alone_admits_a_user(operator, tmp_path):
         assert json.loads(admitted.stdout)["AccessKeyId"].startswith("ASIA")
         refused = machine.run("/usr/bin/rolesanywhere-agent", "credential-process", "--profile", "web",
                               "--no-fallback", user=bob, check=False)
+        # The agent's answer, which names the uid it saw (SO_PEERCRED); a socket bob could not connect to would
+        # give a connection error of the same exit code that cannot know his uid.
         assert refused.returncode == EXIT_PEER_REFUSED and refused.stdout == "", (refused.returncode, refused.stderr)
-        assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+        assert len(refused.stderr.strip().splitlines()) == 1 and f"uid {bob}" in refused.stderr, refused.stderr
     finally:
         write_config(operator, config)
         operator.systemctl("restart", SERVICE)
