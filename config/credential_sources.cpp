@@ -26,7 +26,8 @@ std::vector<std::string_view> split(std::string_view line, char separator) {
     std::size_t start = 0;
     for (;;) {
         const std::size_t end = line.find(separator, start);
-        parts.push_back(line.substr(start, end == std::string_view::npos ? std::string_view::npos : end - start));
+        parts.push_back(
+            line.substr(start, end == std::string_view::npos ? std::string_view::npos : end - start));
         if (end == std::string_view::npos) {
             return parts;
         }
@@ -60,7 +61,8 @@ Result<std::vector<CredentialSource>> parse_credential_sources(std::string_view 
         lines.pop_back();
     }
     if (lines.empty() || lines.front() != kCredentialSourcesHeader) {
-        return make_error(Errc::config_invalid, origin.string() + ":1: not a record of credential sources (\"" +
+        return make_error(Errc::config_invalid, origin.string() +
+                                                    ":1: not a record of credential sources (\"" +
                                                     std::string(kCredentialSourcesHeader) + "\" expected)");
     }
     for (std::size_t i = 1; i < lines.size(); ++i) {
@@ -70,8 +72,8 @@ Result<std::vector<CredentialSource>> parse_credential_sources(std::string_view 
                               origin.string() + ":" + std::to_string(i + 1) +
                                   ": expected NAME, SOURCE, REFUSAL and SHARED_REFUSAL separated by tabs");
         }
-        sources.push_back(CredentialSource{std::string(parts[0]), std::string(parts[1]), std::string(parts[2]),
-                                           std::string(parts[3])});
+        sources.push_back(CredentialSource{std::string(parts[0]), std::string(parts[1]),
+                                           std::string(parts[2]), std::string(parts[3])});
     }
     return sources;
 }
@@ -100,8 +102,9 @@ Result<std::vector<CredentialSource>> read_credential_sources(const std::filesys
 
 Result<void> refuse_unsafe_sources(const std::vector<CredentialCopy>& copies) {
     for (const auto& c : copies) {
-        const std::string& refusal =
-            c.key == "ecs_token_file" ? c.source.shared_refusal : (is_secret_key(c.key) ? c.source.refusal : "");
+        const std::string& refusal = c.key == "ecs_token_file"
+                                         ? c.source.shared_refusal
+                                         : (is_secret_key(c.key) ? c.source.refusal : "");
         if (!refusal.empty()) {
             return make_error(Errc::unsafe_permissions, c.key + ": " + c.copy.string() +
                                                             " (LoadCredential= copy of " +

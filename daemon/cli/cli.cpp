@@ -20,9 +20,15 @@ namespace {
 
 constexpr const char* kProgram = "rolesanywhere-agent";
 constexpr const char* kSecretFlags[] = {"--pkcs8-password", "--tpm-key-password"};
-constexpr std::string_view kCommands[] = {
-    "credential-process",    "serve",  "update", "status", "refresh", "sign-string",
-    "read-certificate-data", "version", "check-credential-sources"};
+constexpr std::string_view kCommands[] = {"credential-process",
+                                          "serve",
+                                          "update",
+                                          "status",
+                                          "refresh",
+                                          "sign-string",
+                                          "read-certificate-data",
+                                          "version",
+                                          "check-credential-sources"};
 
 void print_error(const std::string& message) {
     std::fprintf(stderr, "%s: %s\n", kProgram, message.c_str());

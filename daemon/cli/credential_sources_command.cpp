@@ -87,8 +87,8 @@ Result<void> write_record(const std::filesystem::path& path, const std::string& 
     if (fd < 0) {
         return make_error(Errc::internal, temporary.string() + ": " + std::strerror(errno));
     }
-    const bool written = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) &&
-                         ::fchmod(fd, 0644) == 0;
+    const bool written =
+        ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) && ::fchmod(fd, 0644) == 0;
     const int err = errno;
     if (::close(fd) != 0 || !written || ::rename(temporary.c_str(), path.c_str()) != 0) {
         ::unlink(temporary.c_str());
@@ -169,10 +169,11 @@ Result<void> run_check_credential_sources(const CredentialSourcesOptions& option
     using Pairs = std::vector<std::pair<std::string, std::string>>;
     auto pairs = property ? parse_load_credentials(*property) : Result<Pairs>(property.error());
     if (!pairs) {
-        std::fprintf(err,
-                     "rolesanywhere-agent: warning: cannot learn the LoadCredential= sources of %s (%s); their "
-                     "permissions go unchecked\n",
-                     options.unit.c_str(), pairs.error().message.c_str());
+        std::fprintf(
+            err,
+            "rolesanywhere-agent: warning: cannot learn the LoadCredential= sources of %s (%s); their "
+            "permissions go unchecked\n",
+            options.unit.c_str(), pairs.error().message.c_str());
     } else {
         for (const auto& [name, source] : *pairs) {
             sources.push_back(check_source(name, source));

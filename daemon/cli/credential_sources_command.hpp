@@ -25,8 +25,8 @@ struct CredentialSourcesOptions {
 // character but [A-Za-z0-9] written as _XX (lowercase hex), as systemd escapes bus labels.
 std::string bus_object_path(const std::string& unit);
 
-// parse_load_credentials reads `busctl --json=short get-property ... LoadCredential` output: the (name, source)
-// pairs, or config_invalid.
+// parse_load_credentials reads `busctl --json=short get-property ... LoadCredential` output: the (name,
+// source) pairs, or config_invalid.
 [[nodiscard]] Result<std::vector<std::pair<std::string, std::string>>> parse_load_credentials(
     const std::string& json);
 
@@ -37,6 +37,7 @@ config::CredentialSource check_source(const std::string& name, const std::string
 // run_check_credential_sources never fails the start: the record is written whatever it holds (an empty one
 // when PID 1 cannot be asked), each refused source is reported on `err`, and the exit status is 0 unless the
 // record itself cannot be written.
-[[nodiscard]] Result<void> run_check_credential_sources(const CredentialSourcesOptions& options, std::FILE* err);
+[[nodiscard]] Result<void> run_check_credential_sources(const CredentialSourcesOptions& options,
+                                                        std::FILE* err);
 
 }  // namespace rad::daemon

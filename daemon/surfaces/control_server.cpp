@@ -222,7 +222,8 @@ Result<void> ControlServer::listen(const ControlSocketSettings& settings) {
         // directory of root's) would only turn into "Address already in use" at bind: say what is in the way.
         if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
             return make_error(Errc::config_invalid,
-                              path + ": a stale socket nobody listens on is in the way and cannot be removed (" +
+                              path +
+                                  ": a stale socket nobody listens on is in the way and cannot be removed (" +
                                   std::strerror(errno) +
                                   "); remove it, or start the agent with its socket unit "
                                   "(rolesanywhere-agent-fastpath.socket)");

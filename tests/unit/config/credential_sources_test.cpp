@@ -21,8 +21,9 @@ const std::string kKeyRefusal =
     "chmod 600 on it";
 
 std::vector<CredentialSource> sample() {
-    return {{"agent.pem", "/etc/rolesanywhere-agent/agent.pem", "/etc/rolesanywhere-agent/agent.pem: 0644", ""},
-            {"agent.key", "/etc/rolesanywhere-agent/agent.key", kKeyRefusal, kKeyRefusal}};
+    return {
+        {"agent.pem", "/etc/rolesanywhere-agent/agent.pem", "/etc/rolesanywhere-agent/agent.pem: 0644", ""},
+        {"agent.key", "/etc/rolesanywhere-agent/agent.key", kKeyRefusal, kKeyRefusal}};
 }
 
 TEST(CredentialSources, TextRoundTrips) {
@@ -110,9 +111,12 @@ TEST(CredentialSources, ARefusedSourceStopsItsUseAsASecretOnly) {
     const auto& message = refused.error().message;
     EXPECT_NE(message.find("private_key"), std::string::npos) << message;
     EXPECT_NE(message.find((dir / "agent.key").string()), std::string::npos) << message;
-    EXPECT_NE(message.find("/etc/rolesanywhere-agent/agent.key: permissions 0644"), std::string::npos) << message;
-    // Every secret key of a profile is checked; an ECS token file by the rule for a token shared with a group.
-    for (const char* secret : {"passphrase_file", "pin_file", "tpm_key_password_file", "tpm_parent_password_file"}) {
+    EXPECT_NE(message.find("/etc/rolesanywhere-agent/agent.key: permissions 0644"), std::string::npos)
+        << message;
+    // Every secret key of a profile is checked; an ECS token file by the rule for a token shared with a
+    // group.
+    for (const char* secret :
+         {"passphrase_file", "pin_file", "tpm_key_password_file", "tpm_parent_password_file"}) {
         EXPECT_FALSE(refuse_unsafe_sources({{secret, dir / "agent.key", sources[1]}})) << secret;
     }
     CredentialSource group_readable{"web.token", "/etc/rolesanywhere-agent/web.token", "0640 refused", ""};
@@ -125,7 +129,8 @@ TEST(CredentialSources, MessagesNameTheCopyAndItsSource) {
     const std::filesystem::path copy = "/run/credentials/rolesanywhere-agent.service/agent.key";
     const std::vector<CredentialCopy> copies{{"private_key", copy, sample()[1]}};
     const std::string note = " (LoadCredential= copy of /etc/rolesanywhere-agent/agent.key)";
-    EXPECT_EQ(name_credential_sources(copy.string() + ": not a key", copies), copy.string() + note + ": not a key");
+    EXPECT_EQ(name_credential_sources(copy.string() + ": not a key", copies),
+              copy.string() + note + ": not a key");
     // Once only, however often it is applied; a longer path that starts with the copy's is another file.
     const auto once = name_credential_sources(copy.string() + ": x", copies);
     EXPECT_EQ(name_credential_sources(once, copies), once);
@@ -134,7 +139,8 @@ TEST(CredentialSources, MessagesNameTheCopyAndItsSource) {
 }
 
 TEST(CredentialSources, CredentialPathsOfTheConfigurationCarryTheirSources) {
-    ConfigEnvironment environment{"/run/credentials/rolesanywhere-agent.service", false, sample(), std::nullopt};
+    ConfigEnvironment environment{"/run/credentials/rolesanywhere-agent.service", false, sample(),
+                                  std::nullopt};
     auto config = parse_config(R"([profiles.web]
 certificate = "credential:agent.pem"
 private_key = "credential:agent.key"
@@ -155,7 +161,8 @@ role_arn = "arn:aws:iam::123456789012:role/web"
 
 TEST(CredentialSources, AnUnreadableRecordFailsTheLoad) {
     ConfigEnvironment environment;
-    environment.credential_sources_error = Error{Errc::config_invalid, "/run/x: not a regular file owned by root"};
+    environment.credential_sources_error =
+        Error{Errc::config_invalid, "/run/x: not a regular file owned by root"};
     auto config = load_config("/nonexistent/config.toml", environment);
     ASSERT_FALSE(config);
     EXPECT_EQ(config.error().message, "/run/x: not a regular file owned by root");

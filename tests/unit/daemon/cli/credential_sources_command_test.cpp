@@ -29,7 +29,8 @@ TEST(CheckCredentialSources, ReadsBusctlsJson) {
     auto none = parse_load_credentials(R"j({"type":"a(ss)","data":[]})j");
     ASSERT_TRUE(none);
     EXPECT_TRUE(none->empty());
-    for (const char* bad : {"", "[]", R"j({"type":"s","data":"x"})j", R"j({"type":"a(ss)","data":[["only"]]})j"}) {
+    for (const char* bad :
+         {"", "[]", R"j({"type":"s","data":"x"})j", R"j({"type":"a(ss)","data":[["only"]]})j"}) {
         EXPECT_FALSE(parse_load_credentials(bad)) << bad;
     }
 }
