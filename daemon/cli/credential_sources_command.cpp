@@ -97,6 +97,14 @@ Result<void> write_record(const std::filesystem::path& path, const std::string& 
     return {};
 }
 
+// holds_private_key: the source is a PEM private key (plain or encrypted), the one kind of secret the check
+// can recognise by itself; only those are reported here (a certificate is 0644 by design). The agent refuses
+// whatever a profile uses as a secret, recognisable or not.
+bool holds_private_key(const std::string& source) {
+    auto content = read_secret_file(source, SecretFilePolicy{/*allow_loose_permissions=*/true});
+    return content && content->reveal().find("PRIVATE KEY-----") != std::string::npos;
+}
+
 }  // namespace
 
 std::string bus_object_path(const std::string& unit) {
@@ -178,11 +186,12 @@ Result<void> run_check_credential_sources(const CredentialSourcesOptions& option
         for (const auto& [name, source] : *pairs) {
             sources.push_back(check_source(name, source));
             const auto& checked = sources.back();
-            if (!checked.refusal.empty()) {
-                std::fprintf(err,
-                             "rolesanywhere-agent: warning: credential %s: %s; a profile using it as a key, "
-                             "passphrase, PIN or password is refused\n",
-                             name.c_str(), checked.refusal.c_str());
+            if (!checked.refusal.empty() && holds_private_key(source)) {
+                std::fprintf(
+                    err,
+                    "rolesanywhere-agent: warning: credential %s: %s; the profiles using this key are "
+                    "refused\n",
+                    name.c_str(), checked.refusal.c_str());
             }
         }
     }
