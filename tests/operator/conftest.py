@@ -217,7 +217,10 @@ class Operator:
         return parse_show(self.systemctl("show", *[f"--property={p}" for p in properties], unit).stdout)
 
     def journal(self, unit=SERVICE, lines=60):
-        return self.machine.run("journalctl", "--no-pager", "-q", "-u", unit, "-n", str(lines), check=False).stdout
+        """The unit's last journal lines, and `systemctl status` (which says which process failed how)."""
+        journal = self.machine.run("journalctl", "--no-pager", "-q", "-u", unit, "-n", str(lines), check=False)
+        status = self.machine.run("systemctl", "--no-pager", "status", unit, check=False)
+        return f"{journal.stdout}{journal.stderr}\n{status.stdout}"
 
     def wait_active(self, what="the service to be active", timeout=START_TIMEOUT):
         last = {}
