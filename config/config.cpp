@@ -285,12 +285,14 @@ private:
     std::set<std::string, std::less<>> known_;
 };
 
-// FileResolver turns "credential:NAME" into $CREDENTIALS_DIRECTORY/NAME and checks that files exist, for
-// the tables whose files are needed (ConfigEnvironment::file_checks); elsewhere paths are kept as written.
+// FileResolver turns "credential:NAME" into $CREDENTIALS_DIRECTORY/NAME (noting its source in `copies` when
+// the pre-start check recorded one) and checks that files exist, for the tables whose files are needed
+// (ConfigEnvironment::file_checks); elsewhere paths are kept as written.
 struct FileResolver {
     const ConfigEnvironment& environment;
     TableReader& reader;
     bool resolve = true;
+    std::vector<CredentialCopy>* copies = nullptr;
 
     enum class Accepts { path, path_or_pkcs11, path_pkcs11_or_handle };
 
@@ -323,6 +325,11 @@ struct FileResolver {
                 return std::nullopt;
             }
             path = *environment.credentials_directory / name;
+            for (const auto& source : environment.credential_sources) {
+                if (source.name == name && copies != nullptr) {
+                    copies->push_back(CredentialCopy{std::string(key), path, source});
+                }
+            }
         } else {
             path = *value;
         }
@@ -514,7 +521,7 @@ void read_profile(const toml::table& table,
     const bool files_needed =
         environment.file_checks == FileChecks::every_profile ||
         (environment.file_checks == FileChecks::one_profile && environment.checked_profile == profile.name);
-    FileResolver files{environment, r, files_needed};
+    FileResolver files{environment, r, files_needed, &profile.credential_copies};
     for (const auto& setting : profile_settings()) {
         read_setting(setting, r, files, profile, profile.name);
     }
@@ -839,6 +846,9 @@ Result<ConfigFile> read_config_file(const std::filesystem::path& path) {
 }
 
 Result<AgentConfig> load_config(const std::filesystem::path& path, const ConfigEnvironment& environment) {
+    if (environment.credential_sources_error) {
+        return *environment.credential_sources_error;
+    }
     auto file = read_config_file(path);
     if (!file) {
         return file.error();

@@ -17,6 +17,7 @@
 
 #include "common/error.hpp"
 #include "common/log.hpp"
+#include "config/credential_sources.hpp"
 #include "config/identity_spec.hpp"
 
 namespace rad::config {
@@ -72,6 +73,9 @@ struct ProfileConfig {
     std::filesystem::path ecs_token_file;
     std::string credentials_file_profile;    // empty: no credentials-file surface
     std::filesystem::path credentials_file;  // empty: $AWS_SHARED_CREDENTIALS_FILE or ~/.aws/credentials
+    // The credential: paths above whose source the pre-start check recorded (credential_sources.hpp): for
+    // refuse_unsafe_sources and name_credential_sources.
+    std::vector<CredentialCopy> credential_copies;
     Source source;
 };
 
@@ -115,14 +119,18 @@ struct AgentConfig {
 // not resolved are kept as written.
 enum class FileChecks { every_profile, none, one_profile };
 
-// ConfigEnvironment is what load_config reads besides the file: $CREDENTIALS_DIRECTORY (systemd), and
-// which files are needed.
+// ConfigEnvironment is what load_config reads besides the file: $CREDENTIALS_DIRECTORY (systemd), where the
+// credentials in it were copied from (the pre-start check's record, credential_sources.hpp), and which files
+// are needed.
 struct ConfigEnvironment {
     std::optional<std::filesystem::path> credentials_directory;
     // check_files: verify that the resolved files exist (off for unit tests of the pure parser).
     bool check_files = true;
     FileChecks file_checks = FileChecks::every_profile;
     std::string checked_profile;  // the profile of FileChecks::one_profile
+    std::vector<CredentialSource> credential_sources{};
+    // Why that record could not be read (load_config then fails with it): it names a file of root's.
+    std::optional<Error> credential_sources_error{};
 };
 
 // parse_config parses TOML text; `origin` is the file name used in messages.

@@ -12,6 +12,7 @@
 
 #include "common/version.hpp"
 #include "daemon/cli/agent_commands.hpp"
+#include "daemon/cli/credential_sources_command.hpp"
 #include "daemon/cli/one_shot_commands.hpp"
 
 namespace rad::daemon {
@@ -19,9 +20,15 @@ namespace {
 
 constexpr const char* kProgram = "rolesanywhere-agent";
 constexpr const char* kSecretFlags[] = {"--pkcs8-password", "--tpm-key-password"};
-constexpr std::string_view kCommands[] = {
-    "credential-process",    "serve",  "update", "status", "refresh", "sign-string",
-    "read-certificate-data", "version"};
+constexpr std::string_view kCommands[] = {"credential-process",
+                                          "serve",
+                                          "update",
+                                          "status",
+                                          "refresh",
+                                          "sign-string",
+                                          "read-certificate-data",
+                                          "version",
+                                          "check-credential-sources"};
 
 void print_error(const std::string& message) {
     std::fprintf(stderr, "%s: %s\n", kProgram, message.c_str());
@@ -344,6 +351,17 @@ int run_cli(int argc, char** argv) {
 
     auto* version = app.add_subcommand("version", "Print the version");
 
+    // check-credential-sources (the unit's ExecStartPre=+)
+    CredentialSourcesOptions cs;
+    auto* check_sources = app.add_subcommand(
+        "check-credential-sources",
+        "Check the sources of a unit's LoadCredential= files with the key-file rules and record them for the "
+        "agent (the unit's privileged pre-start check)");
+    if (declares("check-credential-sources")) {
+        check_sources->add_option("--unit", cs.unit, "The service unit (systemd's %n)")->required();
+        check_sources->add_option("--output", cs.output, "The record to write")->required();
+    }
+
     try {
         app.parse(argc, argv);
     } catch (const CLI::CallForHelp& e) {
@@ -382,6 +400,9 @@ int run_cli(int argc, char** argv) {
     }
     if (*status) {
         return finish(run_status(st, stdout));
+    }
+    if (*check_sources) {
+        return finish(run_check_credential_sources(cs, stderr));
     }
     if (*refresh) {
         return finish(run_refresh(rf, stdout));

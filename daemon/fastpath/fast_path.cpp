@@ -21,6 +21,16 @@ config::ConfigEnvironment environment_from_process() {
     if (const char* dir = std::getenv("CREDENTIALS_DIRECTORY"); dir != nullptr && *dir != '\0') {
         environment.credentials_directory = std::filesystem::path(dir);
     }
+    // The unit's pre-start check's record of where the credentials were copied from
+    // (config/credential_sources.hpp).
+    if (const char* record = std::getenv(config::kCredentialSourcesVariable);
+        record != nullptr && *record != '\0') {
+        if (auto sources = config::read_credential_sources(record)) {
+            environment.credential_sources = std::move(*sources);
+        } else {
+            environment.credential_sources_error = sources.error();
+        }
+    }
     return environment;
 }
 

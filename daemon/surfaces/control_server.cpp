@@ -218,7 +218,16 @@ Result<void> ControlServer::listen(const ControlSocketSettings& settings) {
                                   ": another agent is listening on this socket; stop it, or give this agent "
                                   "another socket_path");
         }
-        ::unlink(path.c_str());
+        // Stale: replaced. A file this process may not remove (a socket left by systemd's socket unit, in a
+        // directory of root's) would only turn into "Address already in use" at bind: say what is in the way.
+        if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
+            return make_error(Errc::config_invalid,
+                              path +
+                                  ": a stale socket nobody listens on is in the way and cannot be removed (" +
+                                  std::strerror(errno) +
+                                  "); remove it, or start the agent with its socket unit "
+                                  "(rolesanywhere-agent-fastpath.socket)");
+        }
     }
     auto& acceptor = impl_->acceptor;
     boost::system::error_code bec;

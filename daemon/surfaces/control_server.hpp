@@ -6,10 +6,10 @@
 //
 // Promises: a socket path it binds is created under a tight umask, then given the configured group and mode;
 // a socket another process still accepts on is never taken over (the start fails instead), and a stale one is
-// replaced; at stop only the socket this server bound (same inode) is removed, never one systemd passed in.
-// Every connection is bounded: one request line of at most kMaxControlLine bytes, 30 s in all. stop() closes
-// the listener and the connections that wait for their request or for a handler that has not answered; a
-// reply being written is finished.
+// replaced (or, when this process may not remove it, named in the error); at stop only the socket this server
+// bound (same inode) is removed, never one systemd passed in. Every connection is bounded: one request line
+// of at most kMaxControlLine bytes, 30 s in all. stop() closes the listener and the connections that wait for
+// their request or for a handler that has not answered; a reply being written is finished.
 
 #include <sys/types.h>
 

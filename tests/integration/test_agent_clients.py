@@ -133,6 +133,37 @@ def test_aws_cli_imds(served, client_env):
     assert got["Expiration"].startswith(served.expected["expiration"][:19])
 
 
+# Whether Debian's AWS CLI reads AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE, as README.md ("Which clients read the
+# token file") and docs/clients.md §3.1 state it per release: a version missing here fails the test below, so
+# that the table is checked again for it.
+AWS_CLI_READS_TOKEN_FILE = {"2.9.19": False,  # Debian 12
+                            "2.23.6": True}   # Debian 13
+
+
+def test_aws_cli_container_token_file_as_the_readme_says(served, client_env):
+    version = subprocess.run(["/usr/bin/aws", "--version"], capture_output=True, text=True, timeout=CLIENT_TIMEOUT,
+                             stdin=subprocess.DEVNULL).stdout.split()[0].split("/")[1]
+    assert version in AWS_CLI_READS_TOKEN_FILE, f"AWS CLI {version}: check the README's token-file table for it"
+    env = client_env(AWS_CONTAINER_CREDENTIALS_FULL_URI=served.ecs_url("web"),
+                     AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE=str(served.ecs_token_file("web")),
+                     AWS_EC2_METADATA_DISABLED="true")
+    result = subprocess.run(["/usr/bin/aws", "configure", "export-credentials", "--format", "process"], env=env,
+                            capture_output=True, text=True, timeout=CLIENT_TIMEOUT, stdin=subprocess.DEVNULL)
+    if AWS_CLI_READS_TOKEN_FILE[version]:
+        assert result.returncode == 0, result.stderr
+        got = json.loads(result.stdout)
+        assert_issued({"accessKeyId": got["AccessKeyId"], "secretAccessKey": got["SecretAccessKey"],
+                       "sessionToken": got["SessionToken"]}, served)
+    else:
+        # No Authorization header sent: the agent answers 401 and the CLI finds no credentials...
+        assert result.returncode != 0 and result.stdout == "", (result.returncode, result.stdout)
+        # ...while the README's alternative, the token in the variable, works with the same CLI.
+        env["AWS_CONTAINER_AUTHORIZATION_TOKEN"] = ecs_token(served)
+        got = run_client(["/usr/bin/aws", "configure", "export-credentials", "--format", "process"], env)
+        assert_issued({"accessKeyId": got["AccessKeyId"], "secretAccessKey": got["SecretAccessKey"],
+                       "sessionToken": got["SessionToken"]}, served)
+
+
 # --- the AWS SDK for JavaScript v3 and aws-c-auth (npm) --------------------------------------------------
 
 

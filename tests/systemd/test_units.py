@@ -20,7 +20,8 @@ MAX_EXPOSURE = 1.5
 # (PID 1's private socket accepts uid 0 only), which alone costs 0.4; everything else is taken away.
 EXPOSURE_BARS = {"rolesanywhere-agent.service": MAX_EXPOSURE, "rolesanywhere-agent-reload.service": 2.0,
                  "rolesanywhere-agent-renew.service": 2.0}
-# What the agent (daemon/agent/agent_listeners.cpp) takes from sd_listen_fds_with_names() (one profile: "imds" stands for "imds-NAME").
+# What the agent (daemon/agent/agent_listeners.cpp) takes from sd_listen_fds_with_names(); an IMDS socket serves the
+# profile whose imds_listen is its address.
 AGENT_FD_NAMES = {"imds", "ecs", "health", "socket"}
 
 
@@ -130,8 +131,41 @@ def test_service_protocol_settings():
     # own files go to a directory below it, kept across restarts so that clients' ECS tokens stay valid.
     assert s[("Service", "RuntimeDirectory")] == ["rolesanywhere-agent/tokens"]
     assert s[("Service", "RuntimeDirectoryPreserve")] == ["yes"]
-    # A restart hands the credentials over through the file-descriptor store.
-    assert s[("Service", "FileDescriptorStoreMax")] == ["1"]
+    # A restart hands the credentials over through the file-descriptor store, and the listening sockets the agent
+    # bound itself (every profile's IMDS address but the socket unit's, ECS, health, the fast path): room for
+    # all of them.
+    assert int(s[("Service", "FileDescriptorStoreMax")][0]) >= 64
+    # The privileged pre-start check of the LoadCredential= sources, which never fails the start, and its record.
+    record = "/run/rolesanywhere-agent/credential-sources"
+    assert s[("Service", "ExecStartPre")] == [
+        f"-+/usr/bin/rolesanywhere-agent check-credential-sources --unit %n --output {record}"]
+    assert s[("Service", "Environment")] == [f"ROLESANYWHERE_AGENT_CREDENTIAL_SOURCES={record}"]
+    # `systemctl reload` reports the agent's answer: a refused configuration makes it fail.
+    assert s[("Service", "ExecReload")] == [
+        "/usr/bin/rolesanywhere-agent reload --config /etc/rolesanywhere-agent/config.toml"]
+
+
+SOCKET_UNITS = ["rolesanywhere-agent.socket", "rolesanywhere-agent-ecs.socket", "rolesanywhere-agent-fastpath.socket"]
+
+
+def test_the_service_brings_its_sockets():
+    """However the service is started (the README's `systemctl enable --now rolesanywhere-agent.service ...`, a
+    dependency), its sockets start first: the agent never has to bind the shipped addresses itself, which its
+    sandbox cannot do for the fast-path socket in root's /run/rolesanywhere-agent. `enable` enables them too."""
+    s = unit_settings(UNIT_DIR / "rolesanywhere-agent.service")
+    wanted = " ".join(s.get(("Unit", "Wants"), []) + s.get(("Unit", "Requires"), [])).split()
+    after = " ".join(s.get(("Unit", "After"), [])).split()
+    also = " ".join(s.get(("Install", "Also"), [])).split()
+    for socket_unit in SOCKET_UNITS:
+        assert socket_unit in wanted and socket_unit in after and socket_unit in also, socket_unit
+
+
+def test_fast_path_socket_admits_by_peer_credentials():
+    """Any local user may connect; the agent admits root, its own user and allowed_uids/allowed_gids by
+    SO_PEERCRED and refuses the others in words. The socket file goes when the unit stops (package removal)."""
+    s = unit_settings(UNIT_DIR / "rolesanywhere-agent-fastpath.socket")
+    assert s[("Socket", "SocketMode")] == ["0666"]
+    assert s[("Socket", "RemoveOnStop")] == ["yes"]
 
 
 def test_renewal_and_reload_paths():

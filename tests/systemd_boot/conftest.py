@@ -1,5 +1,5 @@
 """Fixtures for the systemd-boot tests: the .deb installed on this host, this host's systemd booted as PID 1 in
-a container (boot_support.Machine), and the agent's shipped units driven there (Service).
+a container (radtest.machine.Machine), and the agent's shipped units driven there (Service).
 
 Once per session: `package` installs the .deb with dpkg -i (and purges it at the end), `emulator` runs the
 Roles Anywhere emulator on the host's 127.0.0.1 (the container shares the host's network namespace),
@@ -27,7 +27,7 @@ from radtest.agent import render_config
 from radtest.emulator import Emulator
 from radtest.environment import PYTHON, free_port, wait_until
 
-from boot_support import Leftovers, Machine, parse_show
+from radtest.machine import Leftovers, Machine, parse_show
 
 HERE = Path(__file__).resolve().parent
 ROOT = Path(os.environ.get("RAD_SOURCE_DIR") or HERE.parents[1])
@@ -90,7 +90,7 @@ def leftovers():
     state = Leftovers(STATE)
     alive = [p for p in state.read()["processes"] if Leftovers.alive(p)]
     assert not alive and not state.read()["package"], (
-        f"an earlier run left {alive} / package {state.read()['package']}: run tests/systemd_boot/cleanup {STATE}")
+        f"an earlier run left {alive} / package {state.read()['package']}: run tests/support/end-leftovers {STATE}")
     return state
 
 

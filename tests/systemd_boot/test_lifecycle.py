@@ -6,7 +6,7 @@ from radtest.clients import ecs_credentials, imds_credentials
 from radtest.emulator import last_issued
 from radtest.environment import wait_until
 
-from boot_support import Poller
+from radtest.machine import Poller
 from conftest import READY_STATUS, RUNTIME_DIR, SERVICE, SOCKETS, TOKEN_FILE
 
 EXIT_PROPERTIES = ("ActiveState", "SubState", "Result", "MainPID", "NRestarts", "ExecMainCode", "ExecMainStatus",

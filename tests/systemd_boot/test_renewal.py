@@ -19,7 +19,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from radtest.clients import ecs_credentials, imds_credentials
 from radtest.environment import wait_until
 
-from boot_support import Poller
+from radtest.machine import Poller
 from conftest import CONFIG_DIR, SERVICE, SOCKETS
 
 RENEW_PATH = "rolesanywhere-agent-renew.path"

@@ -430,10 +430,15 @@ TEST(ExampleConfig, ParsesAndKeepsItsPromises) {
     ASSERT_TRUE(in);
     std::stringstream text;
     text << in.rdbuf();
-    auto r = parse_config(text.str(), "example.toml", unchecked());
+    // Installed as config.toml for the service, whose LoadCredential= copies its credential: paths name.
+    ConfigEnvironment service = unchecked();
+    service.credentials_directory = "/run/credentials/rolesanywhere-agent.service";
+    auto r = parse_config(text.str(), "example.toml", service);
     ASSERT_TRUE(r) << r.error().message;
-    ASSERT_EQ(r->profiles.size(), 1u);
+    ASSERT_EQ(r->profiles.size(), 2u);
     EXPECT_EQ(r->profiles[0].imds_listen.at(0).port, 9911);
+    EXPECT_EQ(r->profiles[1].imds_listen.at(0).port, 9921);
+    EXPECT_EQ(r->profiles[1].identity.private_key, "/run/credentials/rolesanywhere-agent.service/agent.key");
     EXPECT_EQ(r->agent.ecs_listen->port, 9912);
 }
 

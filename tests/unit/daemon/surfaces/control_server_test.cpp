@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
@@ -105,6 +106,48 @@ TEST_F(ControlServerTest, AStaleSocketIsReplacedALiveOneIsNot) {
     EXPECT_NE(refused.error().message.find("another agent is listening"), std::string::npos);
     second.stop();
     EXPECT_TRUE(std::filesystem::exists(path_)) << "a server removed a socket it did not bind";
+}
+
+TEST_F(ControlServerTest, AStaleSocketThisUserMayNotRemoveIsNamedNotAnAddressInUse) {
+    // What systemd's socket unit leaves in root's /run/rolesanywhere-agent, met by the agent's own user.
+    if (::geteuid() != 0) {
+        GTEST_SKIP() << "needs root, to meet a root-owned stale socket as another user";
+    }
+    ::chmod(dir_.c_str(), 0755);
+    { UniqueFd stale = listening_socket(path_); }
+    ::chmod(path_.c_str(), 0666);
+    int pipe_fds[2];
+    ASSERT_EQ(::pipe(pipe_fds), 0);
+    const pid_t child = ::fork();
+    ASSERT_GE(child, 0);
+    if (child == 0) {
+        ::close(pipe_fds[0]);
+        std::string message = "ok";
+        if (::setresgid(65534, 65534, 65534) != 0 || ::setresuid(65534, 65534, 65534) != 0) {
+            message = "setresuid failed";
+        } else {
+            boost::asio::io_context io;
+            ControlServer server(io, [](std::string_view, ControlReply) {});
+            if (auto r = server.listen({path_, 0600, ""}); !r) {
+                message = r.error().message;
+            }
+        }
+        (void)!::write(pipe_fds[1], message.data(), message.size());
+        ::_exit(0);
+    }
+    ::close(pipe_fds[1]);
+    std::string message;
+    char buffer[512];
+    for (ssize_t n; (n = ::read(pipe_fds[0], buffer, sizeof buffer)) > 0;) {
+        message.append(buffer, static_cast<std::size_t>(n));
+    }
+    ::close(pipe_fds[0]);
+    int status = 0;
+    ASSERT_EQ(::waitpid(child, &status, 0), child);
+    EXPECT_NE(message.find(path_.string() + ": a stale socket"), std::string::npos) << message;
+    EXPECT_NE(message.find("cannot be removed"), std::string::npos) << message;
+    EXPECT_EQ(message.find("in use"), std::string::npos) << message;
+    EXPECT_TRUE(std::filesystem::exists(path_));
 }
 
 TEST_F(ControlServerTest, AnActivatedSocketStaysAtStop) {

@@ -1,12 +1,12 @@
-"""The harness of the systemd-boot tests: this host's own systemd booted as PID 1 in a container, commands run
-in it, and a record of every process the tests start so that nothing outlives them.
+"""A systemd booted as PID 1 in a container, commands run in it, and a record of every process the tests start
+so that nothing outlives them (the systemd-boot and operator suites).
 
-Machine boots `systemd-nspawn --volatile=yes -D /` (the host's /usr read-only, an empty /etc and /var, the
-host's network namespace) and runs commands in it through `nsenter -t PID1 -a`, as root or, through setpriv,
-as any user. Poller calls a client in a background thread and counts what failed. Leftovers records the PIDs
-(and start times) of the processes the tests start in a state file, so that tests/systemd_boot/cleanup ends
-them even when pytest itself was killed. The agent's units are driven by conftest.Service. Every wait is
-bounded.
+Machine boots either this host's own systemd (`systemd-nspawn --volatile=yes -D /`: the host's /usr read-only,
+an empty /etc and /var) or a Debian root of its own (`systemd-nspawn -D ROOT`), in the host's network namespace
+either way, and runs commands in it through `nsenter -t PID1 -a`, as root or, through setpriv, as any user.
+Poller calls a client in a background thread and counts what failed. Leftovers records the PIDs (and start
+times) of the processes the tests start, and the directories they made, in a state file, so that the suites'
+cleanup programs end and remove them even when pytest itself was killed. Every wait is bounded.
 """
 
 import json
@@ -39,8 +39,9 @@ def process_start_time(pid):
 
 
 class Leftovers:
-    """A JSON state file naming the processes the tests started (pid, start time, what) and whether they
-    installed the package. The tests remove what they end; tests/systemd_boot/cleanup ends the rest."""
+    """A JSON state file naming the processes the tests started (pid, start time, what), whether they installed
+    the package, and the directories they made. The tests remove what they end; tests/support/end-leftovers ends
+    the rest."""
 
     def __init__(self, path):
         self.path = Path(path)
@@ -49,9 +50,10 @@ class Leftovers:
 
     def read(self):
         try:
-            return json.loads(self.path.read_text())
+            state = json.loads(self.path.read_text())
         except (OSError, ValueError):
-            return {"processes": [], "package": None}
+            state = {}
+        return {"processes": [], "package": None, "directories": [], **state}
 
     def _write(self, state):
         temporary = self.path.with_suffix(".tmp")
@@ -76,10 +78,31 @@ class Leftovers:
             state["package"] = name
             self._write(state)
 
+    def add_directory(self, path):
+        """A directory the tests made (a machine's root), removed by remove_directory or by the cleanup."""
+        with self.lock:
+            state = self.read()
+            state["directories"].append(str(path))
+            self._write(state)
+
+    def remove_directory(self, path):
+        """Remove `path` (never crossing into another file system) and forget it."""
+        remove_tree(path)
+        with self.lock:
+            state = self.read()
+            state["directories"] = [d for d in state["directories"] if d != str(path)]
+            self._write(state)
+
     @staticmethod
     def alive(entry):
         """True while the recorded process still runs (same pid and the same start time: not a reused pid)."""
         return entry["start"] is not None and process_start_time(entry["pid"]) == entry["start"]
+
+
+def remove_tree(path):
+    """rm -rf --one-file-system: a machine's root may hold mount points while its container still runs."""
+    if Path(path).exists():
+        subprocess.run(["rm", "-rf", "--one-file-system", str(path)], check=True, timeout=300)
 
 
 def end_process(pid, start, term_timeout=SHUTDOWN_TIMEOUT):
@@ -102,21 +125,24 @@ def end_process(pid, start, term_timeout=SHUTDOWN_TIMEOUT):
 
 
 class Machine:
-    """This host's systemd booted as PID 1 by systemd-nspawn; `run` executes a command inside it."""
+    """A systemd booted as PID 1 by systemd-nspawn (this host's, or that of the root `image`); `run` executes a
+    command inside it."""
 
-    def __init__(self, name, directory, leftovers, binds_ro=(), kernel_args=()):
+    def __init__(self, name, directory, leftovers, binds_ro=(), kernel_args=(), image=None):
         self.name = name
         self.dir = Path(directory)
         self.leftovers = leftovers
         self.binds_ro = list(binds_ro)
         self.kernel_args = list(kernel_args)
+        self.image = image
         self.log_path = self.dir / "nspawn.log"
         self.process = None
         self.pid1 = None
 
     def boot(self, timeout=BOOT_TIMEOUT):
-        command = ["systemd-nspawn", "--quiet", "--volatile=yes", "--directory=/", "--boot", "--register=no",
-                   "--keep-unit", f"--machine={self.name}",
+        root = ["--volatile=yes", "--directory=/"] if self.image is None else [f"--directory={self.image}"]
+        command = ["systemd-nspawn", "--quiet", *root, "--boot", "--register=no", "--keep-unit",
+                   f"--machine={self.name}",
                    *[f"--bind-ro={source}:{target}" for source, target in self.binds_ro],
                    "--", "systemd.firstboot=off", *self.kernel_args]
         log = open(self.log_path, "ab")
