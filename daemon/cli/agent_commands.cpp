@@ -246,6 +246,17 @@ Result<void> run_status(const StatusOptions& options, std::FILE* out) {
         return make_error(Errc::upstream_malformed, "agent socket: unreadable status");
     }
     std::fprintf(out, "rolesanywhere-agent %s\n", doc.value("version", "?").c_str());
+    // The health first, as /healthz and `systemctl status` say it.
+    if (const auto health = doc.value("health", nlohmann::json::object()); health.contains("healthy")) {
+        if (health.value("healthy", false)) {
+            std::fprintf(out, "health: ok\n");
+        } else {
+            std::fprintf(out, "health: %s\n", health.value("ready", false) ? "serving, with problems" : "not ready");
+            for (const auto& problem : health.value("problems", nlohmann::json::array())) {
+                std::fprintf(out, "  %s\n", problem.get<std::string>().c_str());
+            }
+        }
+    }
     for (const auto& p : doc["profiles"]) {
         std::fprintf(out, "\nprofile %s: %s\n", p.value("name", "?").c_str(), p.value("state", "?").c_str());
         if (p.contains("expiration")) {
@@ -274,16 +285,66 @@ Result<void> run_status(const StatusOptions& options, std::FILE* out) {
     return {};
 }
 
-Result<void> run_refresh(const RefreshOptions& options, std::FILE* out) {
-    std::filesystem::path socket = options.socket_path;
-    if (socket.empty()) {
-        // As `status` reads it: for the socket only (the agent has the identities).
-        const ConfigRead file = read_agent_config(options.config_path);
-        if (file.error && !options.config_path.empty()) {
-            return *file.error;
-        }
-        socket = socket_for({}, file.config);
+namespace {
+
+// agent_socket is the socket `refresh` and `reload` ask: --socket, else the one the configuration names (read
+// as `status` reads it: for the socket only, the agent has the identities).
+Result<std::filesystem::path> agent_socket(const std::string& socket_path, const std::string& config_path) {
+    if (!socket_path.empty()) {
+        return std::filesystem::path(socket_path);
     }
+    const ConfigRead file = read_agent_config(config_path);
+    if (file.error && !config_path.empty()) {
+        return *file.error;
+    }
+    return socket_for({}, file.config);
+}
+
+std::string joined(const nlohmann::json& names) {
+    std::string text;
+    for (const auto& name : names) {
+        if (name.is_string()) {
+            text += (text.empty() ? "" : ", ") + name.get<std::string>();
+        }
+    }
+    return text.empty() ? "none" : text;
+}
+
+}  // namespace
+
+Result<void> run_reload(const ReloadOptions& options, std::FILE* out) {
+    auto socket = agent_socket(options.socket_path, options.config_path);
+    if (!socket) {
+        return socket.error();
+    }
+    ControlRequest request;
+    request.kind = ControlRequest::Kind::reload;
+    // The agent reads and checks the file and answers; new profiles load their identities meanwhile.
+    auto reply = send_control_request(*socket, request, std::chrono::seconds(60));
+    if (!reply) {
+        return reply.error();
+    }
+    const auto doc = nlohmann::json::parse(reply->reveal(), nullptr, false);
+    if (doc.is_discarded() || !doc.is_object()) {
+        return make_error(Errc::upstream_malformed, "agent socket: unreadable answer to reload");
+    }
+    std::fprintf(out, "reloaded: %d profiles; added %s; removed %s; refreshing %s", doc.value("profiles", 0),
+                 joined(doc.value("added", nlohmann::json::array())).c_str(),
+                 joined(doc.value("removed", nlohmann::json::array())).c_str(),
+                 joined(doc.value("refreshed", nlohmann::json::array())).c_str());
+    if (const auto later = doc.value("restart_needed", nlohmann::json::array()); !later.empty()) {
+        std::fprintf(out, "; at the next start: %s", joined(later).c_str());
+    }
+    std::fputc('\n', out);
+    return {};
+}
+
+Result<void> run_refresh(const RefreshOptions& options, std::FILE* out) {
+    auto found = agent_socket(options.socket_path, options.config_path);
+    if (!found) {
+        return found.error();
+    }
+    const std::filesystem::path socket = *found;
     std::vector<std::string> profiles = options.profiles;
     if (profiles.empty()) {
         auto status = send_control_request(socket, ControlRequest{}, std::chrono::seconds(5));

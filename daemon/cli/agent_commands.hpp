@@ -60,4 +60,14 @@ int run_update(UpdateOptions options);
 // line per profile; the first failure's Error is returned (its exit code), after every profile was tried.
 [[nodiscard]] Result<void> run_refresh(const RefreshOptions& options, std::FILE* out);
 
+struct ReloadOptions {
+    std::string config_path;
+    std::string socket_path;
+};
+// run_reload asks the running agent to read its configuration again and waits for its answer: one line on
+// `out` saying what changed, or the agent's reason for refusing the file (config_invalid, exit 78; the agent
+// keeps the configuration in use). systemd's ExecReload= runs it, so that `systemctl reload` fails when the
+// edited file is refused.
+[[nodiscard]] Result<void> run_reload(const ReloadOptions& options, std::FILE* out);
+
 }  // namespace rad::daemon

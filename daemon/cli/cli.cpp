@@ -25,6 +25,7 @@ constexpr std::string_view kCommands[] = {"credential-process",
                                           "update",
                                           "status",
                                           "refresh",
+                                          "reload",
                                           "sign-string",
                                           "read-certificate-data",
                                           "version",
@@ -315,6 +316,17 @@ int run_cli(int argc, char** argv) {
                             "A profile to refresh (repeatable; default: every profile)");
     }
 
+    // reload
+    ReloadOptions rl;
+    auto* reload = app.add_subcommand(
+        "reload",
+        "Make the running agent read its configuration again; fails when it refuses the file (root or the "
+        "agent's own user)");
+    if (declares("reload")) {
+        reload->add_option("--config", rl.config_path, "Configuration file (to find the socket)");
+        reload->add_option("--socket", rl.socket_path, "The agent's Unix socket");
+    }
+
     // sign-string
     SignStringOptions ss;
     HeldFlags ss_held;
@@ -406,6 +418,9 @@ int run_cli(int argc, char** argv) {
     }
     if (*refresh) {
         return finish(run_refresh(rf, stdout));
+    }
+    if (*reload) {
+        return finish(run_reload(rl, stdout));
     }
     if (*sign_string) {
         if (auto r = take_identity_flags(*sign_string, ss_held, ss.identity); !r) {

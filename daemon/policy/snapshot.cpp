@@ -2,6 +2,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "daemon/policy/health.hpp"
+
 namespace rad::daemon {
 
 void LatencyHistogram::observe(double seconds) {
@@ -21,6 +23,7 @@ nlohmann::ordered_json profile_object(const ProfileSnapshot& profile) {
     nlohmann::ordered_json p;
     p["name"] = profile.name;
     p["state"] = profile.state;
+    p["servable"] = profile.servable;
     if (!profile.access_key_id.empty()) {
         p["access_key_id"] = profile.access_key_id;
         p["expiration"] = profile.expiration;
@@ -72,6 +75,15 @@ std::string status_json(const AgentSnapshot& snapshot) {
     nlohmann::ordered_json doc;
     doc["version"] = snapshot.version;
     doc["config"] = snapshot.config;
+    // The health as /readyz, /healthz, STATUS= and the metrics say it (health.hpp).
+    const AgentHealth health = agent_health(snapshot);
+    auto problems = nlohmann::ordered_json::array();
+    for (const auto& profile : health.profiles) {
+        for (const auto& problem : profile.problems) {
+            problems.push_back(problem_text(profile.name, problem));
+        }
+    }
+    doc["health"] = {{"ready", health.ready}, {"healthy", health.healthy}, {"problems", problems}};
     auto& list = doc["profiles"] = nlohmann::json::array();
     for (const auto& profile : snapshot.profiles) {
         list.push_back(profile_object(profile));

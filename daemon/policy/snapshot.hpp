@@ -86,7 +86,8 @@ struct AgentSnapshot {
 // log once a day).
 inline constexpr long long kCertificateWarningDays = 14;
 
-// status_json renders `status --json`: {"version","config","profiles":[{"name","state",...}]}.
+// status_json renders `status --json`: {"version","config","health":{"ready","healthy","problems"},
+// "profiles":[{"name","state","servable",...}]}.
 std::string status_json(const AgentSnapshot& snapshot);
 
 // profile_status_json is one profile's object of status_json (the answer to `refresh`).

@@ -1,5 +1,7 @@
 #include "daemon/upstream/prepared_session.hpp"
 
+#include <sys/stat.h>
+
 #include <cstdlib>
 #include <random>
 #include <thread>
@@ -85,21 +87,40 @@ signer::EndpointOptions endpoint_options(const config::ProfileConfig& profile) {
     return endpoint;
 }
 
+namespace {
+
+// in_credentials_directory: `file` is one of systemd's LoadCredential= copies for this service, in a
+// directory no other user may enter. systemd 257 makes those copies 0440 (owner and the service's group):
+// the group bit there exposes nothing, so it is admitted for them, and only for them.
+bool in_credentials_directory(const std::filesystem::path& file) {
+    const auto directory = env_value("CREDENTIALS_DIRECTORY");
+    if (!directory || directory->empty() || file.parent_path() != std::filesystem::path(*directory)) {
+        return false;
+    }
+    struct stat st {};
+    return ::stat(directory->c_str(), &st) == 0 && S_ISDIR(st.st_mode) && (st.st_mode & 0007) == 0;
+}
+
+}  // namespace
+
 // resolve_identity is where every secret an identity needs is gathered: a value handed over is copied, a
-// file is read under the secret-file rules (owner-only, no symlink, unless the user allowed loose
-// permissions). A PIN in a "pkcs11:" URI stays in the URI; pin_file serves a URI without one.
+// file is read under the secret-file rules (owner-only, no link another user controls, unless the user
+// allowed loose permissions; a LoadCredential= copy may be group-readable). A PIN in a "pkcs11:" URI stays in
+// the URI; pin_file serves a URI without one.
 Result<pki::IdentitySource> resolve_identity(const config::IdentitySpec& spec, bool check_validity_period) {
-    const SecretFilePolicy policy{spec.allow_insecure_key_permissions};
+    const auto policy_for = [&spec](const std::filesystem::path& file) {
+        return SecretFilePolicy{spec.allow_insecure_key_permissions, in_credentials_directory(file)};
+    };
     // read_into fills `secret` from the value handed over, else from `file`; neither leaves it empty.
-    const auto read_into = [&policy](std::optional<Secret>& secret,
-                                     const std::shared_ptr<const Secret>& value,
-                                     const std::filesystem::path& file) -> Result<void> {
+    const auto read_into = [&policy_for](std::optional<Secret>& secret,
+                                         const std::shared_ptr<const Secret>& value,
+                                         const std::filesystem::path& file) -> Result<void> {
         if (value) {
             if (!value->empty()) {  // the reference helper's rule: an empty password means none
                 secret.emplace(value->clone());
             }
         } else if (!file.empty()) {
-            auto read = read_passphrase_file(file, policy);
+            auto read = read_passphrase_file(file, policy_for(file));
             if (!read) {
                 return read.error();
             }
@@ -111,7 +132,7 @@ Result<pki::IdentitySource> resolve_identity(const config::IdentitySpec& spec, b
     source.certificate = spec.certificate;
     source.private_key = spec.private_key;
     source.intermediates = spec.intermediates;
-    source.key_file_policy = policy;
+    source.key_file_policy = policy_for(spec.private_key.empty() ? spec.certificate : spec.private_key);
     source.check_validity_period = check_validity_period;
     source.pkcs11_module = spec.pkcs11_lib;
     source.reuse_pin = spec.reuse_pin;
@@ -147,9 +168,16 @@ Result<PreparedSession> prepare_session(const config::ProfileConfig& profile,
     if (!endpoint) {
         return endpoint.error();
     }
+    // A LoadCredential= copy whose source in /etc others may read is refused as that file would be, and an
+    // error about a copy names its source too: the file the operator knows and fixes.
+    if (auto r = config::refuse_unsafe_sources(profile.credential_copies); !r) {
+        return r.error();
+    }
     auto identity = load_identity_from(profile.identity, check_validity_period);
     if (!identity) {
-        return identity.error();
+        Error error = identity.error();
+        error.message = config::name_credential_sources(std::move(error.message), profile.credential_copies);
+        return error;
     }
     diag.trace("certificate subject=\"" + identity->leaf.subject() +
                "\" serial=" + identity->leaf.serial_decimal() + " key=" + identity->key.description() +
