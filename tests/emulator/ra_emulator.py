@@ -13,6 +13,9 @@ Control endpoints (no authentication; loopback peers only, like everything else)
   GET  /_emulator/stats    counters, rejection reasons and the recorded requests (headers, body, outcome)
   POST /_emulator/reset    forget faults and statistics, and set the clock offset back to 0
   GET  /_emulator/config   the emulated ARNs and region (and "tls_fault_port" with --tls-fault-listener)
+  GET  /_emulator/quota    the CreateSession quota (below): stats["quota"] alone, cheap enough to poll
+  POST /_emulator/quota    {"rate": R, "burst": B, "retry_after": S}: set the quota and fill its bucket;
+                           {"rate": null} lifts it. The answer is the new settings.
   POST /_emulator/clock    {"offset_seconds": N}: the emulator's clock runs N s ahead of the host's (negative:
                            behind). It moves the X-Amz-Date skew check (300 s, "Signature expired" like SigV4
                            services), the issued expirations and the Date header of every answer.
@@ -23,6 +26,16 @@ Control endpoints (no authentication; loopback peers only, like everything else)
                            "tls1_0" (the good certificate, TLS 1.0 only, at OpenSSL security level 0) or
                            "reset" (read the ClientHello, then reset the connection). The listener shares the
                            faults and statistics; stats["tls_connections"] counts the connections it accepted.
+
+The CreateSession quota (--quota-rate R, --quota-burst B, --quota-retry-after S, or /_emulator/quota) is the
+account's request rate limit, modelled as a token bucket: R tokens per second, at most B stored, full when the
+quota is set and after a reset. Every POST /sessions that gets past the arrival faults below takes one whole
+token before anything is verified; without one it is throttled as the service throttles: HTTP 429,
+X-Amzn-ErrorType ThrottlingException, {"__type": "ThrottlingException", "message": "Rate exceeded"}, and
+`Retry-After: S` when S is set. stats["quota"] holds the settings, the accepted and throttled counts, and one
+entry per call (at most 100 000, oldest dropped): {"at", "answered" (Unix times, s), "throttled", "status"
+(absent when the connection was closed without an answer), "session" (the body's roleSessionName)}. Without a
+quota every call is accepted and still recorded.
 
 Faults, served first in, first out. These replace the answer as soon as a /sessions request arrives:
   {"status": 500|503|403|...}          that HTTP status with the service's error JSON ("message" to set it)
@@ -93,6 +106,10 @@ MAX_SKEW_SECONDS = 300
 MAX_BODY_BYTES = 64 * 1024
 MAX_CHAIN_DEPTH = 5
 MAX_RECORDED_REQUESTS = 200
+MAX_QUOTA_CALLS = 100000
+# A listen backlog for hundreds of agents calling at the same instant: socketserver's default of 5 would drop
+# their SYNs, and the kernel's 1 s SYN retransmission would then pose as service latency.
+LISTEN_BACKLOG = 1024
 SUPPORTED_CURVES = {"secp256r1", "secp384r1", "secp521r1"}
 ALGORITHMS = {"AWS4-X509-RSA-SHA256": "RSA", "AWS4-X509-ECDSA-SHA256": "EC", "AWS4-X509-MLDSA": "ML-DSA"}
 # FIPS 204 parameter sets by their SubjectPublicKeyInfo (and certificate signature) algorithm OIDs.
@@ -436,12 +453,60 @@ def verify_signature(key_type, leaf, signature, message):
                      "emulator with the leaf certificate's public key")
 
 
+class Quota:
+    """The account's CreateSession quota: a token bucket of `rate` tokens per second holding at most `burst`,
+    full at creation. rate None means no quota. `clock` is a monotonic clock in seconds (injected by the
+    self-test). Not thread-safe: the emulator calls it under its lock."""
+
+    def __init__(self, rate=None, burst=None, retry_after=None, clock=time.monotonic):
+        self.rate = rate
+        self.burst = burst if burst is not None else (max(1.0, rate) if rate is not None else None)
+        self.retry_after = retry_after
+        self.clock = clock
+        self.tokens = self.burst
+        self.last = clock()
+
+    def take(self):
+        """True (and one token taken) when the call is within the quota, False when it is throttled."""
+        if self.rate is None:
+            return True
+        now = self.clock()
+        self.tokens = min(self.burst, self.tokens + max(0.0, now - self.last) * self.rate)
+        self.last = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return True
+        return False
+
+    def settings(self):
+        return {"rate": self.rate, "burst": self.burst, "retry_after": self.retry_after}
+
+
+def check_quota_settings(rate, burst, retry_after):
+    """None when the quota settings make sense, else (the setting at fault, what is wrong with it)."""
+    def number(value):
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+    if rate is None:
+        if burst is not None or retry_after is not None:
+            return "rate", "burst and retry_after need a rate"
+        return None
+    if not number(rate) or not 0 < rate <= 100000:
+        return "rate", f"want calls per second, above 0 and at most 100000 (got {rate!r})"
+    if burst is not None and (not number(burst) or not 1 <= burst <= 1000000):
+        return "burst", f"want a number of calls from 1 to 1000000 (got {burst!r})"
+    if retry_after is not None and (not isinstance(retry_after, int) or isinstance(retry_after, bool)
+                                    or not 0 <= retry_after <= 86400):
+        return "retry_after", f"want whole seconds from 0 to 86400 (got {retry_after!r})"
+    return None
+
+
 # ---------------------------------------------------------------------------------------------------------
 # State shared by the handler threads
 
 
 class Emulator:
-    def __init__(self, region, account, anchors, log):
+    def __init__(self, region, account, anchors, log, quota=None):
         self.region = region
         self.account = account
         self.arns = arns(region, account)
@@ -451,6 +516,7 @@ class Emulator:
         self.canary_counter = 0
         self.tls_variant = "good"
         self.tls_fault_port = None
+        self.quota = quota or Quota()
         self.reset()
 
     def reset(self):
@@ -459,6 +525,30 @@ class Emulator:
             self.faults = []
             self.stats = {"requests": 0, "accepted": 0, "rejected": 0, "faulted": 0, "rejections": [],
                           "faults_applied": [], "last_request": None, "recorded": [], "tls_connections": 0}
+            self.quota = Quota(**self.quota.settings(), clock=self.quota.clock)
+            self.quota_counts = {"accepted": 0, "throttled": 0}
+            self.quota_calls = []
+
+    def set_quota(self, rate, burst, retry_after):
+        """Replace the quota (its bucket full); the counts and calls recorded so far are kept."""
+        with self.lock:
+            self.quota = Quota(rate, burst, retry_after, clock=self.quota.clock)
+
+    def quota_call(self, session):
+        """Charge one CreateSession to the quota and record it; returns the call's record, whose "throttled"
+        says whether it was."""
+        call = {"at": time.time(), "session": session}
+        with self.lock:
+            call["throttled"] = not self.quota.take()
+            self.quota_counts["throttled" if call["throttled"] else "accepted"] += 1
+            self.quota_calls.append(call)
+            if len(self.quota_calls) > MAX_QUOTA_CALLS:
+                del self.quota_calls[:len(self.quota_calls) - MAX_QUOTA_CALLS]
+        return call
+
+    def quota_snapshot(self):
+        """The quota block of the statistics (the caller holds the lock)."""
+        return dict(self.quota.settings(), **self.quota_counts, calls=[dict(c) for c in self.quota_calls])
 
     def now(self):
         """The emulator's clock: the host's, moved by the offset set through /_emulator/clock."""
@@ -754,8 +844,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.respond(code, {"message": message or "bad request"}, error_type="ValidationException",
                      note="malformed HTTP request")
 
+    quota_call = None
+
     def respond(self, status, document=None, *, raw=None, error_type=None, headers=None, note=""):
         body = raw if raw is not None else json.dumps(document).encode()
+        self.record_call_status(status)
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
@@ -827,6 +920,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             with emulator.lock:
                 snapshot = json.loads(json.dumps(emulator.stats))
                 snapshot["pending_faults"] = [dict(f) for f in emulator.faults]
+                snapshot["quota"] = emulator.quota_snapshot()
             return self.respond(200, snapshot, note="stats")
         if path == "/_emulator/reset" and self.command == "POST":
             emulator.reset()
@@ -836,6 +930,23 @@ class Handler(http.server.BaseHTTPRequestHandler):
             if emulator.tls_fault_port is not None:
                 config["tls_fault_port"] = emulator.tls_fault_port
             return self.respond(200, config, note="config")
+        if path == "/_emulator/quota" and self.command == "GET":
+            with emulator.lock:
+                snapshot = emulator.quota_snapshot()
+            return self.respond(200, snapshot, note="quota")
+        if path == "/_emulator/quota" and self.command == "POST":
+            doc = json_object(body)
+            unknown = set(doc) - {"rate", "burst", "retry_after"}
+            problem = check_quota_settings(doc.get("rate"), doc.get("burst"), doc.get("retry_after"))
+            message = ("want a JSON object with a rate" if not doc else f"unknown keys {sorted(unknown)}" if unknown
+                       else f"{problem[0]}: {problem[1]}" if problem else None)
+            if message:
+                return self.respond(400, {"message": f"quota: {message}"}, error_type="ValidationException",
+                                    note="bad quota")
+            emulator.set_quota(doc.get("rate"), doc.get("burst"), doc.get("retry_after"))
+            with emulator.lock:
+                settings = emulator.quota.settings()
+            return self.respond(200, settings, note=f"quota {settings}")
         if path == "/_emulator/clock" and self.command == "POST":
             offset = json_object(body).get("offset_seconds")
             if not isinstance(offset, (int, float)) or isinstance(offset, bool) or abs(offset) > 7 * 86400:
@@ -859,6 +970,16 @@ class Handler(http.server.BaseHTTPRequestHandler):
                             error_type="UnknownOperationException", note="unknown control path")
 
     def create_session(self, path, raw_query, body):
+        self.quota_call = None  # this request's entry in stats["quota"]["calls"], once it reaches the quota
+        try:
+            self.answer_create_session(path, raw_query, body)
+        finally:
+            if self.quota_call is not None:
+                with self.emulator.lock:
+                    self.quota_call["answered"] = time.time()
+            self.quota_call = None
+
+    def answer_create_session(self, path, raw_query, body):
         emulator = self.emulator
         now = emulator.now()
         record = {"time": rfc3339(now), "peer": self.client_address[0], "method": self.command,
@@ -904,6 +1025,16 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.count("faulted")
             return self.respond(status, document, error_type=error_type, headers=extra,
                                 note=f"fault: {message}")
+
+        session = json_object(body).get("roleSessionName")
+        self.quota_call = emulator.quota_call(session if isinstance(session, str) else None)
+        if self.quota_call["throttled"]:
+            retry_after = emulator.quota.retry_after
+            record.update(outcome="throttled", status=429)
+            return self.respond(429, {"__type": "ThrottlingException", "message": "Rate exceeded"},
+                                error_type="ThrottlingException",
+                                headers={} if retry_after is None else {"Retry-After": str(retry_after)},
+                                note="throttled: over the CreateSession quota")
 
         try:
             pairs = split_query(raw_query)
@@ -966,7 +1097,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 break
         return time.monotonic() - started
 
+    def record_call_status(self, status):
+        if self.quota_call is not None:
+            with self.emulator.lock:
+                self.quota_call.setdefault("status", status)
+
     def send_truncated(self, body):
+        self.record_call_status(201)
         self.send_response(201)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
@@ -986,6 +1123,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
 class Server(http.server.ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = LISTEN_BACKLOG
 
     def __init__(self, address, emulator, tls_context, tls_variants=None):
         self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
@@ -1150,6 +1288,12 @@ def main(argv=None):
     ap.add_argument("--region", default=DEFAULT_REGION, help=f"emulated region (default {DEFAULT_REGION})")
     ap.add_argument("--account", default=DEFAULT_ACCOUNT, help=f"emulated account (default {DEFAULT_ACCOUNT})")
     ap.add_argument("--print-arns", action="store_true", help="print the emulated ARNs as JSON and exit")
+    ap.add_argument("--quota-rate", type=float, metavar="R",
+                    help="CreateSession quota: R calls per second (token bucket; default: no quota)")
+    ap.add_argument("--quota-burst", type=float, metavar="B",
+                    help="with --quota-rate: the bucket holds B calls (default: R, at least 1)")
+    ap.add_argument("--quota-retry-after", type=int, metavar="S",
+                    help="with --quota-rate: throttled answers carry Retry-After: S")
     args = ap.parse_args(argv)
 
     if not re.fullmatch(r"[a-z]{2}(-[a-z]+)+-\d+", args.region):
@@ -1159,6 +1303,10 @@ def main(argv=None):
     if args.print_arns:
         print(json.dumps(arns(args.region, args.account)))
         return 0
+    problem = check_quota_settings(args.quota_rate, args.quota_burst, args.quota_retry_after)
+    if problem:
+        flags = {"rate": "--quota-rate", "burst": "--quota-burst", "retry_after": "--quota-retry-after"}
+        ap.error(f"{flags[problem[0]]}: {problem[1]}")
 
     address = resolve_listen(args.listen)
     anchors = []
@@ -1168,7 +1316,8 @@ def main(argv=None):
         except (OSError, ValueError) as e:
             ap.error(f"--trust-anchor-ca {path}: {e}")
     log = open(args.log_file, "a", buffering=1) if args.log_file else sys.stderr
-    emulator = Emulator(args.region, args.account, anchors, log)
+    emulator = Emulator(args.region, args.account, anchors, log,
+                        Quota(args.quota_rate, args.quota_burst, args.quota_retry_after))
     if args.tls_fault_listener and not args.tls_dir:
         ap.error("--tls-fault-listener needs --tls-dir")
     tls, variants = make_tls_material(args.tls_dir, args.tls_fault_listener) if args.tls_dir else (None, None)
@@ -1186,7 +1335,7 @@ def main(argv=None):
             f.write(f"{port}\n")
         os.replace(temporary, args.port_file)
     emulator.log(f"listening on {'https' if tls else 'http'}://{address}:{port} region={args.region} "
-                 f"trust anchors={len(anchors)}")
+                 f"trust anchors={len(anchors)} quota={emulator.quota.settings()}")
 
     def stop(signum, frame):
         threading.Thread(target=server.shutdown, daemon=True).start()

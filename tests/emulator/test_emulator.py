@@ -15,6 +15,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -135,6 +136,8 @@ def fresh(request):
     if "server" in request.fixturenames:
         server = request.getfixturevalue("server")
         status, _, _ = call(server, "POST", "/_emulator/reset", b"")
+        assert status == 200
+        status, _, _ = call(server, "POST", "/_emulator/quota", json.dumps({"rate": None}).encode())
         assert status == 200
 
 
@@ -619,6 +622,193 @@ def test_log_has_one_line_per_request(server, pki):
         time.sleep(0.02)
     assert "201 issued ASIA" in lines[-2]
     assert "403 rejected: Untrusted Signing Certificate" in lines[-1]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The CreateSession quota
+
+
+def quota(server, **settings):
+    status, _, data = call(server, "POST", "/_emulator/quota", json.dumps(settings).encode())
+    assert status == 200, data
+    return json.loads(data)
+
+
+def quota_stats(server):
+    status, _, data = call(server, "GET", "/_emulator/quota", None)
+    assert status == 200, data
+    return json.loads(data)
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+T, F = True, False
+
+
+@pytest.mark.parametrize("rate, burst, times, expected", [
+    (5, 5, [0] * 6, [T] * 5 + [F]),  # full at the start: the burst passes at once, the next call does not
+    (5, 5, [0] * 5 + [0.19, 0.21], [T] * 5 + [F, T]),  # then one call per 1/rate seconds
+    (2, 1, [0, 0, 0.5, 0.5, 10, 10], [T, F, T, F, T, F]),  # never more than the burst, however long the lull
+    (0.5, 3, [0, 0, 0, 0, 1.9, 2.1], [T, T, T, F, F, T]),  # a throttled call takes nothing
+    (5, None, [0] * 6, [T] * 5 + [F]),  # the burst defaults to the rate
+    (0.5, None, [0, 0], [T, F]),  # ... and to at least one call
+    (None, None, [0] * 50, [T] * 50),  # no quota
+])
+def test_quota_is_a_token_bucket(rate, burst, times, expected):
+    sys.path.insert(0, HERE)
+    try:
+        import ra_emulator
+    finally:
+        sys.path.remove(HERE)
+    clock = FakeClock()
+    bucket = ra_emulator.Quota(rate, burst, clock=clock)
+    got = []
+    for t in times:
+        clock.now = t
+        got.append(bucket.take())
+    assert got == expected
+
+
+def test_throttled_calls_are_answered_as_the_service_throttles(server, pki):
+    assert quota(server, rate=0.001, burst=2) == {"rate": 0.001, "burst": 2, "retry_after": None}
+    identity = pki["ids"]["p256"]
+    assert create_session(server, identity, session_name="q-1")[0] == 201
+    assert create_session(server, identity, session_name="q-2")[0] == 201
+    status, response, data = create_session(server, identity, session_name="q-3")
+    assert status == 429
+    assert response.getheader("X-Amzn-ErrorType") == "ThrottlingException"
+    assert response.getheader("Retry-After") is None
+    assert json.loads(data) == {"__type": "ThrottlingException", "message": "Rate exceeded"}
+    # The quota comes before verification: a request that would be refused is throttled all the same.
+    status, _, _ = create_session(server, identity, session_name="q-4", mutate=_tamper_signature)
+    assert status == 429
+
+    s = stats(server)
+    assert s["accepted"] == 2 and s["rejected"] == 0 and s["requests"] == 4
+    q = quota_stats(server)
+    assert q == s["quota"]
+    assert (q["accepted"], q["throttled"]) == (2, 2)
+    assert [c["session"] for c in q["calls"]] == ["q-1", "q-2", "q-3", "q-4"]
+    assert [c["throttled"] for c in q["calls"]] == [False, False, True, True]
+    assert [c["status"] for c in q["calls"]] == [201, 201, 429, 429]
+    ats = [c["at"] for c in q["calls"]]
+    assert ats == sorted(ats) and all(c["at"] <= c["answered"] for c in q["calls"])
+    assert abs(ats[0] - time.time()) < 60  # Unix times
+
+
+def test_throttled_calls_can_carry_retry_after(server, pki):
+    quota(server, rate=0.001, burst=1, retry_after=7)
+    assert create_session(server, pki["ids"]["p256"])[0] == 201
+    status, response, _ = create_session(server, pki["ids"]["p256"])
+    assert status == 429 and response.getheader("Retry-After") == "7"
+
+
+def test_the_bucket_refills_at_the_rate(server, pki):
+    quota(server, rate=10, burst=1)
+    assert create_session(server, pki["ids"]["p256"])[0] == 201
+    time.sleep(0.2)  # at least two tokens' worth: one is back whatever else the machine does meanwhile
+    assert create_session(server, pki["ids"]["p256"])[0] == 201
+
+
+def test_reset_refills_the_bucket_and_keeps_the_quota(server, pki):
+    quota(server, rate=0.001, burst=1)
+    assert [create_session(server, pki["ids"]["p256"])[0] for _ in range(2)] == [201, 429]
+    assert call(server, "POST", "/_emulator/reset", b"")[0] == 200
+    q = quota_stats(server)
+    assert (q["rate"], q["burst"], q["accepted"], q["throttled"], q["calls"]) == (0.001, 1, 0, 0, [])
+    assert [create_session(server, pki["ids"]["p256"])[0] for _ in range(2)] == [201, 429]
+
+
+def test_without_a_quota_every_call_passes_and_is_recorded(server, pki):
+    results = [create_session(server, pki["ids"]["p256"])[0] for _ in range(12)]
+    assert results == [201] * 12
+    q = quota_stats(server)
+    assert (q["rate"], q["accepted"], q["throttled"]) == (None, 12, 0)
+    assert len(q["calls"]) == 12 and not any(c["throttled"] for c in q["calls"])
+
+
+@pytest.mark.parametrize("settings, field", [
+    ({"rate": 0}, "rate"), ({"rate": -1}, "rate"), ({"rate": "5"}, "rate"), ({"rate": True}, "rate"),
+    ({"burst": 5}, "rate"), ({"rate": 5, "burst": 0.5}, "burst"), ({"rate": 5, "retry_after": -1}, "retry_after"),
+    ({"rate": 5, "retry_after": 1.5}, "retry_after"), ({"rate": 5, "per": 1}, "unknown keys"), ({}, "rate"),
+    ([5], "rate"),
+])
+def test_bad_quota_settings_are_refused(server, settings, field):
+    status, response, data = call(server, "POST", "/_emulator/quota", json.dumps(settings).encode())
+    assert status == 400 and response.getheader("X-Amzn-ErrorType") == "ValidationException"
+    assert json.loads(data)["message"].startswith("quota: ") and field in json.loads(data)["message"]
+    assert quota_stats(server)["rate"] is None
+
+
+def test_hundreds_of_callers_at_once_are_all_answered(server, pki):
+    """300 clients, each on a connection of its own as an agent's refresh is, call at the same instant: every
+    one gets its answer, and the quota counts each exactly once. The listen backlog holds them all, so none
+    waits for a retransmitted SYN."""
+    listening = subprocess.run(["ss", "-Hltn", f"sport = :{server['port']}"], capture_output=True, text=True,
+                               timeout=10).stdout.split()
+    assert int(listening[2]) >= 300, f"listen backlog (ss Send-Q) {listening}"
+    quota(server, rate=0.001, burst=40)
+    callers = 300
+    requests = [signed_request(server, pki["ids"]["p256"], session_name=f"c-{i}") for i in range(callers)]
+    start = threading.Barrier(callers)
+    statuses = [None] * callers
+
+    def caller(i):
+        conn = connect(server)
+        try:
+            start.wait(timeout=60)
+            path, headers, body = requests[i]
+            statuses[i] = call(server, "POST", path, body, headers, conn=conn)[0]
+        finally:
+            conn.close()
+
+    threads = [threading.Thread(target=caller, args=(i,)) for i in range(callers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert sorted(statuses) == [201] * 40 + [429] * 260
+    q = quota_stats(server)
+    assert (q["accepted"], q["throttled"]) == (40, 260)
+    assert sorted(c["session"] for c in q["calls"]) == sorted(f"c-{i}" for i in range(callers))
+
+
+def test_quota_flags(tmp_path):
+    proc, port = _start(tmp_path, "--quota-rate", "0.001", "--quota-burst", "1", "--quota-retry-after", "3",
+                        tls=False)
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        conn.request("GET", "/_emulator/quota")
+        assert json.loads(conn.getresponse().read())["burst"] == 1
+        conn.request("POST", "/sessions", body=b"{}", headers={"Content-Type": "application/json"})
+        first = conn.getresponse()
+        first.read()
+        conn.request("POST", "/sessions", body=b"{}", headers={"Content-Type": "application/json"})
+        second = conn.getresponse()
+        second.read()
+        conn.close()
+        assert first.status == 400  # the token was taken, then the request was verified (and refused)
+        assert second.status == 429 and second.getheader("Retry-After") == "3"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@pytest.mark.parametrize("args, flag", [
+    (["--quota-rate", "0"], "--quota-rate"), (["--quota-rate", "5", "--quota-burst", "0"], "--quota-burst"),
+    (["--quota-burst", "5"], "--quota-rate"), (["--quota-rate", "5", "--quota-retry-after", "-2"],
+                                               "--quota-retry-after"),
+])
+def test_bad_quota_flags(args, flag):
+    result = subprocess.run([PYTHON, EMULATOR, *args], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith("ra_emulator.py: error: " + flag), result.stderr
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -64,6 +64,15 @@ class Emulator:
         """What the --tls-fault-listener port presents (needs extra_args=["--tls-fault-listener"])."""
         self._call("POST", "/_emulator/tls", {"variant": variant})
 
+    def set_quota(self, rate, burst=None, retry_after=None):
+        """The CreateSession quota: `rate` calls per second, a bucket of `burst` (full from now on), and
+        Retry-After on throttled answers; rate None lifts it. A reset keeps it."""
+        self._call("POST", "/_emulator/quota", {"rate": rate, "burst": burst, "retry_after": retry_after})
+
+    def quota(self):
+        """The quota's settings, its accepted and throttled counts, and every call it saw (stats["quota"])."""
+        return self._call("GET", "/_emulator/quota")
+
     def issued(self):
         """Credentials of every accepted request, oldest first."""
         return [r["credentials"] for r in self.stats()["recorded"] if r.get("outcome") == "accepted"]
