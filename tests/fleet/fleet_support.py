@@ -10,9 +10,7 @@ fleet starts within the time the machine needs to exec and initialise N processe
 together does. Everything measured comes from the emulator's records and the agents' own logs and status.
 """
 
-import functools
 import json
-import math
 import os
 import re
 import resource
@@ -42,7 +40,7 @@ class Scenario:
     agents: int
     rate: float  # CreateSession quota, calls per second
     burst: float  # token bucket capacity, full at the start
-    startup_jitter: int = 0  # the agents' startup_jitter_seconds (fleet-sim: part of --spread, sim_start)
+    startup_jitter: int = 0  # the agents' startup_jitter_seconds (fleet-sim: --startup-jitter)
     retry_cap: int = 300  # the agents' retry_cap_seconds (fleet-sim: --retry-cap-ms)
     session: int = 3600  # session_duration (fleet-sim: --session)
 
@@ -58,6 +56,7 @@ class RealRun:
     accepted: int  # calls it let through
     start_offsets: list  # s from the release to each agent's `event=started`
     round_trip_ms: dict  # CreateSession as the agents saw it (`event=create_session ms=`): p50, p90, max
+    round_trips: list  # every one of those round trips, in ms
     answer_ms: dict  # the emulator's time from reading a call to answering it, accepted and throttled: p50, p99, max
     failures: dict  # refresh failures other than throttling in the agents' logs, by code (timeouts: an
     #                 emulator that did not keep up)
@@ -74,28 +73,7 @@ class RealRun:
 
 
 @dataclass
-class SimStart:
-    """How fleet-sim starts the fleet: uniformly over `spread` seconds (--spread), its t = 0 being `delay`
-    seconds after the real fleet's release."""
-    spread: float
-    delay: float
-
-
-def sim_start(real, jitter):
-    """A uniform start with the same mean and variance as the real one: each agent starts after its measured
-    offset from the release (exec, dynamic loading, configuration, key), then waits U[0, jitter) for its first
-    call. fleet-sim starts agents uniformly over [0, --spread); a uniform of width w = sqrt(jitter^2 + 12 x
-    variance(offsets)) has the variance of offset + U[0, jitter), and putting its t = 0 at the release plus
-    mean(offsets) + jitter/2 - w/2 gives it the same mean. (With the offsets' maximum added to the jitter
-    instead, the simulated fleet would be spread thinner than the real one and throttled ~14 % less.)"""
-    offsets = real.start_offsets
-    spread = math.sqrt(jitter ** 2 + 12 * statistics.pvariance(offsets))
-    return SimStart(spread=spread, delay=max(0.0, statistics.mean(offsets) + jitter / 2 - spread / 2))
-
-
-@dataclass
 class SimRun:
-    start: SimStart
     all_credentialed: list = field(default_factory=list)  # s on the real fleet's clock, per seed (None: not all)
     throttled: list = field(default_factory=list)
     command: list = field(default_factory=list)  # the first seed's command line
@@ -238,7 +216,7 @@ def run_real(scenario, emulator, pki, directory, credentialed_timeout=300):
             assert entry["state"] == "fresh" and entry.get("access_key_id"), entry
         return RealRun(all_credentialed=last - released, throttled=quota["throttled"], accepted=quota["accepted"],
                        start_offsets=[t - released for t in started],
-                       round_trip_ms=figures(latencies, (0.5, 0.9)),
+                       round_trip_ms=figures(latencies, (0.5, 0.9)), round_trips=latencies,
                        answer_ms={kind: figures(values, (0.5, 0.99)) for kind, values in answer.items() if values},
                        failures=failures,
                        wall=time.monotonic() - began)
@@ -269,19 +247,19 @@ SIM_ALL = re.compile(r"^all slots credentialed after: (?:(?P<s>[\d.]+) s|[\d.]+ 
                      re.M)
 
 
-@functools.lru_cache(maxsize=None)
-def sim_speaks_json(program):
-    """Whether this fleet-sim has --json (its summary as one JSON object on stdout with `--json -`)."""
-    result = subprocess.run([str(program), "--help"], capture_output=True, text=True, timeout=30)
-    return re.search(r"^\s*--json\b", result.stdout, re.M) is not None
-
-
-def sim_command(scenario, spread, latency_ms, seed):
-    command = [str(FLEET_SIM), "--agents", str(scenario.agents), "--rate", f"{scenario.rate:g}",
-               "--burst", f"{scenario.burst:g}", "--session", str(scenario.session), "--spread", f"{spread:.3f}",
-               "--latency-ms", str(round(latency_ms)), "--retry-cap-ms", str(scenario.retry_cap * 1000),
-               "--duration", str(SIMULATED_SECONDS), "--seed", str(seed)]
-    return command + ["--json", "-"] if sim_speaks_json(FLEET_SIM) else command
+def sim_command(scenario, real, directory, seed):
+    """fleet-sim replaying the real run: each agent starts when its real counterpart logged `event=started`
+    (--start-offsets, its t = 0 the release), waits the agents' own startup jitter (--startup-jitter, drawn by
+    the engine as the agent draws it), and each call takes one of the round trips the agents measured
+    (--latency-samples)."""
+    offsets, samples = directory / "start-offsets", directory / "round-trips"
+    offsets.write_text("".join(f"{offset:.3f}\n" for offset in real.start_offsets))
+    samples.write_text("".join(f"{ms}\n" for ms in real.round_trips))
+    return [str(FLEET_SIM), "--agents", str(scenario.agents), "--rate", f"{scenario.rate:g}",
+            "--burst", f"{scenario.burst:g}", "--session", str(scenario.session),
+            "--start-offsets", str(offsets), "--startup-jitter", str(scenario.startup_jitter),
+            "--latency-samples", str(samples), "--retry-cap-ms", str(scenario.retry_cap * 1000),
+            "--duration", str(SIMULATED_SECONDS), "--seed", str(seed), "--json", "-"]
 
 
 def parse_sim_output(text):
@@ -298,15 +276,15 @@ def parse_sim_output(text):
     return (float(value) if value else None), int(throttled[1])
 
 
-def run_sim(scenario, real, seeds):
-    """fleet-sim once per seed with the parameters of the real run `real`."""
-    result = SimRun(start=sim_start(real, scenario.startup_jitter))
+def run_sim(scenario, real, seeds, directory):
+    """fleet-sim once per seed with the parameters of the real run `real` (files written in `directory`)."""
+    result = SimRun()
     for seed in range(1, seeds + 1):
-        command = sim_command(scenario, result.start.spread, real.latency_ms, seed)
+        command = sim_command(scenario, real, directory, seed)
         done = subprocess.run(command, capture_output=True, text=True, timeout=60)
         assert done.returncode == 0, f"{' '.join(command)}: exit {done.returncode}: {done.stderr}"
         all_credentialed, throttled = parse_sim_output(done.stdout)
-        result.all_credentialed.append(None if all_credentialed is None else all_credentialed + result.start.delay)
+        result.all_credentialed.append(all_credentialed)
         result.throttled.append(throttled)
         result.command = result.command or command
     return result
@@ -330,8 +308,7 @@ def describe(real, sim):
              f"CreateSession at the agents {ms_text(real.round_trip_ms)}; the emulator's answers: "
              + "; ".join(f"{kind} {ms_text(v)}" for kind, v in real.answer_ms.items()) + "; "
              f"other refresh failures {real.failures or 'none'}; run {real.wall:.1f} s",
-             f"  fleet-sim ({len(sim.throttled)} seeds, --spread {sim.start.spread:.2f} --latency-ms "
-             f"{real.latency_ms:.0f}, its t = 0 at the release + {sim.start.delay:.2f} s): "
+             f"  fleet-sim ({len(sim.throttled)} seeds, the agents' measured starts and round trips replayed): "
              + (f"all credentialed after {simulated_all:.1f} s (seeds {min(done):.1f}-{max(done):.1f} s)"
                 if simulated_all is not None else
                 f"not every agent credentialed in {len(sim.all_credentialed) - len(done)} seed(s)")

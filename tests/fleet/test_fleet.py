@@ -10,11 +10,11 @@ model from bad luck. With a 20 s cap (windows of 10 s, then 20 s: the doubling, 
 all exercised) it varies by about 5 % (6 % with the jitter below), so ±25 % is over three standard deviations
 of a single run, and a disagreement beyond it is the model's. fleet-sim runs 100 seeds and its means are compared.
 
-What the real fleet's start looks like is measured and given to fleet-sim (fleet_support.sim_start): the agents
-are released together from a barrier and take 0.5-2.5 s to exec and start on 2 cores (their `event=started`
-lines); fleet-sim starts its agents uniformly over --spread seconds, so --spread and fleet-sim's t = 0 are set
-to give its start the mean and variance of the real one (start-up, then U[0, startup_jitter_seconds)). The
-CreateSession round trip (--latency-ms) is the median the agents logged (`event=create_session ms=`).
+fleet-sim replays what the real fleet's start looked like (fleet_support.sim_command): the agents are released
+together from a barrier and take 0.5-2.5 s to exec and start on 2 cores, and each simulated agent starts when
+its real one logged `event=started` (--start-offsets); then the agents' own engine draws its startup jitter, as
+the real ones do (--startup-jitter), and each CreateSession takes one of the round trips the agents logged
+(`event=create_session ms=`, --latency-samples).
 
 The jitter case uses startup_jitter_seconds = 5, a quarter of the 20 s the quota needs for 100 agents: the
 jitter takes about a quarter of the throttled calls away, and the quota still binds hard enough for the count to
@@ -64,7 +64,7 @@ def report(request):
 def test_fleet_sim_predicts_the_real_fleet(name, quota_emulator, pki, tmp_path, report):
     scenario = SCENARIOS[name]
     real = run_real(scenario, quota_emulator, pki, tmp_path)
-    sim = run_sim(scenario, real, SIM_SEEDS)
+    sim = run_sim(scenario, real, SIM_SEEDS, tmp_path)
     report(f"\n[fleet {name}] {scenario.describe()}\n{describe(real, sim)}")
 
     # The quota bound the real fleet: each agent needs one accepted call, and the bucket passes at most

@@ -131,7 +131,11 @@ public:
             }
         }
         Ms latency = s_.latency.count();
-        if (s_.latency_jitter.count() > 0) {
+        if (!s_.latency_samples.empty()) {
+            const auto pick =
+                static_cast<std::size_t>(uniform01() * static_cast<double>(s_.latency_samples.size()));
+            latency = s_.latency_samples[std::min(pick, s_.latency_samples.size() - 1)].count();
+        } else if (s_.latency_jitter.count() > 0) {
             latency += static_cast<Ms>(uniform01() * static_cast<double>(s_.latency_jitter.count()));
         }
         queue_.push(now_ + latency, answer);
@@ -174,7 +178,9 @@ private:
     void start_cold() {
         for (std::uint32_t a = 0; a < s_.agents; ++a) {
             Ms start = 0;
-            if (s_.start_spread.count() > 0) {
+            if (!s_.start_offsets.empty()) {
+                start = s_.start_offsets[a].count();
+            } else if (s_.start_spread.count() > 0) {
                 start = static_cast<Ms>(uniform01() * static_cast<double>(s_.start_spread.count()));
             }
             for (std::uint32_t p = 0; p < s_.profiles; ++p) {
@@ -330,6 +336,21 @@ Result<void> validate(const Scenario& s) {
     }
     if (!(s.failure_rate >= 0.0) || s.failure_rate > 1.0) {
         return make_error(Errc::usage, "--failure-rate must be in [0, 1]");
+    }
+    if (!s.start_offsets.empty() && s.start_offsets.size() != s.agents) {
+        return make_error(Errc::usage, "--start-offsets must give one start time per agent (" +
+                                           std::to_string(s.start_offsets.size()) + " for " +
+                                           std::to_string(s.agents) + " agents)");
+    }
+    for (const auto& offset : s.start_offsets) {
+        if (offset.count() < 0) {
+            return make_error(Errc::usage, "--start-offsets must not hold a negative time");
+        }
+    }
+    for (const auto& sample : s.latency_samples) {
+        if (sample.count() < 0) {
+            return make_error(Errc::usage, "--latency-samples must not hold a negative round trip");
+        }
     }
     if (s.outage_end < s.outage_start) {
         return make_error(Errc::usage, "--outage-end must not be before --outage-start");

@@ -34,13 +34,15 @@ struct Scenario {
     std::chrono::seconds session{3600};
     daemon::RefreshSettings refresh;  // the agent's defaults unless overridden
     InitialState initial = InitialState::cold;
-    Millis start_spread{0};     // cold: agents start uniformly over [0, start_spread) (0: all at t = 0)
-    Millis startup_jitter{0};   // the agents' startup_jitter_seconds: each profile's first call is delayed
-                                // by a random 0..startup_jitter
-    Millis latency{200};        // round trip of one CreateSession
-    Millis latency_jitter{0};   // plus uniformly [0, latency_jitter)
-    double failure_rate = 0.0;  // accepted calls answered with a 5xx
-    Millis outage_start{0};     // calls sent in [outage_start, outage_end) fail with upstream_unreachable
+    Millis start_spread{0};  // cold: agents start uniformly over [0, start_spread) (0: all at t = 0)
+    std::vector<Millis> start_offsets;  // cold: when each agent starts (one per agent), instead of the spread
+    Millis startup_jitter{0};  // the agents' startup_jitter_seconds: each profile's first call is delayed
+                               // by a random 0..startup_jitter
+    Millis latency{200};       // round trip of one CreateSession
+    Millis latency_jitter{0};  // plus uniformly [0, latency_jitter)
+    std::vector<Millis> latency_samples;  // when not empty: each round trip is one of these, drawn at random
+    double failure_rate = 0.0;            // accepted calls answered with a 5xx
+    Millis outage_start{0};  // calls sent in [outage_start, outage_end) fail with upstream_unreachable
     Millis outage_end{0};
     std::chrono::seconds retry_after{0};  // Retry-After on throttled answers (0: none)
     Millis duration{std::chrono::hours(24)};

@@ -27,11 +27,11 @@ int main(int argc, char** argv) {
     app.set_help_flag("-h,--help", "Print this help and exit");
 
     double session = 3600, spread = 0, startup_jitter = 0, duration = 86400, outage_start = 0, outage_end = 0;
-    bool json = false;
+
     long long latency = 200, latency_jitter = 0, retry_base = s.refresh.retry_base.count(),
               retry_cap = s.refresh.retry_cap.count(), throttled_base = s.refresh.throttled_base.count();
     long long retry_after = 0;
-    std::string initial = "cold", csv, svg;
+    std::string initial = "cold", csv, svg, json, start_offsets, latency_samples;
     app.add_option("--agents", s.agents, "Number of agents (hosts)")->capture_default_str();
     app.add_option("--profiles", s.profiles, "Profiles per agent, each with its own CreateSession")
         ->capture_default_str();
@@ -74,7 +74,12 @@ int main(int argc, char** argv) {
     app.add_option("--svg", svg, "Write a plot of calls/s over time to this file");
     app.add_flag("--sample", s.sample_every_second,
                  "Also ask every slot's engine what it serves once per second (cross-check, slow)");
-    app.add_flag("--json", json, "Print the summary as one JSON object instead of text");
+    app.add_option("--json", json,
+                   "Write the summary as one JSON object to this file (- for stdout, then no text)");
+    app.add_option("--start-offsets", start_offsets,
+                   "Cold start: a file with one start time per agent, in seconds (replaces --spread)");
+    app.add_option("--latency-samples", latency_samples,
+                   "A file of measured round trips, in ms, one per line: each call's is drawn from them");
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
@@ -97,17 +102,40 @@ int main(int argc, char** argv) {
     s.refresh.throttled_base = Millis(throttled_base);
     s.initial = initial == "steady" ? rad::fleet::InitialState::steady : rad::fleet::InitialState::cold;
 
+    if (!start_offsets.empty()) {
+        auto offsets = rad::fleet::read_numbers(start_offsets, "--start-offsets");
+        if (!offsets) {
+            return fail(offsets.error());
+        }
+        for (double seconds : *offsets) {
+            s.start_offsets.push_back(to_ms(seconds));
+        }
+    }
+    if (!latency_samples.empty()) {
+        auto samples = rad::fleet::read_numbers(latency_samples, "--latency-samples");
+        if (!samples) {
+            return fail(samples.error());
+        }
+        for (double ms : *samples) {
+            s.latency_samples.push_back(Millis(static_cast<Millis::rep>(ms)));
+        }
+    }
     const auto started = std::chrono::steady_clock::now();
     auto result = rad::fleet::simulate(s);
     if (!result) {
         return fail(result.error());
     }
     const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-    if (json) {
+    if (json == "-") {
         std::puts(rad::fleet::summary_json(s, result->summary).c_str());
     } else {
         std::fputs(rad::fleet::format_summary(s, result->summary).c_str(), stdout);
         std::printf("wall time: %.2f s\n", elapsed);
+        if (!json.empty()) {
+            if (auto ok = rad::fleet::write_json(json, s, result->summary); !ok) {
+                return fail(ok.error());
+            }
+        }
     }
     if (!csv.empty()) {
         if (auto ok = rad::fleet::write_csv(csv, result->per_second); !ok) {

@@ -117,18 +117,28 @@ std::string summary_json(const Scenario& s, const Summary& summary) {
     const auto rates = [](const RateStats& r) {
         return nlohmann::ordered_json{{"total", r.total}, {"peak", r.peak}, {"p99", r.p99}, {"mean", r.mean}};
     };
-    doc["agents"] = s.agents;
-    doc["profiles"] = s.profiles;
-    doc["quota_rate"] = s.quota_rate;
-    doc["quota_burst"] = s.quota_burst;
-    doc["session_seconds"] = s.session.count();
-    doc["initial"] = s.initial == InitialState::cold ? "cold" : "steady";
-    doc["spread_seconds"] = seconds(s.start_spread);
-    doc["startup_jitter_seconds"] = seconds(s.startup_jitter);
-    doc["latency_ms"] = s.latency.count();
-    doc["latency_jitter_ms"] = s.latency_jitter.count();
-    doc["duration_seconds"] = seconds(s.duration);
-    doc["seed"] = s.seed;
+    auto& scenario = doc["scenario"];
+    scenario["agents"] = s.agents;
+    scenario["profiles"] = s.profiles;
+    scenario["quota_rate"] = s.quota_rate;
+    scenario["quota_burst"] = s.quota_burst;
+    scenario["session_seconds"] = s.session.count();
+    scenario["initial"] = s.initial == InitialState::cold ? "cold" : "steady";
+    scenario["spread_seconds"] = seconds(s.start_spread);
+    scenario["start_offsets"] = !s.start_offsets.empty();
+    scenario["startup_jitter_seconds"] = seconds(s.startup_jitter);
+    scenario["latency_ms"] = s.latency.count();
+    scenario["latency_jitter_ms"] = s.latency_jitter.count();
+    scenario["latency_samples"] = s.latency_samples.size();
+    scenario["retry_base_ms"] = s.refresh.retry_base.count();
+    scenario["retry_cap_ms"] = s.refresh.retry_cap.count();
+    scenario["throttled_base_ms"] = s.refresh.throttled_base.count();
+    scenario["failure_rate"] = s.failure_rate;
+    scenario["outage_start_seconds"] = seconds(s.outage_start);
+    scenario["outage_end_seconds"] = seconds(s.outage_end);
+    scenario["retry_after_seconds"] = s.retry_after.count();
+    scenario["duration_seconds"] = seconds(s.duration);
+    scenario["seed"] = s.seed;
     doc["accepted"] = rates(summary.accepted);
     doc["throttled"] = rates(summary.throttled);
     doc["server_errors"] = summary.server_errors;
@@ -142,6 +152,38 @@ std::string summary_json(const Scenario& s, const Summary& summary) {
     doc["unservable_slot_seconds"] = seconds(summary.unservable_time);
     doc["worst_staleness_seconds"] = seconds(summary.worst_staleness);
     return doc.dump();
+}
+
+Result<void> write_json(const std::filesystem::path& path, const Scenario& scenario, const Summary& summary) {
+    return write_text(path, summary_json(scenario, summary) + "\n", "--json");
+}
+
+Result<std::vector<double>> read_numbers(const std::filesystem::path& path, std::string_view flag) {
+    std::ifstream in(path);
+    if (!in) {
+        return make_error(Errc::input_missing, std::string(flag) + " " + path.string() + ": cannot read it");
+    }
+    std::vector<double> numbers;
+    std::string line;
+    for (int number = 1; std::getline(in, line); ++number) {
+        if (line.find_first_not_of(" \t\r") == std::string::npos) {
+            continue;
+        }
+        std::size_t used = 0;
+        double value = 0;
+        try {
+            value = std::stod(line, &used);
+        } catch (const std::exception&) {
+            used = 0;
+        }
+        if (used == 0 || line.find_first_not_of(" \t\r", used) != std::string::npos ||
+            !std::isfinite(value)) {
+            return make_error(Errc::input_invalid, std::string(flag) + " " + path.string() + ":" +
+                                                       std::to_string(number) + ": not a number");
+        }
+        numbers.push_back(value);
+    }
+    return numbers;
 }
 
 Result<void> write_csv(const std::filesystem::path& path, const std::vector<SecondCounts>& per_second) {

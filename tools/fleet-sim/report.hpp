@@ -17,6 +17,15 @@ std::string format_summary(const Scenario& scenario, const Summary& summary);
 // for scripts that compare the simulation with real agents (tests/fleet).
 std::string summary_json(const Scenario& scenario, const Summary& summary);
 
+// write_json writes summary_json to `path`.
+[[nodiscard]] Result<void> write_json(const std::filesystem::path& path,
+                                      const Scenario& scenario,
+                                      const Summary& summary);
+
+// read_numbers reads one number per line (blank lines skipped) from `path`; `flag` names it in errors.
+[[nodiscard]] Result<std::vector<double>> read_numbers(const std::filesystem::path& path,
+                                                       std::string_view flag);
+
 // write_csv writes "second,accepted,throttled,unreachable" and one row per simulated second.
 [[nodiscard]] Result<void> write_csv(const std::filesystem::path& path,
                                      const std::vector<SecondCounts>& per_second);
