@@ -111,8 +111,6 @@ def test_debian_12_clients_read_the_token_from_the_variable_only(served, module_
               f"the variable: the issued credentials")
 
 
-@pytest.mark.xfail(strict=True, reason="the agent looks at its identity files only before a scheduled refresh "
-                                       "(~30 min away here), so a ..data swap waits for it")
 def test_a_kubelet_update_is_used_within_60_s_and_no_request_fails(served, pki, module_emulator):
     agent, volume, poller = served
     renewed = identity_files(pki, "p384")

@@ -177,8 +177,6 @@ def test_the_application_gets_credentials_from_the_sidecar(pod, module_emulator)
     assert "unsafe_permissions" not in pod.logs("rolesanywhere-agent")
 
 
-@pytest.mark.xfail(strict=True, reason="the agent looks at its identity files only before a scheduled refresh "
-                                       "(~30 min away here), so a ..data swap waits for it")
 def test_a_renewed_secret_is_used_within_60_s_while_the_application_polls(pod, pki, module_emulator):
     wait_for_client(pod, lambda: polls(pod), STARTUP_TIMEOUT, "the client's polls")
     renewed = identity_files(pki, "p384")
