@@ -188,7 +188,7 @@ private:
 
     Result<void> initialize_locked() {
         CK_C_INITIALIZE_ARGS args{};
-        args.flags = CKF_OS_LOCKING_OK;  // the agent signs from worker threads
+        args.flags = CKF_OS_LOCKING_OK;  // the agent signs on its key pool, the CLI on its own thread
         const CK_RV rv = fn_->C_Initialize(&args);
         if (rv == CKR_CRYPTOKI_ALREADY_INITIALIZED) {
             return {};  // someone else in this process owns the initialisation (and the finalisation)

@@ -185,7 +185,7 @@ def test_sighup_refreshes_only_what_changed(em, pki, tmp_path):
 
 
 def test_a_profile_removed_while_its_refresh_is_in_flight(em, pki, tmp_path):
-    """A reload removes a profile whose CreateSession is still running on a worker thread: the profile is
+    """A reload removes a profile whose CreateSession is still in flight: the profile is
     dropped on the event loop, the late completion is ignored, and the agent serves the other profile and stops
     cleanly. Run under ThreadSanitizer by the test command (scripts/test-all), which reports any race on the
     way."""

@@ -20,7 +20,7 @@ MAX_EXPOSURE = 1.5
 # (PID 1's private socket accepts uid 0 only), which alone costs 0.4; everything else is taken away.
 EXPOSURE_BARS = {"rolesanywhere-agent.service": MAX_EXPOSURE, "rolesanywhere-agent-reload.service": 2.0,
                  "rolesanywhere-agent-renew.service": 2.0}
-# What the agent (daemon/agent/agent_listeners.cpp) takes from sd_listen_fds_with_names(); an IMDS socket serves the
+# What the agent (daemon/agent/http_listeners.cpp) takes from sd_listen_fds_with_names(); an IMDS socket serves the
 # profile whose imds_listen is its address.
 AGENT_FD_NAMES = {"imds", "ecs", "health", "socket"}
 

@@ -159,7 +159,7 @@ TEST(Logger, TimestampsOnlyWhenStderrIsNotTheJournalStream) {
 }
 
 TEST(Logger, LevelChangesWhileAnotherThreadLogs) {
-    // Reload changes the level on the event loop while refresh workers log; under ThreadSanitizer a plain
+    // Reload changes the level on the event loop while the key pool logs; under ThreadSanitizer a plain
     // member would be reported here.
     std::FILE* file = std::tmpfile();
     ASSERT_NE(file, nullptr);
