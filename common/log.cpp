@@ -144,11 +144,17 @@ std::string render_line(LogLevel level,
         }
         return doc.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
     }
-    // The timestamp goes first, where readers of a plain file look for it; "<N>" follows unchanged.
-    std::string line = time ? format_rfc3339_ms(*time) + " " : std::string();
-    line.append(priority_prefix(level));
-    line.append("event=");
-    append_value(line, event);
+    std::string line;
+    if (format == LogFormat::terminal) {
+        line.append("rolesanywhere-agent: ").append(level_name(level)).append(": ");
+        append_value(line, event);
+    } else {
+        // The timestamp goes first, where readers of a plain file look for it; "<N>" follows unchanged.
+        line = time ? format_rfc3339_ms(*time) + " " : std::string();
+        line.append(priority_prefix(level));
+        line.append("event=");
+        append_value(line, event);
+    }
     for (const auto& [key, value] : fields) {
         line.push_back(' ');
         line.append(key);
@@ -177,7 +183,10 @@ std::string format_log_line(LogLevel level,
 }
 
 Logger::Logger(LogLevel level, LogFormat format, std::FILE* stream)
-    : level_(level), format_(format), stream_(stream), timestamps_(!writes_to_journal(stream)) {}
+    : level_(level),
+      format_(format),
+      stream_(stream),
+      timestamps_(format != LogFormat::terminal && !writes_to_journal(stream)) {}
 
 void Logger::log(LogLevel level, std::string_view event, std::initializer_list<LogField> fields) {
     if (enabled(level)) {

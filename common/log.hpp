@@ -1,11 +1,13 @@
 #pragma once
 // Logger writes one line per event on stderr: `key=value` pairs behind an sd-daemon "<N>" priority prefix
-// (journald turns it into the entry's priority), or one JSON object per line with --log-format json. Outside
-// the journal (stderr is not the stream systemd names in $JOURNAL_STREAM) each line also carries its time:
-// an RFC 3339 UTC timestamp with milliseconds in front of a text line, a "time" member in JSON; journald
-// stamps its entries itself. Callers pass field values that are safe to log: access key ids only through
-// redact_access_key_id(), never secrets, tokens or bodies. Thread-safe: the event loop and the thread that
-// signs with a device key share one Logger, and the level may change (on reload) meanwhile.
+// (journald turns it into the entry's priority), or one JSON object per line with --log-format json; for a
+// person at a terminal, "rolesanywhere-agent: LEVEL: event key=value ...". It is the one logger of the
+// program: the agent's, and the one-shot commands' --debug lines and warnings. Outside the journal (stderr is
+// not the stream systemd names in $JOURNAL_STREAM) a text or JSON line also carries its time: an RFC 3339 UTC
+// timestamp with milliseconds in front of a text line, a "time" member in JSON; journald stamps its entries
+// itself. Callers pass field values that are safe to log: access key ids only through redact_access_key_id(),
+// never secrets, tokens or bodies. Thread-safe: the event loop and the thread that signs with a device key
+// share one Logger, and the level may change (on reload) meanwhile.
 
 #include <atomic>
 #include <chrono>
@@ -23,7 +25,10 @@
 
 namespace rad {
 
-enum class LogFormat { text, json };
+// text and json are the agent's formats (config's log_format); terminal is for a command run by a person (the
+// one-shot commands' --debug lines and warnings): "rolesanywhere-agent: warning: event key=value ...", no
+// time.
+enum class LogFormat { text, json, terminal };
 enum class LogLevel { debug, info, warning, error };
 
 // LogValue is a field's value: text, or an integer, a double or a boolean, which JSON lines write as JSON

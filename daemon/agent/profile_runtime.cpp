@@ -273,12 +273,11 @@ void ProfileRuntime::load_identity() {
     }
     auto settings = std::make_shared<const config::ProfileConfig>(config_);
     if (load_in_place_ || !loading_may_block(config_.identity)) {
-        identity_prepared(prepare_session(*settings, Diagnostics{false, stderr}, false));
+        identity_prepared(prepare_session(*settings, log_, false));
         return;
     }
-    net::post(key_pool_, [&io = io_, weak = weak_from_this(), settings] {
-        auto prepared = std::make_shared<Result<PreparedSession>>(
-            prepare_session(*settings, Diagnostics{false, stderr}, false));
+    net::post(key_pool_, [&io = io_, &log = log_, weak = weak_from_this(), settings] {
+        auto prepared = std::make_shared<Result<PreparedSession>>(prepare_session(*settings, log, false));
         net::post(io, [weak, prepared] {
             if (auto self = weak.lock()) {
                 self->identity_prepared(std::move(*prepared));

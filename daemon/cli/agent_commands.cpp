@@ -133,7 +133,7 @@ int run_update(UpdateOptions options) {
     if (!level) {
         return report(level.error());
     }
-    const Diagnostics diag{options.credentials.debug, stderr};
+    Logger terminal(options.credentials.debug ? LogLevel::debug : LogLevel::warning, LogFormat::terminal);
     if (!options.once) {
         // Kept fresh, the file is a surface of the agent: its refresh policy and backoff, rotated key files
         // picked up, and a clean stop on SIGTERM.
@@ -144,7 +144,7 @@ int run_update(UpdateOptions options) {
         // The flags are checked and the identity loaded here first (the agent then loads its own), so that a
         // mistake in them is reported as with --once: one line and its own exit code, not a profile the agent
         // cannot start.
-        if (auto checked = prepare_session(config->profiles.front(), diag); !checked) {
+        if (auto checked = prepare_session(config->profiles.front(), terminal); !checked) {
             return report(checked.error());
         }
         AgentOptions agent;
@@ -153,13 +153,13 @@ int run_update(UpdateOptions options) {
         Logger log(options.credentials.debug ? config::LogLevel::debug : *level, config::LogFormat::text);
         return run_agent(std::move(agent), log);
     }
-    auto session = prepare_session(options.credentials.profile, diag);
+    auto session = prepare_session(options.credentials.profile, terminal);
     if (!session) {
         return report(session.error());
     }
     Logger log(*level, config::LogFormat::text);
     auto credentials = fetch_credentials(session->identity, session->params, session->endpoint,
-                                         RetryOptions{}, production_hooks(session->client, diag));
+                                         RetryOptions{}, production_hooks(session->client, terminal));
     if (!credentials) {
         return report(credentials.error());
     }
@@ -174,7 +174,7 @@ int run_update(UpdateOptions options) {
     return 0;
 }
 
-Result<void> run_fast_path(const FastPathOptions& options, std::FILE* out, const Diagnostics& diag) {
+Result<void> run_fast_path(const FastPathOptions& options, std::FILE* out, Logger& log) {
     auto consultation = consult_agent(options);
     if (settled(options, consultation)) {
         return print_agent_answer(consultation, out);
@@ -183,7 +183,7 @@ Result<void> run_fast_path(const FastPathOptions& options, std::FILE* out, const
     // their credential: paths, are no business of this call). Whatever goes wrong now is said after why this
     // process signs at all.
     const std::string no_agent = consultation.reply.error().message;
-    diag.trace(no_agent + "; signing here");
+    log.debug("signing_here", {{"because", no_agent}});
     const auto signing_here = [&](const Error& error) {
         return make_error(error.code, no_agent + "; signing here instead: " + error.message);
     };
@@ -206,10 +206,10 @@ Result<void> run_fast_path(const FastPathOptions& options, std::FILE* out, const
     if (auto checked = check_profile_settings(*profile); !checked) {
         return signing_here(checked.error());
     }
-    diag.trace("signing directly with profile " + options.profile + " of " + config_path);
+    log.debug("signing_with", {{"profile", options.profile}, {"config", config_path}});
     CredentialOptions credentials{*profile};
-    credentials.debug = diag.debug;
-    auto signed_here = run_credential_process(credentials, out, diag);
+    credentials.debug = log.enabled(LogLevel::debug);
+    auto signed_here = run_credential_process(credentials, out, log);
     if (!signed_here) {
         return signing_here(signed_here.error());
     }
@@ -251,7 +251,8 @@ Result<void> run_status(const StatusOptions& options, std::FILE* out) {
         if (health.value("healthy", false)) {
             std::fprintf(out, "health: ok\n");
         } else {
-            std::fprintf(out, "health: %s\n", health.value("ready", false) ? "serving, with problems" : "not ready");
+            std::fprintf(out, "health: %s\n",
+                         health.value("ready", false) ? "serving, with problems" : "not ready");
             for (const auto& problem : health.value("problems", nlohmann::json::array())) {
                 std::fprintf(out, "  %s\n", problem.get<std::string>().c_str());
             }

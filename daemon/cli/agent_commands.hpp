@@ -52,9 +52,7 @@ struct RefreshOptions {
 
 int run_serve(ServeOptions options);
 int run_update(UpdateOptions options);
-[[nodiscard]] Result<void> run_fast_path(const FastPathOptions& options,
-                                         std::FILE* out,
-                                         const Diagnostics& diag);
+[[nodiscard]] Result<void> run_fast_path(const FastPathOptions& options, std::FILE* out, Logger& log);
 [[nodiscard]] Result<void> run_status(const StatusOptions& options, std::FILE* out);
 // run_refresh asks the running agent to refresh the named profiles now, one after the other, and prints one
 // line per profile; the first failure's Error is returned (its exit code), after every profile was tried.

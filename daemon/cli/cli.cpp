@@ -31,6 +31,11 @@ constexpr std::string_view kCommands[] = {"credential-process",
                                           "version",
                                           "check-credential-sources"};
 
+// terminal_log is the logger of a command run by a person: its --debug lines and warnings on stderr.
+Logger terminal_log(bool debug) {
+    return Logger(debug ? LogLevel::debug : LogLevel::warning, LogFormat::terminal);
+}
+
 void print_error(const std::string& message) {
     std::fprintf(stderr, "%s: %s\n", kProgram, message.c_str());
 }
@@ -214,7 +219,8 @@ int run_cli(int argc, char** argv) {
             return exit_code(fast->error().code);
         }
         const FastPathOptions& options = **fast;
-        return finish(run_fast_path(options, stdout, Diagnostics{options.debug, stderr}));
+        Logger log = terminal_log(options.debug);
+        return finish(run_fast_path(options, stdout, log));
     }
     // Declaring every option of every command is a tenth of a cold credential-process (3.4 million
     // instructions, most of them CLI11 building and destroying its option objects); a command line that
@@ -394,7 +400,8 @@ int run_cli(int argc, char** argv) {
         if (auto r = take_identity_flags(*credential_process, cp_held, cp.profile.identity); !r) {
             return finish(r);
         }
-        return finish(run_credential_process(cp, stdout, Diagnostics{cp.debug, stderr}));
+        Logger log = terminal_log(cp.debug);
+        return finish(run_credential_process(cp, stdout, log));
     }
     if (*serve) {
         sv.credentials_given = serve->count("--certificate") > 0 || serve->count("--trust-anchor-arn") > 0 ||
@@ -426,13 +433,15 @@ int run_cli(int argc, char** argv) {
         if (auto r = take_identity_flags(*sign_string, ss_held, ss.identity); !r) {
             return finish(r);
         }
-        return finish(run_sign_string(ss, stdout, Diagnostics{ss.debug, stderr}));
+        Logger log = terminal_log(ss.debug);
+        return finish(run_sign_string(ss, stdout, log));
     }
     if (*read_certificate_data) {
         if (auto r = take_identity_flags(*read_certificate_data, rcd_held, rcd.identity); !r) {
             return finish(r);
         }
-        return finish(run_read_certificate_data(rcd, stdout, Diagnostics{rcd.debug, stderr}));
+        Logger log = terminal_log(rcd.debug);
+        return finish(run_read_certificate_data(rcd, stdout, log));
     }
     std::fputs(app.help().c_str(), stderr);
     return 64;

@@ -69,19 +69,18 @@ Result<void> list_token_certificates(const ReadCertificateDataOptions& options, 
 
 }  // namespace
 
-Result<void> run_credential_process(const CredentialOptions& options,
-                                    std::FILE* out,
-                                    const Diagnostics& diag) {
-    auto session = prepare_session(options.profile, diag);
+Result<void> run_credential_process(const CredentialOptions& options, std::FILE* out, Logger& log) {
+    auto session = prepare_session(options.profile, log);
     if (!session) {
         return session.error();
     }
     auto credentials = fetch_credentials(session->identity, session->params, session->endpoint,
-                                         RetryOptions{}, production_hooks(session->client, diag));
+                                         RetryOptions{}, production_hooks(session->client, log));
     if (!credentials) {
         return credentials.error();
     }
-    diag.trace("credentials issued: access key " + signer::redact_access_key_id(credentials->access_key_id));
+    log.debug("credentials_issued",
+              {{"access_key", signer::redact_access_key_id(credentials->access_key_id)}});
     const Secret document = signer::credential_process_json(*credentials);
     if (document.empty()) {
         return make_error(Errc::internal, "the credentials are not UTF-8 text and cannot be written as JSON");
@@ -93,7 +92,7 @@ Result<void> run_credential_process(const CredentialOptions& options,
     return {};
 }
 
-Result<void> run_sign_string(const SignStringOptions& options, std::FILE* out, const Diagnostics& diag) {
+Result<void> run_sign_string(const SignStringOptions& options, std::FILE* out, Logger& log) {
     pki::Digest digest;
     if (options.digest == "SHA256") {
         digest = pki::Digest::sha256;
@@ -116,7 +115,7 @@ Result<void> run_sign_string(const SignStringOptions& options, std::FILE* out, c
     if (!key) {
         return key.error();
     }
-    diag.trace("key " + key->description());
+    log.debug("key", {{"key", key->description()}});
     // docs/protocol.md §7.2: fixed text || "1" || SHA256("IAM RA" || public key), raw digest bytes; for
     // ML-DSA the text alone (as aws_signing_helper 1.8.0 does), signed without a digest, so --digest changes
     // nothing.
@@ -149,7 +148,7 @@ Result<void> run_sign_string(const SignStringOptions& options, std::FILE* out, c
 
 Result<void> run_read_certificate_data(const ReadCertificateDataOptions& options,
                                        std::FILE* out,
-                                       const Diagnostics& diag) {
+                                       Logger& log) {
     const std::string& path = options.identity.certificate.native();
     if (path.empty()) {
         return make_error(Errc::usage, "--certificate is required");
@@ -173,8 +172,7 @@ Result<void> run_read_certificate_data(const ReadCertificateDataOptions& options
     if (!key_type) {
         return make_error(key_type.error().code, path + ": " + key_type.error().message);
     }
-    diag.trace("certificate subject=\"" + certificate->subject() + "\" issuer=\"" + certificate->issuer() +
-               "\"");
+    log.debug("certificate", {{"subject", certificate->subject()}, {"issuer", certificate->issuer()}});
     // Key order as the helper prints it (a Go struct marshalled in field order), hence ordered_json.
     const std::string name(pki::key_type_name(*key_type));
     nlohmann::ordered_json doc;

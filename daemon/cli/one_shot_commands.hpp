@@ -8,6 +8,7 @@
 #include <string>
 
 #include "common/error.hpp"
+#include "common/log.hpp"
 #include "config/config.hpp"
 #include "daemon/upstream/prepared_session.hpp"
 
@@ -35,14 +36,13 @@ struct ReadCertificateDataOptions {
     bool debug = false;
 };
 
+// Each writes its --debug lines and warnings to `log` (the terminal's format, on stderr).
 [[nodiscard]] Result<void> run_credential_process(const CredentialOptions& options,
                                                   std::FILE* out,
-                                                  const Diagnostics& diag);
-[[nodiscard]] Result<void> run_sign_string(const SignStringOptions& options,
-                                           std::FILE* out,
-                                           const Diagnostics& diag);
+                                                  Logger& log);
+[[nodiscard]] Result<void> run_sign_string(const SignStringOptions& options, std::FILE* out, Logger& log);
 [[nodiscard]] Result<void> run_read_certificate_data(const ReadCertificateDataOptions& options,
                                                      std::FILE* out,
-                                                     const Diagnostics& diag);
+                                                     Logger& log);
 
 }  // namespace rad::daemon

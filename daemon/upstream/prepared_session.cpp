@@ -66,16 +66,6 @@ Result<void> refuse_hardware_reference(const std::string& value, const char* fla
     return {};
 }
 
-void Diagnostics::warn(const std::string& line) const {
-    std::fprintf(stream, "rolesanywhere-agent: warning: %s\n", line.c_str());
-}
-
-void Diagnostics::trace(const std::string& line) const {
-    if (debug) {
-        std::fprintf(stream, "rolesanywhere-agent: debug: %s\n", line.c_str());
-    }
-}
-
 signer::EndpointOptions endpoint_options(const config::ProfileConfig& profile) {
     signer::EndpointOptions endpoint;
     endpoint.trust_anchor_arn = profile.trust_anchor_arn;
@@ -153,7 +143,7 @@ Result<pki::IdentitySource> resolve_identity(const config::IdentitySpec& spec, b
 }
 
 Result<PreparedSession> prepare_session(const config::ProfileConfig& profile,
-                                        const Diagnostics& diag,
+                                        Logger& log,
                                         bool check_validity_period) {
     if (profile.role_arn.empty() || profile.profile_arn.empty() || profile.trust_anchor_arn.empty()) {
         return make_error(Errc::usage, "--trust-anchor-arn, --profile-arn and --role-arn are all required");
@@ -179,18 +169,22 @@ Result<PreparedSession> prepare_session(const config::ProfileConfig& profile,
         error.message = config::name_credential_sources(std::move(error.message), profile.credential_copies);
         return error;
     }
-    diag.trace("certificate subject=\"" + identity->leaf.subject() +
-               "\" serial=" + identity->leaf.serial_decimal() + " key=" + identity->key.description() +
-               " chain=" + std::to_string(identity->chain.size()));
-    diag.trace("endpoint " + endpoint->url.scheme + "://" + endpoint->url.host_header() + endpoint->url.path +
-               " region=" + endpoint->region);
+    log.debug("certificate", {{"subject", identity->leaf.subject()},
+                              {"serial", identity->leaf.serial_decimal()},
+                              {"key", identity->key.description()},
+                              {"chain", identity->chain.size()}});
+    log.debug("endpoint",
+              {{"url", endpoint->url.scheme + "://" + endpoint->url.host_header() + endpoint->url.path},
+               {"region", endpoint->region}});
 
     HttpsClientOptions client;
     client.verify_peer = !profile.no_verify_ssl;
     if (profile.no_verify_ssl) {
-        diag.warn(
-            "--no-verify-ssl: the server certificate is not checked; anyone on the path can read and "
-            "forge the credentials");
+        log.warning(
+            "server_not_verified",
+            {{"message",
+              "--no-verify-ssl: the server certificate is not checked; anyone on the path can read and "
+              "forge the credentials"}});
     }
     client.ca_bundle =
         !profile.ca_bundle.empty() ? profile.ca_bundle.string() : env_value("AWS_CA_BUNDLE").value_or("");
@@ -205,7 +199,7 @@ Result<PreparedSession> prepare_session(const config::ProfileConfig& profile,
     }
     client.proxy = std::move(*proxy);
     if (client.proxy) {
-        diag.trace("using proxy " + client.proxy->host + ":" + client.proxy->port);
+        log.debug("proxy", {{"host", client.proxy->host}, {"port", client.proxy->port}});
     }
 
     signer::CreateSessionParams params;
@@ -217,7 +211,7 @@ Result<PreparedSession> prepare_session(const config::ProfileConfig& profile,
     return PreparedSession{std::move(*identity), std::move(*endpoint), std::move(params), std::move(client)};
 }
 
-SessionClientHooks production_hooks(const HttpsClientOptions& client, const Diagnostics& diag) {
+SessionClientHooks production_hooks(const HttpsClientOptions& client, Logger& log) {
     auto rng = std::make_shared<std::mt19937_64>(std::random_device{}());
     SessionClientHooks hooks;
     hooks.send = [&client](const signer::Url& url, const signer::HttpRequest& request) {
@@ -226,9 +220,11 @@ SessionClientHooks production_hooks(const HttpsClientOptions& client, const Diag
     hooks.now = [] { return std::chrono::system_clock::now(); };
     hooks.sleep = [](std::chrono::milliseconds d) { std::this_thread::sleep_for(d); };
     hooks.jitter01 = [rng] { return std::uniform_real_distribution<double>(0.0, 1.0)(*rng); };
-    hooks.on_attempt_failed = [diag](int attempt, const Error& error, std::chrono::milliseconds delay) {
-        diag.trace("attempt " + std::to_string(attempt) + " failed (" + errc_name(error.code) +
-                   "): " + error.message + "; retrying in " + std::to_string(delay.count()) + " ms");
+    hooks.on_attempt_failed = [&log](int attempt, const Error& error, std::chrono::milliseconds delay) {
+        log.debug("attempt_failed", {{"attempt", attempt},
+                                     {"code", errc_name(error.code)},
+                                     {"error", error.message},
+                                     {"retry_in_ms", static_cast<std::int64_t>(delay.count())}});
     };
     return hooks;
 }

@@ -2,10 +2,10 @@
 // From a profile to what one CreateSession needs: the identity resolved and loaded, the endpoint resolved,
 // the request's parameters and the HTTPS client's options (environment variables applied here).
 
-#include <cstdio>
 #include <string>
 
 #include "common/error.hpp"
+#include "common/log.hpp"
 #include "config/config.hpp"
 #include "daemon/upstream/https_client.hpp"
 #include "daemon/upstream/session_client.hpp"
@@ -14,14 +14,6 @@
 #include "signer/endpoint.hpp"
 
 namespace rad::daemon {
-
-// Diagnostics receives --debug lines and warnings (stderr in production). It never gets secrets.
-struct Diagnostics {
-    bool debug = false;
-    std::FILE* stream = stderr;
-    void warn(const std::string& line) const;
-    void trace(const std::string& line) const;  // only with --debug
-};
 
 // PreparedSession is everything CreateSession needs, checked and loaded once: the identity (key parsed and
 // matched to the leaf), the endpoint, the request parameters and the transport options. credential-process
@@ -48,14 +40,15 @@ signer::EndpointOptions endpoint_options(const config::ProfileConfig& profile);
 // command line's flags: the configuration file's own checks have run before a profile of it gets here.
 // check_validity_period is false for the agent, whose engine checks the certificate's dates before every
 // signature (a certificate valid from tomorrow is loaded, and used tomorrow).
+// `log` gets debug lines (what was loaded, the endpoint, the proxy) and the warning of --no-verify-ssl.
 [[nodiscard]] Result<PreparedSession> prepare_session(const config::ProfileConfig& profile,
-                                                      const Diagnostics& diag,
+                                                      Logger& log,
                                                       bool check_validity_period = true);
 
 // production_hooks are the SessionClientHooks of the real world: send_request() over the network with
 // `client` (borrowed: it must outlive the hooks), the system clock, a sleeping thread, a seeded PRNG, and
-// --debug lines for failed attempts.
-SessionClientHooks production_hooks(const HttpsClientOptions& client, const Diagnostics& diag);
+// debug lines for failed attempts on `log` (borrowed too).
+SessionClientHooks production_hooks(const HttpsClientOptions& client, Logger& log);
 
 // refuse_hardware_reference refuses a TPM "handle:" given to any flag but --private-key: a TPM holds keys,
 // not certificates.

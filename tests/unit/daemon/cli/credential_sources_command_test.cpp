@@ -72,7 +72,7 @@ TEST_F(SourceFiles, TheAgentsKeyFileRulesApplyToTheSources) {
 }
 
 TEST_F(SourceFiles, ALinkIsJudgedByWhatItLeadsToAndWhatIsNoPlainFileIsLeftToSystemd) {
-    // A link root controls is followed (as the agent follows one), and the file it leads to is what is judged.
+    // A link is followed (as the agent follows one) and the file it leads to is what is judged.
     const auto target = file("target", 0600);
     const auto link = (dir_ / "link").string();
     ASSERT_EQ(::symlink(target.c_str(), link.c_str()), 0);
