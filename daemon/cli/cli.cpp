@@ -142,6 +142,12 @@ Result<void> take_identity_flags(const CLI::App& cmd, HeldFlags& held, config::I
     return {};
 }
 
+// add_agent_socket_flags declares how a command finds the running agent's control socket.
+void add_agent_socket_flags(CLI::App& cmd, std::string& config_path, std::string& socket_path) {
+    cmd.add_option("--config", config_path, "Configuration file (to find the socket)");
+    cmd.add_option("--socket", socket_path, "The agent's Unix socket");
+}
+
 void add_debug_flag(CLI::App& cmd, bool& debug) {
     cmd.add_flag("--debug", debug, "Diagnostics on stderr (never secrets or response bodies)");
 }
@@ -306,8 +312,7 @@ int run_cli(int argc, char** argv) {
     StatusOptions st;
     auto* status = app.add_subcommand("status", "Show what the running agent holds, per profile");
     if (declares("status")) {
-        status->add_option("--config", st.config_path, "Configuration file (to find the socket)");
-        status->add_option("--socket", st.socket_path, "The agent's Unix socket");
+        add_agent_socket_flags(*status, st.config_path, st.socket_path);
         status->add_flag("--json", st.json, "Print the status as JSON");
     }
 
@@ -316,8 +321,7 @@ int run_cli(int argc, char** argv) {
     auto* refresh = app.add_subcommand(
         "refresh", "Make the running agent refresh its credentials now (root or the agent's own user)");
     if (declares("refresh")) {
-        refresh->add_option("--config", rf.config_path, "Configuration file (to find the socket)");
-        refresh->add_option("--socket", rf.socket_path, "The agent's Unix socket");
+        add_agent_socket_flags(*refresh, rf.config_path, rf.socket_path);
         refresh->add_option("--profile", rf.profiles,
                             "A profile to refresh (repeatable; default: every profile)");
     }
@@ -329,8 +333,7 @@ int run_cli(int argc, char** argv) {
         "Make the running agent read its configuration again; fails when it refuses the file (root or the "
         "agent's own user)");
     if (declares("reload")) {
-        reload->add_option("--config", rl.config_path, "Configuration file (to find the socket)");
-        reload->add_option("--socket", rl.socket_path, "The agent's Unix socket");
+        add_agent_socket_flags(*reload, rl.config_path, rl.socket_path);
     }
 
     // sign-string

@@ -16,11 +16,9 @@ import os
 import re
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
+from radtest import certificates
 from radtest.agent import AgentProcess, render_config
 
 EX_USAGE, EX_DATAERR, EX_NOINPUT, EX_NOPERM, EX_CONFIG = 64, 65, 66, 77, 78
@@ -35,25 +33,6 @@ def one_line(result, codes, what):
     lines = [line for line in stderr.splitlines() if "warning:" not in line]
     assert len(lines) == 1 and lines[0].startswith("rolesanywhere-agent: "), f"{what}: {stderr!r}"
     return lines[0]
-
-
-def brainpool_pair(pki, directory):
-    """A leaf on brainpoolP256r1 issued by the test root CA (the test PKI has no brainpool leaf)."""
-    root_key = serialization.load_pem_private_key((pki / "root-ca.key").read_bytes(), None)
-    root = x509.load_pem_x509_certificate((pki / "root-ca.pem").read_bytes())
-    key = ec.generate_private_key(ec.BrainpoolP256R1())
-    now = datetime.datetime.utcnow()
-    cert = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bp")]))
-            .issuer_name(root.subject).public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(hours=1)).not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.KeyUsage(True, False, False, False, False, False, False, False, False), critical=True)
-            .sign(root_key, hashes.SHA256()))
-    (directory / "brainpool.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    (directory / "brainpool.key").write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                                                serialization.PrivateFormat.PKCS8,
-                                                                serialization.NoEncryption()))
-    os.chmod(directory / "brainpool.key", 0o600)
 
 
 def key_cases(pki, d):
@@ -75,7 +54,10 @@ def key_cases(pki, d):
         target = d / f"p256-{mode:o}.key"
         target.write_bytes((pki / "p256.key").read_bytes())
         os.chmod(target, mode)
-    brainpool_pair(pki, d)
+    # A leaf on brainpoolP256r1 (the test PKI has none).
+    now = certificates.now()
+    certificates.issue_pair(pki, d, "brainpool", now - datetime.timedelta(hours=1),
+                            now + datetime.timedelta(days=1), curve=ec.BrainpoolP256R1())
     wrong = d / "wrong.pass"
     wrong.write_text("definitely-not-it\n")
     os.chmod(wrong, 0o600)

@@ -6,43 +6,15 @@ own tables and the 30-day simulation (tests/sim) cover the same rules on a virtu
 shell carries them out."""
 
 import datetime
-import os
 import re
 import socket
 import time
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
-
+from radtest import certificates
 from radtest.agent import AgentProcess
 from radtest.clients import http_call, imds_credentials
 from radtest.emulator import create_sessions
 from radtest.environment import free_port, wait_until
-
-
-def leaf(pki, directory, name, not_before, not_after):
-    """A P-256 leaf of the test root CA valid from `not_before` to `not_after`: (certificate path, key path)."""
-    root_key = serialization.load_pem_private_key((pki / "root-ca.key").read_bytes(), None)
-    root = x509.load_pem_x509_certificate((pki / "root-ca.pem").read_bytes())
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = (x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{name}.test")]))
-            .issuer_name(root.subject).public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(not_before).not_valid_after(not_after)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=False,
-                                         data_encipherment=False, key_agreement=False, key_cert_sign=False,
-                                         crl_sign=False, encipher_only=False, decipher_only=False), critical=True)
-            .sign(root_key, hashes.SHA256()))
-    cert_path, key_path = directory / f"{name}.pem", directory / f"{name}.key"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                  serialization.NoEncryption()))
-    return cert_path, key_path
 
 
 def field(line, name):
@@ -54,9 +26,10 @@ def test_a_certificate_that_expires_while_the_agent_runs_never_signs(em, pki, tm
     """The certificate expires a few seconds after the start (plain paths, no renewal): a refresh asked for
     afterwards fails here, with the word "expired", and nothing reaches the service; the credentials held stay
     in service, and status and /healthz say what is wrong."""
-    now = datetime.datetime.utcnow()
+    now = certificates.now()
     expires = now + datetime.timedelta(seconds=6)
-    certificate, key = leaf(pki, tmp_path, "short", now - datetime.timedelta(hours=1), expires)
+    certificate, key = certificates.issue_pair(pki, tmp_path, "short", now - datetime.timedelta(hours=1),
+                                               expires)
     agent = AgentProcess(tmp_path, em, pki)
     health = free_port()
     agent.agent["health_listen"] = f"127.0.0.1:{health}"
@@ -65,7 +38,7 @@ def test_a_certificate_that_expires_while_the_agent_runs_never_signs(em, pki, tm
     try:
         assert create_sessions(em) == 1
         # The certificate's notAfter is a wall-clock instant: wait for it to pass.
-        wait_until(lambda: datetime.datetime.utcnow() > expires + datetime.timedelta(seconds=1), 15,
+        wait_until(lambda: certificates.now() > expires + datetime.timedelta(seconds=1), 15,
                    what="the certificate to expire")
         result = agent.run("refresh", "--socket", agent.socket_path, "--profile", "web")
         assert result.returncode == 65, result

@@ -17,7 +17,6 @@ import datetime
 import json
 import os
 import re
-import secrets
 import shutil
 import socket
 import subprocess
@@ -25,9 +24,9 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.hazmat.primitives import serialization
 
+from radtest import certificates
 from radtest.agent import AgentProcess
 from radtest.environment import AGENT, clean_environment, pki_dir, wait_until
 
@@ -112,28 +111,12 @@ class SoftwareTpm:
 
 def issue_certificate(csr_path, out_path, common_name):
     """A leaf for the CSR's key from the test root CA, as make-test-pki makes its leaves."""
-    pki = pki_dir()
-    ca_cert = x509.load_pem_x509_certificate((pki / "root-ca.pem").read_bytes())
-    ca_key = serialization.load_pem_private_key((pki / "root-ca.key").read_bytes(), None)
     csr = x509.load_pem_x509_csr(Path(csr_path).read_bytes())
     # The CSR's own signature was made inside the TPM: checking it here checks the provider-made key too.
     assert csr.is_signature_valid
-    now = datetime.datetime.utcnow()
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
-        .issuer_name(ca_cert.subject)
-        .public_key(csr.public_key())
-        .serial_number(secrets.randbits(120) | (1 << 119))
-        .not_valid_before(now - datetime.timedelta(hours=1))
-        .not_valid_after(now + datetime.timedelta(days=30))
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=False,
-                                     data_encipherment=False, key_agreement=False, key_cert_sign=False,
-                                     crl_sign=False, encipher_only=False, decipher_only=False), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
+    now = certificates.now()
+    cert = certificates.issue(pki_dir(), common_name, csr.public_key(), now - datetime.timedelta(hours=1),
+                              now + datetime.timedelta(days=30))
     Path(out_path).write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     return str(out_path)
 

@@ -21,7 +21,6 @@ from pathlib import Path
 
 import pytest
 
-from radtest.emulator import Emulator
 from radtest.environment import pki_dir, wait_until
 from radtest.machine import Leftovers, Machine, end_process, parse_show, process_start_time
 
@@ -165,13 +164,8 @@ def deb(blocks, deb_name, leftovers):
 
 @pytest.fixture(scope="session")
 def emulator(leftovers, tmp_path_factory):
-    instance = Emulator(tmp_path_factory.mktemp("emulator"))
-    leftovers.add_process(instance.process.pid, "ra_emulator.py")
-    try:
+    with leftovers.emulator(tmp_path_factory.mktemp("emulator")) as instance:
         yield instance
-    finally:
-        instance.stop()
-        leftovers.remove_process(instance.process.pid)
 
 
 @pytest.fixture(scope="session")

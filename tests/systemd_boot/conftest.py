@@ -24,7 +24,6 @@ from pathlib import Path
 import pytest
 
 from radtest.agent import render_config
-from radtest.emulator import Emulator
 from radtest.environment import PYTHON, free_port, wait_until
 
 from radtest.machine import Leftovers, Machine, parse_show
@@ -125,13 +124,8 @@ def package(leftovers):
 
 @pytest.fixture(scope="session")
 def emulator(leftovers, tmp_path_factory):
-    instance = Emulator(tmp_path_factory.mktemp("emulator"))
-    leftovers.add_process(instance.process.pid, "ra_emulator.py")
-    try:
+    with leftovers.emulator(tmp_path_factory.mktemp("emulator")) as instance:
         yield instance
-    finally:
-        instance.stop()
-        leftovers.remove_process(instance.process.pid)
 
 
 @pytest.fixture(scope="session")

@@ -11,11 +11,10 @@ import os
 import re
 import time
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from radtest import certificates
 from radtest.clients import ecs_credentials, imds_credentials
 from radtest.environment import wait_until
 
@@ -28,27 +27,11 @@ NOBODY = 65534
 
 def issue(pki, label, lifetime):
     """A P-256 client certificate of the test CA, valid for `lifetime` from now, and its key (PEM bytes)."""
-    ca_cert = x509.load_pem_x509_certificate((pki / "root-ca.pem").read_bytes())
-    ca_key = serialization.load_pem_private_key((pki / "root-ca.key").read_bytes(), password=None)
     key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.timezone.utc)
-    usage = x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=False,
-                          data_encipherment=False, key_agreement=False, key_cert_sign=False, crl_sign=False,
-                          encipher_only=False, decipher_only=False)
-    cert = (x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{label}.renewal.test")]))
-            .issuer_name(ca_cert.subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + lifetime)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(usage, critical=True)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
-            .sign(ca_key, hashes.SHA256()))
-    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                serialization.NoEncryption())
-    return cert, cert.public_bytes(serialization.Encoding.PEM), key_pem
+    now = certificates.now()
+    cert = certificates.issue(pki, f"{label}.renewal.test", key.public_key(), now - datetime.timedelta(minutes=5),
+                              now + lifetime)
+    return cert, cert.public_bytes(serialization.Encoding.PEM), certificates.key_pem(key)
 
 
 def signed_with(em):

@@ -9,6 +9,7 @@ times) of the processes the tests start, and the directories they made, in a sta
 cleanup programs end and remove them even when pytest itself was killed. Every wait is bounded.
 """
 
+import contextlib
 import json
 import os
 import re
@@ -18,6 +19,7 @@ import threading
 import time
 from pathlib import Path
 
+from radtest.emulator import Emulator
 from radtest.environment import wait_until
 
 COMMAND_TIMEOUT = 60
@@ -92,6 +94,17 @@ class Leftovers:
             state = self.read()
             state["directories"] = [d for d in state["directories"] if d != str(path)]
             self._write(state)
+
+    @contextlib.contextmanager
+    def emulator(self, directory):
+        """The bundled emulator serving from `directory`, recorded while it runs and stopped afterwards."""
+        instance = Emulator(directory)
+        self.add_process(instance.process.pid, "ra_emulator.py")
+        try:
+            yield instance
+        finally:
+            instance.stop()
+            self.remove_process(instance.process.pid)
 
     @staticmethod
     def alive(entry):
