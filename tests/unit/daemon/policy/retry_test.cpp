@@ -4,7 +4,7 @@
 
 #include "tests/support/case_name.hpp"
 
-namespace rad::daemon {
+namespace rad::policy {
 namespace {
 
 using std::chrono::milliseconds;
@@ -57,4 +57,4 @@ TEST(BackoffTest, EveryDelayLiesWithinFullJitterBounds) {
 }
 
 }  // namespace
-}  // namespace rad::daemon
+}  // namespace rad::policy
