@@ -4,7 +4,7 @@
 #include <random>
 
 #include "common/time_format.hpp"
-#include "daemon/policy/retry.hpp"
+#include "daemon/policy/backoff.hpp"
 
 namespace rad::engine {
 

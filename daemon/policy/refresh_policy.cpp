@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
-#include "daemon/policy/retry.hpp"
+#include "daemon/policy/backoff.hpp"
 
 namespace rad::policy {
 

@@ -7,7 +7,7 @@
 #include <functional>
 
 #include "common/error.hpp"
-#include "daemon/policy/retry.hpp"
+#include "daemon/policy/backoff.hpp"
 #include "pki/identity.hpp"
 #include "signer/create_session.hpp"
 

@@ -1,4 +1,4 @@
-#include "daemon/policy/retry.hpp"
+#include "daemon/policy/backoff.hpp"
 
 #include <algorithm>
 
