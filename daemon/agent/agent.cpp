@@ -28,14 +28,14 @@
 #include "pki/hmac.hpp"
 #include "signer/endpoint.hpp"
 
-namespace rad::daemon {
+namespace rad::agent {
 
 Result<void> check_profile_settings(const config::ProfileConfig& profile) {
     // The signer spells the fields as the file's keys and says which one is at fault.
     static constexpr signer::EndpointNames kKeys{"trust_anchor_arn", "profile_arn", "role_arn",
                                                  "region",           "endpoint",    "use_fips_endpoint"};
     std::string_view key = kKeys.trust_anchor_arn;
-    auto resolved = signer::resolve_endpoint(endpoint_options(profile), kKeys, &key);
+    auto resolved = signer::resolve_endpoint(upstream::endpoint_options(profile), kKeys, &key);
     if (resolved) {
         return {};
     }
@@ -90,17 +90,17 @@ public:
     // SurfaceContext and ControlContext.
     const config::AgentConfig& configuration() const override { return options_.config; }
     const std::filesystem::path& config_path() const override { return options_.config_path; }
-    const ImdsTokens& imds_tokens() const override { return tokens_; }
+    const surfaces::ImdsTokens& imds_tokens() const override { return tokens_; }
     const std::vector<std::shared_ptr<ProfileRuntime>>& profiles() const override { return profiles_; }
     std::shared_ptr<ProfileRuntime> profile(std::string_view name) const override;
-    AgentSnapshot snapshot() const override;
-    ProfileSnapshot snapshot_of(const ProfileRuntime& profile) const override;
+    policy::AgentSnapshot snapshot() const override;
+    policy::ProfileSnapshot snapshot_of(const ProfileRuntime& profile) const override;
     void count(std::string_view surface, int status) override { ++requests_[{std::string(surface), status}]; }
     Result<std::string> reload() override;
 
 private:
     std::shared_ptr<ProfileRuntime> make_profile(const config::ProfileConfig& config);
-    Handover take_handover();
+    systemd::Handover take_handover();
     Result<void> set_token_key(Secret handed_over);
     void store_handover();
     Result<void> prepare_files();
@@ -116,14 +116,14 @@ private:
     // Only keys on a PKCS#11 token or in a TPM, whose operations block, leave the loop.
     net::thread_pool key_pool_{1};
     net::signal_set signals_;
-    ActivatedSockets activated_;
+    systemd::ActivatedSockets activated_;
     std::unique_ptr<pki::HmacKey> hmac_;
     Secret token_key_;  // hmac_'s bytes, handed over to the next process
-    ImdsTokens tokens_;
+    surfaces::ImdsTokens tokens_;
     std::vector<std::shared_ptr<ProfileRuntime>> profiles_;
     HttpListeners listeners_;
     ControlService control_;
-    RequestCounts requests_;
+    policy::RequestCounts requests_;
     net::steady_timer watchdog_{io_};
     std::chrono::milliseconds watchdog_period_{0};
     net::steady_timer look_{io_};
@@ -163,8 +163,8 @@ int Agent::run() {
     // What systemd passes: the listening sockets, and what the previous process of this service left in its
     // file-descriptor store (the handover, read then closed: systemd keeps its own copy until replaced; and
     // the listeners it bound, taken back by HttpListeners).
-    activated_ = ActivatedSockets::from_environment();
-    Handover handover = take_handover();
+    activated_ = systemd::ActivatedSockets::from_environment();
+    systemd::Handover handover = take_handover();
     if (auto r = set_token_key(std::move(handover.token_key)); !r) {
         log_.error("startup_failed", {{"error", r.error().message}});
         return exit_code(r.error().code);
@@ -176,7 +176,7 @@ int Agent::run() {
         profiles_.push_back(runtime);
         std::optional<engine::HandedOver> handed_over;
         for (auto& p : handover.profiles) {
-            if (p.name == cfg.name && p.settings == credentials_settings_key(cfg) &&
+            if (p.name == cfg.name && p.settings == systemd::credentials_settings_key(cfg) &&
                 !p.credentials.access_key_id.empty()) {
                 handed_over =
                     engine::HandedOver{std::move(p.credentials), p.received, std::move(p.certificate)};
@@ -220,9 +220,9 @@ int Agent::run() {
     wait_for_signal();
     // Ready means listening with keys loaded; the first CreateSession is not awaited (the surfaces say why
     // there are no credentials yet, and systemd must not kill a host that is merely offline).
-    notify_systemd("READY=1");
+    systemd::notify_systemd("READY=1");
     profile_changed();
-    if (const auto interval = watchdog_interval()) {
+    if (const auto interval = systemd::watchdog_interval()) {
         // Pinged from a timer on the event loop itself, at half of WatchdogSec=, so that a wedged loop stops
         // the pings and gets the agent restarted.
         watchdog_period_ = std::chrono::duration_cast<std::chrono::milliseconds>(*interval / 2);
@@ -246,18 +246,18 @@ int Agent::run() {
 
 // take_handover reads what the previous process stored; an unreadable or foreign one is logged and ignored
 // (the agent then starts as on a fresh boot).
-Handover Agent::take_handover() {
+systemd::Handover Agent::take_handover() {
     auto fd = activated_.take("handover");
     if (!fd) {
         return {};
     }
     UniqueFd owned(*fd);
-    auto text = read_stored(owned.get(), kMaxHandover);
+    auto text = systemd::read_stored(owned.get(), kMaxHandover);
     if (!text) {
         log_.warning("handover_ignored", {{"error", "cannot read it"}});
         return {};
     }
-    auto handover = decode_handover(text->reveal());
+    auto handover = systemd::decode_handover(text->reveal());
     if (!handover) {
         log_.warning("handover_ignored", {{"error", handover.error().message}});
         return {};
@@ -285,16 +285,16 @@ Result<void> Agent::set_token_key(Secret handed_over) {
 // store_handover replaces what systemd keeps for the next process with what this one holds now. A no-op
 // outside systemd.
 void Agent::store_handover() {
-    Handover handover;
+    systemd::Handover handover;
     handover.token_key = token_key_.clone();
     for (const auto& profile : profiles_) {
         if (auto held = profile->handed_over()) {
-            handover.profiles.push_back(HandedOverProfile{
-                profile->name(), credentials_settings_key(profile->config()), std::move(held->credentials),
-                held->received, std::move(held->certificate_fingerprint)});
+            handover.profiles.push_back(systemd::HandedOverProfile{
+                profile->name(), systemd::credentials_settings_key(profile->config()),
+                std::move(held->credentials), held->received, std::move(held->certificate_fingerprint)});
         }
     }
-    store_in_systemd("handover", encode_handover(handover).reveal());
+    systemd::store_in_systemd("handover", systemd::encode_handover(handover).reveal());
 }
 
 // prepare_files checks at start what the surfaces write: each credentials file can be written, and each ECS
@@ -303,7 +303,7 @@ void Agent::store_handover() {
 Result<void> Agent::prepare_files() {
     for (const auto& profile : profiles_) {
         if (!profile->config().credentials_file_profile.empty()) {
-            if (auto r = check_credentials_file_writable(profile->credentials_path()); !r) {
+            if (auto r = surfaces::check_credentials_file_writable(profile->credentials_path()); !r) {
                 return make_error(Errc::config_invalid,
                                   "profiles." + profile->name() + ": credentials file: " + r.error().message);
             }
@@ -330,8 +330,8 @@ Result<void> Agent::prepare_files() {
     return {};
 }
 
-AgentSnapshot Agent::snapshot() const {
-    AgentSnapshot snapshot;
+policy::AgentSnapshot Agent::snapshot() const {
+    policy::AgentSnapshot snapshot;
     snapshot.version = kVersion;
     snapshot.config = options_.config_path.string();
     for (const auto& profile : profiles_) {
@@ -341,8 +341,8 @@ AgentSnapshot Agent::snapshot() const {
     return snapshot;
 }
 
-ProfileSnapshot Agent::snapshot_of(const ProfileRuntime& profile) const {
-    ProfileSnapshot p;
+policy::ProfileSnapshot Agent::snapshot_of(const ProfileRuntime& profile) const {
+    policy::ProfileSnapshot p;
     profile.fill_snapshot(p);
     p.served = listeners_.served_lines(profile);
     if (!profile.config().credentials_file_profile.empty()) {
@@ -362,23 +362,24 @@ void Agent::profile_changed(bool refreshed) {
         return;
     }
     listeners_.update_holds();
-    std::string status = "STATUS=" + systemd_status(agent_health(snapshot()));
+    std::string status = "STATUS=" + policy::systemd_status(policy::agent_health(snapshot()));
     if (refreshed || status != status_sent_) {
-        notify_systemd(status);
+        systemd::notify_systemd(status);
         status_sent_ = std::move(status);
     }
 }
 
 // reload re-reads the configuration (or, for an agent run from flags, looks at the identity files at once)
 // and applies what changed: profiles added start, removed ones stop, changed ones take their new settings
-// (and refresh, when their credentials depend on what changed, per plan_reload). Agent-wide settings that
-// need a restart (the Unix socket, the ECS and health listeners) keep their running values and are reported.
-// A configuration that does not load or check is refused whole: nothing changes, and the error is returned.
+// (and refresh, when their credentials depend on what changed, per policy::plan_reload). Agent-wide settings
+// that need a restart (the Unix socket, the ECS and health listeners) keep their running values and are
+// reported. A configuration that does not load or check is refused whole: nothing changes, and the error is
+// returned.
 Result<std::string> Agent::reload() {
-    notify_systemd("RELOADING=1");
+    systemd::notify_systemd("RELOADING=1");
     log_.info("reloading");
     auto done = [this](Result<std::string> result) {
-        notify_systemd("READY=1");
+        systemd::notify_systemd("READY=1");
         status_sent_.clear();
         profile_changed();
         return result;
@@ -401,7 +402,7 @@ Result<std::string> Agent::reload() {
         return done(refused);
     }
     config::AgentConfig next = std::move(*loaded);
-    const ReloadPlan plan = plan_reload(options_.config, next);
+    const policy::ReloadPlan plan = policy::plan_reload(options_.config, next);
     if (!plan.restart_needed.empty()) {
         std::string settings;
         for (const auto& name : plan.restart_needed) {
@@ -411,7 +412,7 @@ Result<std::string> Agent::reload() {
     }
     // What applies at once is handed below: the log level here, the limits to the HTTP servers, the refresh
     // settings to the engines; the rest keeps its running values.
-    next.agent = settings_in_effect(options_.config.agent, std::move(next.agent));
+    next.agent = policy::settings_in_effect(options_.config.agent, std::move(next.agent));
     const auto listed = [](const std::vector<std::string>& names, const std::string& name) {
         return std::find(names.begin(), names.end(), name) != names.end();
     };
@@ -488,7 +489,7 @@ void Agent::arm_watchdog() {
     watchdog_.expires_after(watchdog_period_);
     watchdog_.async_wait([this](boost::system::error_code ec) {
         if (!ec && !stopping_) {
-            notify_systemd("WATCHDOG=1");
+            systemd::notify_systemd("WATCHDOG=1");
             arm_watchdog();
         }
     });
@@ -512,7 +513,7 @@ void Agent::arm_look() {
 }
 
 void Agent::stop() {
-    notify_systemd("STOPPING=1");
+    systemd::notify_systemd("STOPPING=1");
     log_.info("stopping");
     stopping_ = true;
     watchdog_.cancel();
@@ -535,4 +536,4 @@ int run_agent(AgentOptions options, Logger& log) {
     return agent.run();
 }
 
-}  // namespace rad::daemon
+}  // namespace rad::agent

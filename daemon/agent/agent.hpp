@@ -9,7 +9,7 @@
 #include "common/log.hpp"
 #include "config/config.hpp"
 
-namespace rad::daemon {
+namespace rad::agent {
 
 struct AgentOptions {
     config::AgentConfig config;
@@ -30,4 +30,4 @@ int run_agent(AgentOptions options, Logger& log);
 // region, endpoint URL) to a profile of the configuration file; errors are config_invalid at FILE:LINE.
 [[nodiscard]] Result<void> check_profile_settings(const config::ProfileConfig& profile);
 
-}  // namespace rad::daemon
+}  // namespace rad::agent

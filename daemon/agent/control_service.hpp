@@ -18,7 +18,7 @@
 #include "daemon/surfaces/control_server.hpp"
 #include "daemon/systemd/systemd.hpp"
 
-namespace rad::daemon {
+namespace rad::agent {
 
 // ControlContext is what the Unix socket's requests read of, and ask of, the running agent.
 class ControlContext {
@@ -28,8 +28,8 @@ public:
     // config_path is the file the agent reloads from ("" when it runs from command-line flags).
     virtual const std::filesystem::path& config_path() const = 0;
     virtual std::shared_ptr<ProfileRuntime> profile(std::string_view name) const = 0;
-    virtual AgentSnapshot snapshot() const = 0;
-    virtual ProfileSnapshot snapshot_of(const ProfileRuntime& profile) const = 0;
+    virtual policy::AgentSnapshot snapshot() const = 0;
+    virtual policy::ProfileSnapshot snapshot_of(const ProfileRuntime& profile) const = 0;
     // reload re-reads the configuration; the summary of what changed (JSON), or why it was refused.
     [[nodiscard]] virtual Result<std::string> reload() = 0;
 };
@@ -42,20 +42,20 @@ public:
     ControlService& operator=(const ControlService&) = delete;
 
     // open serves the socket systemd passed as "socket", else binds the configured path.
-    [[nodiscard]] Result<void> open(ActivatedSockets& activated);
+    [[nodiscard]] Result<void> open(systemd::ActivatedSockets& activated);
     void stop();
 
 private:
-    void handle(std::string_view line, ControlReply reply);
-    void answer_credentials(ControlReply reply, const std::string& profile, int min_seconds);
-    void answer_refresh(ControlReply reply, const std::string& profile);
-    void answer_reload(ControlReply reply);
-    std::string refusal(const PeerCredentials& peer) const;
+    void handle(std::string_view line, surfaces::ControlReply reply);
+    void answer_credentials(surfaces::ControlReply reply, const std::string& profile, int min_seconds);
+    void answer_refresh(surfaces::ControlReply reply, const std::string& profile);
+    void answer_reload(surfaces::ControlReply reply);
+    std::string refusal(const surfaces::PeerCredentials& peer) const;
 
     boost::asio::io_context& io_;
     Logger& log_;
     ControlContext& context_;
-    std::unique_ptr<ControlServer> server_;
+    std::unique_ptr<surfaces::ControlServer> server_;
 };
 
-}  // namespace rad::daemon
+}  // namespace rad::agent

@@ -6,7 +6,7 @@
 #include "common/file_read.hpp"
 #include "daemon/surfaces/credentials_file.hpp"
 
-namespace rad::daemon {
+namespace rad::agent {
 
 Result<Secret> random_secret(std::size_t size) {
     Secret secret;
@@ -42,7 +42,7 @@ Result<Secret> ensure_token_file(const std::filesystem::path& path, bool* create
     Secret token(hex_lower(random->reveal()));
     std::error_code ec;
     std::filesystem::create_directories(path.parent_path(), ec);
-    if (auto r = replace_file_atomically(path, token.reveal(), 0400); !r) {
+    if (auto r = surfaces::replace_file_atomically(path, token.reveal(), 0400); !r) {
         return make_error(Errc::config_invalid,
                           path.string() + ": cannot write the token file: " + r.error().message);
     }
@@ -52,4 +52,4 @@ Result<Secret> ensure_token_file(const std::filesystem::path& path, bool* create
     return token;
 }
 
-}  // namespace rad::daemon
+}  // namespace rad::agent

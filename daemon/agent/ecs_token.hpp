@@ -7,7 +7,7 @@
 #include "common/error.hpp"
 #include "common/secret.hpp"
 
-namespace rad::daemon {
+namespace rad::agent {
 
 // ensure_token_file returns the ECS token: the file's content, or a new random token written 0400 (no
 // trailing newline: every SDK refuses a token containing CR or LF); `created` says which.
@@ -17,4 +17,4 @@ namespace rad::daemon {
 // ECS token. Error internal when the kernel refuses.
 [[nodiscard]] Result<Secret> random_secret(std::size_t size);
 
-}  // namespace rad::daemon
+}  // namespace rad::agent

@@ -4,7 +4,7 @@
 
 #include "config/settings.hpp"
 
-namespace rad::daemon {
+namespace rad::agent {
 
 FileStamp stamp_of(const std::string& path) {
     FileStamp stamp;
@@ -29,4 +29,4 @@ std::vector<FileStamp> identity_stamps(const config::IdentitySpec& identity) {
     return stamps;
 }
 
-}  // namespace rad::daemon
+}  // namespace rad::agent

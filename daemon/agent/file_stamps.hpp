@@ -11,7 +11,7 @@
 
 #include "config/identity_spec.hpp"
 
-namespace rad::daemon {
+namespace rad::agent {
 
 struct FileStamp {
     dev_t device = 0;
@@ -29,4 +29,4 @@ FileStamp stamp_of(const std::string& path);
 // identity_stamps are the stamps of every file an identity is loaded from, in a fixed order.
 std::vector<FileStamp> identity_stamps(const config::IdentitySpec& identity);
 
-}  // namespace rad::daemon
+}  // namespace rad::agent

@@ -9,7 +9,7 @@
 
 #include "daemon/surfaces/router.hpp"
 
-namespace rad::daemon {
+namespace rad::agent {
 
 namespace {
 
@@ -45,38 +45,46 @@ bool http_candidate(const std::string& name) {
     return name != "handover" && name != "socket";
 }
 
-SurfaceResponse answer_imds(SurfaceContext& context, const SurfaceRequest& request, ProfileRuntime* profile) {
-    const ServedCredentials served = profile->served();
-    const ImdsSettings settings{profile->role_name(), context.configuration().agent.allow_imdsv1};
-    auto response =
-        route_imds(request, settings, context.imds_tokens(), std::chrono::steady_clock::now(), served);
+surfaces::SurfaceResponse answer_imds(SurfaceContext& context,
+                                      const surfaces::SurfaceRequest& request,
+                                      ProfileRuntime* profile) {
+    const surfaces::ServedCredentials served = profile->served();
+    const surfaces::ImdsSettings settings{profile->role_name(), context.configuration().agent.allow_imdsv1};
+    auto response = surfaces::route_imds(request, settings, context.imds_tokens(),
+                                         std::chrono::steady_clock::now(), served);
     if (response.status == 503) {
         profile->client_waiting();
     }
     return response;
 }
 
-SurfaceResponse answer_ecs(SurfaceContext& context, const SurfaceRequest& request, ProfileRuntime*) {
+surfaces::SurfaceResponse answer_ecs(SurfaceContext& context,
+                                     const surfaces::SurfaceRequest& request,
+                                     ProfileRuntime*) {
     ProfileRuntime* asked = nullptr;
-    auto response = route_ecs(request, [&](std::string_view path) -> std::optional<EcsProfile> {
-        for (const auto& profile : context.profiles()) {
-            if (!profile->config().ecs_path.empty() && profile->config().ecs_path == path) {
-                asked = profile.get();
-                return EcsProfile{
-                    EcsSettings{profile->config().ecs_path, &profile->ecs_token(), profile->account_id()},
-                    profile->served()};
+    auto response =
+        surfaces::route_ecs(request, [&](std::string_view path) -> std::optional<surfaces::EcsProfile> {
+            for (const auto& profile : context.profiles()) {
+                if (!profile->config().ecs_path.empty() && profile->config().ecs_path == path) {
+                    asked = profile.get();
+                    return surfaces::EcsProfile{
+                        surfaces::EcsSettings{profile->config().ecs_path, &profile->ecs_token(),
+                                              profile->account_id()},
+                        profile->served()};
+                }
             }
-        }
-        return std::nullopt;
-    });
+            return std::nullopt;
+        });
     if (response.status == 503 && asked != nullptr) {
         asked->client_waiting();
     }
     return response;
 }
 
-SurfaceResponse answer_health(SurfaceContext& context, const SurfaceRequest& request, ProfileRuntime*) {
-    return route_health(request, context.snapshot());
+surfaces::SurfaceResponse answer_health(SurfaceContext& context,
+                                        const surfaces::SurfaceRequest& request,
+                                        ProfileRuntime*) {
+    return surfaces::route_health(request, context.snapshot());
 }
 
 }  // namespace
@@ -89,9 +97,9 @@ struct HttpSurface {
     // addresses: where the configuration says it listens (for `profile` when per_profile).
     std::vector<config::ListenAddress> (*addresses)(const config::AgentConfig& config,
                                                     const config::ProfileConfig* profile);
-    SurfaceResponse (*answer)(SurfaceContext& context,
-                              const SurfaceRequest& request,
-                              ProfileRuntime* profile);
+    surfaces::SurfaceResponse (*answer)(SurfaceContext& context,
+                                        const surfaces::SurfaceRequest& request,
+                                        ProfileRuntime* profile);
     // served_line: how a client of `profile` reaches it at `address` ("" when it does not serve the profile).
     std::string (*served_line)(const std::string& address, const config::ProfileConfig& profile);
 };
@@ -125,7 +133,7 @@ const HttpSurface kHttpSurfaces[] = {
 struct HttpListeners::Listener {
     const HttpSurface* surface = nullptr;
     std::string profile;  // "" for a surface of the agent
-    std::unique_ptr<HttpServer> server;
+    std::unique_ptr<surfaces::HttpServer> server;
     std::vector<std::string> addresses;  // where it actually listens
     std::vector<std::string> kept;       // the names of its copies in systemd's store
     bool held = false;
@@ -136,7 +144,7 @@ HttpListeners::HttpListeners(boost::asio::io_context& io, Logger& log, SurfaceCo
 
 HttpListeners::~HttpListeners() = default;
 
-Result<void> HttpListeners::open(ActivatedSockets& activated) {
+Result<void> HttpListeners::open(systemd::ActivatedSockets& activated) {
     for (const auto& surface : kHttpSurfaces) {
         if (surface.per_profile) {
             for (const auto& profile : context_.profiles()) {
@@ -151,7 +159,7 @@ Result<void> HttpListeners::open(ActivatedSockets& activated) {
     for (const auto& name : activated.names()) {
         if (name.starts_with(kKeptPrefix)) {
             // A copy an earlier process kept of a listener this configuration no longer has.
-            forget_in_systemd(name);
+            systemd::forget_in_systemd(name);
             if (auto fd = activated.take(name)) {
                 ::close(*fd);
             }
@@ -163,7 +171,7 @@ Result<void> HttpListeners::open(ActivatedSockets& activated) {
 }
 
 void HttpListeners::open_profile(ProfileRuntime& profile) {
-    ActivatedSockets none;
+    systemd::ActivatedSockets none;
     const auto shared = context_.profile(profile.name());
     for (const auto& surface : kHttpSurfaces) {
         if (!surface.per_profile || !shared) {
@@ -185,7 +193,7 @@ void HttpListeners::close_profile(const std::string& name) {
         }
         listener->server->stop_accepting();
         for (const auto& kept : listener->kept) {
-            forget_in_systemd(kept);
+            systemd::forget_in_systemd(kept);
         }
         return true;
     });
@@ -193,7 +201,7 @@ void HttpListeners::close_profile(const std::string& name) {
 
 Result<void> HttpListeners::open_surface(const HttpSurface& surface,
                                          const std::shared_ptr<ProfileRuntime>& profile,
-                                         ActivatedSockets& activated) {
+                                         systemd::ActivatedSockets& activated) {
     const auto addresses =
         surface.addresses(context_.configuration(), profile ? &profile->config() : nullptr);
     if (addresses.empty()) {
@@ -204,9 +212,9 @@ Result<void> HttpListeners::open_surface(const HttpSurface& surface,
     listener->profile = profile ? profile->name() : "";
     std::weak_ptr<ProfileRuntime> weak = profile;
     SurfaceContext& context = context_;
-    listener->server = std::make_unique<HttpServer>(
-        io_, limits(surface), [&context, &surface, weak](const SurfaceRequest& request) {
-            SurfaceResponse response;
+    listener->server = std::make_unique<surfaces::HttpServer>(
+        io_, limits(surface), [&context, &surface, weak](const surfaces::SurfaceRequest& request) {
+            surfaces::SurfaceResponse response;
             if (surface.per_profile) {
                 auto p = weak.lock();
                 if (p) {
@@ -227,7 +235,7 @@ Result<void> HttpListeners::open_surface(const HttpSurface& surface,
         if (!served) {
             listener->server->stop_accepting();
             for (const auto& kept : listener->kept) {
-                forget_in_systemd(kept);
+                systemd::forget_in_systemd(kept);
             }
             return served.error();
         }
@@ -245,11 +253,11 @@ Result<void> HttpListeners::open_surface(const HttpSurface& surface,
 // address, since the socket unit decides where clients connect, with a warning naming both when they differ —
 // or when it is bound to the configured address, whatever its name (the shipped "imds" socket serves the
 // profile configured at its address, and copies kept by an earlier process come back this way).
-Result<std::string> HttpListeners::listen_or_adopt(HttpServer& server,
+Result<std::string> HttpListeners::listen_or_adopt(surfaces::HttpServer& server,
                                                    const std::string& name,
                                                    const config::ListenAddress& address,
                                                    std::size_t index,
-                                                   ActivatedSockets& activated,
+                                                   systemd::ActivatedSockets& activated,
                                                    std::vector<std::string>& kept) {
     auto fd = index == 0 ? activated.take(name) : std::nullopt;
     bool by_name = fd.has_value();
@@ -295,15 +303,15 @@ Result<std::string> HttpListeners::listen_or_adopt(HttpServer& server,
     // meanwhile clients wait in its backlog.
     const auto fds = server.listening_fds();
     const std::string kept_name = std::string(kKeptPrefix) + name + "-" + std::to_string(index);
-    if (!fds.empty() && keep_in_systemd(kept_name, fds.back())) {
+    if (!fds.empty() && systemd::keep_in_systemd(kept_name, fds.back())) {
         kept.push_back(kept_name);
     }
     return config::ListenAddress{address.host, *port}.to_string();
 }
 
-HttpServerLimits HttpListeners::limits(const HttpSurface& surface) const {
+surfaces::HttpServerLimits HttpListeners::limits(const HttpSurface& surface) const {
     const auto& agent = context_.configuration().agent;
-    HttpServerLimits l;
+    surfaces::HttpServerLimits l;
     l.max_connections = agent.max_connections;
     l.hop_limit = agent.hop_limit;
     // Credentials never leave the host, whatever address a listener is bound to (or reached through
@@ -396,4 +404,4 @@ std::vector<std::string> HttpListeners::served_lines(const ProfileRuntime& profi
     return lines;
 }
 
-}  // namespace rad::daemon
+}  // namespace rad::agent

@@ -27,17 +27,17 @@
 #include "daemon/surfaces/imds_tokens.hpp"
 #include "daemon/systemd/systemd.hpp"
 
-namespace rad::daemon {
+namespace rad::agent {
 
 // SurfaceContext is what the surfaces' routes read of the running agent.
 class SurfaceContext {
 public:
     virtual ~SurfaceContext() = default;
     virtual const config::AgentConfig& configuration() const = 0;
-    virtual const ImdsTokens& imds_tokens() const = 0;
+    virtual const surfaces::ImdsTokens& imds_tokens() const = 0;
     virtual std::shared_ptr<ProfileRuntime> profile(std::string_view name) const = 0;
     virtual const std::vector<std::shared_ptr<ProfileRuntime>>& profiles() const = 0;
-    virtual AgentSnapshot snapshot() const = 0;
+    virtual policy::AgentSnapshot snapshot() const = 0;
     // count records an answered request (the metrics' requests by surface and status).
     virtual void count(std::string_view surface, int status) = 0;
 };
@@ -54,7 +54,7 @@ public:
     // open opens every surface of every profile and of the agent; the first listener that cannot be opened
     // is the error (naming its address). `activated` are the sockets systemd passed; what is left of them
     // after is reported (an unused socket unit) or, for copies this agent kept, dropped from the store.
-    [[nodiscard]] Result<void> open(ActivatedSockets& activated);
+    [[nodiscard]] Result<void> open(systemd::ActivatedSockets& activated);
     // open_profile opens the surfaces of one profile (added, or its listeners changed, by a reload); a
     // failure is that profile's surface "imds", retried by its engine.
     void open_profile(ProfileRuntime& profile);
@@ -75,14 +75,14 @@ private:
 
     [[nodiscard]] Result<void> open_surface(const HttpSurface& surface,
                                             const std::shared_ptr<ProfileRuntime>& profile,
-                                            ActivatedSockets& activated);
-    [[nodiscard]] Result<std::string> listen_or_adopt(HttpServer& server,
+                                            systemd::ActivatedSockets& activated);
+    [[nodiscard]] Result<std::string> listen_or_adopt(surfaces::HttpServer& server,
                                                       const std::string& name,
                                                       const config::ListenAddress& address,
                                                       std::size_t index,
-                                                      ActivatedSockets& activated,
+                                                      systemd::ActivatedSockets& activated,
                                                       std::vector<std::string>& kept);
-    HttpServerLimits limits(const HttpSurface& surface) const;
+    surfaces::HttpServerLimits limits(const HttpSurface& surface) const;
     bool has_something_to_say(const Listener& listener) const;
 
     boost::asio::io_context& io_;
@@ -92,4 +92,4 @@ private:
     boost::asio::steady_timer hold_cap_;
 };
 
-}  // namespace rad::daemon
+}  // namespace rad::agent

@@ -11,7 +11,7 @@
 #include "signer/endpoint.hpp"
 #include "signer/sigv4x509.hpp"
 
-namespace rad::daemon {
+namespace rad::agent {
 
 namespace net = boost::asio;
 
@@ -128,12 +128,12 @@ bool ProfileRuntime::notice_file_changes() {
     return true;
 }
 
-ServedCredentials ProfileRuntime::served() const {
+surfaces::ServedCredentials ProfileRuntime::served() const {
     auto current = engine_.servable(now());
     if (!current) {
-        return ServedCredentials{nullptr, current.error(), {}};
+        return surfaces::ServedCredentials{nullptr, current.error(), {}};
     }
-    return ServedCredentials{&(*current)->credentials, {}, (*current)->received_wall};
+    return surfaces::ServedCredentials{&(*current)->credentials, {}, (*current)->received_wall};
 }
 
 void ProfileRuntime::client_waiting() {
@@ -146,7 +146,7 @@ void ProfileRuntime::client_waiting() {
 }
 
 void ProfileRuntime::ask(int min_seconds, std::function<void()> answer) {
-    if (engine_.answer(min_seconds, now()) != CredentialsAnswer::refresh_first) {
+    if (engine_.answer(min_seconds, now()) != policy::CredentialsAnswer::refresh_first) {
         answer();
         return;
     }
@@ -181,7 +181,7 @@ bool ProfileRuntime::load_ecs_token() {
 }
 
 std::filesystem::path ProfileRuntime::credentials_path() const {
-    return config_.credentials_file.empty() ? default_credentials_file() : config_.credentials_file;
+    return config_.credentials_file.empty() ? surfaces::default_credentials_file() : config_.credentials_file;
 }
 
 std::optional<engine::HandedOver> ProfileRuntime::handed_over() const {
@@ -195,7 +195,7 @@ std::optional<engine::HandedOver> ProfileRuntime::handed_over() const {
         held->received_wall, engine_.credentials_fingerprint()};
 }
 
-void ProfileRuntime::fill_snapshot(ProfileSnapshot& snapshot) const {
+void ProfileRuntime::fill_snapshot(policy::ProfileSnapshot& snapshot) const {
     engine_.fill_snapshot(snapshot, now());
 }
 
@@ -273,11 +273,12 @@ void ProfileRuntime::load_identity() {
     }
     auto settings = std::make_shared<const config::ProfileConfig>(config_);
     if (load_in_place_ || !loading_may_block(config_.identity)) {
-        identity_prepared(prepare_session(*settings, log_, false));
+        identity_prepared(upstream::prepare_session(*settings, log_, false));
         return;
     }
     net::post(key_pool_, [&io = io_, &log = log_, weak = weak_from_this(), settings] {
-        auto prepared = std::make_shared<Result<PreparedSession>>(prepare_session(*settings, log, false));
+        auto prepared = std::make_shared<Result<upstream::PreparedSession>>(
+            upstream::prepare_session(*settings, log, false));
         net::post(io, [weak, prepared] {
             if (auto self = weak.lock()) {
                 self->identity_prepared(std::move(*prepared));
@@ -286,12 +287,12 @@ void ProfileRuntime::load_identity() {
     });
 }
 
-void ProfileRuntime::identity_prepared(Result<PreparedSession> prepared) {
+void ProfileRuntime::identity_prepared(Result<upstream::PreparedSession> prepared) {
     if (!prepared) {
         dispatch(engine::IdentityLoaded{prepared.error()});
         return;
     }
-    session_ = std::make_shared<const PreparedSession>(std::move(*prepared));
+    session_ = std::make_shared<const upstream::PreparedSession>(std::move(*prepared));
     dispatch(engine::IdentityLoaded{identity_info(session_->identity)});
 }
 
@@ -333,9 +334,10 @@ void ProfileRuntime::send_create_session() {
               });
 }
 
-void ProfileRuntime::transmit(std::shared_ptr<const PreparedSession> session, signer::HttpRequest request) {
-    const std::shared_ptr<const HttpsClientOptions> client(session, &session->client);
-    exchange_ = async_send_request(
+void ProfileRuntime::transmit(std::shared_ptr<const upstream::PreparedSession> session,
+                              signer::HttpRequest request) {
+    const std::shared_ptr<const upstream::HttpsClientOptions> client(session, &session->client);
+    exchange_ = upstream::async_send_request(
         io_, session->endpoint.url, std::move(request), client,
         [weak = weak_from_this(),
          sent = std::chrono::steady_clock::now()](Result<signer::HttpResponse> response) {
@@ -361,7 +363,7 @@ void ProfileRuntime::write_credentials_file() {
         return;
     }
     const auto path = credentials_path();
-    if (auto r = daemon::write_credentials_file(path, config_.credentials_file_profile, held->credentials);
+    if (auto r = surfaces::write_credentials_file(path, config_.credentials_file_profile, held->credentials);
         !r) {
         dispatch(engine::SurfaceFailed{"credentials_file", r.error()});
         return;
@@ -370,4 +372,4 @@ void ProfileRuntime::write_credentials_file() {
     dispatch(engine::SurfaceRecovered{"credentials_file"});
 }
 
-}  // namespace rad::daemon
+}  // namespace rad::agent

@@ -25,7 +25,7 @@
 #include "daemon/upstream/https_client.hpp"
 #include "daemon/upstream/prepared_session.hpp"
 
-namespace rad::daemon {
+namespace rad::agent {
 
 class ProfileRuntime : public std::enable_shared_from_this<ProfileRuntime> {
 public:
@@ -63,7 +63,7 @@ public:
     void look();
 
     // served is what a surface hands out now (the engine's decision).
-    ServedCredentials served() const;
+    surfaces::ServedCredentials served() const;
     // client_waiting: an HTTP client found nothing to serve.
     void client_waiting();
     // ask is a fast-path client's request for `min_seconds` of lifetime (negative: the default): `answer` is
@@ -89,7 +89,7 @@ public:
     std::filesystem::path credentials_path() const;
     // handed_over is what the next process of the agent should get of this profile, if anything.
     std::optional<engine::HandedOver> handed_over() const;
-    void fill_snapshot(ProfileSnapshot& snapshot) const;
+    void fill_snapshot(policy::ProfileSnapshot& snapshot) const;
 
 private:
     bool notice_file_changes();
@@ -97,9 +97,9 @@ private:
     void execute(engine::Command& command);
     void arm_timer();
     void load_identity();
-    void identity_prepared(Result<PreparedSession> prepared);
+    void identity_prepared(Result<upstream::PreparedSession> prepared);
     void send_create_session();
-    void transmit(std::shared_ptr<const PreparedSession> session, signer::HttpRequest request);
+    void transmit(std::shared_ptr<const upstream::PreparedSession> session, signer::HttpRequest request);
     void write_credentials_file();
     void answer_waiters();
 
@@ -111,9 +111,9 @@ private:
     Hooks hooks_;
     boost::asio::steady_timer timer_;
     // The identity the engine last loaded, and the stamps of its files as last seen.
-    std::shared_ptr<const PreparedSession> session_;
+    std::shared_ptr<const upstream::PreparedSession> session_;
     std::vector<FileStamp> seen_stamps_;
-    std::shared_ptr<PendingExchange> exchange_;
+    std::shared_ptr<upstream::PendingExchange> exchange_;
     std::vector<std::function<void()>> waiters_;
     Secret ecs_token_;
     std::string role_name_;
@@ -133,4 +133,4 @@ engine::IdentityInfo identity_info(const pki::Identity& identity);
 // loading_may_block: the identity lives on a PKCS#11 token or in a TPM, whose loads and signatures block.
 bool loading_may_block(const config::IdentitySpec& identity);
 
-}  // namespace rad::daemon
+}  // namespace rad::agent

@@ -13,7 +13,7 @@
 #include "daemon/fastpath/fast_path.hpp"
 #include "daemon/surfaces/credentials_file.hpp"
 
-namespace rad::daemon {
+namespace rad::cli {
 
 namespace {
 
@@ -88,8 +88,8 @@ int run_serve(ServeOptions options) {
         format_flag = options.log_format == "json" ? config::LogFormat::json : config::LogFormat::text;
     }
 
-    AgentOptions agent;
-    agent.environment = environment_from_process();
+    agent::AgentOptions agent_options;
+    agent_options.environment = fastpath::environment_from_process();
     if (options.credentials_given && !options.config_path.empty()) {
         return report(make_error(Errc::usage,
                                  "--config and the certificate/ARN flags are exclusive: put the profile "
@@ -107,25 +107,25 @@ int run_serve(ServeOptions options) {
         profile.name = "default";
         profile.imds_listen.push_back(
             config::ListenAddress{"127.0.0.1", static_cast<std::uint16_t>(options.port)});
-        agent.config.profiles.push_back(std::move(profile));
-        agent.config.agent.hop_limit = options.hop_limit;
-        agent.config.agent.socket_path = options.socket_path;
+        agent_options.config.profiles.push_back(std::move(profile));
+        agent_options.config.agent.hop_limit = options.hop_limit;
+        agent_options.config.agent.socket_path = options.socket_path;
         std::fprintf(stderr,
                      "rolesanywhere-agent: serving IMDS on 127.0.0.1:%d; export "
                      "AWS_EC2_METADATA_SERVICE_ENDPOINT=http://127.0.0.1:%d/\n",
                      options.port, options.port);
     } else {
-        agent.config_path = config_path_or_default(options.config_path);
-        auto loaded = config::load_config(agent.config_path, agent.environment);
+        agent_options.config_path = fastpath::config_path_or_default(options.config_path);
+        auto loaded = config::load_config(agent_options.config_path, agent_options.environment);
         if (!loaded) {
             return report(loaded.error());
         }
-        agent.config = std::move(*loaded);
+        agent_options.config = std::move(*loaded);
     }
     // Flags win over the file.
-    Logger log(level_flag.value_or(agent.config.agent.log_level),
-               format_flag.value_or(agent.config.agent.log_format));
-    return run_agent(std::move(agent), log);
+    Logger log(level_flag.value_or(agent_options.config.agent.log_level),
+               format_flag.value_or(agent_options.config.agent.log_format));
+    return agent::run_agent(std::move(agent_options), log);
 }
 
 int run_update(UpdateOptions options) {
@@ -144,27 +144,28 @@ int run_update(UpdateOptions options) {
         // The flags are checked and the identity loaded here first (the agent then loads its own), so that a
         // mistake in them is reported as with --once: one line and its own exit code, not a profile the agent
         // cannot start.
-        if (auto checked = prepare_session(config->profiles.front(), terminal); !checked) {
+        if (auto checked = upstream::prepare_session(config->profiles.front(), terminal); !checked) {
             return report(checked.error());
         }
-        AgentOptions agent;
-        agent.config = std::move(*config);
-        agent.environment = environment_from_process();
+        agent::AgentOptions agent_options;
+        agent_options.config = std::move(*config);
+        agent_options.environment = fastpath::environment_from_process();
         Logger log(options.credentials.debug ? config::LogLevel::debug : *level, config::LogFormat::text);
-        return run_agent(std::move(agent), log);
+        return agent::run_agent(std::move(agent_options), log);
     }
-    auto session = prepare_session(options.credentials.profile, terminal);
+    auto session = upstream::prepare_session(options.credentials.profile, terminal);
     if (!session) {
         return report(session.error());
     }
     Logger log(*level, config::LogFormat::text);
-    auto credentials = fetch_credentials(session->identity, session->params, session->endpoint,
-                                         RetryOptions{}, production_hooks(session->client, terminal));
+    auto credentials = upstream::fetch_credentials(session->identity, session->params, session->endpoint,
+                                                   upstream::RetryOptions{},
+                                                   upstream::production_hooks(session->client, terminal));
     if (!credentials) {
         return report(credentials.error());
     }
-    const auto path = default_credentials_file();
-    if (auto r = write_credentials_file(path, options.profile, *credentials); !r) {
+    const auto path = surfaces::default_credentials_file();
+    if (auto r = surfaces::write_credentials_file(path, options.profile, *credentials); !r) {
         return report(r.error());
     }
     log.info("credentials_written", {{"file", path.string()},
@@ -174,10 +175,10 @@ int run_update(UpdateOptions options) {
     return 0;
 }
 
-Result<void> run_fast_path(const FastPathOptions& options, std::FILE* out, Logger& log) {
-    auto consultation = consult_agent(options);
-    if (settled(options, consultation)) {
-        return print_agent_answer(consultation, out);
+Result<void> run_fast_path(const fastpath::FastPathOptions& options, std::FILE* out, Logger& log) {
+    auto consultation = fastpath::consult_agent(options);
+    if (fastpath::settled(options, consultation)) {
+        return fastpath::print_agent_answer(consultation, out);
     }
     // No agent answered: sign here, with the profile asked for and only that one (the others' files, and
     // their credential: paths, are no business of this call). Whatever goes wrong now is said after why this
@@ -187,13 +188,13 @@ Result<void> run_fast_path(const FastPathOptions& options, std::FILE* out, Logge
     const auto signing_here = [&](const Error& error) {
         return make_error(error.code, no_agent + "; signing here instead: " + error.message);
     };
-    const std::string config_path = config_path_or_default(options.config_path);
+    const std::string config_path = fastpath::config_path_or_default(options.config_path);
     std::error_code ec;
     if (options.config_path.empty() && !std::filesystem::exists(config_path, ec)) {
         return signing_here(
             make_error(Errc::agent_unavailable, "there is no " + config_path + " to sign from"));
     }
-    auto config = fallback_config(options.config_path, options.profile);
+    auto config = fastpath::fallback_config(options.config_path, options.profile);
     if (!config) {
         return signing_here(config.error());
     }
@@ -203,7 +204,7 @@ Result<void> run_fast_path(const FastPathOptions& options, std::FILE* out, Logge
             Errc::usage, "--profile: no profile named \"" + options.profile + "\" in " + config_path));
     }
     // The signer's rules (ARNs, regions, endpoint) at the key's line of the file, as the agent reports them.
-    if (auto checked = check_profile_settings(*profile); !checked) {
+    if (auto checked = agent::check_profile_settings(*profile); !checked) {
         return signing_here(checked.error());
     }
     log.debug("signing_with", {{"profile", options.profile}, {"config", config_path}});
@@ -219,8 +220,8 @@ Result<void> run_fast_path(const FastPathOptions& options, std::FILE* out, Logge
 Result<void> run_status(const StatusOptions& options, std::FILE* out) {
     std::filesystem::path socket = options.socket_path;
     if (socket.empty()) {
-        const ConfigRead file = read_agent_config(options.config_path);
-        socket = socket_for({}, file.config);
+        const fastpath::ConfigRead file = fastpath::read_agent_config(options.config_path);
+        socket = fastpath::socket_for({}, file.config);
         // A configuration with a mistake is when its agent's status matters most: the agent runs with the
         // version it loaded, whose socket the file still names (or, when it cannot tell, the default one).
         // A default file this user may not read is passed over in silence, as before.
@@ -232,8 +233,8 @@ Result<void> run_status(const StatusOptions& options, std::FILE* out) {
             socket = file.named_socket.value_or(socket);
         }
     }
-    ControlRequest request;
-    auto reply = send_control_request(socket, request, std::chrono::seconds(5));
+    control::ControlRequest request;
+    auto reply = fastpath::send_control_request(socket, request, std::chrono::seconds(5));
     if (!reply) {
         return reply.error();
     }
@@ -294,11 +295,11 @@ Result<std::filesystem::path> agent_socket(const std::string& socket_path, const
     if (!socket_path.empty()) {
         return std::filesystem::path(socket_path);
     }
-    const ConfigRead file = read_agent_config(config_path);
+    const fastpath::ConfigRead file = fastpath::read_agent_config(config_path);
     if (file.error && !config_path.empty()) {
         return *file.error;
     }
-    return socket_for({}, file.config);
+    return fastpath::socket_for({}, file.config);
 }
 
 std::string joined(const nlohmann::json& names) {
@@ -318,10 +319,10 @@ Result<void> run_reload(const ReloadOptions& options, std::FILE* out) {
     if (!socket) {
         return socket.error();
     }
-    ControlRequest request;
-    request.kind = ControlRequest::Kind::reload;
+    control::ControlRequest request;
+    request.kind = control::ControlRequest::Kind::reload;
     // The agent reads and checks the file and answers; new profiles load their identities meanwhile.
-    auto reply = send_control_request(*socket, request, std::chrono::seconds(60));
+    auto reply = fastpath::send_control_request(*socket, request, std::chrono::seconds(60));
     if (!reply) {
         return reply.error();
     }
@@ -348,7 +349,8 @@ Result<void> run_refresh(const RefreshOptions& options, std::FILE* out) {
     const std::filesystem::path socket = *found;
     std::vector<std::string> profiles = options.profiles;
     if (profiles.empty()) {
-        auto status = send_control_request(socket, ControlRequest{}, std::chrono::seconds(5));
+        auto status =
+            fastpath::send_control_request(socket, control::ControlRequest{}, std::chrono::seconds(5));
         if (!status) {
             return status.error();
         }
@@ -362,11 +364,11 @@ Result<void> run_refresh(const RefreshOptions& options, std::FILE* out) {
     }
     std::optional<Error> first_failure;
     for (const auto& name : profiles) {
-        ControlRequest request;
-        request.kind = ControlRequest::Kind::refresh;
+        control::ControlRequest request;
+        request.kind = control::ControlRequest::Kind::refresh;
         request.profile = name;
         // A refresh is one CreateSession: bounded by the agent's own timeouts (20 s by default).
-        auto reply = send_control_request(socket, request, std::chrono::seconds(60));
+        auto reply = fastpath::send_control_request(socket, request, std::chrono::seconds(60));
         if (!reply) {
             // No agent, or one that refuses this user: the command's failure, said once (on stderr, by the
             // caller), not a refresh of this profile that failed.
@@ -393,4 +395,4 @@ Result<void> run_refresh(const RefreshOptions& options, std::FILE* out) {
     return {};
 }
 
-}  // namespace rad::daemon
+}  // namespace rad::cli

@@ -13,7 +13,7 @@
 #include "daemon/cli/one_shot_commands.hpp"
 #include "daemon/fastpath/fast_path.hpp"
 
-namespace rad::daemon {
+namespace rad::cli {
 
 struct ServeOptions {
     std::string config_path;        // --config; empty: flags, else the default file
@@ -52,7 +52,9 @@ struct RefreshOptions {
 
 int run_serve(ServeOptions options);
 int run_update(UpdateOptions options);
-[[nodiscard]] Result<void> run_fast_path(const FastPathOptions& options, std::FILE* out, Logger& log);
+[[nodiscard]] Result<void> run_fast_path(const fastpath::FastPathOptions& options,
+                                         std::FILE* out,
+                                         Logger& log);
 [[nodiscard]] Result<void> run_status(const StatusOptions& options, std::FILE* out);
 // run_refresh asks the running agent to refresh the named profiles now, one after the other, and prints one
 // line per profile; the first failure's Error is returned (its exit code), after every profile was tried.
@@ -68,4 +70,4 @@ struct ReloadOptions {
 // edited file is refused.
 [[nodiscard]] Result<void> run_reload(const ReloadOptions& options, std::FILE* out);
 
-}  // namespace rad::daemon
+}  // namespace rad::cli

@@ -15,7 +15,7 @@
 #include "daemon/cli/credential_sources_command.hpp"
 #include "daemon/cli/one_shot_commands.hpp"
 
-namespace rad::daemon {
+namespace rad::cli {
 namespace {
 
 constexpr const char* kProgram = "rolesanywhere-agent";
@@ -219,12 +219,12 @@ void scrub_secret_arguments(int argc, char** argv) {
 int run_cli(int argc, char** argv) {
     // The fast path (an SDK's every credential fetch) is parsed by the same code as in the front executable,
     // and before the CLI11 application is built.
-    if (auto fast = parse_fast_path_arguments(argc, argv)) {
+    if (auto fast = fastpath::parse_fast_path_arguments(argc, argv)) {
         if (!*fast) {
             print_error(fast->error().message + " (see --help)");
             return exit_code(fast->error().code);
         }
-        const FastPathOptions& options = **fast;
+        const fastpath::FastPathOptions& options = **fast;
         Logger log = terminal_log(options.debug);
         return finish(run_fast_path(options, stdout, log));
     }
@@ -254,10 +254,10 @@ int run_cli(int argc, char** argv) {
     if (declares("credential-process")) {
         add_credential_flags(*credential_process, cp, cp_held);
         // `credential-process --profile` command lines never reach CLI11 (run_cli hands them to
-        // parse_fast_path_arguments first); its flags are declared here for --help, and so that one given
-        // without --profile is refused as before.
+        // fastpath::parse_fast_path_arguments first); its flags are declared here for --help, and so that one
+        // given without --profile is refused as before.
         CLI::Option* fast_profile = nullptr;
-        for (const auto& flag : kFastPathFlags) {
+        for (const auto& flag : fastpath::kFastPathFlags) {
             CLI::Option* option = flag.takes_value
                                       ? credential_process->add_option(flag.name, fast_path_value, flag.help)
                                       : credential_process->add_flag(flag.name, fast_path_switch, flag.help);
@@ -450,4 +450,4 @@ int run_cli(int argc, char** argv) {
     return 64;
 }
 
-}  // namespace rad::daemon
+}  // namespace rad::cli

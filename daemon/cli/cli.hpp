@@ -2,7 +2,7 @@
 // run_cli parses the command line (aws_signing_helper-compatible commands and flags) and runs the command.
 // It returns the process exit status: 0, or a sysexits code (64 for usage errors; see exit_code()).
 
-namespace rad::daemon {
+namespace rad::cli {
 
 int run_cli(int argc, char** argv);
 
@@ -10,4 +10,4 @@ int run_cli(int argc, char** argv);
 // so that /proc/<pid>/cmdline and ps no longer show them. Call it after parsing.
 void scrub_secret_arguments(int argc, char** argv);
 
-}  // namespace rad::daemon
+}  // namespace rad::cli

@@ -12,7 +12,7 @@
 
 #include "common/file_read.hpp"
 
-namespace rad::daemon {
+namespace rad::cli {
 namespace {
 
 // The system bus (dbus-daemon): PID 1's private socket is no bus (busctl's Hello fails there), and
@@ -198,4 +198,4 @@ Result<void> run_check_credential_sources(const CredentialSourcesOptions& option
     return write_record(options.output, config::format_credential_sources(sources));
 }
 
-}  // namespace rad::daemon
+}  // namespace rad::cli

@@ -14,7 +14,7 @@
 #include "common/error.hpp"
 #include "config/credential_sources.hpp"
 
-namespace rad::daemon {
+namespace rad::cli {
 
 struct CredentialSourcesOptions {
     std::string unit;    // the service, as systemd's %n gives it
@@ -40,4 +40,4 @@ config::CredentialSource check_source(const std::string& name, const std::string
 [[nodiscard]] Result<void> run_check_credential_sources(const CredentialSourcesOptions& options,
                                                         std::FILE* err);
 
-}  // namespace rad::daemon
+}  // namespace rad::cli

@@ -13,7 +13,7 @@ int main(int argc, char** argv) {
     rad::protect_process_memory();
     rad::pki::start_openssl();
     try {
-        return rad::daemon::run_cli(argc, argv);
+        return rad::cli::run_cli(argc, argv);
     } catch (const rad::ResultError& e) {
         std::fprintf(stderr, "rolesanywhere-agent: %s\n", e.what());
         return rad::exit_code(e.error().code);

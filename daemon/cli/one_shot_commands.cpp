@@ -8,13 +8,13 @@
 #include "signer/credentials.hpp"
 #include "signer/sigv4x509.hpp"
 
-namespace rad::daemon {
+namespace rad::cli {
 namespace {
 
 // sign_string_key loads the key sign-string uses. A token key is found through its certificate (the key's
 // own URI names it when --certificate is absent), which also gives the public key sign-string hashes.
 Result<pki::PrivateKey> sign_string_key(const config::IdentitySpec& spec) {
-    auto source = resolve_identity(spec, false);
+    auto source = upstream::resolve_identity(spec, false);
     if (!source) {
         return source.error();
     }
@@ -70,12 +70,13 @@ Result<void> list_token_certificates(const ReadCertificateDataOptions& options, 
 }  // namespace
 
 Result<void> run_credential_process(const CredentialOptions& options, std::FILE* out, Logger& log) {
-    auto session = prepare_session(options.profile, log);
+    auto session = upstream::prepare_session(options.profile, log);
     if (!session) {
         return session.error();
     }
-    auto credentials = fetch_credentials(session->identity, session->params, session->endpoint,
-                                         RetryOptions{}, production_hooks(session->client, log));
+    auto credentials = upstream::fetch_credentials(session->identity, session->params, session->endpoint,
+                                                   upstream::RetryOptions{},
+                                                   upstream::production_hooks(session->client, log));
     if (!credentials) {
         return credentials.error();
     }
@@ -153,14 +154,14 @@ Result<void> run_read_certificate_data(const ReadCertificateDataOptions& options
     if (path.empty()) {
         return make_error(Errc::usage, "--certificate is required");
     }
-    if (auto r = refuse_hardware_reference(path, "--certificate"); !r) {
+    if (auto r = upstream::refuse_hardware_reference(path, "--certificate"); !r) {
         return r.error();
     }
     if (pki::is_pkcs11_uri(path)) {
         return list_token_certificates(options, out);
     }
     // A PKCS#12 bundle is opened as credential-process opens it: same passphrase sources, same file rules.
-    auto source = resolve_identity(options.identity, false);
+    auto source = upstream::resolve_identity(options.identity, false);
     if (!source) {
         return source.error();
     }
@@ -191,4 +192,4 @@ Result<void> run_read_certificate_data(const ReadCertificateDataOptions& options
     return {};
 }
 
-}  // namespace rad::daemon
+}  // namespace rad::cli

@@ -12,7 +12,7 @@
 #include "config/config.hpp"
 #include "daemon/upstream/prepared_session.hpp"
 
-namespace rad::daemon {
+namespace rad::cli {
 
 // CredentialOptions are the flags of credential-process, serve and update: one profile, as a [profiles.NAME]
 // table of the configuration file would describe it (credential-process leaves its surfaces empty).
@@ -45,4 +45,4 @@ struct ReadCertificateDataOptions {
                                                      std::FILE* out,
                                                      Logger& log);
 
-}  // namespace rad::daemon
+}  // namespace rad::cli

@@ -2,7 +2,7 @@
 
 #include <charconv>
 
-namespace rad::daemon {
+namespace rad::control {
 
 namespace {
 
@@ -133,4 +133,4 @@ Result<Secret> parse_control_reply(std::string_view line) {
     return protocol_error("unrecognised reply");
 }
 
-}  // namespace rad::daemon
+}  // namespace rad::control

@@ -20,7 +20,7 @@
 #include "common/error.hpp"
 #include "common/secret.hpp"
 
-namespace rad::daemon {
+namespace rad::control {
 
 // kMaxControlLine bounds a request or reply line (a reply holds a session token of up to a few KiB).
 inline constexpr std::size_t kMaxControlLine = 64 * 1024;
@@ -46,4 +46,4 @@ std::string format_error_reply(const Error& error);
 // that the client exits with the same code as if it had signed itself).
 [[nodiscard]] Result<Secret> parse_control_reply(std::string_view line);
 
-}  // namespace rad::daemon
+}  // namespace rad::control

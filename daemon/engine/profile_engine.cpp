@@ -4,7 +4,7 @@
 #include <random>
 
 #include "common/time_format.hpp"
-#include "daemon/policy/retry.hpp"
+#include "daemon/policy/backoff.hpp"
 
 namespace rad::engine {
 
@@ -12,10 +12,10 @@ namespace {
 
 // Surfaces that fail on their own are local I/O (a file, a listener): retried after 1, 2, 4 ... 60 s, which
 // costs no CreateSession.
-constexpr daemon::BackoffPolicy kSurfaceRetry{Millis(1000), Millis(60000)};
+constexpr policy::BackoffPolicy kSurfaceRetry{Millis(1000), Millis(60000)};
 
 // kCertificateWarning: a certificate with less left than this is warned about in the log once a day.
-constexpr auto kCertificateWarning = std::chrono::hours(24 * daemon::kCertificateWarningDays);
+constexpr auto kCertificateWarning = std::chrono::hours(24 * policy::kCertificateWarningDays);
 
 std::int64_t whole_seconds(std::chrono::steady_clock::duration d) {
     return std::chrono::duration_cast<std::chrono::seconds>(d).count();
@@ -206,7 +206,7 @@ void ProfileEngine::on(const SessionAnswered& e, Instant now, Out& out) {
     create_session_seconds_.observe(std::chrono::duration<double>(now.steady - sent_at_).count());
     if (!e.credentials) {
         fail(e.credentials.error(), now, out);
-    } else if (daemon::too_short(settings_.refresh, e.credentials->expiration, now.wall)) {
+    } else if (policy::too_short(settings_.refresh, e.credentials->expiration, now.wall)) {
         // Served as long as they may be, but as a failure: a success would schedule the next refresh within
         // seconds, and a host whose clock runs ahead would then call CreateSession in a loop.
         const auto left = whole_seconds(e.credentials->expiration - now.wall);
@@ -244,7 +244,7 @@ void ProfileEngine::on(const RefreshRequested& e, Instant now, Out&) {
 }
 
 void ProfileEngine::on(const ClientWaiting&, Instant now, Out&) {
-    if (in_flight_ || loading_ || servable(now) || !daemon::client_may_hurry(last_error_) ||
+    if (in_flight_ || loading_ || servable(now) || !policy::client_may_hurry(last_error_) ||
         next_refresh_ <= now.steady) {
         return;
     }
@@ -276,7 +276,7 @@ void ProfileEngine::on(const SurfaceFailed& e, Instant now, Out& out) {
     surface.error = e.error;
     ++surface.failures;
     ++surface.attempts;
-    const Millis wait = daemon::backoff_delay(kSurfaceRetry, surface.attempts, 1.0, std::chrono::seconds(0));
+    const Millis wait = policy::backoff_delay(kSurfaceRetry, surface.attempts, 1.0, std::chrono::seconds(0));
     surface.retry_at = now.steady + wait;
     log(out, LogLevel::error, "surface_failed",
         {{"profile", name_},
@@ -391,11 +391,11 @@ void ProfileEngine::refresh_soon(Instant now, RefreshReason reason) {
 }
 
 void ProfileEngine::accept(signer::Credentials credentials, WallTime received, Instant now) {
-    const SteadyTime deadline = daemon::monotonic_deadline(credentials.expiration, now.wall, now.steady);
+    const SteadyTime deadline = policy::monotonic_deadline(credentials.expiration, now.wall, now.steady);
     const SteadyTime arrived = received < now.wall ? now.steady - (now.wall - received) : now.steady;
     held_ = HeldCredentials{std::move(credentials), arrived, deadline, received};
     ever_served_ = true;
-    next_refresh_ = daemon::next_refresh_after_success(settings_.refresh, arrived, deadline, jitter());
+    next_refresh_ = policy::next_refresh_after_success(settings_.refresh, arrived, deadline, jitter());
 }
 
 void ProfileEngine::succeed(signer::Credentials credentials, Instant now, Out& out) {
@@ -423,7 +423,7 @@ void ProfileEngine::fail(Error error, Instant now, Out& out) {
     const bool serving = static_cast<bool>(servable(now));
     const std::optional<SteadyTime> served_deadline =
         serving ? std::optional<SteadyTime>(held_->deadline) : std::nullopt;
-    const auto decision = daemon::next_refresh_after_failure(settings_.refresh, now.steady, error, failures_,
+    const auto decision = policy::next_refresh_after_failure(settings_.refresh, now.steady, error, failures_,
                                                              jitter(), served_deadline);
     next_refresh_ = decision.retry_at;
     ++outcomes_[decision.retryable ? "retryable" : "rejected"];
@@ -479,7 +479,7 @@ void ProfileEngine::log(Out& out, LogLevel level, std::string event, LogFields f
 // --- Queries ---------------------------------------------------------------------------------------------
 
 Result<const HeldCredentials*> ProfileEngine::servable(Instant now) const {
-    if (held_ && daemon::servable(settings_.refresh, *held_, now.steady, now.wall)) {
+    if (held_ && policy::servable(settings_.refresh, *held_, now.steady, now.wall)) {
         return &*held_;
     }
     if (last_error_) {
@@ -496,18 +496,18 @@ Result<const HeldCredentials*> ProfileEngine::servable(Instant now) const {
                       "no credentials yet: the first CreateSession is in progress");
 }
 
-daemon::CredentialsAnswer ProfileEngine::answer(int min_seconds, Instant now) const {
+policy::CredentialsAnswer ProfileEngine::answer(int min_seconds, Instant now) const {
     const auto current = servable(now);
-    daemon::RefreshView view;
+    policy::RefreshView view;
     view.servable = current ? *current : nullptr;
     view.in_flight = in_flight_ || loading_;
     view.on_demand_allowed =
         !last_on_demand_ || now.steady - *last_on_demand_ >= settings_.refresh.on_demand_spacing;
     // A retry that is not due yet holds, unless nothing is servable after a network failure: the network may
     // well be back, and the client would otherwise get nothing until the backoff ends.
-    const bool hurry = !view.servable && daemon::client_may_hurry(last_error_);
+    const bool hurry = !view.servable && policy::client_may_hurry(last_error_);
     view.backing_off = failures_ > 0 && next_refresh_ > now.steady && !hurry;
-    return daemon::answer_credentials(view, min_seconds, now.steady, now.wall);
+    return policy::answer_credentials(view, min_seconds, now.steady, now.wall);
 }
 
 bool ProfileEngine::can_sign(Instant now) const {
@@ -522,7 +522,7 @@ ProfileState ProfileEngine::state(Instant now) const {
     return in_service ? ProfileState::stale : ProfileState::failing;
 }
 
-void ProfileEngine::fill_snapshot(daemon::ProfileSnapshot& p, Instant now) const {
+void ProfileEngine::fill_snapshot(policy::ProfileSnapshot& p, Instant now) const {
     p.name = name_;
     p.state = profile_state_name(state(now));
     p.servable = static_cast<bool>(servable(now));
@@ -542,14 +542,14 @@ void ProfileEngine::fill_snapshot(daemon::ProfileSnapshot& p, Instant now) const
     }
     if (identity_) {
         const auto left = identity_->not_after - now.wall;
-        p.certificate = daemon::CertificateSnapshot{
+        p.certificate = policy::CertificateSnapshot{
             identity_->subject, identity_->serial, format_iso8601(identity_->not_after),
             std::chrono::duration_cast<std::chrono::hours>(left).count() / 24,
             format_iso8601(identity_->not_before)};
         p.certificate_seconds_left = std::chrono::duration<double>(left).count();
     }
     for (const auto& [surface, state] : surfaces_) {
-        p.surfaces.push_back(daemon::SurfaceHealth{surface, !state.error,
+        p.surfaces.push_back(policy::SurfaceHealth{surface, !state.error,
                                                    state.error ? errc_name(state.error->code) : "",
                                                    state.failures, state.error ? state.error->message : ""});
     }

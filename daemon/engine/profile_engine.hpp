@@ -40,11 +40,11 @@
 
 namespace rad::engine {
 
-using daemon::HeldCredentials;
-using daemon::Millis;
-using daemon::RefreshSettings;
-using daemon::SteadyTime;
-using daemon::WallTime;
+using policy::HeldCredentials;
+using policy::Millis;
+using policy::RefreshSettings;
+using policy::SteadyTime;
+using policy::WallTime;
 
 // Instant is a reading of both clocks: the monotonic one orders the engine's timers and expiries, the wall
 // clock compares with the service's Expiration and the certificate's validity.
@@ -231,7 +231,7 @@ public:
     bool can_sign(Instant now) const;
 
     // answer decides a fast-path client's request for `min_seconds` of lifetime (negative: the default).
-    daemon::CredentialsAnswer answer(int min_seconds, Instant now) const;
+    policy::CredentialsAnswer answer(int min_seconds, Instant now) const;
 
     const std::string& name() const noexcept { return name_; }
     const EngineSettings& settings() const noexcept { return settings_; }
@@ -248,7 +248,7 @@ public:
     bool ever_served() const noexcept { return ever_served_; }
     // fill_snapshot writes the engine's part of a status snapshot: state, credentials, refresh, last error,
     // certificate, surfaces, counters.
-    void fill_snapshot(daemon::ProfileSnapshot& snapshot, Instant now) const;
+    void fill_snapshot(policy::ProfileSnapshot& snapshot, Instant now) const;
 
 private:
     struct SurfaceState {
@@ -317,7 +317,7 @@ private:
     std::optional<std::pair<std::string, WallTime>> expiry_warned_;  // serial, when
 
     std::map<std::string, std::uint64_t> outcomes_;  // "ok", "retryable", "rejected"
-    daemon::LatencyHistogram create_session_seconds_;
+    policy::LatencyHistogram create_session_seconds_;
 };
 
 }  // namespace rad::engine

@@ -11,7 +11,7 @@
 
 #include "common/unique_fd.hpp"
 
-namespace rad::daemon {
+namespace rad::fastpath {
 
 namespace {
 
@@ -62,7 +62,7 @@ bool wait_for(int fd, short events, Clock::time_point deadline) {
 }  // namespace
 
 Result<Secret> send_control_request(const std::filesystem::path& socket_path,
-                                    const ControlRequest& request,
+                                    const control::ControlRequest& request,
                                     std::chrono::milliseconds timeout) {
     const auto deadline = Clock::now() + timeout;
     const std::string where = "agent socket " + socket_path.string();
@@ -110,7 +110,7 @@ Result<Secret> send_control_request(const std::filesystem::path& socket_path,
         break;
     }
 
-    const std::string line = format_control_request(request);
+    const std::string line = control::format_control_request(request);
     std::string_view pending = line;
     while (!pending.empty()) {
         const ssize_t n = ::send(sock.get(), pending.data(), pending.size(), MSG_NOSIGNAL);
@@ -143,7 +143,7 @@ Result<Secret> send_control_request(const std::filesystem::path& socket_path,
         const ssize_t n = ::recv(sock.get(), chunk, sizeof chunk, 0);
         if (n > 0) {
             buffer.append(chunk, static_cast<std::size_t>(n));
-            if (buffer.size() > kMaxControlLine) {
+            if (buffer.size() > control::kMaxControlLine) {
                 explicit_bzero(chunk, sizeof chunk);
                 return make_error(Errc::upstream_malformed, where + ": reply too long");
             }
@@ -159,7 +159,7 @@ Result<Secret> send_control_request(const std::filesystem::path& socket_path,
         break;
     }
     explicit_bzero(chunk, sizeof chunk);
-    return parse_control_reply(buffer);
+    return control::parse_control_reply(buffer);
 }
 
-}  // namespace rad::daemon
+}  // namespace rad::fastpath

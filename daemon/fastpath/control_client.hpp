@@ -9,7 +9,7 @@
 #include "common/secret.hpp"
 #include "daemon/control/control_protocol.hpp"
 
-namespace rad::daemon {
+namespace rad::fastpath {
 
 // send_control_request connects to `socket`, writes `request`, and reads the one-line reply within `timeout`
 // (the whole exchange). It returns the ok payload or an Error: agent_unavailable when no agent answers (no
@@ -21,7 +21,7 @@ namespace rad::daemon {
 // (EACCES/EPERM), upstream_timeout, or the error the agent reported (peer_refused for a user its allow-lists
 // do not name).
 [[nodiscard]] Result<Secret> send_control_request(const std::filesystem::path& socket,
-                                                  const ControlRequest& request,
+                                                  const control::ControlRequest& request,
                                                   std::chrono::milliseconds timeout);
 
-}  // namespace rad::daemon
+}  // namespace rad::fastpath

@@ -14,7 +14,7 @@
 
 #include "daemon/fastpath/control_client.hpp"
 
-namespace rad::daemon {
+namespace rad::fastpath {
 
 config::ConfigEnvironment environment_from_process() {
     config::ConfigEnvironment environment;
@@ -92,7 +92,7 @@ void read_config_once(const FastPathOptions& options, AgentConsultation& c) {
 bool agent_runs_with(const std::filesystem::path& socket,
                      const std::string& config_path,
                      std::chrono::milliseconds timeout) {
-    auto status = send_control_request(socket, ControlRequest{}, timeout);
+    auto status = send_control_request(socket, control::ControlRequest{}, timeout);
     if (!status) {
         return false;
     }
@@ -142,8 +142,8 @@ AgentConsultation consult_agent(const FastPathOptions& options) {
     } else {
         c.socket = socket_for(options.socket_path, c.file.config);
     }
-    ControlRequest request;
-    request.kind = ControlRequest::Kind::credentials;
+    control::ControlRequest request;
+    request.kind = control::ControlRequest::Kind::credentials;
     request.profile = options.profile;
     request.min_seconds = options.min_lifetime_seconds;
     c.reply = c.socket.empty() ? Result<Secret>(make_error(Errc::agent_unavailable,
@@ -289,4 +289,4 @@ std::optional<Result<FastPathOptions>> parse_fast_path_arguments(int argc, const
     return options;
 }
 
-}  // namespace rad::daemon
+}  // namespace rad::fastpath

@@ -15,7 +15,7 @@
 #include "common/secret.hpp"
 #include "config/config.hpp"
 
-namespace rad::daemon {
+namespace rad::fastpath {
 
 struct FastPathOptions {
     std::string profile;       // --profile
@@ -120,4 +120,4 @@ void read_config_once(const FastPathOptions& options, AgentConsultation& c);
 // print_agent_answer writes the credentials of a settled consultation to `out`, or returns its error.
 [[nodiscard]] Result<void> print_agent_answer(const AgentConsultation& c, std::FILE* out);
 
-}  // namespace rad::daemon
+}  // namespace rad::fastpath

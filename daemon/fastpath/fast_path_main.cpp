@@ -50,16 +50,16 @@ int fail(const rad::Error& error) {
 
 // answer returns the exit status of a fast path the agent settled, or -1 when the full program must run.
 int answer(int argc, char** argv) {
-    const auto parsed = rad::daemon::parse_fast_path_arguments(argc, argv);
+    const auto parsed = rad::fastpath::parse_fast_path_arguments(argc, argv);
     if (!parsed || !*parsed) {
         return -1;  // another command, or a usage error the full program reports with its help hint
     }
-    const rad::daemon::FastPathOptions& options = **parsed;
-    const auto consultation = rad::daemon::consult_agent(options);
-    if (!rad::daemon::settled(options, consultation)) {
+    const rad::fastpath::FastPathOptions& options = **parsed;
+    const auto consultation = rad::fastpath::consult_agent(options);
+    if (!rad::fastpath::settled(options, consultation)) {
         return -1;  // no agent answers: the full program signs by itself (and traces why, with --debug)
     }
-    const auto printed = rad::daemon::print_agent_answer(consultation, stdout);
+    const auto printed = rad::fastpath::print_agent_answer(consultation, stdout);
     return printed ? 0 : fail(printed.error());
 }
 

@@ -2,7 +2,7 @@
 
 #include <algorithm>
 
-namespace rad::daemon {
+namespace rad::policy {
 
 std::chrono::seconds default_min_lifetime(const HeldCredentials& held) {
     const auto issued = std::chrono::duration_cast<std::chrono::seconds>(held.deadline - held.received);
@@ -29,4 +29,4 @@ CredentialsAnswer answer_credentials(const RefreshView& view,
     return CredentialsAnswer::refresh_first;
 }
 
-}  // namespace rad::daemon
+}  // namespace rad::policy

@@ -6,7 +6,7 @@
 
 #include "daemon/policy/refresh_policy.hpp"
 
-namespace rad::daemon {
+namespace rad::policy {
 
 // kDefaultMinLifetimeCap is what a client that names no minimum asks for at most: botocore runs
 // credential_process again whenever its cached credentials have less than 15 minutes left.
@@ -46,4 +46,4 @@ CredentialsAnswer answer_credentials(const RefreshView& view,
                                      SteadyTime now,
                                      WallTime wall_now);
 
-}  // namespace rad::daemon
+}  // namespace rad::policy

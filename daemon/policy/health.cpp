@@ -1,6 +1,6 @@
 #include "daemon/policy/health.hpp"
 
-namespace rad::daemon {
+namespace rad::policy {
 
 AgentHealth agent_health(const AgentSnapshot& snapshot) {
     AgentHealth health;
@@ -62,4 +62,4 @@ std::string systemd_status(const AgentHealth& health) {
     return status;
 }
 
-}  // namespace rad::daemon
+}  // namespace rad::policy

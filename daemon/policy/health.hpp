@@ -16,7 +16,7 @@
 
 #include "daemon/policy/snapshot.hpp"
 
-namespace rad::daemon {
+namespace rad::policy {
 
 struct HealthProblem {
     enum class Kind { nothing_to_serve, refresh_failed, surface_failing } kind;
@@ -48,4 +48,4 @@ std::string problem_text(const std::string& profile, const HealthProblem& proble
 // "web: last refresh failed (upstream_rejected)", joined by "; ".
 std::string systemd_status(const AgentHealth& health);
 
-}  // namespace rad::daemon
+}  // namespace rad::policy

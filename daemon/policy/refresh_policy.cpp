@@ -3,9 +3,9 @@
 #include <algorithm>
 #include <cmath>
 
-#include "daemon/policy/retry.hpp"
+#include "daemon/policy/backoff.hpp"
 
-namespace rad::daemon {
+namespace rad::policy {
 
 namespace {
 
@@ -99,4 +99,4 @@ bool client_may_hurry(const std::optional<Error>& last_error) {
            last_error->code == Errc::upstream_timeout;
 }
 
-}  // namespace rad::daemon
+}  // namespace rad::policy

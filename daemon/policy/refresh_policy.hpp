@@ -13,7 +13,7 @@
 #include "common/error.hpp"
 #include "signer/credentials.hpp"
 
-namespace rad::daemon {
+namespace rad::policy {
 
 using SteadyTime = std::chrono::steady_clock::time_point;
 using WallTime = std::chrono::system_clock::time_point;
@@ -120,4 +120,4 @@ bool too_short(const RefreshSettings& settings, WallTime expiration, WallTime wa
 // throttling, a server error or a refusal the schedule stands, so that clients add no load to the service.
 bool client_may_hurry(const std::optional<Error>& last_error);
 
-}  // namespace rad::daemon
+}  // namespace rad::policy

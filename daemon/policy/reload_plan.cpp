@@ -2,7 +2,7 @@
 
 #include "config/settings.hpp"
 
-namespace rad::daemon {
+namespace rad::policy {
 
 namespace {
 
@@ -82,4 +82,4 @@ config::AgentSettings settings_in_effect(const config::AgentSettings& in_service
     return next;
 }
 
-}  // namespace rad::daemon
+}  // namespace rad::policy

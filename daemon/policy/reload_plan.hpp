@@ -11,7 +11,7 @@
 
 #include "config/config.hpp"
 
-namespace rad::daemon {
+namespace rad::policy {
 
 struct ReloadPlan {
     std::vector<std::string> added;    // new profiles: start, with a refresh
@@ -51,4 +51,4 @@ ReloadPlan plan_reload(const config::AgentConfig& in_service, const config::Agen
 // what the running agent applies after a reload.
 config::AgentSettings settings_in_effect(const config::AgentSettings& in_service, config::AgentSettings next);
 
-}  // namespace rad::daemon
+}  // namespace rad::policy

@@ -4,7 +4,7 @@
 
 #include "daemon/policy/health.hpp"
 
-namespace rad::daemon {
+namespace rad::policy {
 
 void LatencyHistogram::observe(double seconds) {
     for (std::size_t i = 0; i < kBounds.size(); ++i) {
@@ -91,4 +91,4 @@ std::string status_json(const AgentSnapshot& snapshot) {
     return doc.dump();
 }
 
-}  // namespace rad::daemon
+}  // namespace rad::policy

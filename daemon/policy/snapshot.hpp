@@ -1,7 +1,8 @@
 #pragma once
 // AgentSnapshot is what the agent holds at one instant, as plain values: everything `status`, /healthz and
 // /metrics report, and nothing secret (no key, token or full access key id). The event loop takes it; the
-// functions that render it (status_json here, handle_health and metrics_text in health.hpp) are pure.
+// functions that render it (status_json here, surfaces::handle_health and surfaces::metrics_text in
+// surfaces/health.hpp) are pure.
 
 #include <array>
 #include <cstdint>
@@ -11,7 +12,7 @@
 #include <utility>
 #include <vector>
 
-namespace rad::daemon {
+namespace rad::policy {
 
 // LatencyHistogram counts CreateSession durations into Prometheus-style cumulative buckets (seconds).
 class LatencyHistogram {
@@ -93,4 +94,4 @@ std::string status_json(const AgentSnapshot& snapshot);
 // profile_status_json is one profile's object of status_json (the answer to `refresh`).
 std::string profile_status_json(const ProfileSnapshot& profile);
 
-}  // namespace rad::daemon
+}  // namespace rad::policy

@@ -19,7 +19,7 @@
 
 #include "daemon/control/control_protocol.hpp"
 
-namespace rad::daemon {
+namespace rad::surfaces {
 
 namespace net = boost::asio;
 using unix_stream = net::local::stream_protocol;
@@ -94,7 +94,7 @@ struct ControlReply::Connection {
     explicit Connection(net::io_context& io) : socket(io), timer(io) {}
     unix_stream::socket socket;
     net::steady_timer timer;
-    net::streambuf input{kMaxControlLine};
+    net::streambuf input{control::kMaxControlLine};
     Secret reply;
     PeerCredentials peer;
     bool answered = false;
@@ -297,4 +297,4 @@ void ControlServer::stop() {
     }
 }
 
-}  // namespace rad::daemon
+}  // namespace rad::surfaces

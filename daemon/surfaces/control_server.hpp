@@ -8,8 +8,8 @@
 // a socket another process still accepts on is never taken over (the start fails instead), and a stale one is
 // replaced (or, when this process may not remove it, named in the error); at stop only the socket this server
 // bound (same inode) is removed, never one systemd passed in. Every connection is bounded: one request line
-// of at most kMaxControlLine bytes, 30 s in all. stop() closes the listener and the connections that wait for
-// their request or for a handler that has not answered; a reply being written is finished.
+// of at most control::kMaxControlLine bytes, 30 s in all. stop() closes the listener and the connections that
+// wait for their request or for a handler that has not answered; a reply being written is finished.
 
 #include <sys/types.h>
 
@@ -27,7 +27,7 @@ namespace boost::asio {
 class io_context;
 }
 
-namespace rad::daemon {
+namespace rad::surfaces {
 
 // PeerCredentials is who is at the other end of a connection (SO_PEERCRED, SO_PEERGROUPS), as the kernel
 // recorded it when the peer connected.
@@ -97,4 +97,4 @@ private:
     std::shared_ptr<Impl> impl_;
 };
 
-}  // namespace rad::daemon
+}  // namespace rad::surfaces

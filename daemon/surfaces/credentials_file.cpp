@@ -18,7 +18,7 @@
 #include "common/unique_fd.hpp"
 #include "daemon/surfaces/http_types.hpp"
 
-namespace rad::daemon {
+namespace rad::surfaces {
 
 namespace {
 
@@ -459,4 +459,4 @@ Result<void> replace_file_atomically(const std::filesystem::path& path, std::str
     return {};
 }
 
-}  // namespace rad::daemon
+}  // namespace rad::surfaces

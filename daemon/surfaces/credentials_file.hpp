@@ -14,7 +14,7 @@
 #include "common/secret.hpp"
 #include "signer/credentials.hpp"
 
-namespace rad::daemon {
+namespace rad::surfaces {
 
 // kExpirationKey is written next to the three standard keys so that people and tools can see when the
 // credentials run out (the SDKs ignore unknown keys in this file).
@@ -54,4 +54,4 @@ Secret edit_credentials_file(std::string_view existing,
 // default_credentials_file is $AWS_SHARED_CREDENTIALS_FILE, else $HOME/.aws/credentials.
 std::filesystem::path default_credentials_file();
 
-}  // namespace rad::daemon
+}  // namespace rad::surfaces

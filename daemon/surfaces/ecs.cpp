@@ -2,7 +2,7 @@
 
 #include "common/time_format.hpp"
 
-namespace rad::daemon {
+namespace rad::surfaces {
 namespace {
 
 SurfaceResponse ecs_response(int status, Secret body) {
@@ -74,4 +74,4 @@ SurfaceResponse handle_ecs(const SurfaceRequest& request,
     return ecs_response(200, std::move(*document));
 }
 
-}  // namespace rad::daemon
+}  // namespace rad::surfaces

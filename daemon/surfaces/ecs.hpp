@@ -9,7 +9,7 @@
 #include "daemon/surfaces/http_types.hpp"
 #include "daemon/surfaces/served_credentials.hpp"
 
-namespace rad::daemon {
+namespace rad::surfaces {
 
 struct EcsSettings {
     std::string path;               // e.g. "/credentials/web"; only this exact path (no query) is served
@@ -27,4 +27,4 @@ SurfaceResponse handle_ecs(const SurfaceRequest& request,
                            const EcsSettings& settings,
                            const ServedCredentials& served);
 
-}  // namespace rad::daemon
+}  // namespace rad::surfaces

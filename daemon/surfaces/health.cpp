@@ -4,7 +4,7 @@
 
 #include "daemon/policy/health.hpp"
 
-namespace rad::daemon {
+namespace rad::surfaces {
 
 namespace {
 
@@ -41,13 +41,13 @@ SurfaceResponse text_response(int status, std::string body, const char* content_
 
 }  // namespace
 
-std::string metrics_text(const AgentSnapshot& snapshot) {
+std::string metrics_text(const policy::AgentSnapshot& snapshot) {
     std::string out;
     auto help = [&](const char* name, const char* type, const char* text) {
         out.append("# HELP ").append(name).append(" ").append(text).append("\n");
         out.append("# TYPE ").append(name).append(" ").append(type).append("\n");
     };
-    const AgentHealth health = agent_health(snapshot);
+    const policy::AgentHealth health = policy::agent_health(snapshot);
     help("rolesanywhere_agent_ready", "gauge", "1 when every profile serves credentials (/readyz)");
     out.append(std::string("rolesanywhere_agent_ready ") + (health.ready ? "1" : "0") + "\n");
     help("rolesanywhere_agent_healthy", "gauge",
@@ -96,9 +96,9 @@ std::string metrics_text(const AgentSnapshot& snapshot) {
         std::uint64_t cumulative = 0;
         const std::string base = "rolesanywhere_agent_create_session_seconds";
         const std::string profile = "profile=\"" + label(p.name) + "\"";
-        for (std::size_t i = 0; i < LatencyHistogram::kBounds.size(); ++i) {
+        for (std::size_t i = 0; i < policy::LatencyHistogram::kBounds.size(); ++i) {
             cumulative += h.buckets()[i];
-            out.append(base + "_bucket{" + profile + ",le=\"" + number(LatencyHistogram::kBounds[i]) +
+            out.append(base + "_bucket{" + profile + ",le=\"" + number(policy::LatencyHistogram::kBounds[i]) +
                        "\"} " + std::to_string(cumulative) + "\n");
         }
         out.append(base + "_bucket{" + profile + ",le=\"+Inf\"} " + std::to_string(h.count()) + "\n");
@@ -129,7 +129,7 @@ std::string metrics_text(const AgentSnapshot& snapshot) {
     return out;
 }
 
-SurfaceResponse handle_health(const SurfaceRequest& request, const AgentSnapshot& snapshot) {
+SurfaceResponse handle_health(const SurfaceRequest& request, const policy::AgentSnapshot& snapshot) {
     const std::string path = request.target.substr(0, request.target.find('?'));
     if (path != "/healthz" && path != "/readyz" && path != "/livez" && path != "/metrics") {
         return text_response(404, "not found\n", "text/plain");
@@ -145,13 +145,13 @@ SurfaceResponse handle_health(const SurfaceRequest& request, const AgentSnapshot
     if (path == "/livez") {
         return text_response(200, "ok\n", "text/plain");
     }
-    const AgentHealth health = agent_health(snapshot);
+    const policy::AgentHealth health = policy::agent_health(snapshot);
     std::string problems;
     for (const auto& profile : health.profiles) {
         for (const auto& problem : profile.problems) {
             // /readyz asks only whether every profile serves.
-            if (path == "/healthz" || problem.kind == HealthProblem::Kind::nothing_to_serve) {
-                problems.append(problem_text(profile.name, problem)).push_back('\n');
+            if (path == "/healthz" || problem.kind == policy::HealthProblem::Kind::nothing_to_serve) {
+                problems.append(policy::problem_text(profile.name, problem)).push_back('\n');
             }
         }
     }
@@ -161,4 +161,4 @@ SurfaceResponse handle_health(const SurfaceRequest& request, const AgentSnapshot
     return text_response(503, problems, "text/plain");
 }
 
-}  // namespace rad::daemon
+}  // namespace rad::surfaces

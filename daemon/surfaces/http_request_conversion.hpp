@@ -8,7 +8,7 @@
 
 #include "daemon/surfaces/http_types.hpp"
 
-namespace rad::daemon {
+namespace rad::surfaces {
 
 // to_surface_request copies the method and target as sent, and every header field in order, names as sent,
 // duplicates kept (the guard and the handlers judge them). The body is not carried. `Message` is a parsed
@@ -24,4 +24,4 @@ SurfaceRequest to_surface_request(const Message& message) {
     return request;
 }
 
-}  // namespace rad::daemon
+}  // namespace rad::surfaces

@@ -26,7 +26,7 @@
 #include "daemon/surfaces/http_request_conversion.hpp"
 #include "daemon/surfaces/socket_options.hpp"
 
-namespace rad::daemon {
+namespace rad::surfaces {
 
 Result<void> apply_hop_limit(int fd, int family, int hops) {
     if (hops == 0) {
@@ -775,4 +775,4 @@ std::size_t HttpServer::open_connections() const noexcept {
     return impl_->open_count.load();
 }
 
-}  // namespace rad::daemon
+}  // namespace rad::surfaces

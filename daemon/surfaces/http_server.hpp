@@ -23,7 +23,7 @@ namespace boost::asio {
 class io_context;
 }
 
-namespace rad::daemon {
+namespace rad::surfaces {
 
 struct HttpServerLimits {
     std::size_t max_header_bytes = 8 * 1024;
@@ -93,4 +93,4 @@ private:
     std::shared_ptr<Impl> impl_;
 };
 
-}  // namespace rad::daemon
+}  // namespace rad::surfaces

@@ -1,6 +1,6 @@
 #include "daemon/surfaces/http_types.hpp"
 
-namespace rad::daemon {
+namespace rad::surfaces {
 
 namespace {
 
@@ -60,4 +60,4 @@ const std::string* SurfaceResponse::header(std::string_view name) const {
     return nullptr;
 }
 
-}  // namespace rad::daemon
+}  // namespace rad::surfaces

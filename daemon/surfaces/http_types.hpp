@@ -10,7 +10,7 @@
 
 #include "common/secret.hpp"
 
-namespace rad::daemon {
+namespace rad::surfaces {
 
 struct SurfaceRequest {
     std::string method;  // "GET", "PUT", ...
@@ -36,4 +36,4 @@ struct SurfaceResponse {
 // iequals compares ASCII strings case-insensitively.
 bool iequals(std::string_view a, std::string_view b) noexcept;
 
-}  // namespace rad::daemon
+}  // namespace rad::surfaces

@@ -2,7 +2,7 @@
 
 #include "common/time_format.hpp"
 
-namespace rad::daemon {
+namespace rad::surfaces {
 namespace {
 
 using std::chrono::seconds;
@@ -182,4 +182,4 @@ SurfaceResponse handle_imds(const SurfaceRequest& request,
     return response;
 }
 
-}  // namespace rad::daemon
+}  // namespace rad::surfaces

@@ -10,7 +10,7 @@
 #include "daemon/surfaces/imds_tokens.hpp"
 #include "daemon/surfaces/served_credentials.hpp"
 
-namespace rad::daemon {
+namespace rad::surfaces {
 
 struct ImdsSettings {
     std::string role_name;      // the last path segment of the role ARN
@@ -34,4 +34,4 @@ SurfaceResponse handle_imds(const SurfaceRequest& request,
                             std::chrono::steady_clock::time_point now,
                             const ServedCredentials& served);
 
-}  // namespace rad::daemon
+}  // namespace rad::surfaces

@@ -8,7 +8,7 @@
 #include "common/encoding.hpp"
 #include "daemon/surfaces/served_credentials.hpp"
 
-namespace rad::daemon {
+namespace rad::surfaces {
 namespace {
 
 using std::chrono::seconds;
@@ -114,4 +114,4 @@ std::optional<seconds> ImdsTokens::remaining(std::string_view token, steady_cloc
     return std::chrono::ceil<seconds>(left);
 }
 
-}  // namespace rad::daemon
+}  // namespace rad::surfaces

@@ -9,7 +9,7 @@
 #include <string>
 #include <string_view>
 
-namespace rad::daemon {
+namespace rad::surfaces {
 
 // kMaxTokenTtlSeconds is the longest lifetime IMDS grants a token (six hours).
 inline constexpr int kMaxTokenTtlSeconds = 21600;
@@ -35,4 +35,4 @@ private:
     Mac mac_;
 };
 
-}  // namespace rad::daemon
+}  // namespace rad::surfaces

@@ -2,7 +2,7 @@
 
 #include <array>
 
-namespace rad::daemon {
+namespace rad::surfaces {
 
 namespace {
 
@@ -105,4 +105,4 @@ std::optional<SurfaceResponse> guard_request(const SurfaceRequest& request) {
     return std::nullopt;
 }
 
-}  // namespace rad::daemon
+}  // namespace rad::surfaces

@@ -9,7 +9,7 @@
 
 #include "daemon/surfaces/http_types.hpp"
 
-namespace rad::daemon {
+namespace rad::surfaces {
 
 // host_allowed compares the host part of a Host header value (port ignored, IPv6 in brackets) with the
 // allow-list: 127.0.0.1, localhost, [::1], 169.254.169.254 (IMDS), 169.254.170.2 (ECS).
@@ -27,4 +27,4 @@ inline constexpr std::size_t kMaxRequestHeaderFields = 100;
 // Sec-Fetch-*.
 std::optional<SurfaceResponse> guard_request(const SurfaceRequest& request);
 
-}  // namespace rad::daemon
+}  // namespace rad::surfaces

@@ -2,7 +2,7 @@
 
 #include "daemon/surfaces/request_guard.hpp"
 
-namespace rad::daemon {
+namespace rad::surfaces {
 
 SurfaceResponse route_imds(const SurfaceRequest& request,
                            const ImdsSettings& settings,
@@ -27,11 +27,11 @@ SurfaceResponse route_ecs(const SurfaceRequest& request, const EcsLookup& lookup
     return handle_ecs(request, none, ServedCredentials{nullptr, make_error(Errc::usage, "unknown path"), {}});
 }
 
-SurfaceResponse route_health(const SurfaceRequest& request, const AgentSnapshot& snapshot) {
+SurfaceResponse route_health(const SurfaceRequest& request, const policy::AgentSnapshot& snapshot) {
     if (auto refusal = guard_request(request)) {
         return std::move(*refusal);
     }
     return handle_health(request, snapshot);
 }
 
-}  // namespace rad::daemon
+}  // namespace rad::surfaces

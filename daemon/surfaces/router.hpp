@@ -14,7 +14,7 @@
 #include "daemon/surfaces/http_types.hpp"
 #include "daemon/surfaces/imds.hpp"
 
-namespace rad::daemon {
+namespace rad::surfaces {
 
 // route_imds answers one request of a profile's IMDS listener.
 SurfaceResponse route_imds(const SurfaceRequest& request,
@@ -37,6 +37,6 @@ using EcsLookup = std::function<std::optional<EcsProfile>(std::string_view path)
 SurfaceResponse route_ecs(const SurfaceRequest& request, const EcsLookup& lookup);
 
 // route_health answers one request of the health listener (/healthz, /metrics).
-SurfaceResponse route_health(const SurfaceRequest& request, const AgentSnapshot& snapshot);
+SurfaceResponse route_health(const SurfaceRequest& request, const policy::AgentSnapshot& snapshot);
 
-}  // namespace rad::daemon
+}  // namespace rad::surfaces

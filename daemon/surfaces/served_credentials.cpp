@@ -4,7 +4,7 @@
 
 #include "common/json_writer.hpp"
 
-namespace rad::daemon {
+namespace rad::surfaces {
 
 // json_object renders string fields in order, either compact or in IMDS's pretty style ("Name" : value, two
 // spaces of indent, no trailing newline). The buffer is reserved for the worst case first: it never
@@ -75,4 +75,4 @@ bool constant_time_equals(std::string_view a, std::string_view b) noexcept {
     return diff == 0;
 }
 
-}  // namespace rad::daemon
+}  // namespace rad::surfaces

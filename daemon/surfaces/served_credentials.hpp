@@ -12,7 +12,7 @@
 #include "common/secret.hpp"
 #include "signer/credentials.hpp"
 
-namespace rad::daemon {
+namespace rad::surfaces {
 
 // ServedCredentials is what a surface may hand out at this instant, as the agent's engine decided it
 // (engine::ProfileEngine::servable(), the one place that decides): the credentials, or the reason there are
@@ -43,4 +43,4 @@ inline constexpr std::string_view kNotUtf8 = "the cached credentials are not UTF
 // constant_time_equals compares two byte strings without an early exit on the first difference.
 bool constant_time_equals(std::string_view a, std::string_view b) noexcept;
 
-}  // namespace rad::daemon
+}  // namespace rad::surfaces

@@ -5,7 +5,7 @@
 #include "common/json_writer.hpp"
 #include "config/settings.hpp"
 
-namespace rad::daemon {
+namespace rad::systemd {
 
 namespace {
 
@@ -204,4 +204,4 @@ Result<Handover> decode_handover(std::string_view text) {
     return handover;
 }
 
-}  // namespace rad::daemon
+}  // namespace rad::systemd

@@ -19,7 +19,7 @@
 #include "config/config.hpp"
 #include "signer/credentials.hpp"
 
-namespace rad::daemon {
+namespace rad::systemd {
 
 struct HandedOverProfile {
     std::string name;
@@ -50,4 +50,4 @@ Secret encode_handover(const Handover& handover);
 // unknown field, a profile twice — is Errc::input_invalid: the agent then starts without it.
 [[nodiscard]] Result<Handover> decode_handover(std::string_view text);
 
-}  // namespace rad::daemon
+}  // namespace rad::systemd

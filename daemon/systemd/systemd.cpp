@@ -19,7 +19,7 @@
 // They are written here rather than taken from libsystemd, whose dependencies (libgcrypt, liblzma, libzstd,
 // liblz4, libcap) would be loaded by every `credential-process` run and cost the fast path milliseconds.
 
-namespace rad::daemon {
+namespace rad::systemd {
 
 namespace {
 
@@ -223,4 +223,4 @@ std::vector<std::string> ActivatedSockets::names() const {
     return out;
 }
 
-}  // namespace rad::daemon
+}  // namespace rad::systemd

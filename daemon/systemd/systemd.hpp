@@ -13,7 +13,7 @@
 
 #include "common/secret.hpp"
 
-namespace rad::daemon {
+namespace rad::systemd {
 
 // notify_systemd sends `state` ("READY=1", "STATUS=…", "STOPPING=1", "RELOADING=1", "WATCHDOG=1") to the
 // service manager; false when not under systemd or on failure.
@@ -64,4 +64,4 @@ private:
     std::multimap<std::string, int> fds_;
 };
 
-}  // namespace rad::daemon
+}  // namespace rad::systemd

@@ -25,7 +25,7 @@
 
 #include "common/file_read.hpp"
 
-namespace rad::daemon {
+namespace rad::upstream {
 namespace {
 
 namespace net = boost::asio;
@@ -355,4 +355,4 @@ Result<signer::HttpResponse> send_request(const signer::Url& base,
     return std::move(*outcome);
 }
 
-}  // namespace rad::daemon
+}  // namespace rad::upstream

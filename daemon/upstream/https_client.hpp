@@ -21,7 +21,7 @@ namespace boost::asio {
 class io_context;
 }
 
-namespace rad::daemon {
+namespace rad::upstream {
 
 struct HttpsClientOptions {
     // verify_peer: check the server certificate chain and host name (off only with --no-verify-ssl).
@@ -67,4 +67,4 @@ std::shared_ptr<PendingExchange> async_send_request(boost::asio::io_context& io,
                                                     std::shared_ptr<const HttpsClientOptions> options,
                                                     ExchangeDone done);
 
-}  // namespace rad::daemon
+}  // namespace rad::upstream

@@ -8,7 +8,7 @@
 
 #include "common/version.hpp"
 
-namespace rad::daemon {
+namespace rad::upstream {
 namespace {
 
 std::optional<std::string> env_value(const char* name) {
@@ -229,4 +229,4 @@ SessionClientHooks production_hooks(const HttpsClientOptions& client, Logger& lo
     return hooks;
 }
 
-}  // namespace rad::daemon
+}  // namespace rad::upstream

@@ -13,7 +13,7 @@
 #include "signer/create_session.hpp"
 #include "signer/endpoint.hpp"
 
-namespace rad::daemon {
+namespace rad::upstream {
 
 // PreparedSession is everything CreateSession needs, checked and loaded once: the identity (key parsed and
 // matched to the leaf), the endpoint, the request parameters and the transport options. credential-process
@@ -54,4 +54,4 @@ SessionClientHooks production_hooks(const HttpsClientOptions& client, Logger& lo
 // not certificates.
 [[nodiscard]] Result<void> refuse_hardware_reference(const std::string& value, const char* flag);
 
-}  // namespace rad::daemon
+}  // namespace rad::upstream

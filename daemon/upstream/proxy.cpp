@@ -5,7 +5,7 @@
 
 #include "common/encoding.hpp"
 
-namespace rad::daemon {
+namespace rad::upstream {
 namespace {
 
 std::string lower(std::string_view s) {
@@ -171,4 +171,4 @@ Result<std::optional<ProxySettings>> proxy_for(const signer::Url& target, const 
     return std::optional<ProxySettings>(std::move(*settings));
 }
 
-}  // namespace rad::daemon
+}  // namespace rad::upstream

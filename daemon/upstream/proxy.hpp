@@ -11,7 +11,7 @@
 #include "common/secret.hpp"
 #include "signer/endpoint.hpp"
 
-namespace rad::daemon {
+namespace rad::upstream {
 
 // ProxySettings is one HTTP proxy reached with CONNECT.
 struct ProxySettings {
@@ -37,4 +37,4 @@ bool no_proxy_matches(std::string_view no_proxy, std::string_view host, std::str
 // HTTP_PROXY/http_proxy for http URLs, unless NO_PROXY/no_proxy exempts the host. nullopt: connect directly.
 [[nodiscard]] Result<std::optional<ProxySettings>> proxy_for(const signer::Url& target, const EnvLookup& env);
 
-}  // namespace rad::daemon
+}  // namespace rad::upstream

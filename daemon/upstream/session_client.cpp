@@ -2,7 +2,7 @@
 
 #include "signer/sigv4x509.hpp"
 
-namespace rad::daemon {
+namespace rad::upstream {
 
 Result<signer::Credentials> fetch_credentials(const pki::Identity& identity,
                                               const signer::CreateSessionParams& params,
@@ -34,7 +34,7 @@ Result<signer::Credentials> fetch_credentials(const pki::Identity& identity,
                 " (the service asks to retry after " + std::to_string(last.retry_after.count()) + " s)";
             break;
         }
-        const auto delay = backoff_delay(retry.backoff, attempt, hooks.jitter01(), last.retry_after);
+        const auto delay = policy::backoff_delay(retry.backoff, attempt, hooks.jitter01(), last.retry_after);
         if (hooks.on_attempt_failed) {
             hooks.on_attempt_failed(attempt, last, delay);
         }
@@ -43,4 +43,4 @@ Result<signer::Credentials> fetch_credentials(const pki::Identity& identity,
     return last;
 }
 
-}  // namespace rad::daemon
+}  // namespace rad::upstream

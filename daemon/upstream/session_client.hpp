@@ -1,17 +1,17 @@
 #pragma once
 // fetch_credentials runs CreateSession with retries: each attempt is signed afresh (new X-Amz-Date),
-// retryable failures wait per backoff_delay(), non-retryable ones return at once. Time, sleep, randomness and
-// the transport come in as functions so that the loop is tested without a network or a clock.
+// retryable failures wait per policy::backoff_delay(), non-retryable ones return at once. Time, sleep,
+// randomness and the transport come in as functions so that the loop is tested without a network or a clock.
 
 #include <chrono>
 #include <functional>
 
 #include "common/error.hpp"
-#include "daemon/policy/retry.hpp"
+#include "daemon/policy/backoff.hpp"
 #include "pki/identity.hpp"
 #include "signer/create_session.hpp"
 
-namespace rad::daemon {
+namespace rad::upstream {
 
 struct SessionClientHooks {
     // send performs one exchange (send_request in production).
@@ -26,7 +26,7 @@ struct SessionClientHooks {
 
 struct RetryOptions {
     int max_attempts = 3;
-    BackoffPolicy backoff;
+    policy::BackoffPolicy backoff;
     // max_retry_after: a Retry-After longer than this ends the attempts at once (a CLI must not hang).
     std::chrono::seconds max_retry_after{20};
 };
@@ -38,4 +38,4 @@ struct RetryOptions {
                                                             const RetryOptions& retry,
                                                             const SessionClientHooks& hooks);
 
-}  // namespace rad::daemon
+}  // namespace rad::upstream

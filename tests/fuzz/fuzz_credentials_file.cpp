@@ -57,7 +57,7 @@ const rad::signer::Credentials& credentials() {
 // The four keys and the values the edit must leave.
 struct Wanted {
     std::array<std::string_view, kKeys> keys{"aws_access_key_id", "aws_secret_access_key",
-                                             "aws_session_token", rad::daemon::kExpirationKey};
+                                             "aws_session_token", rad::surfaces::kExpirationKey};
     std::string expiration = rad::format_iso8601(credentials().expiration);
     std::array<std::string_view, kKeys> values{credentials().access_key_id,
                                                credentials().secret_access_key.reveal(),
@@ -290,7 +290,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     const std::string_view profile = kProfiles[data[0] % kProfiles.size()];
     const std::string_view existing(reinterpret_cast<const char*>(data + 1), size - 1);
 
-    const rad::Secret edited = rad::daemon::edit_credentials_file(existing, profile, credentials());
+    const rad::Secret edited = rad::surfaces::edit_credentials_file(existing, profile, credentials());
     const std::string_view out = edited.reveal();
 
     const std::vector<Line> lines = lines_of(existing);
@@ -309,7 +309,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     }
     check_line_endings(existing, out);
 
-    const rad::Secret again = rad::daemon::edit_credentials_file(out, profile, credentials());
+    const rad::Secret again = rad::surfaces::edit_credentials_file(out, profile, credentials());
     if (again.reveal() != out) {
         fail("editing twice with the same credentials is not idempotent");
     }

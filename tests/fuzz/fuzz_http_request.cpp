@@ -36,8 +36,8 @@ namespace {
 
 namespace http = boost::beast::http;
 using namespace std::chrono_literals;
-using rad::daemon::SurfaceRequest;
-using rad::daemon::SurfaceResponse;
+using rad::surfaces::SurfaceRequest;
+using rad::surfaces::SurfaceResponse;
 
 constexpr std::string_view kTokenMarker = "@TOKEN@";
 constexpr std::string_view kEcsToken = "ecs-fuzz-token-0123456789abcdef";
@@ -58,7 +58,7 @@ const std::chrono::system_clock::time_point kWallNow = std::chrono::system_clock
 struct Fixture {
     std::shared_ptr<const rad::pki::HmacKey> key = std::make_shared<const rad::pki::HmacKey>(
         rad::pki::HmacKey::from_bytes(std::vector<std::uint8_t>(32, 0x5a)));
-    rad::daemon::ImdsTokens tokens{[k = key](std::string_view message) { return k->sign(message); }};
+    rad::surfaces::ImdsTokens tokens{[k = key](std::string_view message) { return k->sign(message); }};
     rad::signer::Credentials credentials;
     rad::Secret ecs_token{kEcsToken};
     std::string valid_token;
@@ -107,7 +107,7 @@ bool parse(std::string_view wire, SurfaceRequest& out) {
             return false;
         }
     }
-    out = rad::daemon::to_surface_request(parser.get());
+    out = rad::surfaces::to_surface_request(parser.get());
     return true;
 }
 
@@ -142,10 +142,10 @@ void check_refusal(const SurfaceResponse& refusal) {
 }
 
 void check_imds(const SurfaceRequest& request,
-                const rad::daemon::ImdsSettings& settings,
-                const rad::daemon::ServedCredentials& served) {
+                const rad::surfaces::ImdsSettings& settings,
+                const rad::surfaces::ServedCredentials& served) {
     const Fixture& f = fixture();
-    const SurfaceResponse response = rad::daemon::route_imds(request, settings, f.tokens, kNow, served);
+    const SurfaceResponse response = rad::surfaces::route_imds(request, settings, f.tokens, kNow, served);
     check_common(response);
     if (leaks_credentials(response)) {
         const std::string* token = request.header("X-aws-ec2-metadata-token");
@@ -172,17 +172,17 @@ void check_imds(const SurfaceRequest& request,
     }
 }
 
-void check_ecs(const SurfaceRequest& request, const rad::daemon::ServedCredentials& served) {
+void check_ecs(const SurfaceRequest& request, const rad::surfaces::ServedCredentials& served) {
     const Fixture& f = fixture();
-    const rad::daemon::EcsSettings settings{"/credentials/web", &f.ecs_token, "123456789012"};
-    const rad::daemon::EcsLookup lookup =
-        [&](std::string_view path) -> std::optional<rad::daemon::EcsProfile> {
+    const rad::surfaces::EcsSettings settings{"/credentials/web", &f.ecs_token, "123456789012"};
+    const rad::surfaces::EcsLookup lookup =
+        [&](std::string_view path) -> std::optional<rad::surfaces::EcsProfile> {
         if (path != settings.path) {
             return std::nullopt;
         }
-        return rad::daemon::EcsProfile{settings, served};
+        return rad::surfaces::EcsProfile{settings, served};
     };
-    const SurfaceResponse response = rad::daemon::route_ecs(request, lookup);
+    const SurfaceResponse response = rad::surfaces::route_ecs(request, lookup);
     check_common(response);
     const std::string* content_type = response.header("Content-Type");
     if (content_type == nullptr || *content_type != "application/json") {
@@ -198,8 +198,8 @@ void check_ecs(const SurfaceRequest& request, const rad::daemon::ServedCredentia
 }
 
 void check_health(const SurfaceRequest& request) {
-    rad::daemon::AgentSnapshot snapshot;
-    rad::daemon::ProfileSnapshot profile;
+    rad::policy::AgentSnapshot snapshot;
+    rad::policy::ProfileSnapshot profile;
     profile.name = "web";
     profile.state = "fresh";
     profile.servable = true;
@@ -208,7 +208,7 @@ void check_health(const SurfaceRequest& request) {
     profile.create_session_seconds.observe(0.2);
     snapshot.profiles.push_back(std::move(profile));
     snapshot.requests[{"imds", 200}] = 7;
-    const SurfaceResponse response = rad::daemon::route_health(request, snapshot);
+    const SurfaceResponse response = rad::surfaces::route_health(request, snapshot);
     check_common(response);
 }
 
@@ -226,7 +226,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     if (!parse(wire, request)) {
         return 0;
     }
-    if (auto refusal = rad::daemon::guard_request(request)) {
+    if (auto refusal = rad::surfaces::guard_request(request)) {
         check_refusal(*refusal);
         return 0;
     }
@@ -238,18 +238,18 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     if (request.count("Host") != 1 || request.header("Origin") != nullptr ||
         request.header("X-Forwarded-For") != nullptr || request.header("Transfer-Encoding") != nullptr ||
         (content_length != nullptr && *content_length != "0") ||
-        request.headers.size() > rad::daemon::kMaxRequestHeaderFields) {
+        request.headers.size() > rad::surfaces::kMaxRequestHeaderFields) {
         std::fprintf(
             stderr,
             "invariant broken: guard_request let a proxy, browser, body or Host-less request through\n");
         std::abort();
     }
 
-    const rad::daemon::ServedCredentials served{&f.credentials, {}, kWallNow - 10min};
-    const rad::daemon::ServedCredentials none{
+    const rad::surfaces::ServedCredentials served{&f.credentials, {}, kWallNow - 10min};
+    const rad::surfaces::ServedCredentials none{
         nullptr, rad::make_error(rad::Errc::upstream_throttled, "no credentials yet"), {}};
     // The role name and the v1 switch vary with the input so both settings are explored.
-    const rad::daemon::ImdsSettings settings{"web-role", (size % 2) == 1};
+    const rad::surfaces::ImdsSettings settings{"web-role", (size % 2) == 1};
     check_imds(request, settings, served);
     check_imds(request, settings, none);
     check_ecs(request, served);

@@ -167,7 +167,7 @@ void AgentLife::client_asks() {
 void AgentLife::fast_path_client_asks() {
     for (std::size_t i = 0; i < profiles_.size(); ++i) {
         auto& profile = profiles_[i];
-        if (profile->engine().answer(-1, now()) == daemon::CredentialsAnswer::refresh_first) {
+        if (profile->engine().answer(-1, now()) == policy::CredentialsAnswer::refresh_first) {
             if (!books_[i].waiting_since) {
                 books_[i].waiting_since = now_;
             }

@@ -32,7 +32,7 @@ struct Scenario {
     double quota_rate = 10.0;   // CreateSession accepted per second
     double quota_burst = 10.0;  // tokens the bucket holds
     std::chrono::seconds session{3600};
-    daemon::RefreshSettings refresh;  // the agent's defaults unless overridden
+    policy::RefreshSettings refresh;  // the agent's defaults unless overridden
     InitialState initial = InitialState::cold;
     Millis start_spread{0};  // cold: agents start uniformly over [0, start_spread) (0: all at t = 0)
     std::vector<Millis> start_offsets;  // cold: when each agent starts (one per agent), instead of the spread

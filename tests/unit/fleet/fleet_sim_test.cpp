@@ -159,7 +159,7 @@ TEST(Simulation, OutageAgainstTheRefreshWindow) {
     EXPECT_EQ(earlier_window->summary.unservable_time, 0ms);
     EXPECT_EQ(earlier_window->summary.sampled_unservable_seconds, 0);
 
-    s.refresh = daemon::RefreshSettings{};
+    s.refresh = policy::RefreshSettings{};
     s.outage_end = 4h;  // longer than a session: every slot runs dry
     auto long_outage = simulate(s);
     ASSERT_TRUE(long_outage);

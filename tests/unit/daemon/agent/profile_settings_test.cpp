@@ -4,7 +4,7 @@
 #include "config/config.hpp"
 #include "daemon/agent/agent.hpp"
 
-namespace rad::daemon {
+namespace rad::agent {
 namespace {
 
 constexpr const char* kTrustAnchorId = "0a1b2c3d-0000-4000-8000-000000000001";
@@ -105,4 +105,4 @@ TEST(ProfileSettings, BadEndpointNamesItsKey) {
 }
 
 }  // namespace
-}  // namespace rad::daemon
+}  // namespace rad::agent

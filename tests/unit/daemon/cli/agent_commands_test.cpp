@@ -18,7 +18,7 @@
 #include "daemon/agent/agent.hpp"
 #include "daemon/control/control_protocol.hpp"
 
-namespace rad::daemon {
+namespace rad::cli {
 namespace {
 
 UpdateOptions update_flags() {
@@ -114,7 +114,7 @@ std::string status_output(const nlohmann::json& certificate) {
                                                  {"state", "fresh"},
                                                  {"next_refresh_in_seconds", 60},
                                                  {"certificate", certificate}}});
-    OneAnswer agent(socket, std::string(format_ok_reply(status.dump()).reveal()));
+    OneAnswer agent(socket, std::string(control::format_ok_reply(status.dump()).reveal()));
     StatusOptions options;
     options.socket_path = socket.string();
     char* text = nullptr;
@@ -165,4 +165,4 @@ TEST(Status, SaysWhetherTheCertificateIsValidExpiredOrNotYetValid) {
 }
 
 }  // namespace
-}  // namespace rad::daemon
+}  // namespace rad::cli

@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-namespace rad::daemon {
+namespace rad::cli {
 namespace {
 
 // Argv owns mutable copies of the arguments, as the kernel hands them to main().
@@ -195,4 +195,4 @@ TEST(CliTest, PasswordValuesAreWipedFromArgv) {
 }
 
 }  // namespace
-}  // namespace rad::daemon
+}  // namespace rad::cli

@@ -10,7 +10,7 @@
 #include <filesystem>
 #include <fstream>
 
-namespace rad::daemon {
+namespace rad::cli {
 namespace {
 
 TEST(CheckCredentialSources, UnitObjectPathIsEscapedAsSystemdDoes) {
@@ -85,4 +85,4 @@ TEST_F(SourceFiles, ALinkIsJudgedByWhatItLeadsToAndWhatIsNoPlainFileIsLeftToSyst
 }
 
 }  // namespace
-}  // namespace rad::daemon
+}  // namespace rad::cli

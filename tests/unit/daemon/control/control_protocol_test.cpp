@@ -3,7 +3,7 @@
 
 #include <gtest/gtest.h>
 
-namespace rad::daemon {
+namespace rad::control {
 namespace {
 
 TEST(ControlProtocol, RequestsRoundTrip) {
@@ -110,4 +110,4 @@ TEST(ControlProtocol, TruncatedOrUnknownRepliesAreErrors) {
 }
 
 }  // namespace
-}  // namespace rad::daemon
+}  // namespace rad::control

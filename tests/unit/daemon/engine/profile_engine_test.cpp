@@ -388,7 +388,7 @@ TEST(ProfileEngine, FailingSurfacesAreRetriedAfterOneTwoFourUpToSixtySeconds) {
     const std::vector<std::chrono::milliseconds> expected{1s, 2s, 4s, 8s, 16s, 32s, 60s, 60s, 60s};
     EXPECT_EQ(waits, expected);
     s.on(SurfaceRecovered{"credentials_file"});
-    daemon::ProfileSnapshot snapshot;
+    policy::ProfileSnapshot snapshot;
     s.engine().fill_snapshot(snapshot, s.at());
     ASSERT_EQ(snapshot.surfaces.size(), 1u);
     EXPECT_TRUE(snapshot.surfaces[0].ok);

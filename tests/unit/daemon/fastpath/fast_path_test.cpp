@@ -20,7 +20,7 @@
 #include <utility>
 #include <vector>
 
-namespace rad::daemon {
+namespace rad::fastpath {
 namespace {
 
 // FakeAgent answers every connection to a Unix socket with `reply` and records the request lines, until it
@@ -261,7 +261,7 @@ TEST(FastPath, AConfigurationThatDoesNotLoadIsTheAnswer) {
 // An edited configuration with a typo, not yet reloaded: the agent that runs with the version it loaded is
 // still asked, on the socket the file names, without the file's identity (it is not the agent's file).
 TEST_F(ConfigDirectory, ATypoStillReachesTheAgentOnTheSocketTheFileNames) {
-    FakeAgent agent(dir_ / "agent.sock", format_ok_reply(R"({"Version":1})").reveal());
+    FakeAgent agent(dir_ / "agent.sock", control::format_ok_reply(R"({"Version":1})").reveal());
     const auto options = options_for(write_config(with_typo()));
     auto c = consult_agent(options);
     ASSERT_TRUE(c.reply) << c.reply.error().message;
@@ -333,7 +333,7 @@ TEST_F(ConfigDirectory, ATypoIsTheAnswerWhenNoAgentAnswers) {
 
 // A file refused as such (writable by others) names no socket: its error is the answer, no agent is asked.
 TEST_F(ConfigDirectory, AFileWritableByOthersNamesNoSocket) {
-    FakeAgent agent(dir_ / "agent.sock", format_ok_reply(R"({"Version":1})").reveal());
+    FakeAgent agent(dir_ / "agent.sock", control::format_ok_reply(R"({"Version":1})").reveal());
     const auto options = options_for(write_config(with_typo(), 0620));
     auto c = consult_agent(options);
     ASSERT_FALSE(c.reply);
@@ -359,11 +359,11 @@ TEST_F(ConfigDirectory, AnAgentRunsWithTheFileItsStatusNames) {
         {"not json", false},
     };
     for (const auto& [status, runs_with] : answers) {
-        FakeAgent agent(socket, format_ok_reply(status).reveal());
+        FakeAgent agent(socket, control::format_ok_reply(status).reveal());
         EXPECT_EQ(agent_runs_with(socket, config.string(), std::chrono::seconds(5)), runs_with) << status;
         EXPECT_EQ(agent.requests(), std::vector<std::string>{"status"});
     }
-    FakeAgent failing(socket, format_error_reply(make_error(Errc::internal, "no")));
+    FakeAgent failing(socket, control::format_error_reply(make_error(Errc::internal, "no")));
     EXPECT_FALSE(agent_runs_with(socket, config.string(), std::chrono::seconds(5)));
 }
 
@@ -396,7 +396,8 @@ TEST(FastPath, AnAgentsOwnErrorIsFinal) {
         char buffer[512];
         const ssize_t got = ::read(peer, buffer, sizeof buffer);
         EXPECT_GT(got, 0);
-        const std::string reply = format_error_reply(make_error(Errc::upstream_throttled, "throttled"));
+        const std::string reply =
+            control::format_error_reply(make_error(Errc::upstream_throttled, "throttled"));
         EXPECT_EQ(::write(peer, reply.data(), reply.size()), static_cast<ssize_t>(reply.size()));
         ::close(peer);
     });
@@ -414,4 +415,4 @@ TEST(FastPath, AnAgentsOwnErrorIsFinal) {
 }
 
 }  // namespace
-}  // namespace rad::daemon
+}  // namespace rad::fastpath

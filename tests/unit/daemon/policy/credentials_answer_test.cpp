@@ -6,7 +6,7 @@
 
 #include <string>
 
-namespace rad::daemon {
+namespace rad::policy {
 namespace {
 
 using namespace std::chrono_literals;
@@ -80,4 +80,4 @@ TEST(AnswerCredentials, Table) {
 }
 
 }  // namespace
-}  // namespace rad::daemon
+}  // namespace rad::policy

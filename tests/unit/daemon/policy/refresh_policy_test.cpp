@@ -11,7 +11,7 @@
 
 #include "tests/support/case_name.hpp"
 
-namespace rad::daemon {
+namespace rad::policy {
 namespace {
 
 using namespace std::chrono_literals;
@@ -217,4 +217,4 @@ TEST(ClientMayHurry, OnlyAfterTheNetworkFailed) {
 }
 
 }  // namespace
-}  // namespace rad::daemon
+}  // namespace rad::policy

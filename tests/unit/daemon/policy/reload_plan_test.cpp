@@ -5,7 +5,7 @@
 
 #include <functional>
 
-namespace rad::daemon {
+namespace rad::policy {
 namespace {
 
 config::ProfileConfig profile(const std::string& name) {
@@ -207,4 +207,4 @@ TEST(PlanReload, SettingsInEffectKeepWhatNeedsARestart) {
 }
 
 }  // namespace
-}  // namespace rad::daemon
+}  // namespace rad::policy

@@ -5,7 +5,7 @@
 
 #include <nlohmann/json.hpp>
 
-namespace rad::daemon {
+namespace rad::policy {
 namespace {
 
 ProfileSnapshot fresh_profile() {
@@ -74,4 +74,4 @@ TEST(StatusJson, FailuresAndARefreshInFlight) {
 }
 
 }  // namespace
-}  // namespace rad::daemon
+}  // namespace rad::policy

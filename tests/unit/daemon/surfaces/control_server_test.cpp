@@ -20,7 +20,7 @@
 #include "common/unique_fd.hpp"
 #include "daemon/fastpath/control_client.hpp"
 
-namespace rad::daemon {
+namespace rad::surfaces {
 namespace {
 
 TEST(PeerAllowed, Table) {
@@ -183,11 +183,12 @@ TEST_F(ControlServerTest, AClientWaitsForRoomInAFullBacklog) {
         queued.push_back(std::move(client));
         ASSERT_LT(queued.size(), 64u) << "the backlog never filled";
     }
-    auto reply = send_control_request(path_, ControlRequest{}, std::chrono::milliseconds(100));
+    auto reply =
+        fastpath::send_control_request(path_, control::ControlRequest{}, std::chrono::milliseconds(100));
     ASSERT_FALSE(reply);
     EXPECT_EQ(reply.error().code, Errc::upstream_timeout) << reply.error().message;
     EXPECT_NE(reply.error().message.find("backlog is full"), std::string::npos) << reply.error().message;
 }
 
 }  // namespace
-}  // namespace rad::daemon
+}  // namespace rad::surfaces

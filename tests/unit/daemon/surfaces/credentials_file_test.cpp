@@ -16,7 +16,7 @@
 
 #include "common/time_format.hpp"
 
-namespace rad::daemon {
+namespace rad::surfaces {
 namespace {
 
 using namespace std::chrono_literals;
@@ -272,4 +272,4 @@ TEST_F(CredentialsFileWriter, ConcurrentWritersLoseNoProfile) {
 }
 
 }  // namespace
-}  // namespace rad::daemon
+}  // namespace rad::surfaces

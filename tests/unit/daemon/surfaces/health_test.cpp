@@ -7,7 +7,7 @@
 
 #include "daemon/policy/health.hpp"
 
-namespace rad::daemon {
+namespace rad::surfaces {
 namespace {
 
 SurfaceRequest get(std::string target) {
@@ -18,9 +18,9 @@ SurfaceRequest get(std::string target) {
     return r;
 }
 
-AgentSnapshot snapshot(bool web_ok) {
-    AgentSnapshot s;
-    ProfileSnapshot web;
+policy::AgentSnapshot snapshot(bool web_ok) {
+    policy::AgentSnapshot s;
+    policy::ProfileSnapshot web;
     web.name = "web";
     web.state = web_ok ? "fresh" : "failing";
     web.servable = web_ok;
@@ -31,7 +31,7 @@ AgentSnapshot snapshot(bool web_ok) {
     web.create_session_seconds.observe(0.02);
     web.create_session_seconds.observe(0.3);
     web.create_session_seconds.observe(60);
-    ProfileSnapshot api;
+    policy::ProfileSnapshot api;
     api.name = "api";
     api.state = "fresh";
     api.servable = true;
@@ -75,16 +75,16 @@ TEST(Health, EverySurfaceAgreesOnEveryState) {
          "2/2 profiles serving credentials; failing: web: credentials_file failing (internal)"},
     };
     for (const auto& row : rows) {
-        AgentSnapshot s = snapshot(true);
+        policy::AgentSnapshot s = snapshot(true);
         s.profiles[0].servable = row.servable;
         s.profiles[0].last_error_code = row.last_error;
-        s.profiles[0].surfaces = {SurfaceHealth{"credentials_file", row.surface_ok,
-                                                row.surface_ok ? "" : "internal", row.surface_ok ? 0u : 1u,
-                                                ""}};
-        const AgentHealth health = agent_health(s);
+        s.profiles[0].surfaces = {policy::SurfaceHealth{"credentials_file", row.surface_ok,
+                                                        row.surface_ok ? "" : "internal",
+                                                        row.surface_ok ? 0u : 1u, ""}};
+        const policy::AgentHealth health = policy::agent_health(s);
         EXPECT_EQ(health.ready, row.ready) << row.what;
         EXPECT_EQ(health.healthy, row.healthy) << row.what;
-        EXPECT_EQ(systemd_status(health), row.status) << row.what;
+        EXPECT_EQ(policy::systemd_status(health), row.status) << row.what;
         EXPECT_EQ(handle_health(get("/livez"), s).status, 200) << row.what;
         EXPECT_EQ(handle_health(get("/readyz"), s).status, row.ready ? 200 : 503) << row.what;
         const auto healthz = handle_health(get("/healthz"), s);
@@ -113,8 +113,8 @@ TEST(Health, EverySurfaceAgreesOnEveryState) {
 
 TEST(Healthz, AFailingSurfaceMakesItUnavailableEvenWithCredentials) {
     auto s = snapshot(true);
-    s.profiles[1].surfaces = {SurfaceHealth{"credentials_file", false, "internal", 3, "disk full"},
-                              SurfaceHealth{"ecs_token", true, "", 0, ""}};
+    s.profiles[1].surfaces = {policy::SurfaceHealth{"credentials_file", false, "internal", 3, "disk full"},
+                              policy::SurfaceHealth{"ecs_token", true, "", 0, ""}};
     auto r = handle_health(get("/healthz"), s);
     EXPECT_EQ(r.status, 503);
     EXPECT_EQ(r.body.reveal(), "api: credentials_file failing (internal)\n");
@@ -172,12 +172,12 @@ TEST(Metrics, PrometheusText) {
 }
 
 TEST(Metrics, LabelValuesAreEscaped) {
-    AgentSnapshot s;
-    ProfileSnapshot odd;
+    policy::AgentSnapshot s;
+    policy::ProfileSnapshot odd;
     odd.name = "a\"b\\c";
     s.profiles = {odd};
     EXPECT_NE(metrics_text(s).find("profile=\"a\\\"b\\\\c\""), std::string::npos);
 }
 
 }  // namespace
-}  // namespace rad::daemon
+}  // namespace rad::surfaces

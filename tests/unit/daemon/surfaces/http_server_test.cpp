@@ -30,7 +30,7 @@
 
 #include "daemon/surfaces/socket_options.hpp"
 
-namespace rad::daemon {
+namespace rad::surfaces {
 namespace {
 
 using namespace std::chrono_literals;
@@ -936,9 +936,9 @@ TEST(ApplyHopLimitTest, RefusesOutOfRangeValuesAndOtherFamilies) {
 }
 
 }  // namespace
-}  // namespace rad::daemon
+}  // namespace rad::surfaces
 
-namespace rad::daemon {
+namespace rad::surfaces {
 namespace {
 
 // A handler's 400/413/431 (a request refused as malformed or ambiguous) ends the connection; other refusals
@@ -1032,4 +1032,4 @@ TEST_F(HttpServerTest, LoopbackPeersOnlyStillServesLoopbackClients) {
 }
 
 }  // namespace
-}  // namespace rad::daemon
+}  // namespace rad::surfaces

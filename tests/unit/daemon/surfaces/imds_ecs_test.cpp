@@ -13,7 +13,7 @@
 #include "pki/hmac.hpp"
 #include "tests/support/case_name.hpp"
 
-namespace rad::daemon {
+namespace rad::surfaces {
 namespace {
 
 using namespace std::chrono_literals;
@@ -604,4 +604,4 @@ TEST_F(Ecs, NoCredentialsIs503) {
 }
 
 }  // namespace
-}  // namespace rad::daemon
+}  // namespace rad::surfaces

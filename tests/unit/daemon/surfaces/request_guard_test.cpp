@@ -5,7 +5,7 @@
 
 #include "tests/support/case_name.hpp"
 
-namespace rad::daemon {
+namespace rad::surfaces {
 namespace {
 
 using Header = std::pair<std::string, std::string>;
@@ -136,9 +136,9 @@ TEST(GuardRequest, ProxyFormTargetsRefused) {
 }
 
 }  // namespace
-}  // namespace rad::daemon
+}  // namespace rad::surfaces
 
-namespace rad::daemon {
+namespace rad::surfaces {
 namespace {
 
 TEST(GuardRequest, RequestBodiesRefused) {
@@ -171,4 +171,4 @@ TEST(GuardRequest, TooManyHeaderFieldsGet431) {
 }
 
 }  // namespace
-}  // namespace rad::daemon
+}  // namespace rad::surfaces

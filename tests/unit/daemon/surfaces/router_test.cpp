@@ -7,7 +7,7 @@
 #include <optional>
 #include <string>
 
-namespace rad::daemon {
+namespace rad::surfaces {
 namespace {
 
 TEST(Router, EveryRouteRefusesWhatTheGuardRefuses) {
@@ -27,7 +27,7 @@ TEST(Router, EveryRouteRefusesWhatTheGuardRefuses) {
                   .status,
               400);
     EXPECT_FALSE(looked_up) << "a refused request reached the profiles";
-    EXPECT_EQ(route_health(proxied, AgentSnapshot{}).status, 400);
+    EXPECT_EQ(route_health(proxied, policy::AgentSnapshot{}).status, 400);
 }
 
 TEST(Router, TheContainerEndpointLooksUpThePathWithoutItsQuery) {
@@ -45,4 +45,4 @@ TEST(Router, TheContainerEndpointLooksUpThePathWithoutItsQuery) {
 }
 
 }  // namespace
-}  // namespace rad::daemon
+}  // namespace rad::surfaces

@@ -3,7 +3,7 @@
 
 #include <gtest/gtest.h>
 
-namespace rad::daemon {
+namespace rad::systemd {
 namespace {
 
 using namespace std::chrono_literals;
@@ -126,4 +126,4 @@ TEST(Handover, SettingsKeyChangesWithWhatTheCredentialsAreFor) {
 }
 
 }  // namespace
-}  // namespace rad::daemon
+}  // namespace rad::systemd

@@ -4,7 +4,7 @@
 
 #include <map>
 
-namespace rad::daemon {
+namespace rad::upstream {
 namespace {
 
 EnvLookup env_of(std::map<std::string, std::string> values) {
@@ -106,4 +106,4 @@ TEST(ProxyTest, NoVariablesMeansDirect) {
 }
 
 }  // namespace
-}  // namespace rad::daemon
+}  // namespace rad::upstream

@@ -7,7 +7,7 @@
 
 #include "common/time_format.hpp"
 
-namespace rad::daemon {
+namespace rad::upstream {
 namespace {
 
 using namespace std::chrono_literals;
@@ -181,4 +181,4 @@ TEST_F(SessionClientTest, TreatsAMalformedSuccessAsRetryableAndNeverAsEmptyCrede
 }
 
 }  // namespace
-}  // namespace rad::daemon
+}  // namespace rad::upstream

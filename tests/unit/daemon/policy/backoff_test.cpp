@@ -1,10 +1,10 @@
-#include "daemon/policy/retry.hpp"
+#include "daemon/policy/backoff.hpp"
 
 #include <gtest/gtest.h>
 
 #include "tests/support/case_name.hpp"
 
-namespace rad::daemon {
+namespace rad::policy {
 namespace {
 
 using std::chrono::milliseconds;
@@ -57,4 +57,4 @@ TEST(BackoffTest, EveryDelayLiesWithinFullJitterBounds) {
 }
 
 }  // namespace
-}  // namespace rad::daemon
+}  // namespace rad::policy

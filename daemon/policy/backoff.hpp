@@ -4,7 +4,7 @@
 
 #include <chrono>
 
-namespace rad::daemon {
+namespace rad::policy {
 
 struct BackoffPolicy {
     std::chrono::milliseconds base{1000};
@@ -18,4 +18,4 @@ std::chrono::milliseconds backoff_delay(const BackoffPolicy& policy,
                                         double jitter01,
                                         std::chrono::seconds retry_after);
 
-}  // namespace rad::daemon
+}  // namespace rad::policy

@@ -1,8 +1,8 @@
-#include "daemon/policy/retry.hpp"
+#include "daemon/policy/backoff.hpp"
 
 #include <algorithm>
 
-namespace rad::daemon {
+namespace rad::policy {
 
 std::chrono::milliseconds backoff_delay(const BackoffPolicy& policy,
                                         int retry,
@@ -19,4 +19,4 @@ std::chrono::milliseconds backoff_delay(const BackoffPolicy& policy,
     return std::max<milliseconds>(delay, retry_after);
 }
 
-}  // namespace rad::daemon
+}  // namespace rad::policy
