@@ -99,11 +99,36 @@ def test_a_refusal_waits_five_to_ten_minutes_even_as_the_credentials_run_out(em,
         assert agent.stop() == 0
 
 
+def health_everywhere(agent, health_port):
+    """The agent's health as each place that reports it says it: `status` (text and JSON), /livez, /readyz,
+    /healthz and /metrics."""
+    text = agent.run("status", "--socket", agent.socket_path).stdout.decode()
+    metrics = http_call(health_port, "GET", "/metrics")[2].decode()
+    gauge = {name: re.search(rf"^rolesanywhere_agent_{name} (\d)$", metrics, re.M)[1]
+             for name in ("ready", "healthy")}
+    return {"status": re.search(r"^health: (.*)$", text, re.M)[1], "json": agent.status()["health"],
+            "livez": http_call(health_port, "GET", "/livez")[0],
+            "readyz": http_call(health_port, "GET", "/readyz")[0],
+            "healthz": http_call(health_port, "GET", "/healthz")[:3:2], "metrics": gauge}
+
+
 def test_a_profile_that_cannot_load_does_not_stop_the_others(em, pki, tmp_path):
     """A certificate and a key that do not belong together in one profile: the agent starts anyway, serves
-    the other profile, and status and /healthz name the broken one. With only broken profiles it exits 78."""
+    the other profile, and status and /healthz name the broken one. With only broken profiles it exits 78.
+    Every place that reports health says the same: ok before, not ready (naming the profile) with it."""
     agent = AgentProcess(tmp_path, em, pki)
     health = free_port()
+    agent.agent["health_listen"] = f"127.0.0.1:{health}"
+    agent.profile("web")
+    agent.start()
+    try:
+        assert imds_credentials(agent.imds_port("web"))[0] == 200
+        assert health_everywhere(agent, health) == {
+            "status": "ok", "json": {"ready": True, "healthy": True, "problems": []}, "livez": 200, "readyz": 200,
+            "healthz": (200, b"ok\n"), "metrics": {"ready": "1", "healthy": "1"}}
+    finally:
+        assert agent.stop() == 0
+    agent = AgentProcess(tmp_path / "degraded", em, pki)
     agent.agent["health_listen"] = f"127.0.0.1:{health}"
     agent.profile("web")
     agent.profile("broken", certificate=str(pki / "p256.pem"), private_key=str(pki / "rsa2048.key"))
@@ -116,8 +141,12 @@ def test_a_profile_that_cannot_load_does_not_stop_the_others(em, pki, tmp_path):
         code, _, body = http_call(health, "GET", "/healthz")
         assert code == 503 and "broken: nothing to serve (key_cert_mismatch)" in body.decode(), body
         assert "web" not in body.decode()
-        assert http_call(health, "GET", "/livez")[0] == 200
-        assert http_call(health, "GET", "/readyz")[0] == 503
+        reported = health_everywhere(agent, health)
+        assert reported == {
+            "status": "not ready",
+            "json": {"ready": False, "healthy": False, "problems": reported["json"]["problems"]},
+            "livez": 200, "readyz": 503, "healthz": (503, body), "metrics": {"ready": "0", "healthy": "0"}}, reported
+        assert [p for p in reported["json"]["problems"] if "broken" in p] == reported["json"]["problems"] != []
     finally:
         assert agent.stop() == 0
     alone = AgentProcess(tmp_path / "alone", em, pki)
