@@ -48,7 +48,7 @@ def node(images, module_emulator, pki, workdir):
                                           emulator_ca(module_emulator, workdir), module_emulator, relay.port)
         played = PlayedPod(documents, volumes, workdir, netns)
         wait_until(lambda: healthy(netns) or exited(played), timeout=STARTUP_TIMEOUT, interval=0.2,
-                   what="/healthz 200 on the node")
+                   what="/readyz 200 on the node")
         assert healthy(netns), played.logs("rolesanywhere-agent")
         yield played
     finally:
@@ -62,7 +62,7 @@ def node(images, module_emulator, pki, workdir):
 
 def healthy(netns):
     try:
-        return netns.http_get(9913, "/healthz")[0] == 200
+        return netns.http_get(9913, "/readyz")[0] == 200
     except OSError:
         return False
 

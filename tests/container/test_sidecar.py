@@ -84,11 +84,13 @@ def test_the_manifests_settings_fit_together():
     assert listen.startswith("127.0.0.1:")
     assert env["AWS_CONTAINER_CREDENTIALS_FULL_URI"] == f"http://{listen}{path}"
     assert env["AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"] == token_file
-    # The probes ask the health listener for /healthz.
+    # The probes ask the health listener: startup and readiness for /readyz (credentials to serve), liveness
+    # for /livez (the process answers), never /healthz, whose 503 during an outage of the service would take the
+    # pod out of service or restart it while the credentials it holds are still good.
     health_port = int(re.search(r'^health_listen = "0\.0\.0\.0:(\d+)"$', config, re.M)[1])
     assert {p["name"]: p["containerPort"] for p in agent["ports"]} == {"health": health_port}
-    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
-        assert agent[probe]["httpGet"] == {"path": "/healthz", "port": "health"}, probe
+    for probe, path in (("startupProbe", "/readyz"), ("readinessProbe", "/readyz"), ("livenessProbe", "/livez")):
+        assert agent[probe]["httpGet"] == {"path": path, "port": "health"}, probe
     assert agent["securityContext"]["readOnlyRootFilesystem"] is True
 
 
@@ -162,12 +164,13 @@ def test_the_application_gets_credentials_from_the_sidecar(pod, module_emulator)
     assert (token.stat().st_uid, stat.S_IMODE(token.stat().st_mode)) == (AGENT_UID, 0o400)
     wait_for_client(pod, lambda: polls(pod), 10, "the first poll through the token file")
     assert polls(pod)[0]["key"] == got["access_key"], polls(pod)[0]
-    # The agent's process: the image's user and group, and /healthz on the pod's address.
+    # The agent's process: the image's user and group, and the probes' paths on the pod's address.
     status = Path(f"/proc/{pod.pid('rolesanywhere-agent')}/status").read_text()
     assert re.search(rf"^Uid:\s+{AGENT_UID}\s+{AGENT_UID}\s", status, re.M), status
     assert re.search(rf"^Gid:\s+{AGENT_GID}\s+{AGENT_GID}\s", status, re.M), status
-    status, body = pod.netns.http_get(9913, "/healthz")
-    assert status == 200, body
+    for path in ("/readyz", "/livez", "/healthz"):
+        status, body = pod.netns.http_get(9913, path)
+        assert status == 200, (path, body)
     # `kubectl exec … -- rolesanywhere-agent status --socket …`, as README.md says.
     socket_path = re.search(r'^socket_path = "(.*)"$', load_manifest("sidecar.yaml")[0]["data"]["config.toml"],
                             re.M)[1]
