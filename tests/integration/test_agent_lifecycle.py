@@ -106,10 +106,11 @@ def health_everywhere(agent, health_port):
     metrics = http_call(health_port, "GET", "/metrics")[2].decode()
     gauge = {name: re.search(rf"^rolesanywhere_agent_{name} (\d)$", metrics, re.M)[1]
              for name in ("ready", "healthy")}
+    healthz_status, _, healthz_body = http_call(health_port, "GET", "/healthz")
     return {"status": re.search(r"^health: (.*)$", text, re.M)[1], "json": agent.status()["health"],
             "livez": http_call(health_port, "GET", "/livez")[0],
             "readyz": http_call(health_port, "GET", "/readyz")[0],
-            "healthz": http_call(health_port, "GET", "/healthz")[:3:2], "metrics": gauge}
+            "healthz": (healthz_status, healthz_body), "metrics": gauge}
 
 
 def test_a_profile_that_cannot_load_does_not_stop_the_others(em, pki, tmp_path):
